@@ -1,0 +1,224 @@
+// Command migrate runs the registry's goose migrations, embedded in the
+// binary, against a SQLite database file.
+//
+// Usage:
+//
+//	migrate [-db PATH] up | down | status | version | redo | reset | up-to N | down-to N
+//
+// The database is -db, else $REGISTRY_DB, else registry.db in the working
+// directory. Only up and up-to create a missing file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/flowfabric/workerregistry/registry"
+)
+
+const usage = `usage: migrate [-db PATH] COMMAND [VERSION]
+
+Commands:
+  up           apply every pending migration
+  up-to N      apply pending migrations up to and including version N
+  down         roll back the most recent migration
+  down-to N    roll back migrations down to, but not including, version N
+  redo         roll back the most recent migration and apply it again
+  reset        roll back every migration
+  status       list migrations and whether each is applied
+  version      print the database's current version
+
+Flags:
+`
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "migrate:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError is a command line that could not be understood.
+type usageError string
+
+func (e usageError) Error() string { return string(e) + " (see 'migrate -h')" }
+
+func usagef(format string, args ...any) error { return usageError(fmt.Sprintf(format, args...)) }
+
+// exitCode is 0 for -h, 2 for a bad command line and 1 for a failure.
+func exitCode(err error) int {
+	var u usageError
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &u):
+		return 2
+	}
+	return 1
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	flags := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	flags.SetOutput(io.Discard) // errors are reported once, by main
+	defaultDB := "registry.db"
+	if env := os.Getenv("REGISTRY_DB"); env != "" {
+		defaultDB = env
+	}
+	path := flags.String("db", defaultDB, "SQLite database file (env REGISTRY_DB)")
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usage)
+			flags.SetOutput(stderr)
+			flags.PrintDefaults()
+			return err
+		}
+		return usageError(err.Error())
+	}
+	cmd, version, err := parseCommand(flags.Args())
+	if err != nil {
+		return err
+	}
+
+	creates := cmd == "up" || cmd == "up-to"
+	if _, err := os.Stat(*path); !creates && errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: no such database file (run 'migrate up' to create it)", *path)
+	}
+	sqlDB, err := registry.OpenDB(*path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *path, err)
+	}
+	defer sqlDB.Close()
+	p, err := registry.NewMigrationProvider(sqlDB)
+	if err != nil {
+		return err
+	}
+	return execute(ctx, p, cmd, version, stdout)
+}
+
+func parseCommand(args []string) (cmd string, version int64, err error) {
+	if len(args) == 0 {
+		return "", 0, usagef("no command given")
+	}
+	cmd = args[0]
+	switch cmd {
+	case "up", "down", "status", "version", "redo", "reset":
+		if len(args) != 1 {
+			return "", 0, usagef("%s takes no arguments", cmd)
+		}
+	case "up-to", "down-to":
+		if len(args) != 2 {
+			return "", 0, usagef("%s takes one version number", cmd)
+		}
+		version, err = strconv.ParseInt(args[1], 10, 64)
+		if err != nil || version < 0 {
+			return "", 0, usagef("%s: version %q is not a number 0 or above", cmd, args[1])
+		}
+	default:
+		return "", 0, usagef("unknown command %q", cmd)
+	}
+	return cmd, version, nil
+}
+
+func execute(ctx context.Context, p *goose.Provider, cmd string, version int64, out io.Writer) error {
+	current, latest, err := p.GetVersions(ctx)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "status":
+		return printStatus(ctx, p, current, latest, out)
+	case "version":
+		fmt.Fprintln(out, current)
+		return nil
+	}
+	if current > latest {
+		return fmt.Errorf("database version %d is newer than this binary's latest migration (%d): use a newer migrate", current, latest)
+	}
+	results, err := runMigrations(ctx, p, cmd, version)
+	for _, r := range results {
+		fmt.Fprintln(out, r)
+	}
+	if err != nil {
+		return err
+	}
+	if len(results) == 0 {
+		fmt.Fprintln(out, "no migrations to run")
+	}
+	current, err = p.GetDBVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "database version %d\n", current)
+	return nil
+}
+
+func runMigrations(ctx context.Context, p *goose.Provider, cmd string, version int64) ([]*goose.MigrationResult, error) {
+	switch cmd {
+	case "up":
+		return p.Up(ctx)
+	case "up-to":
+		return p.UpTo(ctx, version)
+	case "down-to":
+		return p.DownTo(ctx, version)
+	case "reset":
+		return p.DownTo(ctx, 0)
+	case "down":
+		r, err := p.Down(ctx)
+		return nonNil(r), noVersion(err)
+	case "redo":
+		down, err := p.Down(ctx)
+		if err != nil {
+			return nil, noVersion(err)
+		}
+		up, err := p.UpByOne(ctx)
+		return append(nonNil(down), nonNil(up)...), err
+	}
+	return nil, usagef("unknown command %q", cmd)
+}
+
+func nonNil(r *goose.MigrationResult) []*goose.MigrationResult {
+	if r == nil {
+		return nil
+	}
+	return []*goose.MigrationResult{r}
+}
+
+// noVersion turns "nothing to roll back" into an empty result rather than a
+// failure, as for up with nothing pending.
+func noVersion(err error) error {
+	if errors.Is(err, goose.ErrNoNextVersion) {
+		return nil
+	}
+	return err
+}
+
+func printStatus(ctx context.Context, p *goose.Provider, current, latest int64, out io.Writer) error {
+	statuses, err := p.Status(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "database version %d, latest migration %d\n", current, latest)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATE\tAPPLIED AT\tMIGRATION")
+	for _, s := range statuses {
+		at := "-"
+		if s.State == goose.StateApplied {
+			at = s.AppliedAt.UTC().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.State, at, filepath.Base(s.Source.Path))
+	}
+	return tw.Flush()
+}

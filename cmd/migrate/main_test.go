@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/flowfabric/workerregistry/registry"
+)
+
+// TestMain lets the test binary stand in for the command: run with
+// MIGRATE_RUN_MAIN=1 it is migrate, so tests see real exit codes.
+func TestMain(m *testing.M) {
+	if os.Getenv("MIGRATE_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func migrate(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), append([]string{"MIGRATE_RUN_MAIN=1", "REGISTRY_DB="}, env...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{stdout.String(), stderr.String(), code}
+}
+
+func latestVersion(t *testing.T) int {
+	t.Helper()
+	entries, err := filepath.Glob("../../schema/*.sql")
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("no migrations found: %v", err)
+	}
+	return len(entries)
+}
+
+func TestCommands(t *testing.T) {
+	dir := t.TempDir()
+	latest := latestVersion(t)
+	run := func(args ...string) result {
+		t.Helper()
+		res := migrate(t, dir, nil, args...)
+		if res.code != 0 {
+			t.Fatalf("migrate %v: exit %d, stderr %q", args, res.code, res.stderr)
+		}
+		return res
+	}
+	version := func() string {
+		t.Helper()
+		return strings.TrimSpace(run("version").stdout)
+	}
+
+	// Default database file in the working directory, created by up.
+	if res := run("up"); !strings.Contains(res.stdout, "OK    up 00001_worker_registry.sql") {
+		t.Fatalf("up printed %q", res.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "registry.db")); err != nil {
+		t.Fatalf("up did not create registry.db: %v", err)
+	}
+	if got, want := version(), itoa(latest); got != want {
+		t.Fatalf("version after up = %s, want %s", got, want)
+	}
+	if res := run("up"); !strings.Contains(res.stdout, "no migrations to run") {
+		t.Fatalf("second up printed %q", res.stdout)
+	}
+	if res := run("status"); !strings.Contains(res.stdout, "applied") || strings.Contains(res.stdout, "pending") {
+		t.Fatalf("status printed %q", res.stdout)
+	}
+
+	run("down")
+	if got, want := version(), itoa(latest-1); got != want {
+		t.Fatalf("version after down = %s, want %s", got, want)
+	}
+	if res := run("status"); !strings.Contains(res.stdout, "pending") {
+		t.Fatalf("status after down printed %q", res.stdout)
+	}
+	run("up-to", itoa(latest))
+	run("redo")
+	if got, want := version(), itoa(latest); got != want {
+		t.Fatalf("version after redo = %s, want %s", got, want)
+	}
+	run("reset")
+	if got := version(); got != "0" {
+		t.Fatalf("version after reset = %s, want 0", got)
+	}
+	run("up-to", "1")
+	if got := version(); got != "1" {
+		t.Fatalf("version after up-to 1 = %s, want 1", got)
+	}
+	run("up")
+	run("down-to", "0")
+	if got := version(); got != "0" {
+		t.Fatalf("version after down-to 0 = %s, want 0", got)
+	}
+}
+
+func TestDatabaseFromFlagAndEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	fromEnv := filepath.Join(dir, "env.db")
+	if res := migrate(t, dir, []string{"REGISTRY_DB=" + fromEnv}, "up"); res.code != 0 {
+		t.Fatalf("up with REGISTRY_DB: %+v", res)
+	}
+	fromFlag := filepath.Join(dir, "flag.db")
+	if res := migrate(t, dir, []string{"REGISTRY_DB=" + fromEnv}, "-db", fromFlag, "up"); res.code != 0 {
+		t.Fatalf("up with -db: %+v", res)
+	}
+	for _, p := range []string{fromEnv, fromFlag} {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := info.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s mode = %v, want 0600", p, mode)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "registry.db")); err == nil {
+		t.Error("registry.db was created although -db or REGISTRY_DB named another file")
+	}
+}
+
+func TestFailures(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not a database "), 100), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newer := filepath.Join(dir, "newer.db")
+	sqlDB, err := registry.OpenDB(newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlDB.Exec(`CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY AUTOINCREMENT,
+		version_id INTEGER NOT NULL, is_applied INTEGER NOT NULL, tstamp TIMESTAMP DEFAULT (datetime('now')));
+		INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, 1), (999, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	sqlDB.Close()
+
+	cases := []struct {
+		name    string
+		args    []string
+		code    int
+		message string
+	}{
+		{"no command", nil, 2, "no command given"},
+		{"unknown command", []string{"sideways"}, 2, `unknown command "sideways"`},
+		{"unknown flag", []string{"-x", "up"}, 2, "flag provided but not defined: -x"},
+		{"extra argument", []string{"up", "now"}, 2, "up takes no arguments"},
+		{"up-to without version", []string{"up-to"}, 2, "up-to takes one version number"},
+		{"bad version", []string{"down-to", "-1"}, 2, `version "-1" is not a number`},
+		{"missing file", []string{"-db", filepath.Join(dir, "missing.db"), "status"}, 1, "no such database file"},
+		{"not a database", []string{"-db", garbage, "up"}, 1, "file is not a database"},
+		{"newer database", []string{"-db", newer, "up"}, 1, "database version 999 is newer"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := migrate(t, dir, nil, tc.args...)
+			if res.code != tc.code {
+				t.Fatalf("exit %d, want %d (stderr %q)", res.code, tc.code, res.stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "migrate: ") || !strings.Contains(lines[0], tc.message) {
+				t.Fatalf("stderr = %q, want one line containing %q", res.stderr, tc.message)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing.db")); err == nil {
+		t.Error("status created the missing database file")
+	}
+	if b, _ := os.ReadFile(garbage); !bytes.Equal(b, bytes.Repeat([]byte("not a database "), 100)) {
+		t.Error("the file that is not a database was changed")
+	}
+
+	if res := migrate(t, dir, nil, "-h"); res.code != 0 || !strings.Contains(res.stderr, "down-to N") {
+		t.Errorf("-h: exit %d, stderr %q", res.code, res.stderr)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

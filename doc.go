@@ -1,0 +1,13 @@
+// Package workerregistry is the module root of a worker registry for job and
+// workflow engines: workers register with lanes, capabilities and a liveness
+// TTL, heartbeat, are drained or marked dead, and are swept when they go
+// silent; the engine lists live workers and the job leases that expired.
+//
+// The public API is in package [github.com/flowfabric/workerregistry/registry].
+// Queries live in queries/ as plain SQL, compiled by sqlc into package db;
+// migrations live in schema/ and run with goose.
+package workerregistry
+
+// sqlc is pinned in tools/go.mod so that library users do not inherit its
+// dependencies, and so that a fresh machine fetches and builds it by itself.
+//go:generate go tool -modfile=tools/go.mod sqlc generate

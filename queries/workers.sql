@@ -1,0 +1,68 @@
+-- name: GetWorker :one
+-- Reads a registration whether or not it is live; the caller decides.
+SELECT worker_id, registered_at_ms, expires_at_ms
+FROM ff_worker_registry
+WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_instance_id);
+
+-- name: UpsertWorker :exec
+-- Writes a registration over whatever row is there. Registering always clears
+-- a pending drain: the new process has not been asked to stop.
+INSERT INTO ff_worker_registry (
+    namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+) VALUES (
+    sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(worker_id),
+    sqlc.arg(lanes), sqlc.arg(capabilities_csv),
+    sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms),
+    sqlc.arg(expires_at_ms), 0
+)
+ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
+    worker_id         = excluded.worker_id,
+    lanes             = excluded.lanes,
+    capabilities_csv  = excluded.capabilities_csv,
+    last_heartbeat_ms = excluded.last_heartbeat_ms,
+    liveness_ttl_ms   = excluded.liveness_ttl_ms,
+    registered_at_ms  = excluded.registered_at_ms,
+    expires_at_ms     = excluded.expires_at_ms,
+    draining          = 0;
+
+-- name: HeartbeatLiveWorker :one
+-- Refreshes a live row only; an expired row is left for the sweep.
+UPDATE ff_worker_registry
+SET last_heartbeat_ms = sqlc.arg(now_ms),
+    expires_at_ms     = sqlc.arg(now_ms) + liveness_ttl_ms
+WHERE namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND expires_at_ms > sqlc.arg(now_ms)
+RETURNING expires_at_ms, draining;
+
+-- name: DeleteLiveWorker :execrows
+DELETE FROM ff_worker_registry
+WHERE namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND expires_at_ms > sqlc.arg(now_ms);
+
+-- name: ListLiveWorkers :many
+-- All namespaces. The cursor is a row value over the primary key, so a page
+-- is a range walk of the key in (namespace, instance) byte order.
+SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+FROM ff_worker_registry
+WHERE (namespace, worker_instance_id) > (cast(sqlc.arg(after_namespace) AS TEXT), cast(sqlc.arg(after_instance_id) AS TEXT))
+  AND expires_at_ms > sqlc.arg(now_ms)
+  AND (cast(sqlc.arg(lane) AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(sqlc.arg(lane) AS TEXT) || ',') > 0)
+  AND (cast(sqlc.arg(capability) AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(sqlc.arg(capability) AS TEXT) || ',') > 0)
+ORDER BY namespace, worker_instance_id
+LIMIT sqlc.arg(row_limit);
+
+-- name: ListLiveWorkersInNamespace :many
+SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+FROM ff_worker_registry
+WHERE namespace = sqlc.arg(namespace)
+  AND worker_instance_id > cast(sqlc.arg(after_instance_id) AS TEXT)
+  AND expires_at_ms > sqlc.arg(now_ms)
+  AND (cast(sqlc.arg(lane) AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(sqlc.arg(lane) AS TEXT) || ',') > 0)
+  AND (cast(sqlc.arg(capability) AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(sqlc.arg(capability) AS TEXT) || ',') > 0)
+ORDER BY worker_instance_id
+LIMIT sqlc.arg(row_limit);

@@ -1,0 +1,46 @@
+// Package registry tracks the liveness of job workers and tells an engine
+// which job leases have expired.
+//
+// # Liveness
+//
+// A registration is live at time t when t < LastHeartbeat + LivenessTTL.
+// Every operation uses this one definition, and a registration that is not
+// live behaves exactly as if it were absent, whether or not the sweep has
+// removed it yet: a heartbeat or mark-dead on it reports NotRegistered, a
+// register over it reports Registered, and listings leave it out.
+//
+// Each call takes its time from its args struct (Now); a zero Now means the
+// registry's clock (see WithClock). Times are stored as milliseconds since
+// the Unix epoch, so they are truncated to the millisecond.
+//
+// # Errors
+//
+// Arguments are validated before anything is written. A rejected call
+// returns an error that matches ErrInvalidInput, usually a *ValidationError
+// naming the field, and changes nothing. Storage errors are wrapped with the
+// operation's name ("register worker: ...") and keep their cause.
+//
+// # SQLite and concurrency
+//
+// SQLite allows one writer at a time per database file. Left to its
+// defaults it also makes concurrent writers fail instead of wait: a
+// transaction that starts by reading and then writes is refused with
+// SQLITE_BUSY when another connection wrote in between, and busy_timeout
+// does not help, because waiting could not make its snapshot current again.
+// The package avoids that in three ways:
+//
+//   - WAL journal mode: readers never block the writer, and the writer never
+//     blocks readers. synchronous=NORMAL is durable against process crashes;
+//     an OS crash or power loss may lose the last transactions, never corrupt.
+//   - Every write transaction begins with BEGIN IMMEDIATE (_txlock=immediate),
+//     taking the write lock before its first read, so a second writer waits
+//     for it (up to busy_timeout, 10 s) rather than failing half way. This
+//     also holds across processes sharing the file.
+//   - Open keeps one writer connection, so the goroutines of one process
+//     queue for it in database/sql instead of spinning on SQLite's lock, and
+//     a separate pool of read-only connections (query_only) for listings,
+//     which run in parallel with the writer.
+//
+// New takes a *sql.DB the caller owns and uses it for reads and writes
+// alike; build it with OpenDB, or with DSN, to get the same guarantees.
+package registry

@@ -1,0 +1,39 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrInvalidInput is matched by every error that rejects a call's arguments.
+// A call rejected with it has written nothing.
+var ErrInvalidInput = errors.New("invalid input")
+
+// ErrInstanceReassigned reports a register of a worker instance that is live
+// under another worker ID. It matches ErrInvalidInput too.
+var ErrInstanceReassigned = fmt.Errorf("worker instance is live under another worker ID: %w", ErrInvalidInput)
+
+// ErrCorruption reports a stored row that cannot be decoded, such as a
+// registration without lanes. It means the database was written by something
+// other than this library.
+var ErrCorruption = errors.New("corrupt registry row")
+
+// ValidationError names the argument that was rejected and why. It matches
+// ErrInvalidInput with errors.Is.
+type ValidationError struct {
+	Field  string // argument name, such as "namespace" or "lanes[2]"
+	Reason string // what is wrong with it
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
+
+// Is reports whether target is ErrInvalidInput.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalidInput }
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorruption, fmt.Sprintf(format, args...))
+}

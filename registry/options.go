@@ -1,0 +1,54 @@
+package registry
+
+import (
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Option configures a Registry.
+type Option func(*config)
+
+type config struct {
+	clock           func() time.Time
+	logger          *slog.Logger
+	heartbeatEvents bool
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		clock:  time.Now,
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// WithClock sets the clock used when an args struct leaves Now or AsOf zero.
+// Tests use it to drive TTLs without sleeping. A nil clock is ignored.
+func WithClock(clock func() time.Time) Option {
+	return func(c *config) {
+		if clock != nil {
+			c.clock = clock
+		}
+	}
+}
+
+// WithLogger sets the logger for background work such as the sweeper. The
+// default discards everything. A nil logger is ignored.
+func WithLogger(logger *slog.Logger) Option {
+	return func(c *config) {
+		if logger != nil {
+			c.logger = logger
+		}
+	}
+}
+
+// WithHeartbeatEvents records a heartbeat event for every refreshed
+// heartbeat. It is off by default: heartbeats are the hot path and would
+// dominate the audit log.
+func WithHeartbeatEvents(on bool) Option {
+	return func(c *config) { c.heartbeatEvents = on }
+}

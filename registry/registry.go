@@ -1,0 +1,195 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/flowfabric/workerregistry/db"
+	"github.com/flowfabric/workerregistry/schema"
+)
+
+// Registry is a worker registry backed by one SQLite database. It is safe
+// for concurrent use by many goroutines, and several processes may open the
+// same file.
+type Registry struct {
+	writer *sql.DB // at most one connection: SQLite has one writer at a time
+	reader *sql.DB // the read pool; the same *sql.DB as writer when not split
+	w, r   *db.Queries
+	owned  bool // Close closes the databases
+	cfg    config
+}
+
+// Open opens the SQLite database at path, creating it (mode 0600) when it
+// does not exist, sets its pragmas and migrates it to the latest schema. The
+// path ":memory:" opens a private in-memory database that lives as long as
+// the Registry.
+//
+// Open fails, changing nothing, when the file is not a SQLite database or
+// was migrated by a newer version of this library.
+func Open(ctx context.Context, path string, opts ...Option) (*Registry, error) {
+	r, err := open(ctx, path, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open registry %q: %w", path, err)
+	}
+	return r, nil
+}
+
+func open(ctx context.Context, path string, opts []Option) (*Registry, error) {
+	writer, err := OpenDB(path)
+	if err != nil {
+		return nil, err
+	}
+	// Every connection to :memory: is a database of its own, so there the
+	// writer's one connection serves reads too.
+	reader := writer
+	if path != memoryPath {
+		if reader, err = sql.Open(DriverName, readerDSN(path)); err != nil {
+			writer.Close()
+			return nil, err
+		}
+		reader.SetMaxOpenConns(readerPoolSize())
+		reader.SetMaxIdleConns(readerPoolSize())
+	}
+	r := newRegistry(writer, reader, opts)
+	r.owned = true
+	if err := Migrate(ctx, writer); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// OpenDB opens the SQLite database at path for writing, as Open does for its
+// writer, without migrating it: one connection, immediate transactions, the
+// pragmas of DSN, and a new file created with mode 0600. It checks that the
+// file is a usable database before returning. Use it with New or Migrate.
+func OpenDB(path string) (*sql.DB, error) {
+	if path == "" {
+		return nil, invalid("path", "must not be empty")
+	}
+	if path != memoryPath {
+		if err := createPrivate(path); err != nil {
+			return nil, err
+		}
+	}
+	sqlDB, err := sql.Open(DriverName, DSN(path))
+	if err != nil {
+		return nil, err
+	}
+	sqlDB.SetMaxOpenConns(1)
+	// Connecting runs the pragmas, which is where a file that is not a
+	// database is found out.
+	if err := sqlDB.Ping(); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	return sqlDB, nil
+}
+
+// New returns a Registry over a database the caller owns and has already
+// migrated (see Migrate). Close does not close it. Build db with OpenDB,
+// or with sql.Open(DriverName, DSN(path)), so that write transactions are immediate:
+// with SQLite's default deferred transactions, concurrent writers fail with
+// SQLITE_BUSY instead of waiting.
+func New(db *sql.DB, opts ...Option) *Registry {
+	return newRegistry(db, db, opts)
+}
+
+func newRegistry(writer, reader *sql.DB, opts []Option) *Registry {
+	return &Registry{
+		writer: writer,
+		reader: reader,
+		w:      db.New(writer),
+		r:      db.New(reader),
+		cfg:    newConfig(opts),
+	}
+}
+
+// Close closes the databases that Open opened. It does nothing for a
+// Registry made by New.
+func (r *Registry) Close() error {
+	if !r.owned {
+		return nil
+	}
+	err := r.writer.Close()
+	if r.reader != r.writer {
+		err = errors.Join(err, r.reader.Close())
+	}
+	return err
+}
+
+// Migrate brings the database to the latest schema version with goose. It
+// fails without changing anything when the database's version is newer than
+// the newest migration this library has.
+func Migrate(ctx context.Context, sqlDB *sql.DB) error {
+	p, err := NewMigrationProvider(sqlDB)
+	if err != nil {
+		return err
+	}
+	current, latest, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if current > latest {
+		return fmt.Errorf("database schema version %d is newer than this library's latest (%d): upgrade the library", current, latest)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// NewMigrationProvider returns a goose provider over the embedded schema,
+// for tools that need more than Migrate (status, down, redo).
+func NewMigrationProvider(sqlDB *sql.DB) (*goose.Provider, error) {
+	return goose.NewProvider(goose.DialectSQLite3, sqlDB, schema.FS)
+}
+
+// inTx runs fn in one write transaction and commits it when fn returns nil.
+// The writer's DSN makes it BEGIN IMMEDIATE, so the write lock is taken up
+// front and waits out other writers instead of failing half way.
+func (r *Registry) inTx(ctx context.Context, fn func(q *db.Queries) error) error {
+	tx, err := r.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(r.w.WithTx(tx)); err != nil {
+		return errors.Join(err, ignoreDone(tx.Rollback()))
+	}
+	return tx.Commit()
+}
+
+// ignoreDone drops the error that Rollback returns after a cancelled
+// context already rolled the transaction back.
+func ignoreDone(err error) error {
+	if errors.Is(err, sql.ErrTxDone) {
+		return nil
+	}
+	return err
+}
+
+// millis resolves an args struct's time to milliseconds: zero means the
+// registry's clock.
+func (r *Registry) millis(field string, t time.Time) (int64, error) {
+	if t.IsZero() {
+		t = r.cfg.clock()
+	}
+	if t.Before(minTime) {
+		return 0, invalid(field, "is before 1970-01-01 (got %s)", t.Format(time.RFC3339Nano))
+	}
+	if t.After(maxTime) {
+		return 0, invalid(field, "is after 9999-12-31 (got %s)", t.Format(time.RFC3339Nano))
+	}
+	return t.UnixMilli(), nil
+}
+
+// fromMillis is the inverse of millis, in UTC so that results compare and
+// print the same everywhere.
+func fromMillis(ms int64) time.Time {
+	return time.UnixMilli(ms).UTC()
+}

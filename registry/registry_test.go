@@ -1,0 +1,194 @@
+package registry_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/workerregistry/registry"
+)
+
+// t0 is the start of every test's timeline. Tests pass times explicitly so
+// TTL boundaries are exact.
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// testBundle holds what a test needs besides the Registry.
+type testBundle struct {
+	path string
+	raw  *sql.DB // a separate connection for inspecting rows
+}
+
+// setup opens a fresh registry on a file in t.TempDir.
+func setup(t *testing.T, opts ...registry.Option) (*registry.Registry, *testBundle) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "registry.db")
+	r, err := registry.Open(context.Background(), path, opts...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	raw, err := sql.Open(registry.DriverName, registry.DSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return r, &testBundle{path: path, raw: raw}
+}
+
+// event is an audit-log row as a test sees it.
+type event struct {
+	Namespace, Instance, Kind string
+	AtMS                      int64
+	Reason                    sql.NullString
+}
+
+// events returns the audit log in id order.
+func (b *testBundle) events(t *testing.T) []event {
+	t.Helper()
+	rows, err := b.raw.Query(`SELECT namespace, worker_instance_id, event_kind, event_at_ms, reason
+		FROM ff_worker_registry_event ORDER BY event_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []event
+	for rows.Next() {
+		var e event
+		if err := rows.Scan(&e.Namespace, &e.Instance, &e.Kind, &e.AtMS, &e.Reason); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// eventKinds returns the kinds of the audit log, in order.
+func (b *testBundle) eventKinds(t *testing.T) []string {
+	t.Helper()
+	var kinds []string
+	for _, e := range b.events(t) {
+		kinds = append(kinds, e.Kind)
+	}
+	return kinds
+}
+
+// snapshot renders every row of every table, so that a test can prove a
+// call changed nothing.
+func (b *testBundle) snapshot(t *testing.T) string {
+	t.Helper()
+	tables := []string{"ff_worker_registry", "ff_worker_registry_event", "sqlite_sequence", "goose_db_version"}
+	var sb strings.Builder
+	for _, table := range tables {
+		rows, err := b.raw.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&sb, "%s %v\n", table, vals)
+		}
+		rows.Close()
+	}
+	return sb.String()
+}
+
+// rowCount counts the registry rows, live or not.
+func (b *testBundle) rowCount(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := b.raw.QueryRow("SELECT count(*) FROM ff_worker_registry").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func registerArgs(ns, instance string, now time.Time) registry.RegisterWorkerArgs {
+	return registry.RegisterWorkerArgs{
+		Namespace:        ns,
+		WorkerID:         "pool-" + ns,
+		WorkerInstanceID: instance,
+		Lanes:            []string{"default"},
+		LivenessTTL:      10 * time.Second,
+		Now:              now,
+	}
+}
+
+func mustRegister(t *testing.T, r *registry.Registry, args registry.RegisterWorkerArgs) registry.RegisterOutcome {
+	t.Helper()
+	o, err := r.RegisterWorker(context.Background(), args)
+	if err != nil {
+		t.Fatalf("RegisterWorker(%s/%s): %v", args.Namespace, args.WorkerInstanceID, err)
+	}
+	return o
+}
+
+func mustHeartbeat(t *testing.T, r *registry.Registry, ns, instance string, now time.Time) registry.HeartbeatResult {
+	t.Helper()
+	res, err := r.HeartbeatWorker(context.Background(), registry.HeartbeatWorkerArgs{
+		Namespace: ns, WorkerInstanceID: instance, Now: now,
+	})
+	if err != nil {
+		t.Fatalf("HeartbeatWorker(%s/%s): %v", ns, instance, err)
+	}
+	return res
+}
+
+func mustList(t *testing.T, r *registry.Registry, args registry.ListWorkersArgs) registry.ListWorkersResult {
+	t.Helper()
+	res, err := r.ListWorkers(context.Background(), args)
+	if err != nil {
+		t.Fatalf("ListWorkers: %v", err)
+	}
+	return res
+}
+
+// instances returns "namespace/instance" for each listed worker.
+func instances(ws []registry.WorkerInfo) []string {
+	out := []string{}
+	for _, w := range ws {
+		out = append(out, w.Namespace+"/"+w.WorkerInstanceID)
+	}
+	return out
+}
+
+func wantValidation(t *testing.T, err error, field string) {
+	t.Helper()
+	if !errors.Is(err, registry.ErrInvalidInput) {
+		t.Fatalf("err = %v, want ErrInvalidInput", err)
+	}
+	var ve *registry.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v (%T), want *ValidationError", err, err)
+	}
+	if ve.Field != field {
+		t.Fatalf("ValidationError.Field = %q, want %q (err %v)", ve.Field, field, err)
+	}
+}
+
+func equal[T any](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s = %#v, want %#v", what, got, want)
+	}
+}

@@ -1,0 +1,146 @@
+package registry
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Input limits. They bound what one call can write, and they keep the
+// comma-joined token encoding unambiguous.
+const (
+	maxIDBytes      = 255
+	maxLanes        = 64
+	maxCapabilities = 256
+	maxTokenBytes   = 128
+	maxReasonBytes  = 256
+	minLivenessTTL  = time.Millisecond
+	maxLivenessTTL  = 24 * time.Hour
+
+	// DefaultLimit is the page size used when a list call's Limit is 0.
+	DefaultLimit = 1000
+	// MaxLimit is the largest page a list call returns; larger limits are
+	// lowered to it.
+	MaxLimit = 10000
+)
+
+var (
+	minTime = time.UnixMilli(0)
+	// Far enough for any clock, near enough that milliseconds plus a TTL
+	// cannot overflow int64.
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)
+)
+
+// validateID checks a namespace, worker ID or worker instance ID.
+func validateID(field, s string) error {
+	if s == "" {
+		return invalid(field, "must not be empty")
+	}
+	if len(s) > maxIDBytes {
+		return invalid(field, "exceeds %d bytes (got %d)", maxIDBytes, len(s))
+	}
+	if err := validateText(field, s); err != nil {
+		return err
+	}
+	first, _ := utf8.DecodeRuneInString(s)
+	last, _ := utf8.DecodeLastRuneInString(s)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return invalid(field, "must not have leading or trailing space")
+	}
+	return nil
+}
+
+// validateText rejects invalid UTF-8 and control characters, which would
+// corrupt logs and terminals that print the value.
+func validateText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return invalid(field, "must be valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.Is(unicode.Cc, r) {
+			return invalid(field, "must not contain control characters (found %U)", r)
+		}
+	}
+	return nil
+}
+
+// validateToken checks one lane or capability.
+func validateToken(field, s string) error {
+	if s == "" {
+		return invalid(field, "must not be empty")
+	}
+	if len(s) > maxTokenBytes {
+		return invalid(field, "exceeds %d bytes (got %d)", maxTokenBytes, len(s))
+	}
+	if err := validateText(field, s); err != nil {
+		return err
+	}
+	if strings.Contains(s, ",") {
+		return invalid(field, "must not contain ','")
+	}
+	if strings.IndexFunc(s, unicode.IsSpace) >= 0 {
+		return invalid(field, "must not contain whitespace")
+	}
+	return nil
+}
+
+// encodeTokens validates a lane or capability list and returns its stored
+// form: sorted, de-duplicated and comma-joined.
+func encodeTokens(field string, tokens []string, minCount, maxCount int) (string, error) {
+	if len(tokens) < minCount {
+		return "", invalid(field, "needs at least %d entry (got %d)", minCount, len(tokens))
+	}
+	if len(tokens) > maxCount {
+		return "", invalid(field, "exceeds %d entries (got %d)", maxCount, len(tokens))
+	}
+	for i, t := range tokens {
+		if err := validateToken(field+"["+strconv.Itoa(i)+"]", t); err != nil {
+			return "", err
+		}
+	}
+	sorted := slices.Clone(tokens)
+	slices.Sort(sorted)
+	return strings.Join(slices.Compact(sorted), ","), nil
+}
+
+// decodeTokens is the inverse of encodeTokens for rows this library wrote.
+func decodeTokens(csv string) []string {
+	if csv == "" {
+		return nil
+	}
+	return strings.Split(csv, ",")
+}
+
+func validateReason(s string) error {
+	if len(s) > maxReasonBytes {
+		return invalid("reason", "exceeds %d bytes (got %d)", maxReasonBytes, len(s))
+	}
+	return validateText("reason", s)
+}
+
+func validateLivenessTTL(d time.Duration) (int64, error) {
+	if d < minLivenessTTL {
+		return 0, invalid("liveness_ttl", "must be at least %s (got %s)", minLivenessTTL, d)
+	}
+	if d > maxLivenessTTL {
+		return 0, invalid("liveness_ttl", "must be at most %s (got %s)", maxLivenessTTL, d)
+	}
+	return d.Milliseconds(), nil
+}
+
+// pageLimit applies the list calls' limit rules: 0 means DefaultLimit,
+// anything above MaxLimit is lowered to it.
+func pageLimit(n int) (int, error) {
+	switch {
+	case n < 0:
+		return 0, invalid("limit", "must not be negative (got %d)", n)
+	case n == 0:
+		return DefaultLimit, nil
+	case n > MaxLimit:
+		return MaxLimit, nil
+	}
+	return n, nil
+}

@@ -1,0 +1,394 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowfabric/workerregistry/db"
+)
+
+// RegisterWorkerArgs are the arguments of RegisterWorker.
+type RegisterWorkerArgs struct {
+	Namespace        string
+	WorkerID         string // pool identity, shared by many processes
+	WorkerInstanceID string // this process; unique per boot
+	Lanes            []string
+	Capabilities     []string
+	LivenessTTL      time.Duration // 1ms to 24h; truncated to the millisecond
+	Now              time.Time     // zero: the registry's clock
+}
+
+// HeartbeatWorkerArgs are the arguments of HeartbeatWorker.
+type HeartbeatWorkerArgs struct {
+	Namespace        string
+	WorkerInstanceID string
+	Now              time.Time // zero: the registry's clock
+}
+
+// HeartbeatResult is what HeartbeatWorker returns.
+type HeartbeatResult struct {
+	Outcome HeartbeatOutcome
+	// NextExpiry is when the registration stops being live unless it
+	// heartbeats again: Now plus the stored TTL. Zero when not registered.
+	NextExpiry time.Time
+	// Directive tells the worker whether an operator asked it to drain.
+	Directive Directive
+}
+
+// MarkWorkerDeadArgs are the arguments of MarkWorkerDead.
+type MarkWorkerDeadArgs struct {
+	Namespace        string
+	WorkerInstanceID string
+	Reason           string    // at most 256 bytes; recorded in the event
+	Now              time.Time // zero: the registry's clock
+}
+
+// ListWorkersArgs are the arguments of ListWorkers.
+type ListWorkersArgs struct {
+	Namespace  string        // "" lists every namespace
+	Lane       string        // "" matches any lane
+	Capability string        // "" matches any capability
+	After      *WorkerCursor // nil starts at the beginning
+	Limit      int           // 0: DefaultLimit; above MaxLimit: MaxLimit
+	Now        time.Time     // zero: the registry's clock
+}
+
+// WorkerCursor is the position after which a ListWorkers page starts: the
+// last worker of the previous page.
+type WorkerCursor struct {
+	Namespace        string
+	WorkerInstanceID string
+}
+
+// ListWorkersResult is a page of live workers.
+type ListWorkersResult struct {
+	Workers []WorkerInfo
+	// Next is the cursor for the following page, nil when no more live
+	// workers matched as of the call.
+	Next *WorkerCursor
+}
+
+// WorkerInfo describes a live registration.
+type WorkerInfo struct {
+	Namespace        string
+	WorkerID         string
+	WorkerInstanceID string
+	Lanes            []string // sorted, de-duplicated
+	Capabilities     []string // sorted, de-duplicated; nil when none
+	LastHeartbeat    time.Time
+	RegisteredAt     time.Time
+	ExpiresAt        time.Time // LastHeartbeat + LivenessTTL
+	LivenessTTL      time.Duration
+	Draining         bool
+}
+
+// RegisterWorker registers a worker instance, or refreshes its live
+// registration. It returns Registered when no live registration existed (an
+// expired one not yet swept is replaced, and recorded as swept), and
+// Refreshed when one did: lanes, capabilities, TTL and heartbeat are
+// overwritten, RegisteredAt is kept and a pending drain is cleared.
+//
+// An instance live under another worker ID is rejected with
+// ErrInstanceReassigned and nothing is written.
+func (r *Registry) RegisterWorker(ctx context.Context, args RegisterWorkerArgs) (RegisterOutcome, error) {
+	outcome, err := r.registerWorker(ctx, args)
+	if err != nil {
+		return 0, fmt.Errorf("register worker: %w", err)
+	}
+	return outcome, nil
+}
+
+func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) (RegisterOutcome, error) {
+	if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
+		return 0, err
+	}
+	if err := validateID("worker_id", args.WorkerID); err != nil {
+		return 0, err
+	}
+	lanes, err := encodeTokens("lanes", args.Lanes, 1, maxLanes)
+	if err != nil {
+		return 0, err
+	}
+	caps, err := encodeTokens("capabilities", args.Capabilities, 0, maxCapabilities)
+	if err != nil {
+		return 0, err
+	}
+	ttl, err := validateLivenessTTL(args.LivenessTTL)
+	if err != nil {
+		return 0, err
+	}
+	now, err := r.millis("now", args.Now)
+	if err != nil {
+		return 0, err
+	}
+
+	outcome := Registered
+	err = r.inTx(ctx, func(q *db.Queries) error {
+		registeredAt := now
+		prev, err := q.GetWorker(ctx, db.GetWorkerParams{
+			Namespace:        args.Namespace,
+			WorkerInstanceID: args.WorkerInstanceID,
+		})
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		case prev.ExpiresAtMs > now:
+			if prev.WorkerID != args.WorkerID {
+				return fmt.Errorf("instance %q is live under worker %q: %w",
+					args.WorkerInstanceID, prev.WorkerID, ErrInstanceReassigned)
+			}
+			outcome, registeredAt = Refreshed, prev.RegisteredAtMs
+		default:
+			// The old registration expired without being swept. Record its
+			// end as the sweep would have, so that every registration in
+			// the audit log ends exactly once.
+			if err := insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventTTLSwept, now, nil); err != nil {
+				return err
+			}
+		}
+		if err := q.UpsertWorker(ctx, db.UpsertWorkerParams{
+			Namespace:        args.Namespace,
+			WorkerInstanceID: args.WorkerInstanceID,
+			WorkerID:         args.WorkerID,
+			Lanes:            lanes,
+			CapabilitiesCsv:  caps,
+			NowMs:            now,
+			LivenessTtlMs:    ttl,
+			RegisteredAtMs:   registeredAt,
+			ExpiresAtMs:      now + ttl,
+		}); err != nil {
+			return err
+		}
+		kind := eventRegistered
+		if outcome == Refreshed {
+			kind = eventRefreshed
+		}
+		return insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, kind, now, nil)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return outcome, nil
+}
+
+// HeartbeatWorker moves a live registration's expiry to Now plus its TTL.
+// A registration that is absent or expired gets HeartbeatNotRegistered and
+// nothing is written: the worker must register again.
+func (r *Registry) HeartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs) (HeartbeatResult, error) {
+	res, err := r.heartbeatWorker(ctx, args)
+	if err != nil {
+		return HeartbeatResult{}, fmt.Errorf("heartbeat worker: %w", err)
+	}
+	return res, nil
+}
+
+func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs) (HeartbeatResult, error) {
+	if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
+		return HeartbeatResult{}, err
+	}
+	now, err := r.millis("now", args.Now)
+	if err != nil {
+		return HeartbeatResult{}, err
+	}
+	if !r.cfg.heartbeatEvents {
+		// One statement needs no explicit transaction.
+		return heartbeat(ctx, r.w, args, now)
+	}
+	var res HeartbeatResult
+	err = r.inTx(ctx, func(q *db.Queries) error {
+		var err error
+		if res, err = heartbeat(ctx, q, args, now); err != nil || res.Outcome != HeartbeatRefreshed {
+			return err
+		}
+		return insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventHeartbeat, now, nil)
+	})
+	return res, err
+}
+
+func heartbeat(ctx context.Context, q *db.Queries, args HeartbeatWorkerArgs, now int64) (HeartbeatResult, error) {
+	row, err := q.HeartbeatLiveWorker(ctx, db.HeartbeatLiveWorkerParams{
+		NowMs:            now,
+		Namespace:        args.Namespace,
+		WorkerInstanceID: args.WorkerInstanceID,
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return HeartbeatResult{Outcome: HeartbeatNotRegistered}, nil
+	}
+	if err != nil {
+		return HeartbeatResult{}, err
+	}
+	res := HeartbeatResult{Outcome: HeartbeatRefreshed, NextExpiry: fromMillis(row.ExpiresAtMs)}
+	if row.Draining != 0 {
+		res.Directive = DirectiveDrain
+	}
+	return res, nil
+}
+
+// MarkWorkerDead removes a live registration and records a marked_dead
+// event with the reason. A registration that is absent or already expired
+// gets MarkNotRegistered and nothing is written; the sweep records the end
+// of an expired one.
+func (r *Registry) MarkWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) (MarkDeadOutcome, error) {
+	outcome, err := r.markWorkerDead(ctx, args)
+	if err != nil {
+		return 0, fmt.Errorf("mark worker dead: %w", err)
+	}
+	return outcome, nil
+}
+
+func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) (MarkDeadOutcome, error) {
+	if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
+		return 0, err
+	}
+	if err := validateReason(args.Reason); err != nil {
+		return 0, err
+	}
+	now, err := r.millis("now", args.Now)
+	if err != nil {
+		return 0, err
+	}
+	outcome := MarkNotRegistered
+	err = r.inTx(ctx, func(q *db.Queries) error {
+		n, err := q.DeleteLiveWorker(ctx, db.DeleteLiveWorkerParams{
+			Namespace:        args.Namespace,
+			WorkerInstanceID: args.WorkerInstanceID,
+			NowMs:            now,
+		})
+		if err != nil || n == 0 {
+			return err
+		}
+		outcome = Marked
+		return insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventMarkedDead, now, &args.Reason)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return outcome, nil
+}
+
+// ListWorkers returns a page of the registrations live at Now, ordered by
+// namespace then instance ID (byte order), optionally filtered by namespace,
+// lane and capability.
+func (r *Registry) ListWorkers(ctx context.Context, args ListWorkersArgs) (ListWorkersResult, error) {
+	res, err := r.listWorkers(ctx, args)
+	if err != nil {
+		return ListWorkersResult{}, fmt.Errorf("list workers: %w", err)
+	}
+	return res, nil
+}
+
+func (r *Registry) listWorkers(ctx context.Context, args ListWorkersArgs) (ListWorkersResult, error) {
+	if args.Namespace != "" {
+		if err := validateID("namespace", args.Namespace); err != nil {
+			return ListWorkersResult{}, err
+		}
+	}
+	if args.Lane != "" {
+		if err := validateToken("lane", args.Lane); err != nil {
+			return ListWorkersResult{}, err
+		}
+	}
+	if args.Capability != "" {
+		if err := validateToken("capability", args.Capability); err != nil {
+			return ListWorkersResult{}, err
+		}
+	}
+	var after WorkerCursor
+	if args.After != nil {
+		after = *args.After
+		if err := validateCursor(args.Namespace, after); err != nil {
+			return ListWorkersResult{}, err
+		}
+	}
+	limit, err := pageLimit(args.Limit)
+	if err != nil {
+		return ListWorkersResult{}, err
+	}
+	now, err := r.millis("now", args.Now)
+	if err != nil {
+		return ListWorkersResult{}, err
+	}
+
+	// One row more than the page tells whether another page exists.
+	var rows []db.FfWorkerRegistry
+	if args.Namespace == "" {
+		rows, err = r.r.ListLiveWorkers(ctx, db.ListLiveWorkersParams{
+			AfterNamespace:  after.Namespace,
+			AfterInstanceID: after.WorkerInstanceID,
+			NowMs:           now,
+			Lane:            args.Lane,
+			Capability:      args.Capability,
+			RowLimit:        int64(limit) + 1,
+		})
+	} else {
+		rows, err = r.r.ListLiveWorkersInNamespace(ctx, db.ListLiveWorkersInNamespaceParams{
+			Namespace:       args.Namespace,
+			AfterInstanceID: after.WorkerInstanceID,
+			NowMs:           now,
+			Lane:            args.Lane,
+			Capability:      args.Capability,
+			RowLimit:        int64(limit) + 1,
+		})
+	}
+	if err != nil {
+		return ListWorkersResult{}, err
+	}
+	var res ListWorkersResult
+	if len(rows) > limit {
+		rows = rows[:limit]
+		last := rows[limit-1]
+		res.Next = &WorkerCursor{Namespace: last.Namespace, WorkerInstanceID: last.WorkerInstanceID}
+	}
+	res.Workers = make([]WorkerInfo, len(rows))
+	for i, row := range rows {
+		if res.Workers[i], err = decodeWorker(row); err != nil {
+			return ListWorkersResult{}, err
+		}
+	}
+	return res, nil
+}
+
+func decodeWorker(row db.FfWorkerRegistry) (WorkerInfo, error) {
+	if row.Lanes == "" || row.LivenessTtlMs <= 0 {
+		return WorkerInfo{}, corrupt("worker %q/%q: lanes %q, liveness TTL %dms",
+			row.Namespace, row.WorkerInstanceID, row.Lanes, row.LivenessTtlMs)
+	}
+	return WorkerInfo{
+		Namespace:        row.Namespace,
+		WorkerID:         row.WorkerID,
+		WorkerInstanceID: row.WorkerInstanceID,
+		Lanes:            decodeTokens(row.Lanes),
+		Capabilities:     decodeTokens(row.CapabilitiesCsv),
+		LastHeartbeat:    fromMillis(row.LastHeartbeatMs),
+		RegisteredAt:     fromMillis(row.RegisteredAtMs),
+		ExpiresAt:        fromMillis(row.ExpiresAtMs),
+		LivenessTTL:      time.Duration(row.LivenessTtlMs) * time.Millisecond,
+		Draining:         row.Draining != 0,
+	}, nil
+}
+
+func validateInstance(namespace, instanceID string) error {
+	if err := validateID("namespace", namespace); err != nil {
+		return err
+	}
+	return validateID("worker_instance_id", instanceID)
+}
+
+// validateCursor rejects a cursor that could not have come from a page of
+// the same listing: a malformed one, or one from another namespace.
+func validateCursor(namespace string, c WorkerCursor) error {
+	if err := validateID("after.namespace", c.Namespace); err != nil {
+		return err
+	}
+	if err := validateID("after.worker_instance_id", c.WorkerInstanceID); err != nil {
+		return err
+	}
+	if namespace != "" && c.Namespace != namespace {
+		return invalid("after.namespace", "cursor is from namespace %q, not %q", c.Namespace, namespace)
+	}
+	return nil
+}
