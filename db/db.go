@@ -7,6 +7,7 @@ package db
 import (
 	"context"
 	"database/sql"
+	"fmt"
 )
 
 type DBTX interface {
@@ -20,12 +21,158 @@ func New(db DBTX) *Queries {
 	return &Queries{db: db}
 }
 
+func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
+	q := Queries{db: db}
+	var err error
+	if q.deleteLiveWorkerStmt, err = db.PrepareContext(ctx, deleteLiveWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteLiveWorker: %w", err)
+	}
+	if q.getWorkerStmt, err = db.PrepareContext(ctx, getWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query GetWorker: %w", err)
+	}
+	if q.heartbeatLiveWorkerStmt, err = db.PrepareContext(ctx, heartbeatLiveWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query HeartbeatLiveWorker: %w", err)
+	}
+	if q.insertAttemptStmt, err = db.PrepareContext(ctx, insertAttempt); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertAttempt: %w", err)
+	}
+	if q.insertEventStmt, err = db.PrepareContext(ctx, insertEvent); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertEvent: %w", err)
+	}
+	if q.insertExecutionStmt, err = db.PrepareContext(ctx, insertExecution); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertExecution: %w", err)
+	}
+	if q.listExpiredLeasesStmt, err = db.PrepareContext(ctx, listExpiredLeases); err != nil {
+		return nil, fmt.Errorf("error preparing query ListExpiredLeases: %w", err)
+	}
+	if q.listLiveWorkersStmt, err = db.PrepareContext(ctx, listLiveWorkers); err != nil {
+		return nil, fmt.Errorf("error preparing query ListLiveWorkers: %w", err)
+	}
+	if q.listLiveWorkersInNamespaceStmt, err = db.PrepareContext(ctx, listLiveWorkersInNamespace); err != nil {
+		return nil, fmt.Errorf("error preparing query ListLiveWorkersInNamespace: %w", err)
+	}
+	if q.upsertWorkerStmt, err = db.PrepareContext(ctx, upsertWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query UpsertWorker: %w", err)
+	}
+	return &q, nil
+}
+
+func (q *Queries) Close() error {
+	var err error
+	if q.deleteLiveWorkerStmt != nil {
+		if cerr := q.deleteLiveWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteLiveWorkerStmt: %w", cerr)
+		}
+	}
+	if q.getWorkerStmt != nil {
+		if cerr := q.getWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getWorkerStmt: %w", cerr)
+		}
+	}
+	if q.heartbeatLiveWorkerStmt != nil {
+		if cerr := q.heartbeatLiveWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing heartbeatLiveWorkerStmt: %w", cerr)
+		}
+	}
+	if q.insertAttemptStmt != nil {
+		if cerr := q.insertAttemptStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertAttemptStmt: %w", cerr)
+		}
+	}
+	if q.insertEventStmt != nil {
+		if cerr := q.insertEventStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertEventStmt: %w", cerr)
+		}
+	}
+	if q.insertExecutionStmt != nil {
+		if cerr := q.insertExecutionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertExecutionStmt: %w", cerr)
+		}
+	}
+	if q.listExpiredLeasesStmt != nil {
+		if cerr := q.listExpiredLeasesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listExpiredLeasesStmt: %w", cerr)
+		}
+	}
+	if q.listLiveWorkersStmt != nil {
+		if cerr := q.listLiveWorkersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listLiveWorkersStmt: %w", cerr)
+		}
+	}
+	if q.listLiveWorkersInNamespaceStmt != nil {
+		if cerr := q.listLiveWorkersInNamespaceStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listLiveWorkersInNamespaceStmt: %w", cerr)
+		}
+	}
+	if q.upsertWorkerStmt != nil {
+		if cerr := q.upsertWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing upsertWorkerStmt: %w", cerr)
+		}
+	}
+	return err
+}
+
+func (q *Queries) exec(ctx context.Context, stmt *sql.Stmt, query string, args ...interface{}) (sql.Result, error) {
+	switch {
+	case stmt != nil && q.tx != nil:
+		return q.tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+	case stmt != nil:
+		return stmt.ExecContext(ctx, args...)
+	default:
+		return q.db.ExecContext(ctx, query, args...)
+	}
+}
+
+func (q *Queries) query(ctx context.Context, stmt *sql.Stmt, query string, args ...interface{}) (*sql.Rows, error) {
+	switch {
+	case stmt != nil && q.tx != nil:
+		return q.tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+	case stmt != nil:
+		return stmt.QueryContext(ctx, args...)
+	default:
+		return q.db.QueryContext(ctx, query, args...)
+	}
+}
+
+func (q *Queries) queryRow(ctx context.Context, stmt *sql.Stmt, query string, args ...interface{}) *sql.Row {
+	switch {
+	case stmt != nil && q.tx != nil:
+		return q.tx.StmtContext(ctx, stmt).QueryRowContext(ctx, args...)
+	case stmt != nil:
+		return stmt.QueryRowContext(ctx, args...)
+	default:
+		return q.db.QueryRowContext(ctx, query, args...)
+	}
+}
+
 type Queries struct {
-	db DBTX
+	db                             DBTX
+	tx                             *sql.Tx
+	deleteLiveWorkerStmt           *sql.Stmt
+	getWorkerStmt                  *sql.Stmt
+	heartbeatLiveWorkerStmt        *sql.Stmt
+	insertAttemptStmt              *sql.Stmt
+	insertEventStmt                *sql.Stmt
+	insertExecutionStmt            *sql.Stmt
+	listExpiredLeasesStmt          *sql.Stmt
+	listLiveWorkersStmt            *sql.Stmt
+	listLiveWorkersInNamespaceStmt *sql.Stmt
+	upsertWorkerStmt               *sql.Stmt
 }
 
 func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 	return &Queries{
-		db: tx,
+		db:                             tx,
+		tx:                             tx,
+		deleteLiveWorkerStmt:           q.deleteLiveWorkerStmt,
+		getWorkerStmt:                  q.getWorkerStmt,
+		heartbeatLiveWorkerStmt:        q.heartbeatLiveWorkerStmt,
+		insertAttemptStmt:              q.insertAttemptStmt,
+		insertEventStmt:                q.insertEventStmt,
+		insertExecutionStmt:            q.insertExecutionStmt,
+		listExpiredLeasesStmt:          q.listExpiredLeasesStmt,
+		listLiveWorkersStmt:            q.listLiveWorkersStmt,
+		listLiveWorkersInNamespaceStmt: q.listLiveWorkersInNamespaceStmt,
+		upsertWorkerStmt:               q.upsertWorkerStmt,
 	}
 }

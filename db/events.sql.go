@@ -24,7 +24,7 @@ type InsertEventParams struct {
 }
 
 func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error {
-	_, err := q.db.ExecContext(ctx, insertEvent,
+	_, err := q.exec(ctx, q.insertEventStmt, insertEvent,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.EventKind,

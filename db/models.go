@@ -8,6 +8,22 @@ import (
 	"database/sql"
 )
 
+type FfAttempt struct {
+	PartitionKey     int64
+	ExecutionID      []byte
+	AttemptIndex     int64
+	WorkerInstanceID sql.NullString
+	LeaseEpoch       int64
+	LeaseExpiresAtMs sql.NullInt64
+}
+
+type FfExecCore struct {
+	PartitionKey int64
+	ExecutionID  []byte
+	PublicState  string
+	RawFields    string
+}
+
 type FfWorkerRegistry struct {
 	Namespace        string
 	WorkerInstanceID string

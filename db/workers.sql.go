@@ -23,7 +23,7 @@ type DeleteLiveWorkerParams struct {
 }
 
 func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, deleteLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	result, err := q.exec(ctx, q.deleteLiveWorkerStmt, deleteLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
 	if err != nil {
 		return 0, err
 	}
@@ -49,7 +49,7 @@ type GetWorkerRow struct {
 
 // Reads a registration whether or not it is live; the caller decides.
 func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorkerRow, error) {
-	row := q.db.QueryRowContext(ctx, getWorker, arg.Namespace, arg.WorkerInstanceID)
+	row := q.queryRow(ctx, q.getWorkerStmt, getWorker, arg.Namespace, arg.WorkerInstanceID)
 	var i GetWorkerRow
 	err := row.Scan(&i.WorkerID, &i.RegisteredAtMs, &i.ExpiresAtMs)
 	return i, err
@@ -78,7 +78,7 @@ type HeartbeatLiveWorkerRow struct {
 
 // Refreshes a live row only; an expired row is left for the sweep.
 func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWorkerParams) (HeartbeatLiveWorkerRow, error) {
-	row := q.db.QueryRowContext(ctx, heartbeatLiveWorker, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
+	row := q.queryRow(ctx, q.heartbeatLiveWorkerStmt, heartbeatLiveWorker, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
 	var i HeartbeatLiveWorkerRow
 	err := row.Scan(&i.ExpiresAtMs, &i.Draining)
 	return i, err
@@ -108,7 +108,7 @@ type ListLiveWorkersParams struct {
 // All namespaces. The cursor is a row value over the primary key, so a page
 // is a range walk of the key in (namespace, instance) byte order.
 func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams) ([]FfWorkerRegistry, error) {
-	rows, err := q.db.QueryContext(ctx, listLiveWorkers,
+	rows, err := q.query(ctx, q.listLiveWorkersStmt, listLiveWorkers,
 		arg.AfterNamespace,
 		arg.AfterInstanceID,
 		arg.NowMs,
@@ -171,7 +171,7 @@ type ListLiveWorkersInNamespaceParams struct {
 }
 
 func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]FfWorkerRegistry, error) {
-	rows, err := q.db.QueryContext(ctx, listLiveWorkersInNamespace,
+	rows, err := q.query(ctx, q.listLiveWorkersInNamespaceStmt, listLiveWorkersInNamespace,
 		arg.Namespace,
 		arg.AfterInstanceID,
 		arg.NowMs,
@@ -247,7 +247,7 @@ type UpsertWorkerParams struct {
 // Writes a registration over whatever row is there. Registering always clears
 // a pending drain: the new process has not been asked to stop.
 func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) error {
-	_, err := q.db.ExecContext(ctx, upsertWorker,
+	_, err := q.exec(ctx, q.upsertWorkerStmt, upsertWorker,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.WorkerID,

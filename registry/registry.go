@@ -55,12 +55,22 @@ func open(ctx context.Context, path string, opts []Option) (*Registry, error) {
 		reader.SetMaxOpenConns(readerPoolSize())
 		reader.SetMaxIdleConns(readerPoolSize())
 	}
-	r := newRegistry(writer, reader, opts)
-	r.owned = true
+	closeAll := func() {
+		writer.Close()
+		if reader != writer {
+			reader.Close()
+		}
+	}
 	if err := Migrate(ctx, writer); err != nil {
-		r.Close()
+		closeAll()
 		return nil, err
 	}
+	r, err := newRegistry(ctx, writer, reader, opts)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	r.owned = true
 	return r, nil
 }
 
@@ -96,11 +106,35 @@ func OpenDB(path string) (*sql.DB, error) {
 // or with sql.Open(DriverName, DSN(path)), so that write transactions are immediate:
 // with SQLite's default deferred transactions, concurrent writers fail with
 // SQLITE_BUSY instead of waiting.
+//
+// New prepares its statements on db. If that fails, because db is not
+// migrated yet for instance, the Registry runs them unprepared: slower, but
+// correct once the schema is in place.
 func New(db *sql.DB, opts ...Option) *Registry {
-	return newRegistry(db, db, opts)
+	r, err := newRegistry(context.Background(), db, db, opts)
+	if err != nil {
+		r = newUnprepared(db, db, opts)
+		r.cfg.logger.Warn("registry: running statements unprepared", "err", err)
+	}
+	return r
 }
 
-func newRegistry(writer, reader *sql.DB, opts []Option) *Registry {
+// newRegistry prepares every statement once, since SQLite spends more time
+// parsing a short statement than running it.
+func newRegistry(ctx context.Context, writer, reader *sql.DB, opts []Option) (*Registry, error) {
+	r := newUnprepared(writer, reader, opts)
+	var err error
+	if r.w, err = db.Prepare(ctx, writer); err != nil {
+		return nil, err
+	}
+	if r.r, err = db.Prepare(ctx, reader); err != nil {
+		r.w.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func newUnprepared(writer, reader *sql.DB, opts []Option) *Registry {
 	return &Registry{
 		writer: writer,
 		reader: reader,
@@ -110,13 +144,14 @@ func newRegistry(writer, reader *sql.DB, opts []Option) *Registry {
 	}
 }
 
-// Close closes the databases that Open opened. It does nothing for a
-// Registry made by New.
+// Close releases the Registry's prepared statements and closes the
+// databases that Open opened; a database given to New stays open.
 func (r *Registry) Close() error {
+	err := errors.Join(r.w.Close(), r.r.Close())
 	if !r.owned {
-		return nil
+		return err
 	}
-	err := r.writer.Close()
+	err = errors.Join(err, r.writer.Close())
 	if r.reader != r.writer {
 		err = errors.Join(err, r.reader.Close())
 	}

@@ -38,7 +38,8 @@ func DSN(path string) string {
 // through it fail instead of contending with the writer.
 func readerDSN(path string) string {
 	return sqliteDSN(path, "_pragma=query_only(1)",
-		"_pragma=cache_size(-65536)") // 64 MiB: the expired-lease walk's index pages
+		"_pragma=cache_size(-65536)", // 64 MiB: the expired-lease walk's index pages
+		"_pragma=mmap_size(1073741824)")
 }
 
 func sqliteDSN(path string, params ...string) string {

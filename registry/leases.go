@@ -1,0 +1,135 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/flowfabric/workerregistry/db"
+)
+
+// ListExpiredLeasesArgs are the arguments of ListExpiredLeases.
+type ListExpiredLeasesArgs struct {
+	AsOf      time.Time    // leases expiring at or before it; zero: the registry's clock
+	Namespace string       // "" lists every namespace
+	After     *LeaseCursor // nil starts at the beginning
+	Limit     int          // 0: DefaultLimit; above MaxLimit: MaxLimit
+}
+
+// LeaseCursor is the position after which a ListExpiredLeases page starts:
+// the last lease of the previous page.
+type LeaseCursor struct {
+	ExpiresAt   time.Time
+	ExecutionID ExecutionID
+}
+
+// ListExpiredLeasesResult is a page of expired leases.
+type ListExpiredLeasesResult struct {
+	Leases []ExpiredLease
+	// Next is the cursor for the following page, nil when no more expired
+	// leases matched as of the call.
+	Next *LeaseCursor
+}
+
+// ExpiredLease is an attempt whose lease expired while its execution is
+// still in a leased state, so that the engine can reclaim it.
+type ExpiredLease struct {
+	ExecutionID      ExecutionID
+	LeaseID          uuid.UUID // derived from execution, attempt and epoch
+	LeaseEpoch       uint64
+	AttemptIndex     uint32
+	WorkerInstanceID string // the holder
+	Namespace        string // the execution's; "" when it has none
+	ExpiresAt        time.Time
+}
+
+// ListExpiredLeases returns a page of the leases that expired at or before
+// AsOf: attempts with a holder whose execution is active, claimed or running.
+// Pages are ordered by (expiry, partition, execution UUID bytes); walking
+// them with Next visits every such lease exactly once.
+func (r *Registry) ListExpiredLeases(ctx context.Context, args ListExpiredLeasesArgs) (ListExpiredLeasesResult, error) {
+	res, err := r.listExpiredLeases(ctx, args)
+	if err != nil {
+		return ListExpiredLeasesResult{}, fmt.Errorf("list expired leases: %w", err)
+	}
+	return res, nil
+}
+
+func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeasesArgs) (ListExpiredLeasesResult, error) {
+	if args.Namespace != "" {
+		if err := validateID("namespace", args.Namespace); err != nil {
+			return ListExpiredLeasesResult{}, err
+		}
+	}
+	limit, err := pageLimit(args.Limit)
+	if err != nil {
+		return ListExpiredLeasesResult{}, err
+	}
+	asOf, err := r.millis("as_of", args.AsOf)
+	if err != nil {
+		return ListExpiredLeasesResult{}, err
+	}
+	// Below every stored key: no lease expires before the epoch, and
+	// partitions start at 0.
+	params := db.ListExpiredLeasesParams{
+		AsOfMs:           asOf,
+		AfterExpiresAtMs: math.MinInt64,
+		AfterPartition:   sql.NullInt64{Int64: -1, Valid: true},
+		AfterExecutionID: []byte{},
+		Namespace:        args.Namespace,
+		RowLimit:         int64(limit) + 1,
+	}
+	if c := args.After; c != nil {
+		if c.ExpiresAt.IsZero() {
+			// Zero would otherwise mean the clock, which is never meant.
+			return ListExpiredLeasesResult{}, invalid("after.expires_at", "must be set")
+		}
+		if params.AfterExpiresAtMs, err = r.millis("after.expires_at", c.ExpiresAt); err != nil {
+			return ListExpiredLeasesResult{}, err
+		}
+		params.AfterPartition.Int64 = int64(c.ExecutionID.Partition)
+		params.AfterExecutionID = c.ExecutionID.UUID[:]
+	}
+	rows, err := r.r.ListExpiredLeases(ctx, params)
+	if err != nil {
+		return ListExpiredLeasesResult{}, err
+	}
+	more := len(rows) > limit
+	if more {
+		rows = rows[:limit]
+	}
+	res := ListExpiredLeasesResult{Leases: make([]ExpiredLease, len(rows))}
+	for i, row := range rows {
+		if res.Leases[i], err = decodeLease(row); err != nil {
+			return ListExpiredLeasesResult{}, err
+		}
+	}
+	if more {
+		last := res.Leases[limit-1]
+		res.Next = &LeaseCursor{ExpiresAt: last.ExpiresAt, ExecutionID: last.ExecutionID}
+	}
+	return res, nil
+}
+
+func decodeLease(row db.ListExpiredLeasesRow) (ExpiredLease, error) {
+	execution, err := uuid.FromBytes(row.ExecutionID)
+	if err != nil || row.PartitionKey < 0 || row.PartitionKey > math.MaxUint16 ||
+		row.AttemptIndex < 0 || row.AttemptIndex > math.MaxInt32 || row.LeaseEpoch < 0 {
+		return ExpiredLease{}, corrupt("attempt (partition %d, execution %x, attempt %d, epoch %d)",
+			row.PartitionKey, row.ExecutionID, row.AttemptIndex, row.LeaseEpoch)
+	}
+	attempt, epoch := uint32(row.AttemptIndex), uint64(row.LeaseEpoch)
+	return ExpiredLease{
+		ExecutionID:      ExecutionID{Partition: uint16(row.PartitionKey), UUID: execution},
+		LeaseID:          leaseID(execution, attempt, epoch),
+		LeaseEpoch:       epoch,
+		AttemptIndex:     attempt,
+		WorkerInstanceID: row.WorkerInstanceID,
+		Namespace:        row.Namespace,
+		ExpiresAt:        fromMillis(row.LeaseExpiresAtMs),
+	}, nil
+}
