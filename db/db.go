@@ -24,6 +24,12 @@ func New(db DBTX) *Queries {
 func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	q := Queries{db: db}
 	var err error
+	if q.deleteEventsBeforeStmt, err = db.PrepareContext(ctx, deleteEventsBefore); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteEventsBefore: %w", err)
+	}
+	if q.deleteExpiredWorkersStmt, err = db.PrepareContext(ctx, deleteExpiredWorkers); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteExpiredWorkers: %w", err)
+	}
 	if q.deleteLiveWorkerStmt, err = db.PrepareContext(ctx, deleteLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteLiveWorker: %w", err)
 	}
@@ -33,23 +39,44 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.heartbeatLiveWorkerStmt, err = db.PrepareContext(ctx, heartbeatLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query HeartbeatLiveWorker: %w", err)
 	}
+	if q.heartbeatLiveWorkersStmt, err = db.PrepareContext(ctx, heartbeatLiveWorkers); err != nil {
+		return nil, fmt.Errorf("error preparing query HeartbeatLiveWorkers: %w", err)
+	}
 	if q.insertAttemptStmt, err = db.PrepareContext(ctx, insertAttempt); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertAttempt: %w", err)
 	}
 	if q.insertEventStmt, err = db.PrepareContext(ctx, insertEvent); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertEvent: %w", err)
 	}
+	if q.insertEventsStmt, err = db.PrepareContext(ctx, insertEvents); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertEvents: %w", err)
+	}
 	if q.insertExecutionStmt, err = db.PrepareContext(ctx, insertExecution); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertExecution: %w", err)
 	}
+	if q.listEventsAscStmt, err = db.PrepareContext(ctx, listEventsAsc); err != nil {
+		return nil, fmt.Errorf("error preparing query ListEventsAsc: %w", err)
+	}
+	if q.listEventsDescStmt, err = db.PrepareContext(ctx, listEventsDesc); err != nil {
+		return nil, fmt.Errorf("error preparing query ListEventsDesc: %w", err)
+	}
 	if q.listExpiredLeasesStmt, err = db.PrepareContext(ctx, listExpiredLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query ListExpiredLeases: %w", err)
+	}
+	if q.listInstanceEventsAscStmt, err = db.PrepareContext(ctx, listInstanceEventsAsc); err != nil {
+		return nil, fmt.Errorf("error preparing query ListInstanceEventsAsc: %w", err)
+	}
+	if q.listInstanceEventsDescStmt, err = db.PrepareContext(ctx, listInstanceEventsDesc); err != nil {
+		return nil, fmt.Errorf("error preparing query ListInstanceEventsDesc: %w", err)
 	}
 	if q.listLiveWorkersStmt, err = db.PrepareContext(ctx, listLiveWorkers); err != nil {
 		return nil, fmt.Errorf("error preparing query ListLiveWorkers: %w", err)
 	}
 	if q.listLiveWorkersInNamespaceStmt, err = db.PrepareContext(ctx, listLiveWorkersInNamespace); err != nil {
 		return nil, fmt.Errorf("error preparing query ListLiveWorkersInNamespace: %w", err)
+	}
+	if q.requestDrainStmt, err = db.PrepareContext(ctx, requestDrain); err != nil {
+		return nil, fmt.Errorf("error preparing query RequestDrain: %w", err)
 	}
 	if q.upsertWorkerStmt, err = db.PrepareContext(ctx, upsertWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query UpsertWorker: %w", err)
@@ -59,6 +86,16 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 
 func (q *Queries) Close() error {
 	var err error
+	if q.deleteEventsBeforeStmt != nil {
+		if cerr := q.deleteEventsBeforeStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteEventsBeforeStmt: %w", cerr)
+		}
+	}
+	if q.deleteExpiredWorkersStmt != nil {
+		if cerr := q.deleteExpiredWorkersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteExpiredWorkersStmt: %w", cerr)
+		}
+	}
 	if q.deleteLiveWorkerStmt != nil {
 		if cerr := q.deleteLiveWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteLiveWorkerStmt: %w", cerr)
@@ -74,6 +111,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing heartbeatLiveWorkerStmt: %w", cerr)
 		}
 	}
+	if q.heartbeatLiveWorkersStmt != nil {
+		if cerr := q.heartbeatLiveWorkersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing heartbeatLiveWorkersStmt: %w", cerr)
+		}
+	}
 	if q.insertAttemptStmt != nil {
 		if cerr := q.insertAttemptStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertAttemptStmt: %w", cerr)
@@ -84,14 +126,39 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing insertEventStmt: %w", cerr)
 		}
 	}
+	if q.insertEventsStmt != nil {
+		if cerr := q.insertEventsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertEventsStmt: %w", cerr)
+		}
+	}
 	if q.insertExecutionStmt != nil {
 		if cerr := q.insertExecutionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertExecutionStmt: %w", cerr)
 		}
 	}
+	if q.listEventsAscStmt != nil {
+		if cerr := q.listEventsAscStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listEventsAscStmt: %w", cerr)
+		}
+	}
+	if q.listEventsDescStmt != nil {
+		if cerr := q.listEventsDescStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listEventsDescStmt: %w", cerr)
+		}
+	}
 	if q.listExpiredLeasesStmt != nil {
 		if cerr := q.listExpiredLeasesStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listExpiredLeasesStmt: %w", cerr)
+		}
+	}
+	if q.listInstanceEventsAscStmt != nil {
+		if cerr := q.listInstanceEventsAscStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listInstanceEventsAscStmt: %w", cerr)
+		}
+	}
+	if q.listInstanceEventsDescStmt != nil {
+		if cerr := q.listInstanceEventsDescStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listInstanceEventsDescStmt: %w", cerr)
 		}
 	}
 	if q.listLiveWorkersStmt != nil {
@@ -102,6 +169,11 @@ func (q *Queries) Close() error {
 	if q.listLiveWorkersInNamespaceStmt != nil {
 		if cerr := q.listLiveWorkersInNamespaceStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listLiveWorkersInNamespaceStmt: %w", cerr)
+		}
+	}
+	if q.requestDrainStmt != nil {
+		if cerr := q.requestDrainStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing requestDrainStmt: %w", cerr)
 		}
 	}
 	if q.upsertWorkerStmt != nil {
@@ -148,15 +220,24 @@ func (q *Queries) queryRow(ctx context.Context, stmt *sql.Stmt, query string, ar
 type Queries struct {
 	db                             DBTX
 	tx                             *sql.Tx
+	deleteEventsBeforeStmt         *sql.Stmt
+	deleteExpiredWorkersStmt       *sql.Stmt
 	deleteLiveWorkerStmt           *sql.Stmt
 	getWorkerStmt                  *sql.Stmt
 	heartbeatLiveWorkerStmt        *sql.Stmt
+	heartbeatLiveWorkersStmt       *sql.Stmt
 	insertAttemptStmt              *sql.Stmt
 	insertEventStmt                *sql.Stmt
+	insertEventsStmt               *sql.Stmt
 	insertExecutionStmt            *sql.Stmt
+	listEventsAscStmt              *sql.Stmt
+	listEventsDescStmt             *sql.Stmt
 	listExpiredLeasesStmt          *sql.Stmt
+	listInstanceEventsAscStmt      *sql.Stmt
+	listInstanceEventsDescStmt     *sql.Stmt
 	listLiveWorkersStmt            *sql.Stmt
 	listLiveWorkersInNamespaceStmt *sql.Stmt
+	requestDrainStmt               *sql.Stmt
 	upsertWorkerStmt               *sql.Stmt
 }
 
@@ -164,15 +245,24 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 	return &Queries{
 		db:                             tx,
 		tx:                             tx,
+		deleteEventsBeforeStmt:         q.deleteEventsBeforeStmt,
+		deleteExpiredWorkersStmt:       q.deleteExpiredWorkersStmt,
 		deleteLiveWorkerStmt:           q.deleteLiveWorkerStmt,
 		getWorkerStmt:                  q.getWorkerStmt,
 		heartbeatLiveWorkerStmt:        q.heartbeatLiveWorkerStmt,
+		heartbeatLiveWorkersStmt:       q.heartbeatLiveWorkersStmt,
 		insertAttemptStmt:              q.insertAttemptStmt,
 		insertEventStmt:                q.insertEventStmt,
+		insertEventsStmt:               q.insertEventsStmt,
 		insertExecutionStmt:            q.insertExecutionStmt,
+		listEventsAscStmt:              q.listEventsAscStmt,
+		listEventsDescStmt:             q.listEventsDescStmt,
 		listExpiredLeasesStmt:          q.listExpiredLeasesStmt,
+		listInstanceEventsAscStmt:      q.listInstanceEventsAscStmt,
+		listInstanceEventsDescStmt:     q.listInstanceEventsDescStmt,
 		listLiveWorkersStmt:            q.listLiveWorkersStmt,
 		listLiveWorkersInNamespaceStmt: q.listLiveWorkersInNamespaceStmt,
+		requestDrainStmt:               q.requestDrainStmt,
 		upsertWorkerStmt:               q.upsertWorkerStmt,
 	}
 }

@@ -10,6 +10,30 @@ import (
 	"database/sql"
 )
 
+const deleteEventsBefore = `-- name: DeleteEventsBefore :execrows
+DELETE FROM ff_worker_registry_event
+WHERE event_id IN (
+    SELECT old.event_id FROM ff_worker_registry_event AS old
+    WHERE old.event_at_ms < ?1
+    ORDER BY old.event_at_ms
+    LIMIT ?2
+)
+`
+
+type DeleteEventsBeforeParams struct {
+	BeforeMs  int64
+	BatchSize int64
+}
+
+// One pruning batch, oldest first through ff_worker_registry_event_at_idx.
+func (q *Queries) DeleteEventsBefore(ctx context.Context, arg DeleteEventsBeforeParams) (int64, error) {
+	result, err := q.exec(ctx, q.deleteEventsBeforeStmt, deleteEventsBefore, arg.BeforeMs, arg.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const insertEvent = `-- name: InsertEvent :exec
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
 VALUES (?1, ?2, ?3, ?4, ?5)
@@ -32,4 +56,214 @@ func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error 
 		arg.Reason,
 	)
 	return err
+}
+
+const insertEvents = `-- name: InsertEvents :exec
+INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?1, ?2, NULL
+FROM json_each(?3)
+ORDER BY key
+`
+
+type InsertEventsParams struct {
+	EventKind string
+	EventAtMs int64
+	Keys      interface{}
+}
+
+// Many events of one kind and time as one statement. keys is a JSON array
+// of [namespace, instance] pairs, recorded in array order.
+func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) error {
+	_, err := q.exec(ctx, q.insertEventsStmt, insertEvents, arg.EventKind, arg.EventAtMs, arg.Keys)
+	return err
+}
+
+const listEventsAsc = `-- name: ListEventsAsc :many
+SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE namespace = ?1 AND event_id > ?2
+ORDER BY event_id
+LIMIT ?3
+`
+
+type ListEventsAscParams struct {
+	Namespace string
+	AfterID   int64
+	RowLimit  int64
+}
+
+func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([]FfWorkerRegistryEvent, error) {
+	rows, err := q.query(ctx, q.listEventsAscStmt, listEventsAsc, arg.Namespace, arg.AfterID, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FfWorkerRegistryEvent{}
+	for rows.Next() {
+		var i FfWorkerRegistryEvent
+		if err := rows.Scan(
+			&i.EventID,
+			&i.Namespace,
+			&i.WorkerInstanceID,
+			&i.EventKind,
+			&i.EventAtMs,
+			&i.Reason,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listEventsDesc = `-- name: ListEventsDesc :many
+SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE namespace = ?1 AND event_id < ?2
+ORDER BY event_id DESC
+LIMIT ?3
+`
+
+type ListEventsDescParams struct {
+	Namespace string
+	BeforeID  int64
+	RowLimit  int64
+}
+
+func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) ([]FfWorkerRegistryEvent, error) {
+	rows, err := q.query(ctx, q.listEventsDescStmt, listEventsDesc, arg.Namespace, arg.BeforeID, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FfWorkerRegistryEvent{}
+	for rows.Next() {
+		var i FfWorkerRegistryEvent
+		if err := rows.Scan(
+			&i.EventID,
+			&i.Namespace,
+			&i.WorkerInstanceID,
+			&i.EventKind,
+			&i.EventAtMs,
+			&i.Reason,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listInstanceEventsAsc = `-- name: ListInstanceEventsAsc :many
+SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE namespace = ?1 AND worker_instance_id = ?2
+  AND event_id > ?3
+ORDER BY event_id
+LIMIT ?4
+`
+
+type ListInstanceEventsAscParams struct {
+	Namespace        string
+	WorkerInstanceID string
+	AfterID          int64
+	RowLimit         int64
+}
+
+func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEventsAscParams) ([]FfWorkerRegistryEvent, error) {
+	rows, err := q.query(ctx, q.listInstanceEventsAscStmt, listInstanceEventsAsc,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.AfterID,
+		arg.RowLimit,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FfWorkerRegistryEvent{}
+	for rows.Next() {
+		var i FfWorkerRegistryEvent
+		if err := rows.Scan(
+			&i.EventID,
+			&i.Namespace,
+			&i.WorkerInstanceID,
+			&i.EventKind,
+			&i.EventAtMs,
+			&i.Reason,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listInstanceEventsDesc = `-- name: ListInstanceEventsDesc :many
+SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE namespace = ?1 AND worker_instance_id = ?2
+  AND event_id < ?3
+ORDER BY event_id DESC
+LIMIT ?4
+`
+
+type ListInstanceEventsDescParams struct {
+	Namespace        string
+	WorkerInstanceID string
+	BeforeID         int64
+	RowLimit         int64
+}
+
+func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEventsDescParams) ([]FfWorkerRegistryEvent, error) {
+	rows, err := q.query(ctx, q.listInstanceEventsDescStmt, listInstanceEventsDesc,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.BeforeID,
+		arg.RowLimit,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FfWorkerRegistryEvent{}
+	for rows.Next() {
+		var i FfWorkerRegistryEvent
+		if err := rows.Scan(
+			&i.EventID,
+			&i.Namespace,
+			&i.WorkerInstanceID,
+			&i.EventKind,
+			&i.EventAtMs,
+			&i.Reason,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -9,6 +9,54 @@ import (
 	"context"
 )
 
+const deleteExpiredWorkers = `-- name: DeleteExpiredWorkers :many
+DELETE FROM ff_worker_registry
+WHERE (namespace, worker_instance_id) IN (
+    SELECT old.namespace, old.worker_instance_id
+    FROM ff_worker_registry AS old
+    WHERE old.expires_at_ms <= ?1
+    ORDER BY old.expires_at_ms
+    LIMIT ?2
+)
+RETURNING namespace, worker_instance_id
+`
+
+type DeleteExpiredWorkersParams struct {
+	NowMs     int64
+	BatchSize int64
+}
+
+type DeleteExpiredWorkersRow struct {
+	Namespace        string
+	WorkerInstanceID string
+}
+
+// One sweep batch: the oldest expiries first, found through
+// ff_worker_registry_expires_idx, so that a sweep with nothing to do is a
+// single index probe.
+func (q *Queries) DeleteExpiredWorkers(ctx context.Context, arg DeleteExpiredWorkersParams) ([]DeleteExpiredWorkersRow, error) {
+	rows, err := q.query(ctx, q.deleteExpiredWorkersStmt, deleteExpiredWorkers, arg.NowMs, arg.BatchSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DeleteExpiredWorkersRow{}
+	for rows.Next() {
+		var i DeleteExpiredWorkersRow
+		if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const deleteLiveWorker = `-- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
 WHERE namespace = ?1
@@ -82,6 +130,60 @@ func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWork
 	var i HeartbeatLiveWorkerRow
 	err := row.Scan(&i.ExpiresAtMs, &i.Draining)
 	return i, err
+}
+
+const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
+UPDATE ff_worker_registry
+SET last_heartbeat_ms = ?1,
+    expires_at_ms     = ?1 + liveness_ttl_ms
+WHERE (namespace, worker_instance_id) IN (
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+        FROM json_each(?2))
+  AND expires_at_ms > ?1
+RETURNING namespace, worker_instance_id, expires_at_ms, draining
+`
+
+type HeartbeatLiveWorkersParams struct {
+	NowMs int64
+	Keys  interface{}
+}
+
+type HeartbeatLiveWorkersRow struct {
+	Namespace        string
+	WorkerInstanceID string
+	ExpiresAtMs      int64
+	Draining         int64
+}
+
+// Many heartbeats at one time as one statement. keys is a JSON array of
+// [namespace, instance] pairs (sqlc cannot type a json_each argument, hence
+// its interface{} parameter).
+func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWorkersParams) ([]HeartbeatLiveWorkersRow, error) {
+	rows, err := q.query(ctx, q.heartbeatLiveWorkersStmt, heartbeatLiveWorkers, arg.NowMs, arg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []HeartbeatLiveWorkersRow{}
+	for rows.Next() {
+		var i HeartbeatLiveWorkersRow
+		if err := rows.Scan(
+			&i.Namespace,
+			&i.WorkerInstanceID,
+			&i.ExpiresAtMs,
+			&i.Draining,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listLiveWorkers = `-- name: ListLiveWorkers :many
@@ -209,6 +311,28 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 		return nil, err
 	}
 	return items, nil
+}
+
+const requestDrain = `-- name: RequestDrain :execrows
+UPDATE ff_worker_registry
+SET draining = 1
+WHERE namespace = ?1
+  AND worker_instance_id = ?2
+  AND expires_at_ms > ?3
+`
+
+type RequestDrainParams struct {
+	Namespace        string
+	WorkerInstanceID string
+	NowMs            int64
+}
+
+func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int64, error) {
+	result, err := q.exec(ctx, q.requestDrainStmt, requestDrain, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }
 
 const upsertWorker = `-- name: UpsertWorker :exec

@@ -66,3 +66,37 @@ WHERE namespace = sqlc.arg(namespace)
   AND (cast(sqlc.arg(capability) AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(sqlc.arg(capability) AS TEXT) || ',') > 0)
 ORDER BY worker_instance_id
 LIMIT sqlc.arg(row_limit);
+
+-- name: HeartbeatLiveWorkers :many
+-- Many heartbeats at one time as one statement. keys is a JSON array of
+-- [namespace, instance] pairs (sqlc cannot type a json_each argument, hence
+-- its interface{} parameter).
+UPDATE ff_worker_registry
+SET last_heartbeat_ms = sqlc.arg(now_ms),
+    expires_at_ms     = sqlc.arg(now_ms) + liveness_ttl_ms
+WHERE (namespace, worker_instance_id) IN (
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+        FROM json_each(sqlc.arg(keys)))
+  AND expires_at_ms > sqlc.arg(now_ms)
+RETURNING namespace, worker_instance_id, expires_at_ms, draining;
+
+-- name: RequestDrain :execrows
+UPDATE ff_worker_registry
+SET draining = 1
+WHERE namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND expires_at_ms > sqlc.arg(now_ms);
+
+-- name: DeleteExpiredWorkers :many
+-- One sweep batch: the oldest expiries first, found through
+-- ff_worker_registry_expires_idx, so that a sweep with nothing to do is a
+-- single index probe.
+DELETE FROM ff_worker_registry
+WHERE (namespace, worker_instance_id) IN (
+    SELECT old.namespace, old.worker_instance_id
+    FROM ff_worker_registry AS old
+    WHERE old.expires_at_ms <= sqlc.arg(now_ms)
+    ORDER BY old.expires_at_ms
+    LIMIT sqlc.arg(batch_size)
+)
+RETURNING namespace, worker_instance_id;

@@ -13,12 +13,14 @@ type config struct {
 	clock           func() time.Time
 	logger          *slog.Logger
 	heartbeatEvents bool
+	eventRetention  time.Duration
 }
 
 func newConfig(opts []Option) config {
 	c := config{
-		clock:  time.Now,
-		logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		clock:          time.Now,
+		logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		eventRetention: DefaultEventRetention,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -51,4 +53,15 @@ func WithLogger(logger *slog.Logger) Option {
 // dominate the audit log.
 func WithHeartbeatEvents(on bool) Option {
 	return func(c *config) { c.heartbeatEvents = on }
+}
+
+// WithEventRetention sets how long the sweep keeps audit events; older ones
+// are pruned. The default is DefaultEventRetention (7 days). Values below a
+// millisecond are ignored.
+func WithEventRetention(d time.Duration) Option {
+	return func(c *config) {
+		if d >= time.Millisecond {
+			c.eventRetention = d
+		}
+	}
 }

@@ -196,20 +196,19 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 	}
 	if !r.cfg.heartbeatEvents {
 		// One statement needs no explicit transaction.
-		return heartbeat(ctx, r.w, args, now)
+		return r.heartbeatOne(ctx, r.w, args, now)
 	}
 	var res HeartbeatResult
 	err = r.inTx(ctx, func(q *db.Queries) error {
-		var err error
-		if res, err = heartbeat(ctx, q, args, now); err != nil || res.Outcome != HeartbeatRefreshed {
-			return err
-		}
-		return insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventHeartbeat, now, nil)
+		res, err = r.heartbeatOne(ctx, q, args, now)
+		return err
 	})
 	return res, err
 }
 
-func heartbeat(ctx context.Context, q *db.Queries, args HeartbeatWorkerArgs, now int64) (HeartbeatResult, error) {
+// heartbeatOne refreshes one live registration and, when heartbeat events
+// are on, records the event; q must then be a transaction's.
+func (r *Registry) heartbeatOne(ctx context.Context, q *db.Queries, args HeartbeatWorkerArgs, now int64) (HeartbeatResult, error) {
 	row, err := q.HeartbeatLiveWorker(ctx, db.HeartbeatLiveWorkerParams{
 		NowMs:            now,
 		Namespace:        args.Namespace,
@@ -221,11 +220,20 @@ func heartbeat(ctx context.Context, q *db.Queries, args HeartbeatWorkerArgs, now
 	if err != nil {
 		return HeartbeatResult{}, err
 	}
-	res := HeartbeatResult{Outcome: HeartbeatRefreshed, NextExpiry: fromMillis(row.ExpiresAtMs)}
-	if row.Draining != 0 {
+	if r.cfg.heartbeatEvents {
+		if err := insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventHeartbeat, now, nil); err != nil {
+			return HeartbeatResult{}, err
+		}
+	}
+	return heartbeatResult(row.ExpiresAtMs, row.Draining), nil
+}
+
+func heartbeatResult(expiresAtMS, draining int64) HeartbeatResult {
+	res := HeartbeatResult{Outcome: HeartbeatRefreshed, NextExpiry: fromMillis(expiresAtMS)}
+	if draining != 0 {
 		res.Directive = DirectiveDrain
 	}
-	return res, nil
+	return res
 }
 
 // MarkWorkerDead removes a live registration and records a marked_dead

@@ -1,0 +1,119 @@
+package registry_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/workerregistry/registry"
+)
+
+func TestListWorkerEvents(t *testing.T) {
+	r, _ := setup(t)
+	ctx := context.Background()
+	// Same millisecond throughout: order comes from the event ID alone.
+	mustRegister(t, r, registerArgs("ns", "a", t0))
+	mustRegister(t, r, registerArgs("ns", "b", t0))
+	mustRegister(t, r, registerArgs("other", "a", t0))
+	mustRegister(t, r, registerArgs("ns", "a", t0))
+	if _, err := r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "a", Reason: "oom", Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+
+	list := func(args registry.ListWorkerEventsArgs) registry.ListWorkerEventsResult {
+		t.Helper()
+		res, err := r.ListWorkerEvents(ctx, args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	describe := func(es []registry.WorkerEvent) []string {
+		var out []string
+		for _, e := range es {
+			s := e.WorkerInstanceID + ":" + e.Kind
+			if e.Reason != "" {
+				s += ":" + e.Reason
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+
+	all := list(registry.ListWorkerEventsArgs{Namespace: "ns"})
+	equal(t, "namespace, oldest first", describe(all.Events), []string{"a:registered", "b:registered", "a:refreshed", "a:marked_dead:oom"})
+	equal(t, "next", all.Next, int64(0))
+	for i := 1; i < len(all.Events); i++ {
+		if all.Events[i].ID <= all.Events[i-1].ID {
+			t.Fatalf("event IDs not increasing: %+v", all.Events)
+		}
+	}
+	equal(t, "time", all.Events[0].At, t0)
+	equal(t, "namespace", all.Events[0].Namespace, "ns")
+
+	equal(t, "newest first", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", NewestFirst: true}).Events),
+		[]string{"a:marked_dead:oom", "a:refreshed", "b:registered", "a:registered"})
+	equal(t, "one instance", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a"}).Events),
+		[]string{"a:registered", "a:refreshed", "a:marked_dead:oom"})
+	equal(t, "one instance, newest first", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a", NewestFirst: true}).Events),
+		[]string{"a:marked_dead:oom", "a:refreshed", "a:registered"})
+	equal(t, "other namespace", describe(list(registry.ListWorkerEventsArgs{Namespace: "other"}).Events), []string{"a:registered"})
+
+	// Paging in both directions visits every event once.
+	for _, newest := range []bool{false, true} {
+		for _, instance := range []string{"", "a"} {
+			var got []int64
+			after := int64(0)
+			for pages := 0; pages < 10; pages++ {
+				res := list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, After: after, Limit: 1, NewestFirst: newest})
+				for _, e := range res.Events {
+					got = append(got, e.ID)
+				}
+				if res.Next == 0 {
+					break
+				}
+				equal(t, "next is the last ID", res.Next, res.Events[0].ID)
+				after = res.Next
+			}
+			want := list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, NewestFirst: newest}).Events
+			if len(got) != len(want) {
+				t.Fatalf("newest=%v instance=%q: paged %v, want %d events", newest, instance, got, len(want))
+			}
+			for i := range want {
+				equal(t, "paged ID", got[i], want[i].ID)
+			}
+		}
+	}
+
+	for _, tc := range []struct {
+		args  registry.ListWorkerEventsArgs
+		field string
+	}{
+		{registry.ListWorkerEventsArgs{}, "namespace"},
+		{registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a\n"}, "worker_instance_id"},
+		{registry.ListWorkerEventsArgs{Namespace: "ns", After: -1}, "after"},
+		{registry.ListWorkerEventsArgs{Namespace: "ns", Limit: -1}, "limit"},
+	} {
+		_, err := r.ListWorkerEvents(ctx, tc.args)
+		wantValidation(t, err, tc.field)
+	}
+}
+
+func TestEventIDsAreNotReusedAfterPruning(t *testing.T) {
+	r, _ := setup(t)
+	ctx := context.Background()
+	mustRegister(t, r, registerArgs("ns", "a", t0))
+	first, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.PruneEvents(ctx, t0.Add(time.Millisecond)); err != nil || n != 1 {
+		t.Fatalf("PruneEvents = %d, %v", n, err)
+	}
+	mustRegister(t, r, registerArgs("ns", "b", t0.Add(time.Second)))
+	// A reader holding the old cursor still sees the new event.
+	res, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns", After: first.Events[0].ID})
+	if err != nil || len(res.Events) != 1 || res.Events[0].WorkerInstanceID != "b" {
+		t.Fatalf("events after the pruned cursor = %+v, %v", res.Events, err)
+	}
+}

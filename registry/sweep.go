@@ -1,0 +1,143 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/flowfabric/workerregistry/db"
+)
+
+// Batch sizes of the sweep and of event pruning. Each batch is one write
+// transaction; at these sizes one stays well under 50 ms, so that writers
+// such as heartbeats never wait long behind a large sweep.
+const (
+	sweepBatchSize = 500
+	pruneBatchSize = 2000
+)
+
+// Defaults of SweeperConfig.
+const (
+	DefaultSweepInterval  = 30 * time.Second
+	DefaultEventRetention = 7 * 24 * time.Hour
+)
+
+// SweepReport says what one sweep removed.
+type SweepReport struct {
+	Swept        int // registrations removed, each with a ttl_swept event
+	PrunedEvents int // events older than the retention, deleted
+}
+
+// SweeperConfig configures RunSweeper.
+type SweeperConfig struct {
+	Interval       time.Duration // between sweeps; zero: DefaultSweepInterval
+	EventRetention time.Duration // events older are pruned; zero: the registry's (WithEventRetention)
+}
+
+// SweepExpiredWorkers removes every registration that is not live at now
+// (zero: the registry's clock), recording a ttl_swept event for each, and
+// prunes events older than the registry's retention (WithEventRetention,
+// default 7 days). It works in bounded batches, each its own transaction,
+// and finds expired rows through the expiry index: with nothing expired it
+// costs an index probe.
+func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (SweepReport, error) {
+	rep, err := r.sweep(ctx, now, r.cfg.eventRetention)
+	if err != nil {
+		return rep, fmt.Errorf("sweep expired workers: %w", err)
+	}
+	return rep, nil
+}
+
+func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Duration) (SweepReport, error) {
+	var rep SweepReport
+	nowMS, err := r.millis("now", now)
+	if err != nil {
+		return rep, err
+	}
+	for {
+		var n int
+		err := r.inTx(ctx, func(q *db.Queries) error {
+			rows, err := q.DeleteExpiredWorkers(ctx, db.DeleteExpiredWorkersParams{NowMs: nowMS, BatchSize: sweepBatchSize})
+			if err != nil || len(rows) == 0 {
+				return err
+			}
+			n = len(rows)
+			keys := make([][2]string, len(rows))
+			for i, row := range rows {
+				keys[i] = [2]string{row.Namespace, row.WorkerInstanceID}
+			}
+			return insertEvents(ctx, q, eventTTLSwept, nowMS, keys)
+		})
+		if err != nil {
+			return rep, err
+		}
+		rep.Swept += n
+		if n < sweepBatchSize {
+			break
+		}
+	}
+	pruned, err := r.pruneEvents(ctx, nowMS-retention.Milliseconds())
+	rep.PrunedEvents = int(pruned)
+	return rep, err
+}
+
+// PruneEvents deletes the events recorded before the given time, in bounded
+// batches, and returns how many it deleted.
+func (r *Registry) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("prune events: %w", invalid("before", "must be set"))
+	}
+	beforeMS, err := r.millis("before", before)
+	if err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
+	n, err := r.pruneEvents(ctx, beforeMS)
+	if err != nil {
+		return n, fmt.Errorf("prune events: %w", err)
+	}
+	return n, nil
+}
+
+func (r *Registry) pruneEvents(ctx context.Context, beforeMS int64) (int64, error) {
+	var total int64
+	for {
+		n, err := r.w.DeleteEventsBefore(ctx, db.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: pruneBatchSize})
+		total += n
+		if err != nil || n < pruneBatchSize {
+			return total, err
+		}
+	}
+}
+
+// RunSweeper sweeps at once and then every cfg.Interval until ctx is done,
+// and returns ctx's error. Each sweep takes its time from the registry's
+// clock and is logged with the registry's logger; a failed sweep is logged
+// and the next one runs as planned.
+func (r *Registry) RunSweeper(ctx context.Context, cfg SweeperConfig) error {
+	interval := cfg.Interval
+	if interval <= 0 {
+		interval = DefaultSweepInterval
+	}
+	retention := cfg.EventRetention
+	if retention <= 0 {
+		retention = r.cfg.eventRetention
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		start := time.Now()
+		rep, err := r.sweep(ctx, time.Time{}, retention)
+		if err != nil && ctx.Err() == nil {
+			r.cfg.logger.ErrorContext(ctx, "worker registry sweep failed", "err", err,
+				"swept", rep.Swept, "pruned_events", rep.PrunedEvents)
+		} else if err == nil {
+			r.cfg.logger.InfoContext(ctx, "worker registry sweep",
+				"swept", rep.Swept, "pruned_events", rep.PrunedEvents, "took", time.Since(start))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ticker.C:
+		}
+	}
+}
