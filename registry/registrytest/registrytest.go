@@ -19,6 +19,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -66,14 +67,23 @@ func Open(tb testing.TB, opts ...registry.Option) (*registry.Registry, *sql.DB) 
 
 // InsertLeases writes each lease's execution and attempt and returns the
 // execution IDs, random UUIDs filled in. sqlDB must hold the registry's
-// schema (see registry.Migrate).
+// schema (see registry.Migrate). It fails the test on error.
 func InsertLeases(tb testing.TB, sqlDB *sql.DB, leases ...Lease) []registry.ExecutionID {
 	tb.Helper()
-	ids := make([]registry.ExecutionID, len(leases))
-	InsertLeasesFunc(tb, sqlDB, len(leases), func(i int) Lease {
-		return leases[i]
-	}, func(i int, id registry.ExecutionID) { ids[i] = id })
+	ids, err := WriteLeases(context.Background(), sqlDB, leases...)
+	if err != nil {
+		tb.Fatalf("registrytest: %v", err)
+	}
 	return ids
+}
+
+// WriteLeases is InsertLeases for code that is not a test, such as a demo
+// playing the engine's part.
+func WriteLeases(ctx context.Context, sqlDB *sql.DB, leases ...Lease) ([]registry.ExecutionID, error) {
+	ids := make([]registry.ExecutionID, len(leases))
+	err := writeLeases(ctx, sqlDB, len(leases), func(i int) Lease { return leases[i] },
+		func(i int, id registry.ExecutionID) { ids[i] = id })
+	return ids, err
 }
 
 // batchSize bounds a bulk insert's transactions, so that a million leases
@@ -82,48 +92,57 @@ const batchSize = 10000
 
 // InsertLeasesFunc writes n leases made by lease(0) to lease(n-1), for data
 // sets too large to hold as a slice, and reports each one's execution ID to
-// written if it is not nil.
+// written if it is not nil. It fails the test on error.
 func InsertLeasesFunc(tb testing.TB, sqlDB *sql.DB, n int, lease func(i int) Lease, written func(i int, id registry.ExecutionID)) {
 	tb.Helper()
-	ctx := context.Background()
+	if err := writeLeases(context.Background(), sqlDB, n, lease, written); err != nil {
+		tb.Fatalf("registrytest: %v", err)
+	}
+}
+
+func writeLeases(ctx context.Context, sqlDB *sql.DB, n int, lease func(i int) Lease, written func(i int, id registry.ExecutionID)) error {
 	for start := 0; start < n; start += batchSize {
-		tx, err := sqlDB.BeginTx(ctx, nil)
-		if err != nil {
-			tb.Fatalf("registrytest: %v", err)
-		}
-		q, err := db.Prepare(ctx, tx)
-		if err != nil {
-			tx.Rollback()
-			tb.Fatalf("registrytest: %v", err)
-		}
-		// Key order makes the inserts appends to the primary key's B-tree
-		// rather than random probes: several times faster at a million.
-		batch := make([]Lease, 0, batchSize)
-		for i := start; i < min(n, start+batchSize); i++ {
-			l := lease(i)
-			if l.ExecutionID.UUID == uuid.Nil {
-				l.ExecutionID.UUID = uuid.New()
-			}
-			if written != nil {
-				written(i, l.ExecutionID)
-			}
-			batch = append(batch, l)
-		}
-		slices.SortFunc(batch, func(a, b Lease) int {
-			return cmp.Or(cmp.Compare(a.ExecutionID.Partition, b.ExecutionID.Partition),
-				bytes.Compare(a.ExecutionID.UUID[:], b.ExecutionID.UUID[:]))
-		})
-		for _, l := range batch {
-			if err := insertLease(ctx, q, l); err != nil {
-				tx.Rollback()
-				tb.Fatalf("registrytest: lease %v: %v", l.ExecutionID, err)
-			}
-		}
-		q.Close()
-		if err := tx.Commit(); err != nil {
-			tb.Fatalf("registrytest: %v", err)
+		if err := writeBatch(ctx, sqlDB, start, min(n, start+batchSize), lease, written); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+func writeBatch(ctx context.Context, sqlDB *sql.DB, start, end int, lease func(i int) Lease, written func(i int, id registry.ExecutionID)) error {
+	// Key order makes the inserts appends to the primary key's B-tree
+	// rather than random probes.
+	batch := make([]Lease, 0, end-start)
+	for i := start; i < end; i++ {
+		l := lease(i)
+		if l.ExecutionID.UUID == uuid.Nil {
+			l.ExecutionID.UUID = uuid.New()
+		}
+		if written != nil {
+			written(i, l.ExecutionID)
+		}
+		batch = append(batch, l)
+	}
+	slices.SortFunc(batch, func(a, b Lease) int {
+		return cmp.Or(cmp.Compare(a.ExecutionID.Partition, b.ExecutionID.Partition),
+			bytes.Compare(a.ExecutionID.UUID[:], b.ExecutionID.UUID[:]))
+	})
+	tx, err := sqlDB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	q, err := db.Prepare(ctx, tx)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	for _, l := range batch {
+		if err := insertLease(ctx, q, l); err != nil {
+			return fmt.Errorf("lease %v: %w", l.ExecutionID, err)
+		}
+	}
+	return tx.Commit()
 }
 
 func insertLease(ctx context.Context, q *db.Queries, l Lease) error {

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flowfabric/workerregistry/registry"
+)
+
+// Example runs the whole scenario, as `go run ./examples/roundtrip` does.
+func Example() {
+	if err := run(context.Background(), "", os.Stdout); err != nil {
+		panic(err)
+	}
+	// Output:
+	// T+0s       register W1 (pool-a)                       registered
+	// T+0s       register W2 (pool-b)                       registered
+	// T+0s       register W3 (pool-c)                       registered
+	// T+0s       lease L1 held by W1                        expires T+1m0s
+	// T+0s       lease L2 held by W2                        expires T+12s
+	// T+0s       lease L3 held by W3                        expires T+1m0s
+	// T+5s       heartbeat W1                               refreshed, next expiry T+15s
+	// T+5s       heartbeat W2                               refreshed, next expiry T+15s
+	// T+6s       mark W3 dead ("decommissioned")            marked
+	// T+14s      heartbeat W1                               refreshed, next expiry T+24s
+	// T+15.001s  heartbeat W2                               not_registered
+	// T+15.001s  sweep: registrations removed               1
+	// T+15.001s  list workers                               [W1]
+	// T+15.001s  expired leases                             [L2 held by W2, expired T+12s]
+	// scenario complete: every step behaved as specified
+}
+
+func TestStepReportsDeviation(t *testing.T) {
+	var out strings.Builder
+	s := &scenario{out: &out}
+	err := s.step(0, "register W1", registry.Refreshed, registry.Registered)
+	if err == nil || !strings.Contains(err.Error(), "got refreshed, want registered") {
+		t.Fatalf("step = %v, want a deviation error", err)
+	}
+	if !strings.Contains(out.String(), "register W1") {
+		t.Fatalf("step printed %q", out.String())
+	}
+}
+
+func TestKeepsDatabaseWhenAsked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demo.db")
+	var out strings.Builder
+	if err := run(context.Background(), path, &out); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	res, err := reg.ListWorkerEvents(context.Background(), registry.ListWorkerEventsArgs{Namespace: "rfc025-demo", WorkerInstanceID: "W3"})
+	if err != nil || len(res.Events) != 2 || res.Events[1].Kind != "marked_dead" || res.Events[1].Reason != "decommissioned" {
+		t.Fatalf("W3's events in the kept database = %+v, %v", res.Events, err)
+	}
+	// A second run must not reuse the database.
+	if err := run(context.Background(), path, &out); err == nil || !strings.Contains(err.Error(), "needs a new database file") {
+		t.Fatalf("second run = %v, want a refusal", err)
+	}
+}
