@@ -27,7 +27,7 @@ type instanceKey struct{ namespace, instanceID string }
 func (r *Registry) HeartbeatWorkers(ctx context.Context, batch []HeartbeatWorkerArgs) ([]HeartbeatResult, error) {
 	res, err := r.heartbeatWorkers(ctx, batch)
 	if err != nil {
-		return nil, fmt.Errorf("heartbeat workers: %w", err)
+		return nil, opError(ctx, "heartbeat workers", err)
 	}
 	return res, nil
 }

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -45,7 +44,7 @@ func (o DrainOutcome) String() string {
 func (r *Registry) RequestDrain(ctx context.Context, args DrainArgs) (DrainOutcome, error) {
 	outcome, err := r.requestDrain(ctx, args)
 	if err != nil {
-		return 0, fmt.Errorf("request drain: %w", err)
+		return 0, opError(ctx, "request drain", err)
 	}
 	return outcome, nil
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -36,4 +37,14 @@ func invalid(field, format string, args ...any) error {
 
 func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCorruption, fmt.Sprintf(format, args...))
+}
+
+// opError wraps an operation's error with its name. When the context has
+// ended it names that too: database/sql then reports only sql.ErrTxDone,
+// or the driver "interrupted", which hide why the call failed.
+func opError(ctx context.Context, op string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		return fmt.Errorf("%s: %w (%w)", op, ctxErr, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }

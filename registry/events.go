@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"math"
 	"time"
 
@@ -81,7 +80,7 @@ type WorkerEvent struct {
 func (r *Registry) ListWorkerEvents(ctx context.Context, args ListWorkerEventsArgs) (ListWorkerEventsResult, error) {
 	res, err := r.listWorkerEvents(ctx, args)
 	if err != nil {
-		return ListWorkerEventsResult{}, fmt.Errorf("list worker events: %w", err)
+		return ListWorkerEventsResult{}, opError(ctx, "list worker events", err)
 	}
 	return res, nil
 }

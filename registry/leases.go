@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"math"
 	"time"
 
@@ -54,7 +53,7 @@ type ExpiredLease struct {
 func (r *Registry) ListExpiredLeases(ctx context.Context, args ListExpiredLeasesArgs) (ListExpiredLeasesResult, error) {
 	res, err := r.listExpiredLeases(ctx, args)
 	if err != nil {
-		return ListExpiredLeasesResult{}, fmt.Errorf("list expired leases: %w", err)
+		return ListExpiredLeasesResult{}, opError(ctx, "list expired leases", err)
 	}
 	return res, nil
 }

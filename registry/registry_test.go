@@ -25,7 +25,7 @@ type testBundle struct {
 }
 
 // setup opens a fresh registry on a file in t.TempDir.
-func setup(t *testing.T, opts ...registry.Option) (*registry.Registry, *testBundle) {
+func setup(t testing.TB, opts ...registry.Option) (*registry.Registry, *testBundle) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "registry.db")
 	r, err := registry.Open(context.Background(), path, opts...)
@@ -87,7 +87,7 @@ func (b *testBundle) eventKinds(t *testing.T) []string {
 
 // snapshot renders every row of every table, so that a test can prove a
 // call changed nothing.
-func (b *testBundle) snapshot(t *testing.T) string {
+func (b *testBundle) snapshot(t testing.TB) string {
 	t.Helper()
 	tables := []string{"ff_worker_registry", "ff_worker_registry_event", "sqlite_sequence", "goose_db_version"}
 	var sb strings.Builder
@@ -134,7 +134,7 @@ func registerArgs(ns, instance string, now time.Time) registry.RegisterWorkerArg
 	}
 }
 
-func mustRegister(t *testing.T, r *registry.Registry, args registry.RegisterWorkerArgs) registry.RegisterOutcome {
+func mustRegister(t testing.TB, r *registry.Registry, args registry.RegisterWorkerArgs) registry.RegisterOutcome {
 	t.Helper()
 	o, err := r.RegisterWorker(context.Background(), args)
 	if err != nil {

@@ -43,7 +43,7 @@ type SweeperConfig struct {
 func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (SweepReport, error) {
 	rep, err := r.sweep(ctx, now, r.cfg.eventRetention)
 	if err != nil {
-		return rep, fmt.Errorf("sweep expired workers: %w", err)
+		return rep, opError(ctx, "sweep expired workers", err)
 	}
 	return rep, nil
 }
@@ -89,11 +89,11 @@ func (r *Registry) PruneEvents(ctx context.Context, before time.Time) (int64, er
 	}
 	beforeMS, err := r.millis("before", before)
 	if err != nil {
-		return 0, fmt.Errorf("prune events: %w", err)
+		return 0, opError(ctx, "prune events", err)
 	}
 	n, err := r.pruneEvents(ctx, beforeMS)
 	if err != nil {
-		return n, fmt.Errorf("prune events: %w", err)
+		return n, opError(ctx, "prune events", err)
 	}
 	return n, nil
 }

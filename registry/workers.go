@@ -96,7 +96,7 @@ type WorkerInfo struct {
 func (r *Registry) RegisterWorker(ctx context.Context, args RegisterWorkerArgs) (RegisterOutcome, error) {
 	outcome, err := r.registerWorker(ctx, args)
 	if err != nil {
-		return 0, fmt.Errorf("register worker: %w", err)
+		return 0, opError(ctx, "register worker", err)
 	}
 	return outcome, nil
 }
@@ -181,7 +181,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 func (r *Registry) HeartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs) (HeartbeatResult, error) {
 	res, err := r.heartbeatWorker(ctx, args)
 	if err != nil {
-		return HeartbeatResult{}, fmt.Errorf("heartbeat worker: %w", err)
+		return HeartbeatResult{}, opError(ctx, "heartbeat worker", err)
 	}
 	return res, nil
 }
@@ -243,7 +243,7 @@ func heartbeatResult(expiresAtMS, draining int64) HeartbeatResult {
 func (r *Registry) MarkWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) (MarkDeadOutcome, error) {
 	outcome, err := r.markWorkerDead(ctx, args)
 	if err != nil {
-		return 0, fmt.Errorf("mark worker dead: %w", err)
+		return 0, opError(ctx, "mark worker dead", err)
 	}
 	return outcome, nil
 }
@@ -284,7 +284,7 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 func (r *Registry) ListWorkers(ctx context.Context, args ListWorkersArgs) (ListWorkersResult, error) {
 	res, err := r.listWorkers(ctx, args)
 	if err != nil {
-		return ListWorkersResult{}, fmt.Errorf("list workers: %w", err)
+		return ListWorkersResult{}, opError(ctx, "list workers", err)
 	}
 	return res, nil
 }
