@@ -1,0 +1,432 @@
+package registry_test
+
+// Benchmarks of the registry against baselines measured in the same run:
+// statements that behave like the reference implementation's (FlowFabric's
+// SQLite worker registry), run with database/sql on the same database file,
+// and the floor, one autocommit UPDATE of one row. BENCHMARKS.md has the
+// command, the results and the ratios.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/workerregistry/registry"
+	"github.com/flowfabric/workerregistry/registry/registrytest"
+)
+
+// The reference's schema: no stored expiry, and an event table keyed by
+// timestamp (which is why it drops same-millisecond events).
+const referenceSchema = `
+CREATE TABLE ref_worker_registry (
+    namespace TEXT NOT NULL, worker_instance_id TEXT NOT NULL, worker_id TEXT NOT NULL,
+    lanes TEXT NOT NULL, capabilities_csv TEXT NOT NULL DEFAULT '',
+    last_heartbeat_ms INTEGER NOT NULL, liveness_ttl_ms INTEGER NOT NULL, registered_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, worker_instance_id));
+CREATE TABLE ref_worker_registry_event (
+    namespace TEXT NOT NULL, worker_instance_id TEXT NOT NULL, event_kind TEXT NOT NULL,
+    event_at_ms INTEGER NOT NULL, reason TEXT,
+    PRIMARY KEY (namespace, worker_instance_id, event_at_ms));`
+
+// The reference's statements, verbatim in shape.
+const (
+	refHeartbeatUpdate = `UPDATE ref_worker_registry SET last_heartbeat_ms = ?3
+		WHERE namespace = ?1 AND worker_instance_id = ?2 AND last_heartbeat_ms + liveness_ttl_ms > ?3
+		RETURNING liveness_ttl_ms`
+	refEventInsert = `INSERT OR IGNORE INTO ref_worker_registry_event
+		(namespace, worker_instance_id, event_kind, event_at_ms, reason) VALUES (?, ?, ?, ?, NULL)`
+	refRegisterSelect = `SELECT worker_id FROM ref_worker_registry WHERE namespace = ? AND worker_instance_id = ?`
+	refRegisterUpsert = `INSERT INTO ref_worker_registry (namespace, worker_instance_id, worker_id, lanes,
+		capabilities_csv, last_heartbeat_ms, liveness_ttl_ms, registered_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(namespace, worker_instance_id) DO UPDATE SET worker_id = excluded.worker_id,
+		lanes = excluded.lanes, capabilities_csv = excluded.capabilities_csv,
+		last_heartbeat_ms = excluded.last_heartbeat_ms, liveness_ttl_ms = excluded.liveness_ttl_ms`
+	refSweep = `DELETE FROM ref_worker_registry WHERE last_heartbeat_ms + liveness_ttl_ms < ?
+		RETURNING namespace, worker_instance_id`
+	floorUpdate = `UPDATE ref_worker_registry SET last_heartbeat_ms = ? WHERE namespace = ? AND worker_instance_id = ?`
+)
+
+// benchWorkers is the registry size for the per-call benchmarks.
+const benchWorkers = 10_000
+
+// baselineDB opens the reference's kind of connection to path: one
+// connection, deferred transactions (sqlx's default), WAL.
+func baselineDB(b *testing.B, path string) *sql.DB {
+	b.Helper()
+	sqlDB, err := sql.Open(registry.DriverName, "file:"+path+
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sqlDB.SetMaxOpenConns(1)
+	b.Cleanup(func() { sqlDB.Close() })
+	return sqlDB
+}
+
+// workerFixture registers n workers (namespace ns, instances w00000...) in
+// both the registry and the reference's table, all live for an hour from
+// t0, and returns the registry, a baseline connection and the file path.
+func workerFixture(b *testing.B, n int, opts ...registry.Option) (*registry.Registry, *sql.DB) {
+	b.Helper()
+	r, raw := registrytest.Open(b, opts...)
+	if _, err := raw.Exec(referenceSchema); err != nil {
+		b.Fatal(err)
+	}
+	for _, table := range []string{"ff_worker_registry", "ref_worker_registry"} {
+		extra, extraValues := ", expires_at_ms", ", ?1 + 3600000"
+		if table == "ref_worker_registry" {
+			extra, extraValues = "", ""
+		}
+		_, err := raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < ?2 - 1)
+			INSERT INTO `+table+` (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+				last_heartbeat_ms, liveness_ttl_ms, registered_at_ms`+extra+`)
+			SELECT 'ns', printf('w%05d', i), 'pool', 'build,default', 'cuda', ?1, 3600000, ?1`+extraValues+` FROM s`,
+			t0.UnixMilli(), n)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	var path string
+	if err := raw.QueryRow(`SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&path); err != nil {
+		b.Fatal(err)
+	}
+	return r, baselineDB(b, path)
+}
+
+func instanceID(i int) string { return fmt.Sprintf("w%05d", i%benchWorkers) }
+
+// clockMS hands out strictly increasing milliseconds from t0, so that every
+// heartbeat is a real change and every reference event a new key.
+type clockMS struct{ ms atomic.Int64 }
+
+func (c *clockMS) next() int64 { return t0.UnixMilli() + c.ms.Add(1) }
+
+func BenchmarkHeartbeat(b *testing.B) {
+	ctx := context.Background()
+	for _, events := range []bool{false, true} {
+		b.Run(fmt.Sprintf("registry/events=%v", events), func(b *testing.B) {
+			r, _ := workerFixture(b, benchWorkers, registry.WithHeartbeatEvents(events))
+			var clock clockMS
+			i := 0
+			for b.Loop() {
+				res, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{
+					Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
+				})
+				if err != nil || res.Outcome != registry.HeartbeatRefreshed {
+					b.Fatalf("heartbeat: %+v, %v", res, err)
+				}
+				i++
+			}
+		})
+	}
+	b.Run("baseline=reference", func(b *testing.B) {
+		_, base := workerFixture(b, benchWorkers)
+		update, insert := prepare(b, base, refHeartbeatUpdate), prepare(b, base, refEventInsert)
+		var clock clockMS
+		i := 0
+		for b.Loop() {
+			if err := referenceHeartbeat(base, update, insert, instanceID(i), clock.next()); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("baseline=floor", func(b *testing.B) {
+		_, base := workerFixture(b, benchWorkers)
+		update := prepare(b, base, floorUpdate)
+		var clock clockMS
+		i := 0
+		for b.Loop() {
+			if _, err := update.Exec(clock.next(), "ns", instanceID(i)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+// referenceHeartbeat is the reference's heartbeat transaction.
+func referenceHeartbeat(base *sql.DB, update, insert *sql.Stmt, instance string, now int64) error {
+	tx, err := base.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var ttl int64
+	if err := tx.Stmt(update).QueryRow("ns", instance, now).Scan(&ttl); err != nil {
+		return err
+	}
+	if _, err := tx.Stmt(insert).Exec("ns", instance, "heartbeat", now); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func prepare(b *testing.B, sqlDB *sql.DB, query string) *sql.Stmt {
+	b.Helper()
+	stmt, err := sqlDB.Prepare(query)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stmt.Close() })
+	return stmt
+}
+
+// BenchmarkHeartbeatWorkers reports ns per heartbeat, to compare with
+// BenchmarkHeartbeat/registry/events=false.
+func BenchmarkHeartbeatWorkers(b *testing.B) {
+	ctx := context.Background()
+	for _, size := range []int{10, 100} {
+		b.Run(fmt.Sprintf("per_call=%d", size), func(b *testing.B) {
+			r, _ := workerFixture(b, benchWorkers)
+			var clock clockMS
+			batch := make([]registry.HeartbeatWorkerArgs, size)
+			i := 0
+			for b.Loop() {
+				now := time.UnixMilli(clock.next())
+				for j := range batch {
+					batch[j] = registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i*size + j), Now: now}
+				}
+				if _, err := r.HeartbeatWorkers(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/heartbeat")
+		})
+	}
+}
+
+// BenchmarkHeartbeatParallel runs 16 goroutines heartbeating distinct
+// workers; its ns/op is per heartbeat across all of them, to compare with
+// BenchmarkHeartbeat/registry/events=false (one goroutine).
+func BenchmarkHeartbeatParallel(b *testing.B) {
+	r, _ := workerFixture(b, benchWorkers)
+	var clock clockMS
+	var next, failures atomic.Int64
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1))
+			res, err := r.HeartbeatWorker(context.Background(), registry.HeartbeatWorkerArgs{
+				Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
+			})
+			if err != nil || res.Outcome != registry.HeartbeatRefreshed {
+				failures.Add(1)
+			}
+		}
+	})
+	if n := failures.Load(); n != 0 {
+		b.Fatalf("%d heartbeats failed", n)
+	}
+}
+
+func BenchmarkRegister(b *testing.B) {
+	ctx := context.Background()
+	b.Run("registry", func(b *testing.B) {
+		r, _ := workerFixture(b, benchWorkers)
+		var clock clockMS
+		i := 0
+		for b.Loop() {
+			// Refreshes of live rows, the steady state of a fleet.
+			_, err := r.RegisterWorker(ctx, registry.RegisterWorkerArgs{
+				Namespace: "ns", WorkerID: "pool", WorkerInstanceID: instanceID(i),
+				Lanes: []string{"default", "build"}, Capabilities: []string{"cuda"},
+				LivenessTTL: time.Hour, Now: time.UnixMilli(clock.next()),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("baseline=reference", func(b *testing.B) {
+		_, base := workerFixture(b, benchWorkers)
+		sel, upsert, event := prepare(b, base, refRegisterSelect), prepare(b, base, refRegisterUpsert), prepare(b, base, refEventInsert)
+		var clock clockMS
+		i := 0
+		for b.Loop() {
+			now, id := clock.next(), instanceID(i)
+			tx, err := base.Begin()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var worker string
+			if err := tx.Stmt(sel).QueryRow("ns", id).Scan(&worker); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := tx.Stmt(upsert).Exec("ns", id, "pool", "build,default", "cuda", now, 3600000, now); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := tx.Stmt(event).Exec("ns", id, "registered", now); err != nil {
+				b.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkSweepNothingExpired is the sweeper's steady state: a million
+// live workers and nothing to remove. Target: at most 0.5 ms.
+func BenchmarkSweepNothingExpired(b *testing.B) {
+	r, base := workerFixture(b, 1_000_000)
+	now := t0.Add(time.Minute)
+	b.Run("registry", func(b *testing.B) {
+		for b.Loop() {
+			rep, err := r.SweepExpiredWorkers(context.Background(), now)
+			if err != nil || rep.Swept != 0 {
+				b.Fatalf("sweep: %+v, %v", rep, err)
+			}
+		}
+	})
+	b.Run("baseline=reference", func(b *testing.B) {
+		sweep := prepare(b, base, refSweep)
+		for b.Loop() {
+			if n := referenceSweep(b, base, sweep, nil, now.UnixMilli()); n != 0 {
+				b.Fatalf("reference swept %d", n)
+			}
+		}
+	})
+}
+
+// referenceSweep is the reference's sweep: one transaction that deletes
+// every expired row by scanning the table, then writes an event per row.
+func referenceSweep(b *testing.B, base *sql.DB, sweep, event *sql.Stmt, nowMS int64) int {
+	tx, err := base.Begin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows, err := tx.Stmt(sweep).Query(nowMS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var keys [][2]string
+	for rows.Next() {
+		var k [2]string
+		if err := rows.Scan(&k[0], &k[1]); err != nil {
+			b.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	for _, k := range keys {
+		if _, err := tx.Stmt(event).Exec(k[0], k[1], "ttl_swept", nowMS); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	return len(keys)
+}
+
+// BenchmarkSweepExpired removes 100k expired workers while another
+// goroutine keeps heartbeating through the same connection pool. The
+// longest wait of that writer bounds the longest write transaction of the
+// sweep, which DESIGN.md keeps to about 50 ms.
+func BenchmarkSweepExpired(b *testing.B) {
+	const expired = 100_000
+	addExpired := func(b *testing.B, raw *sql.DB, table string) {
+		b.Helper()
+		extra, extraValues := ", expires_at_ms", ", ?1 + 1000"
+		if table == "ref_worker_registry" {
+			extra, extraValues = "", ""
+		}
+		_, err := raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < ?2 - 1)
+			INSERT INTO `+table+` (namespace, worker_instance_id, worker_id, lanes, last_heartbeat_ms,
+				liveness_ttl_ms, registered_at_ms`+extra+`)
+			SELECT 'ns', printf('x%06d', i), 'pool', 'default', ?1, 1000, ?1`+extraValues+` FROM s`,
+			t0.Add(-time.Hour).UnixMilli(), expired)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("registry", func(b *testing.B) {
+		r, base := workerFixture(b, benchWorkers)
+		var clock clockMS
+		var longest time.Duration
+		for b.Loop() {
+			b.StopTimer()
+			addExpired(b, base, "ff_worker_registry")
+			b.StartTimer()
+			stop := concurrentWriter(func(i int) error {
+				_, err := r.HeartbeatWorker(context.Background(), registry.HeartbeatWorkerArgs{
+					Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
+				})
+				return err
+			})
+			rep, err := r.SweepExpiredWorkers(context.Background(), time.UnixMilli(clock.next()))
+			longest = max(longest, stop(b))
+			if err != nil || rep.Swept != expired {
+				b.Fatalf("sweep: %+v, %v", rep, err)
+			}
+		}
+		b.ReportMetric(float64(longest.Microseconds())/1000, "max_writer_wait_ms")
+	})
+	b.Run("baseline=reference", func(b *testing.B) {
+		_, base := workerFixture(b, benchWorkers)
+		sweep, event := prepare(b, base, refSweep), prepare(b, base, refEventInsert)
+		update, insert := prepare(b, base, refHeartbeatUpdate), prepare(b, base, refEventInsert)
+		var clock clockMS
+		var longest time.Duration
+		for b.Loop() {
+			b.StopTimer()
+			addExpired(b, base, "ref_worker_registry")
+			b.StartTimer()
+			stop := concurrentWriter(func(i int) error {
+				return referenceHeartbeat(base, update, insert, instanceID(i), clock.next())
+			})
+			n := referenceSweep(b, base, sweep, event, clock.next())
+			longest = max(longest, stop(b))
+			if n != expired {
+				b.Fatalf("reference swept %d", n)
+			}
+		}
+		b.ReportMetric(float64(longest.Microseconds())/1000, "max_writer_wait_ms")
+	})
+}
+
+// concurrentWriter calls write in a loop on another goroutine until the
+// returned stop is called, which reports the longest single call.
+func concurrentWriter(write func(i int) error) (stop func(b *testing.B) time.Duration) {
+	type result struct {
+		longest time.Duration
+		err     error
+	}
+	done := make(chan struct{})
+	out := make(chan result)
+	go func() {
+		var res result
+		for i := 0; res.err == nil; i++ {
+			select {
+			case <-done:
+				out <- res
+				return
+			default:
+			}
+			start := time.Now()
+			res.err = write(i)
+			res.longest = max(res.longest, time.Since(start))
+		}
+		<-done
+		out <- res
+	}()
+	return func(b *testing.B) time.Duration {
+		close(done)
+		res := <-out
+		if res.err != nil {
+			b.Fatal(res.err)
+		}
+		return res.longest
+	}
+}

@@ -1,0 +1,313 @@
+// Command benchreport turns the output of the registry's benchmark suite
+// into BENCHMARKS.md and the chart it shows, so that every figure there
+// comes from one run:
+//
+//	go test -run='^$' -bench=. -timeout=30m ./registry/ | tee bench.txt
+//	go run ./scripts/benchreport -in bench.txt -md BENCHMARKS.md -svg docs/expired-lease-pages.svg
+//
+// `make bench` does both.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	in := flag.String("in", "bench.txt", "benchmark output to read")
+	md := flag.String("md", "BENCHMARKS.md", "report to write")
+	svg := flag.String("svg", "docs/expired-lease-pages.svg", "chart to write")
+	flag.Parse()
+	if err := runReport(*in, *md, *svg); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+}
+
+func runReport(in, md, svg string) error {
+	raw, err := os.ReadFile(in)
+	if err != nil {
+		return err
+	}
+	res, err := parse(strings.NewReader(string(raw)))
+	if err != nil {
+		return err
+	}
+	chart, err := chartSVG(res)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(svg, []byte(chart), 0o644); err != nil {
+		return err
+	}
+	report, err := markdown(res, string(raw), svg)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(md, []byte(report), 0o644)
+}
+
+// results maps a benchmark's name, without the -N suffix, to its metrics
+// by unit ("ns/op", "ns/heartbeat", ...); header holds goos, goarch, cpu.
+type results struct {
+	metrics map[string]map[string]float64
+	header  map[string]string
+}
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+func parse(r io.Reader) (results, error) {
+	res := results{metrics: map[string]map[string]float64{}, header: map[string]string{}}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, key := range []string{"goos", "goarch", "cpu", "pkg"} {
+			if v, ok := strings.CutPrefix(line, key+": "); ok {
+				res.header[key] = v
+			}
+		}
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		fields := strings.Fields(m[2])
+		metrics := map[string]float64{}
+		for i := 0; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				return res, fmt.Errorf("%s: %q is not a number", m[1], fields[i])
+			}
+			metrics[fields[i+1]] = v
+		}
+		res.metrics[m[1]] = metrics
+	}
+	if len(res.metrics) == 0 {
+		return res, errors.New("no benchmark results in the input")
+	}
+	return res, sc.Err()
+}
+
+func (r results) get(name, unit string) (float64, error) {
+	m, ok := r.metrics["Benchmark"+name]
+	if !ok {
+		return 0, fmt.Errorf("benchmark %s is missing from the input", name)
+	}
+	v, ok := m[unit]
+	if !ok {
+		return 0, fmt.Errorf("benchmark %s has no %s", name, unit)
+	}
+	return v, nil
+}
+
+// row is one line of the report: a measurement, the baseline it is
+// compared with in the same run, and the target for the ratio.
+type row struct {
+	what            string
+	bench, unit     string
+	baseline, bunit string
+	// ratio is baseline/bench (a speed-up) unless inverse, then bench/baseline.
+	inverse bool
+	target  string
+	ok      func(ratio, value float64) bool
+}
+
+
+const (
+	leasePage = "ListExpiredLeases/leases=%d/%s/page=%s"
+)
+
+func rows() []row {
+	page := func(n int, who, which string) string { return fmt.Sprintf(leasePage, n, who, which) }
+	var out []row
+	add := func(r row) { out = append(out, r) }
+	add(row{what: "Heartbeat, events off, vs the reference's heartbeat transaction", bench: "Heartbeat/registry/events=false", unit: "ns/op",
+		baseline: "Heartbeat/baseline=reference", bunit: "ns/op", target: "≥ 1.5×", ok: func(r, _ float64) bool { return r >= 1.5 }})
+	add(row{what: "Heartbeat, events off, vs the floor (one autocommit UPDATE)", bench: "Heartbeat/registry/events=false", unit: "ns/op",
+		baseline: "Heartbeat/baseline=floor", bunit: "ns/op"})
+	add(row{what: "Heartbeat, events on, vs the reference's heartbeat transaction", bench: "Heartbeat/registry/events=true", unit: "ns/op",
+		baseline: "Heartbeat/baseline=reference", bunit: "ns/op"})
+	add(row{what: "HeartbeatWorkers, 10 a call, per heartbeat, vs single heartbeats", bench: "HeartbeatWorkers/per_call=10", unit: "ns/heartbeat",
+		baseline: "Heartbeat/registry/events=false", bunit: "ns/op"})
+	add(row{what: "HeartbeatWorkers, 100 a call, per heartbeat, vs single heartbeats", bench: "HeartbeatWorkers/per_call=100", unit: "ns/heartbeat",
+		baseline: "Heartbeat/registry/events=false", bunit: "ns/op", target: "≥ 3×", ok: func(r, _ float64) bool { return r >= 3 }})
+	add(row{what: "16 goroutines heartbeating, aggregate throughput vs one goroutine", bench: "HeartbeatParallel", unit: "ns/op",
+		baseline: "Heartbeat/registry/events=false", bunit: "ns/op", target: "≥ 0.8×", ok: func(r, _ float64) bool { return r >= 0.8 }})
+	add(row{what: "Register (refresh of a live worker) vs the reference's register", bench: "Register/registry", unit: "ns/op",
+		baseline: "Register/baseline=reference", bunit: "ns/op"})
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		for _, which := range []string{"first", "deep"} {
+			add(row{what: fmt.Sprintf("Expired-lease page of 1000, %s, %s leases, vs the reference's query", which, human(n)),
+				bench: page(n, "registry", which), unit: "ns/op", baseline: page(n, "baseline=reference", which), bunit: "ns/op"})
+		}
+	}
+	for _, which := range []string{"first", "deep"} {
+		add(row{what: fmt.Sprintf("Expired-lease page, %s, at 1M leases vs at 10k (growth)", which),
+			bench: page(1_000_000, "registry", which), unit: "ns/op", baseline: page(10_000, "registry", which), bunit: "ns/op",
+			inverse: true, target: "≤ 1.5× and ≤ 10 ms", ok: func(r, v float64) bool { return r <= 1.5 && v <= 10e6 }})
+	}
+	add(row{what: "Full walk of 1M expired leases (every lease once, checked) vs 1000 first pages", bench: "ListExpiredLeases/leases=1000000/registry/walk", unit: "ns/op",
+		baseline: page(1_000_000, "registry", "first"), bunit: "ns/op", inverse: true})
+	add(row{what: "Sweep with nothing expired among 1M live workers vs the reference's sweep", bench: "SweepNothingExpired/registry", unit: "ns/op",
+		baseline: "SweepNothingExpired/baseline=reference", bunit: "ns/op", target: "≤ 0.5 ms", ok: func(_, v float64) bool { return v <= 0.5e6 }})
+	add(row{what: "Sweep of 100k expired workers vs the reference's sweep", bench: "SweepExpired/registry", unit: "ns/op",
+		baseline: "SweepExpired/baseline=reference", bunit: "ns/op"})
+	add(row{what: "Longest wait of a concurrent writer during that sweep vs the reference's", bench: "SweepExpired/registry", unit: "max_writer_wait_ms",
+		baseline: "SweepExpired/baseline=reference", bunit: "max_writer_wait_ms", target: "≤ ~50 ms", ok: func(_, v float64) bool { return v <= 60 }})
+	return out
+}
+
+func human(n int) string {
+	switch {
+	case n >= 1_000_000:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return strconv.Itoa(n)
+}
+
+func format(v float64, unit string) string {
+	if unit == "max_writer_wait_ms" {
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	d := time.Duration(v)
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.1f µs", float64(d)/1e3)
+}
+
+func markdown(res results, raw, svg string) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Benchmarks
+
+Every figure below comes from one run of the suite on one machine, and every
+comparison is a ratio against a baseline measured in that same run: absolute
+times on shared machines drift, ratios much less. Baselines are (a) statements
+that behave like the reference implementation's (FlowFabric's SQLite worker
+registry: its heartbeat transaction, register transaction, expired-lease query
+with its text cursor and its expiry index, and its full-scan sweep), run with
+database/sql on the same database file, and (b) the floor, a single autocommit
+UPDATE of one row.
+
+Reproduce (about five minutes on two cores):
+
+	make bench
+
+which runs
+
+	go test -run='^$' -bench=. -timeout=30m ./registry/ | tee bench.txt
+	go run ./scripts/benchreport -in bench.txt -md BENCHMARKS.md -svg %s
+
+Machine: %s/%s, %s, %d logical CPUs as seen by the report generator.
+A ratio is the baseline's time over this library's (higher is better), except
+where marked "growth", "walk" or "wait", which divide this library's time by
+the baseline's.
+
+| Measurement | This library | Baseline | Ratio | Target | Met |
+|---|---|---|---|---|---|
+`, svg, res.header["goos"], res.header["goarch"], res.header["cpu"], runtime.NumCPU())
+	for _, r := range rows() {
+		v, err := res.get(r.bench, r.unit)
+		if err != nil {
+			return "", err
+		}
+		base, err := res.get(r.baseline, r.bunit)
+		if err != nil {
+			return "", err
+		}
+		ratio := base / v
+		if r.inverse {
+			ratio = v / base
+		}
+		met := ""
+		if r.ok != nil {
+			met = "yes"
+			if !r.ok(ratio, v) {
+				met = "**no**"
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f× | %s | %s |\n", r.what, format(v, r.unit), format(base, r.bunit), ratio, r.target, met)
+	}
+	fmt.Fprintf(&b, "\n![Expired-lease page latency against data size](%s)\n", svg)
+	fmt.Fprintf(&b, "\n## Raw output\n\n```\n%s```\n", raw)
+	return b.String(), nil
+}
+
+// chartSVG draws page latency (first page) against data size, both axes
+// logarithmic, for this library and the reference's query.
+func chartSVG(res results) (string, error) {
+	sizes := []int{10_000, 100_000, 1_000_000}
+	series := []struct {
+		name, who, color string
+	}{
+		{"this library, first page", "registry", "#1f77b4"},
+		{"this library, deep page", "registry", "#7fb3e0"},
+		{"reference query, first page", "baseline=reference", "#d62728"},
+		{"reference query, deep page", "baseline=reference", "#f4a6a6"},
+	}
+	const w, h, left, right, top, bottom = 640.0, 400.0, 70.0, 20.0, 40.0, 50.0
+	var vals [][]float64
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, s := range series {
+		which := "first"
+		if i%2 == 1 {
+			which = "deep"
+		}
+		var ys []float64
+		for _, n := range sizes {
+			v, err := res.get(fmt.Sprintf(leasePage, n, s.who, which), "ns/op")
+			if err != nil {
+				return "", err
+			}
+			ms := v / 1e6
+			ys = append(ys, ms)
+			lo, hi = math.Min(lo, ms), math.Max(hi, ms)
+		}
+		vals = append(vals, ys)
+	}
+	ylo, yhi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+	if yhi == ylo {
+		yhi++
+	}
+	x := func(i int) float64 { return left + float64(i)*(w-left-right)/float64(len(sizes)-1) }
+	y := func(ms float64) float64 {
+		return top + (yhi-math.Log10(ms))/(yhi-ylo)*(h-top-bottom)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%g" height="%g" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%g" y="20" font-size="14">Expired-lease page of 1000: latency (ms, log) against expired leases</text>`+"\n", left)
+	for p := ylo; p <= yhi; p++ {
+		ms := math.Pow(10, p)
+		fmt.Fprintf(&b, `<line x1="%g" x2="%g" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, w-right, y(ms), y(ms))
+		fmt.Fprintf(&b, `<text x="%g" y="%.1f" text-anchor="end">%g</text>`+"\n", left-6, y(ms)+4, ms)
+	}
+	for i, n := range sizes {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%g" text-anchor="middle">%s</text>`+"\n", x(i), h-bottom+20, human(n))
+	}
+	for si, s := range series {
+		var pts []string
+		for i, ms := range vals[si] {
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(i), y(ms)))
+			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`+"\n", x(i), y(ms), s.color)
+		}
+		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(pts, " "), s.color)
+		fmt.Fprintf(&b, `<text x="%g" y="%g" fill="%s">%s</text>`+"\n", left+10, top+15+float64(si)*15, s.color, s.name)
+	}
+	b.WriteString("</svg>\n")
+	return b.String(), nil
+}
