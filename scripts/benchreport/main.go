@@ -121,7 +121,6 @@ type row struct {
 	ok      func(ratio, value float64) bool
 }
 
-
 const (
 	leasePage = "ListExpiredLeases/leases=%d/%s/page=%s"
 )
