@@ -93,12 +93,20 @@ func OpenDB(path string) (*sql.DB, error) {
 	}
 	sqlDB.SetMaxOpenConns(1)
 	// Connecting runs the pragmas, which is where a file that is not a
-	// database is found out.
-	if err := sqlDB.Ping(); err != nil {
-		sqlDB.Close()
-		return nil, err
+	// database is found out. Switching a new file to WAL needs a lock that
+	// SQLite does not wait for, so a connection that loses that race
+	// retries.
+	for wait := time.Millisecond; ; wait *= 2 {
+		err = sqlDB.Ping()
+		if err == nil {
+			return sqlDB, nil
+		}
+		if !isBusy(err) || wait > 500*time.Millisecond {
+			sqlDB.Close()
+			return nil, err
+		}
+		time.Sleep(wait)
 	}
-	return sqlDB, nil
 }
 
 // New returns a Registry over a database the caller owns and has already
@@ -166,18 +174,40 @@ func Migrate(ctx context.Context, sqlDB *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	current, latest, err := p.GetVersions(ctx)
-	if err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+	// goose has no lock for SQLite, so processes opening a new file at once
+	// race to migrate it. Every migration runs in an immediate transaction,
+	// so a loser fails cleanly ("table already exists", SQLITE_BUSY) and
+	// changes nothing; once the winner is done, the database is current.
+	var lastErr error
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		current, latest, err := p.GetVersions(ctx)
+		switch {
+		case err == nil && current > latest:
+			return fmt.Errorf("database schema version %d is newer than this library's latest (%d): upgrade the library", current, latest)
+		case err == nil && current == latest:
+			return nil
+		case err == nil:
+			if _, err = p.Up(ctx); err == nil {
+				return nil
+			}
+			lastErr = fmt.Errorf("migrate: %w", err)
+		default:
+			lastErr = fmt.Errorf("read schema version: %w", err)
+		}
+		if wait > maxMigrateWait || ctx.Err() != nil {
+			return lastErr
+		}
+		select {
+		case <-ctx.Done():
+			return lastErr
+		case <-time.After(wait):
+		}
 	}
-	if current > latest {
-		return fmt.Errorf("database schema version %d is newer than this library's latest (%d): upgrade the library", current, latest)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return nil
 }
+
+// maxMigrateWait bounds the retries of a migration that keeps failing,
+// which a migration broken for good does: about 2.5 s in all.
+const maxMigrateWait = 1280 * time.Millisecond
 
 // NewMigrationProvider returns a goose provider over the embedded schema,
 // for tools that need more than Migrate (status, down, redo).

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,5 +191,28 @@ func equal[T any](t *testing.T, what string, got, want T) {
 	t.Helper()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s = %#v, want %#v", what, got, want)
+	}
+}
+
+// TestConcurrentFirstOpen opens one new file from many goroutines at once:
+// each must succeed, although only one can switch it to WAL and migrate it.
+func TestConcurrentFirstOpen(t *testing.T) {
+	for round := range 3 {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("first-%d.db", round))
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				r, err := registry.Open(context.Background(), path)
+				if err != nil {
+					t.Errorf("Open: %v", err)
+					return
+				}
+				defer r.Close()
+				if _, err := r.RegisterWorker(context.Background(), registerArgs("ns", "w", t0)); err != nil {
+					t.Errorf("RegisterWorker: %v", err)
+				}
+			})
+		}
+		wg.Wait()
 	}
 }

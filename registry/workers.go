@@ -178,6 +178,11 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 // HeartbeatWorker moves a live registration's expiry to Now plus its TTL.
 // A registration that is absent or expired gets HeartbeatNotRegistered and
 // nothing is written: the worker must register again.
+//
+// The expiry is Now plus the TTL even when that is earlier than the stored
+// one, as when a heartbeat read the clock, then waited for the write lock
+// behind a later heartbeat of the same instance. Heartbeat one instance
+// from one goroutine.
 func (r *Registry) HeartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs) (HeartbeatResult, error) {
 	res, err := r.heartbeatWorker(ctx, args)
 	if err != nil {
