@@ -90,6 +90,7 @@ func workerFixture(b *testing.B, n int, opts ...registry.Option) (*registry.Regi
 			b.Fatal(err)
 		}
 	}
+	settle(b, raw)
 	var path string
 	if err := raw.QueryRow(`SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&path); err != nil {
 		b.Fatal(err)
