@@ -61,7 +61,7 @@ const deleteLiveWorker = `-- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id = ?2
-  AND expires_at_ms > ?3
+  AND +expires_at_ms > ?3
 `
 
 type DeleteLiveWorkerParams struct {
@@ -79,6 +79,7 @@ func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerPara
 }
 
 const getWorker = `-- name: GetWorker :one
+
 SELECT worker_id, registered_at_ms, expires_at_ms
 FROM ff_worker_registry
 WHERE namespace = ?1 AND worker_instance_id = ?2
@@ -95,6 +96,10 @@ type GetWorkerRow struct {
 	ExpiresAtMs    int64
 }
 
+// Liveness is "+expires_at_ms > now": the unary + keeps the planner from
+// driving these statements from the expiry index once ANALYZE has run,
+// which would turn key lookups and key-ordered pages into range scans and
+// sorts. Only the sweep should use that index.
 // Reads a registration whether or not it is live; the caller decides.
 func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorkerRow, error) {
 	row := q.queryRow(ctx, q.getWorkerStmt, getWorker, arg.Namespace, arg.WorkerInstanceID)
@@ -109,7 +114,7 @@ SET last_heartbeat_ms = ?1,
     expires_at_ms     = ?1 + liveness_ttl_ms
 WHERE namespace = ?2
   AND worker_instance_id = ?3
-  AND expires_at_ms > ?1
+  AND +expires_at_ms > ?1
 RETURNING expires_at_ms, draining
 `
 
@@ -139,7 +144,7 @@ SET last_heartbeat_ms = ?1,
 WHERE (namespace, worker_instance_id) IN (
         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
         FROM json_each(?2))
-  AND expires_at_ms > ?1
+  AND +expires_at_ms > ?1
 RETURNING namespace, worker_instance_id, expires_at_ms, draining
 `
 
@@ -191,7 +196,7 @@ SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
 FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) > (cast(?1 AS TEXT), cast(?2 AS TEXT))
-  AND expires_at_ms > ?3
+  AND +expires_at_ms > ?3
   AND (cast(?4 AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(?4 AS TEXT) || ',') > 0)
   AND (cast(?5 AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(?5 AS TEXT) || ',') > 0)
 ORDER BY namespace, worker_instance_id
@@ -256,7 +261,7 @@ SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
 FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id > cast(?2 AS TEXT)
-  AND expires_at_ms > ?3
+  AND +expires_at_ms > ?3
   AND (cast(?4 AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(?4 AS TEXT) || ',') > 0)
   AND (cast(?5 AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(?5 AS TEXT) || ',') > 0)
 ORDER BY worker_instance_id
@@ -318,7 +323,7 @@ UPDATE ff_worker_registry
 SET draining = 1
 WHERE namespace = ?1
   AND worker_instance_id = ?2
-  AND expires_at_ms > ?3
+  AND +expires_at_ms > ?3
 `
 
 type RequestDrainParams struct {

@@ -1,3 +1,8 @@
+-- Liveness is "+expires_at_ms > now": the unary + keeps the planner from
+-- driving these statements from the expiry index once ANALYZE has run,
+-- which would turn key lookups and key-ordered pages into range scans and
+-- sorts. Only the sweep should use that index.
+
 -- name: GetWorker :one
 -- Reads a registration whether or not it is live; the caller decides.
 SELECT worker_id, registered_at_ms, expires_at_ms
@@ -33,14 +38,14 @@ SET last_heartbeat_ms = sqlc.arg(now_ms),
     expires_at_ms     = sqlc.arg(now_ms) + liveness_ttl_ms
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND expires_at_ms > sqlc.arg(now_ms)
+  AND +expires_at_ms > sqlc.arg(now_ms)
 RETURNING expires_at_ms, draining;
 
 -- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND expires_at_ms > sqlc.arg(now_ms);
+  AND +expires_at_ms > sqlc.arg(now_ms);
 
 -- name: ListLiveWorkers :many
 -- All namespaces. The cursor is a row value over the primary key, so a page
@@ -49,7 +54,7 @@ SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
 FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) > (cast(sqlc.arg(after_namespace) AS TEXT), cast(sqlc.arg(after_instance_id) AS TEXT))
-  AND expires_at_ms > sqlc.arg(now_ms)
+  AND +expires_at_ms > sqlc.arg(now_ms)
   AND (cast(sqlc.arg(lane) AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(sqlc.arg(lane) AS TEXT) || ',') > 0)
   AND (cast(sqlc.arg(capability) AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(sqlc.arg(capability) AS TEXT) || ',') > 0)
 ORDER BY namespace, worker_instance_id
@@ -61,7 +66,7 @@ SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
 FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id > cast(sqlc.arg(after_instance_id) AS TEXT)
-  AND expires_at_ms > sqlc.arg(now_ms)
+  AND +expires_at_ms > sqlc.arg(now_ms)
   AND (cast(sqlc.arg(lane) AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(sqlc.arg(lane) AS TEXT) || ',') > 0)
   AND (cast(sqlc.arg(capability) AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(sqlc.arg(capability) AS TEXT) || ',') > 0)
 ORDER BY worker_instance_id
@@ -77,7 +82,7 @@ SET last_heartbeat_ms = sqlc.arg(now_ms),
 WHERE (namespace, worker_instance_id) IN (
         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
         FROM json_each(sqlc.arg(keys)))
-  AND expires_at_ms > sqlc.arg(now_ms)
+  AND +expires_at_ms > sqlc.arg(now_ms)
 RETURNING namespace, worker_instance_id, expires_at_ms, draining;
 
 -- name: RequestDrain :execrows
@@ -85,7 +90,7 @@ UPDATE ff_worker_registry
 SET draining = 1
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND expires_at_ms > sqlc.arg(now_ms);
+  AND +expires_at_ms > sqlc.arg(now_ms);
 
 -- name: DeleteExpiredWorkers :many
 -- One sweep batch: the oldest expiries first, found through
