@@ -27,6 +27,7 @@ const (
 	DrainNotRegistered
 )
 
+// String returns the outcome's snake_case name, as registryctl prints it.
 func (o DrainOutcome) String() string {
 	switch o {
 	case DrainRequested:

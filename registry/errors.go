@@ -26,6 +26,7 @@ type ValidationError struct {
 	Reason string // what is wrong with it
 }
 
+// Error returns "field: reason".
 func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
 
 // Is reports whether target is ErrInvalidInput.

@@ -13,6 +13,7 @@ const (
 	Refreshed
 )
 
+// String returns the outcome's snake_case name, as registryctl prints it.
 func (o RegisterOutcome) String() string {
 	switch o {
 	case Registered:
@@ -34,6 +35,7 @@ const (
 	HeartbeatNotRegistered
 )
 
+// String returns the outcome's snake_case name, as registryctl prints it.
 func (o HeartbeatOutcome) String() string {
 	switch o {
 	case HeartbeatRefreshed:
@@ -55,6 +57,7 @@ const (
 	MarkNotRegistered
 )
 
+// String returns the outcome's snake_case name, as registryctl prints it.
 func (o MarkDeadOutcome) String() string {
 	switch o {
 	case Marked:
@@ -75,6 +78,7 @@ const (
 	DirectiveDrain
 )
 
+// String returns "none" or "drain".
 func (d Directive) String() string {
 	switch d {
 	case DirectiveNone:
