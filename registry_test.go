@@ -265,3 +265,31 @@ func dump(t *testing.T, sqlDB *sql.DB) string {
 	}
 	return sb.String()
 }
+
+// TestOpenLeavesNewerRollbackJournalFileAlone checks the bytes of the file,
+// not only its rows: connecting for writes would switch it to WAL.
+func TestOpenLeavesNewerRollbackJournalFileAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "newer-delete-mode.db")
+	plain, err := sql.Open(registry.DriverName, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Exec(`CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY AUTOINCREMENT,
+		version_id INTEGER NOT NULL, is_applied INTEGER NOT NULL, tstamp TIMESTAMP DEFAULT (datetime('now')));
+		INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, 1), (99, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	plain.Close()
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = registry.Open(context.Background(), path)
+	if err == nil || !strings.Contains(err.Error(), "version 99 is newer") {
+		t.Fatalf("Open = %v, want a newer-schema error", err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil || string(after) != string(before) {
+		t.Fatalf("Open changed the file's bytes (%v)", err)
+	}
+}

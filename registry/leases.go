@@ -72,8 +72,7 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 	if err != nil {
 		return ListExpiredLeasesResult{}, err
 	}
-	// Below every stored key: no lease expires before the epoch, and
-	// partitions start at 0.
+	// Below every stored key: partitions start at 0.
 	params := db.ListExpiredLeasesParams{
 		AsOfMs:           asOf,
 		AfterExpiresAtMs: math.MinInt64,
@@ -87,9 +86,9 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 			// Zero would otherwise mean the clock, which is never meant.
 			return ListExpiredLeasesResult{}, invalid("after.expires_at", "must be set")
 		}
-		if params.AfterExpiresAtMs, err = r.millis("after.expires_at", c.ExpiresAt); err != nil {
-			return ListExpiredLeasesResult{}, err
-		}
+		// Any time a stored lease has is a valid position, even one before
+		// 1970: the engine, not this library, writes the expiries.
+		params.AfterExpiresAtMs = c.ExpiresAt.UnixMilli()
 		params.AfterPartition.Int64 = int64(c.ExecutionID.Partition)
 		params.AfterExecutionID = c.ExecutionID.UUID[:]
 	}

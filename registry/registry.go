@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -40,6 +43,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*Registry, error) {
 }
 
 func open(ctx context.Context, path string, opts []Option) (*Registry, error) {
+	if path != memoryPath {
+		if err := checkExisting(ctx, path); err != nil {
+			return nil, err
+		}
+	}
 	writer, err := OpenDB(path)
 	if err != nil {
 		return nil, err
@@ -72,6 +80,53 @@ func open(ctx context.Context, path string, opts []Option) (*Registry, error) {
 	}
 	r.owned = true
 	return r, nil
+}
+
+// checkExisting refuses, through a query-only connection, an existing file
+// that is not a database or whose schema is newer than this library's.
+// It runs before the writer connects because connecting switches the file
+// to WAL, which must not happen to a file that Open then refuses.
+func checkExisting(ctx context.Context, path string) error {
+	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && info.Size() == 0) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ro, err := sql.Open(DriverName, sqliteDSN(path, "_pragma=query_only(1)"))
+	if err != nil {
+		return err
+	}
+	defer ro.Close()
+	var current int64
+	err = ro.QueryRowContext(ctx, `SELECT coalesce((SELECT max(version_id) FROM goose_db_version), 0)`).Scan(&current)
+	if err != nil && strings.Contains(err.Error(), "no such table") {
+		return nil // a SQLite database this library has not migrated yet
+	}
+	if err != nil {
+		return err
+	}
+	if latest := latestSchemaVersion(); current > latest {
+		return newerSchemaError(current, latest)
+	}
+	return nil
+}
+
+// latestSchemaVersion is the version of the newest embedded migration.
+func latestSchemaVersion() int64 {
+	names, _ := fs.Glob(schema.FS, "*.sql")
+	var latest int64
+	for _, name := range names {
+		if v, err := goose.NumericComponent(name); err == nil {
+			latest = max(latest, v)
+		}
+	}
+	return latest
+}
+
+func newerSchemaError(current, latest int64) error {
+	return fmt.Errorf("database schema version %d is newer than this library's latest (%d): upgrade the library", current, latest)
 }
 
 // OpenDB opens the SQLite database at path for writing, as Open does for its
@@ -183,7 +238,7 @@ func Migrate(ctx context.Context, sqlDB *sql.DB) error {
 		current, latest, err := p.GetVersions(ctx)
 		switch {
 		case err == nil && current > latest:
-			return fmt.Errorf("database schema version %d is newer than this library's latest (%d): upgrade the library", current, latest)
+			return newerSchemaError(current, latest)
 		case err == nil && current == latest:
 			return nil
 		case err == nil:
