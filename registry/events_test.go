@@ -117,3 +117,18 @@ func TestEventIDsAreNotReusedAfterPruning(t *testing.T) {
 		t.Fatalf("events after the pruned cursor = %+v, %v", res.Events, err)
 	}
 }
+
+func TestListWorkerEventsLimits(t *testing.T) {
+	r, b := setup(t)
+	if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 10001)
+		INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms)
+		SELECT 'ns', 'w', 'heartbeat', ?1 + i FROM s`, t0.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ limit, want int }{{0, registry.DefaultLimit}, {10_000, registry.MaxLimit}, {50_000, registry.MaxLimit}} {
+		res, err := r.ListWorkerEvents(context.Background(), registry.ListWorkerEventsArgs{Namespace: "ns", Limit: tc.limit})
+		if err != nil || len(res.Events) != tc.want || res.Next != res.Events[tc.want-1].ID {
+			t.Fatalf("Limit %d: %d events, next %d, %v; want %d and a cursor", tc.limit, len(res.Events), res.Next, err, tc.want)
+		}
+	}
+}

@@ -200,3 +200,19 @@ func TestRunSweeper(t *testing.T) {
 		t.Fatal("RunSweeper did not return after cancel")
 	}
 }
+
+// TestRunSweeperSweepsAtOnce: the first sweep does not wait an interval.
+func TestRunSweeperSweepsAtOnce(t *testing.T) {
+	r, b := setup(t, registry.WithClock(func() time.Time { return t0.Add(time.Minute) }))
+	mustRegister(t, r, registerArgs("ns", "w", t0)) // expired by the clock's time
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Hour})
+	deadline := time.Now().Add(10 * time.Second)
+	for b.rowCount(t) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("RunSweeper with a one-hour interval did not sweep at once")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

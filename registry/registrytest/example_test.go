@@ -52,8 +52,12 @@ func TestInsertLeasesFuncInBatches(t *testing.T) {
 	if err := sqlDB.QueryRow("SELECT count(*) FROM ff_attempt").Scan(&count); err != nil || count != n {
 		t.Fatalf("attempts = %d, %v", count, err)
 	}
-	res, err := r.ListExpiredLeases(context.Background(), registry.ListExpiredLeasesArgs{AsOf: expiry, Limit: registry.MaxLimit})
-	if err != nil || len(res.Leases) != registry.MaxLimit || res.Next == nil {
-		t.Fatalf("page = %d leases, next %v, %v", len(res.Leases), res.Next, err)
+	// The page limits of DESIGN.md: 0 is the default, above the maximum is
+	// the maximum.
+	for _, tc := range []struct{ limit, want int }{{0, registry.DefaultLimit}, {registry.MaxLimit, registry.MaxLimit}, {20_000, registry.MaxLimit}} {
+		res, err := r.ListExpiredLeases(context.Background(), registry.ListExpiredLeasesArgs{AsOf: expiry, Limit: tc.limit})
+		if err != nil || len(res.Leases) != tc.want || res.Next == nil {
+			t.Fatalf("Limit %d: page of %d leases, next %v, %v; want %d", tc.limit, len(res.Leases), res.Next, err, tc.want)
+		}
 	}
 }
