@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/flowfabric/workerregistry/db"
@@ -13,29 +12,6 @@ type DrainArgs struct {
 	Namespace        string
 	WorkerInstanceID string
 	Now              time.Time // zero: the registry's clock
-}
-
-// DrainOutcome says what RequestDrain did.
-type DrainOutcome int
-
-const (
-	// DrainRequested: the live worker is marked as draining and a
-	// drain_requested event recorded. Its heartbeats now return
-	// DirectiveDrain until it registers again.
-	DrainRequested DrainOutcome = iota + 1
-	// DrainNotRegistered: no live registration; nothing was written.
-	DrainNotRegistered
-)
-
-// String returns the outcome's snake_case name, as registryctl prints it.
-func (o DrainOutcome) String() string {
-	switch o {
-	case DrainRequested:
-		return "drain_requested"
-	case DrainNotRegistered:
-		return "not_registered"
-	}
-	return "DrainOutcome(" + strconv.Itoa(int(o)) + ")"
 }
 
 // RequestDrain asks a live worker to finish its work in hand and take no

@@ -15,13 +15,7 @@ const (
 
 // String returns the outcome's snake_case name, as registryctl prints it.
 func (o RegisterOutcome) String() string {
-	switch o {
-	case Registered:
-		return "registered"
-	case Refreshed:
-		return "refreshed"
-	}
-	return "RegisterOutcome(" + strconv.Itoa(int(o)) + ")"
+	return enumName("RegisterOutcome", int(o), 1, "registered", "refreshed")
 }
 
 // HeartbeatOutcome says what HeartbeatWorker did.
@@ -37,13 +31,7 @@ const (
 
 // String returns the outcome's snake_case name, as registryctl prints it.
 func (o HeartbeatOutcome) String() string {
-	switch o {
-	case HeartbeatRefreshed:
-		return "refreshed"
-	case HeartbeatNotRegistered:
-		return "not_registered"
-	}
-	return "HeartbeatOutcome(" + strconv.Itoa(int(o)) + ")"
+	return enumName("HeartbeatOutcome", int(o), 1, "refreshed", "not_registered")
 }
 
 // MarkDeadOutcome says what MarkWorkerDead did.
@@ -59,13 +47,7 @@ const (
 
 // String returns the outcome's snake_case name, as registryctl prints it.
 func (o MarkDeadOutcome) String() string {
-	switch o {
-	case Marked:
-		return "marked"
-	case MarkNotRegistered:
-		return "not_registered"
-	}
-	return "MarkDeadOutcome(" + strconv.Itoa(int(o)) + ")"
+	return enumName("MarkDeadOutcome", int(o), 1, "marked", "not_registered")
 }
 
 // Directive is what a heartbeat tells the worker to do next.
@@ -80,11 +62,31 @@ const (
 
 // String returns "none" or "drain".
 func (d Directive) String() string {
-	switch d {
-	case DirectiveNone:
-		return "none"
-	case DirectiveDrain:
-		return "drain"
+	return enumName("Directive", int(d), 0, "none", "drain")
+}
+
+// DrainOutcome says what RequestDrain did.
+type DrainOutcome int
+
+const (
+	// DrainRequested: the live worker is marked as draining and a
+	// drain_requested event recorded. Its heartbeats now return
+	// DirectiveDrain until it registers again.
+	DrainRequested DrainOutcome = iota + 1
+	// DrainNotRegistered: no live registration; nothing was written.
+	DrainNotRegistered
+)
+
+// String returns the outcome's snake_case name, as registryctl prints it.
+func (o DrainOutcome) String() string {
+	return enumName("DrainOutcome", int(o), 1, "drain_requested", "not_registered")
+}
+
+// enumName names value v of an enum whose first name is for the value
+// first; values out of range print as Type(v).
+func enumName(typ string, v, first int, names ...string) string {
+	if i := v - first; i >= 0 && i < len(names) {
+		return names[i]
 	}
-	return "Directive(" + strconv.Itoa(int(d)) + ")"
+	return typ + "(" + strconv.Itoa(v) + ")"
 }
