@@ -121,7 +121,7 @@ func TestMigrationsUpDownUp(t *testing.T) {
 }
 
 // TestSchemaWorksWithStockGoose reads the migrations from the directory, as
-// `goose -dir schema sqlite3 dev.db up` does, and checks that it sees the
+// `goose -dir schema/sqlite sqlite3 dev.db up` does, and checks that it sees the
 // same migrations as the embedded FS (and no stray Go file).
 func TestSchemaWorksWithStockGoose(t *testing.T) {
 	ctx := context.Background()
@@ -130,11 +130,11 @@ func TestSchemaWorksWithStockGoose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sqlDB.Close()
-	dirProvider, err := goose.NewProvider(goose.DialectSQLite3, sqlDB, os.DirFS("schema"))
+	dirProvider, err := goose.NewProvider(goose.DialectSQLite3, sqlDB, os.DirFS("schema/sqlite"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	embedded, err := goose.NewProvider(goose.DialectSQLite3, sqlDB, schema.FS)
+	embedded, err := goose.NewProvider(goose.DialectSQLite3, sqlDB, schema.SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,8 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
-	"github.com/flowfabric/workerregistry/db"
 )
 
 // maxHeartbeatBatch bounds one HeartbeatWorkers call, so that one call
@@ -64,7 +62,7 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 	if len(batch) == 0 {
 		return results, nil
 	}
-	err := r.inTx(ctx, func(q *db.Queries) error {
+	err := r.inTx(ctx, func(q storeWriter) error {
 		if !distinct {
 			// A repeated instance must see its own earlier heartbeat, so
 			// run the batch one by one, in order.
@@ -86,7 +84,7 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 
 // heartbeatGroups runs one statement per distinct time in the batch, whose
 // keys are all distinct.
-func (r *Registry) heartbeatGroups(ctx context.Context, q *db.Queries, batch []HeartbeatWorkerArgs, nows []int64, results []HeartbeatResult) error {
+func (r *Registry) heartbeatGroups(ctx context.Context, q storeWriter, batch []HeartbeatWorkerArgs, nows []int64, results []HeartbeatResult) error {
 	groups := map[int64][]int{}
 	var order []int64
 	for i, now := range nows {
@@ -97,35 +95,31 @@ func (r *Registry) heartbeatGroups(ctx context.Context, q *db.Queries, batch []H
 	}
 	for _, now := range order {
 		idx := groups[now]
-		keys := make([][2]string, len(idx))
+		keys := make([]instanceKey, len(idx))
 		pos := make(map[instanceKey]int, len(idx))
 		for j, i := range idx {
-			keys[j] = [2]string{batch[i].Namespace, batch[i].WorkerInstanceID}
-			pos[instanceKey{batch[i].Namespace, batch[i].WorkerInstanceID}] = i
+			keys[j] = instanceKey{batch[i].Namespace, batch[i].WorkerInstanceID}
+			pos[keys[j]] = i
 			results[i] = HeartbeatResult{Outcome: HeartbeatNotRegistered}
 		}
-		keysJSON, err := json.Marshal(keys)
-		if err != nil {
-			return err
-		}
-		rows, err := q.HeartbeatLiveWorkers(ctx, db.HeartbeatLiveWorkersParams{NowMs: now, Keys: string(keysJSON)})
+		rows, err := q.heartbeatLiveWorkers(ctx, now, keys)
 		if err != nil {
 			return err
 		}
 		for _, row := range rows {
-			results[pos[instanceKey{row.Namespace, row.WorkerInstanceID}]] = heartbeatResult(row.ExpiresAtMs, row.Draining)
+			results[pos[row.Key]] = heartbeatResult(row.ExpiresAtMs, row.Draining)
 		}
 		if !r.cfg.heartbeatEvents || len(rows) == 0 {
 			continue
 		}
 		// Events in input order, as single calls would write them.
-		refreshed := make([][2]string, 0, len(rows))
+		refreshed := make([]instanceKey, 0, len(rows))
 		for j, i := range idx {
 			if results[i].Outcome == HeartbeatRefreshed {
 				refreshed = append(refreshed, keys[j])
 			}
 		}
-		if err := insertEvents(ctx, q, eventHeartbeat, now, refreshed); err != nil {
+		if err := q.insertEvents(ctx, eventHeartbeat, now, refreshed); err != nil {
 			return err
 		}
 	}

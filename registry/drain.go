@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/flowfabric/workerregistry/db"
 )
 
 // DrainArgs are the arguments of RequestDrain.
@@ -35,13 +34,9 @@ func (r *Registry) requestDrain(ctx context.Context, args DrainArgs) (DrainOutco
 		return 0, err
 	}
 	outcome := DrainNotRegistered
-	err = r.inTx(ctx, func(q *db.Queries) error {
-		n, err := q.RequestDrain(ctx, db.RequestDrainParams{
-			Namespace:        args.Namespace,
-			WorkerInstanceID: args.WorkerInstanceID,
-			NowMs:            now,
-		})
-		if err != nil || n == 0 {
+	err = r.inTx(ctx, func(q storeWriter) error {
+		ok, err := q.requestDrain(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
+		if err != nil || !ok {
 			return err
 		}
 		outcome = DrainRequested

@@ -2,12 +2,9 @@ package registry
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"math"
 	"time"
 
-	"github.com/flowfabric/workerregistry/db"
 )
 
 // Event kinds, as stored in ff_worker_registry_event.event_kind.
@@ -22,28 +19,14 @@ const (
 
 // insertEvent records an event in the caller's transaction, so that the
 // event and the change it records commit or roll back together.
-func insertEvent(ctx context.Context, q *db.Queries, namespace, instanceID, kind string, atMS int64, reason *string) error {
-	var r sql.NullString
-	if reason != nil {
-		r = sql.NullString{String: *reason, Valid: true}
-	}
-	return q.InsertEvent(ctx, db.InsertEventParams{
+func insertEvent(ctx context.Context, q storeWriter, namespace, instanceID, kind string, atMS int64, reason *string) error {
+	return q.insertEvent(ctx, eventRow{
 		Namespace:        namespace,
 		WorkerInstanceID: instanceID,
 		EventKind:        kind,
 		EventAtMs:        atMS,
-		Reason:           r,
+		Reason:           reason,
 	})
-}
-
-// insertEvents records events of one kind and time for many instances in
-// one statement, in the order of keys.
-func insertEvents(ctx context.Context, q *db.Queries, kind string, atMS int64, keys [][2]string) error {
-	keysJSON, err := json.Marshal(keys)
-	if err != nil {
-		return err
-	}
-	return q.InsertEvents(ctx, db.InsertEventsParams{EventKind: kind, EventAtMs: atMS, Keys: string(keysJSON)})
 }
 
 // ListWorkerEventsArgs are the arguments of ListWorkerEvents.
@@ -101,24 +84,18 @@ func (r *Registry) listWorkerEvents(ctx context.Context, args ListWorkerEventsAr
 	if err != nil {
 		return ListWorkerEventsResult{}, err
 	}
-	rowLimit := int64(limit) + 1
 	before := args.After
 	if before == 0 {
 		before = math.MaxInt64
 	}
-	var rows []db.FfWorkerRegistryEvent
-	switch {
-	case args.WorkerInstanceID == "" && !args.NewestFirst:
-		rows, err = r.r.ListEventsAsc(ctx, db.ListEventsAscParams{Namespace: args.Namespace, AfterID: args.After, RowLimit: rowLimit})
-	case args.WorkerInstanceID == "":
-		rows, err = r.r.ListEventsDesc(ctx, db.ListEventsDescParams{Namespace: args.Namespace, BeforeID: before, RowLimit: rowLimit})
-	case !args.NewestFirst:
-		rows, err = r.r.ListInstanceEventsAsc(ctx, db.ListInstanceEventsAscParams{
-			Namespace: args.Namespace, WorkerInstanceID: args.WorkerInstanceID, AfterID: args.After, RowLimit: rowLimit})
-	default:
-		rows, err = r.r.ListInstanceEventsDesc(ctx, db.ListInstanceEventsDescParams{
-			Namespace: args.Namespace, WorkerInstanceID: args.WorkerInstanceID, BeforeID: before, RowLimit: rowLimit})
-	}
+	rows, err := r.st.reader().listEvents(ctx, eventQuery{
+		Namespace:   args.Namespace,
+		Instance:    args.WorkerInstanceID,
+		NewestFirst: args.NewestFirst,
+		After:       args.After,
+		Before:      before,
+		RowLimit:    limit + 1,
+	})
 	if err != nil {
 		return ListWorkerEventsResult{}, err
 	}
@@ -134,9 +111,16 @@ func (r *Registry) listWorkerEvents(ctx context.Context, args ListWorkerEventsAr
 			Namespace:        row.Namespace,
 			WorkerInstanceID: row.WorkerInstanceID,
 			Kind:             row.EventKind,
-			Reason:           row.Reason.String,
+			Reason:           deref(row.Reason),
 			At:               fromMillis(row.EventAtMs),
 		}
 	}
 	return res, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

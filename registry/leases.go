@@ -2,13 +2,11 @@ package registry
 
 import (
 	"context"
-	"database/sql"
 	"math"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/flowfabric/workerregistry/db"
 )
 
 // ListExpiredLeasesArgs are the arguments of ListExpiredLeases.
@@ -73,13 +71,13 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 		return ListExpiredLeasesResult{}, err
 	}
 	// Below every stored key: partitions start at 0.
-	params := db.ListExpiredLeasesParams{
+	params := leaseQuery{
 		AsOfMs:           asOf,
 		AfterExpiresAtMs: math.MinInt64,
-		AfterPartition:   sql.NullInt64{Int64: -1, Valid: true},
+		AfterPartition:   -1,
 		AfterExecutionID: []byte{},
 		Namespace:        args.Namespace,
-		RowLimit:         int64(limit) + 1,
+		RowLimit:         limit + 1,
 	}
 	if c := args.After; c != nil {
 		if c.ExpiresAt.IsZero() {
@@ -89,10 +87,10 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 		// Any time a stored lease has is a valid position, even one before
 		// 1970: the engine, not this library, writes the expiries.
 		params.AfterExpiresAtMs = c.ExpiresAt.UnixMilli()
-		params.AfterPartition.Int64 = int64(c.ExecutionID.Partition)
+		params.AfterPartition = int64(c.ExecutionID.Partition)
 		params.AfterExecutionID = c.ExecutionID.UUID[:]
 	}
-	rows, err := r.r.ListExpiredLeases(ctx, params)
+	rows, err := r.st.reader().listExpiredLeases(ctx, params)
 	if err != nil {
 		return ListExpiredLeasesResult{}, err
 	}
@@ -113,7 +111,7 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 	return res, nil
 }
 
-func decodeLease(row db.ListExpiredLeasesRow) (ExpiredLease, error) {
+func decodeLease(row leaseRow) (ExpiredLease, error) {
 	execution, err := uuid.FromBytes(row.ExecutionID)
 	if err != nil || row.PartitionKey < 0 || row.PartitionKey > math.MaxUint16 ||
 		row.AttemptIndex < 0 || row.AttemptIndex > math.MaxInt32 || row.LeaseEpoch < 0 {

@@ -263,7 +263,7 @@ func randomBytes(rng *rand.Rand) (b [16]byte) {
 // (defect 3 of the reference).
 func TestExpiredLeaseQueryPlan(t *testing.T) {
 	_, sqlDB := registrytest.Open(t)
-	query := sqlcQuery(t, "../queries/leases.sql", "ListExpiredLeases")
+	query := sqlcQuery(t, "../queries/sqlite/leases.sql", "ListExpiredLeases")
 	rows, err := sqlDB.Query("EXPLAIN QUERY PLAN "+query,
 		t0.UnixMilli(), t0.UnixMilli(), 3, make([]byte, 16), "ns", 1001)
 	if err != nil {

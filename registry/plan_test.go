@@ -50,7 +50,7 @@ func TestQueryPlansSurviveAnalyze(t *testing.T) {
 			}
 		}
 		for _, c := range cases {
-			plan := queryPlan(t, b, sqlcQuery(t, "../queries/"+c.file+".sql", c.name), c.args...)
+			plan := queryPlan(t, b, sqlcQuery(t, "../queries/sqlite/"+c.file+".sql", c.name), c.args...)
 			rest := plan
 			for _, w := range c.want {
 				i := strings.Index(rest, w)

@@ -1,6 +1,9 @@
 package registry
 
 import (
+	"context"
+	"database/sql"
+	"time"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +13,8 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/flowfabric/workerregistry/schema"
 )
 
 // DriverName is the database/sql driver the registry uses for SQLite
@@ -84,3 +89,132 @@ func isBusy(err error) bool {
 	code := se.Code() & 0xff
 	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
+
+// openSQLite opens a writer and a read pool on the file at path.
+func openSQLite(ctx context.Context, path string, opts []Option) (*Registry, error) {
+	if path != memoryPath {
+		if err := checkExisting(ctx, path); err != nil {
+			return nil, err
+		}
+	}
+	writer, err := OpenDB(path)
+	if err != nil {
+		return nil, err
+	}
+	// Every connection to :memory: is a database of its own, so there the
+	// writer's one connection serves reads too.
+	reader := writer
+	if path != memoryPath {
+		if reader, err = sql.Open(DriverName, readerDSN(path)); err != nil {
+			writer.Close()
+			return nil, err
+		}
+		reader.SetMaxOpenConns(readerPoolSize())
+		reader.SetMaxIdleConns(readerPoolSize())
+	}
+	closeAll := func() {
+		writer.Close()
+		if reader != writer {
+			reader.Close()
+		}
+	}
+	if err := Migrate(ctx, writer); err != nil {
+		closeAll()
+		return nil, err
+	}
+	st, err := newSQLiteStore(ctx, writer, reader)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	st.owned = true
+	return &Registry{st: st, cfg: newConfig(opts)}, nil
+}
+
+
+// checkExisting refuses, through a query-only connection, an existing file
+// that is not a database or whose schema is newer than this library's.
+// It runs before the writer connects because connecting switches the file
+// to WAL, which must not happen to a file that Open then refuses.
+func checkExisting(ctx context.Context, path string) error {
+	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && info.Size() == 0) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ro, err := sql.Open(DriverName, sqliteDSN(path, "_pragma=query_only(1)"))
+	if err != nil {
+		return err
+	}
+	defer ro.Close()
+	var current int64
+	err = ro.QueryRowContext(ctx, `SELECT coalesce((SELECT max(version_id) FROM goose_db_version), 0)`).Scan(&current)
+	if err != nil && strings.Contains(err.Error(), "no such table") {
+		return nil // a SQLite database this library has not migrated yet
+	}
+	if err != nil {
+		return err
+	}
+	if latest := latestSchemaVersion(schema.SQLite); current > latest {
+		return newerSchemaError(current, latest)
+	}
+	return nil
+}
+
+// OpenDB opens the SQLite database at path for writing, as Open does for its
+// writer, without migrating it: one connection, immediate transactions, the
+// pragmas of DSN, and a new file created with mode 0600. It checks that the
+// file is a usable database before returning. Use it with New or Migrate.
+func OpenDB(path string) (*sql.DB, error) {
+	if path == "" {
+		return nil, invalid("path", "must not be empty")
+	}
+	if path != memoryPath {
+		if err := createPrivate(path); err != nil {
+			return nil, err
+		}
+	}
+	sqlDB, err := sql.Open(DriverName, DSN(path))
+	if err != nil {
+		return nil, err
+	}
+	sqlDB.SetMaxOpenConns(1)
+	// Connecting runs the pragmas, which is where a file that is not a
+	// database is found out. Switching a new file to WAL needs a lock that
+	// SQLite does not wait for, so a connection that loses that race
+	// retries.
+	for wait := time.Millisecond; ; wait *= 2 {
+		err = sqlDB.Ping()
+		if err == nil {
+			return sqlDB, nil
+		}
+		if !isBusy(err) || wait > 500*time.Millisecond {
+			sqlDB.Close()
+			return nil, err
+		}
+		time.Sleep(wait)
+	}
+}
+
+// New returns a Registry over a SQLite database the caller owns and has
+// already migrated (see Migrate). Close does not close it. Build db with
+// OpenDB, or with sql.Open(DriverName, DSN(path)), so that write
+// transactions are immediate: with SQLite's default deferred transactions,
+// concurrent writers fail with SQLITE_BUSY instead of waiting. For
+// Postgres, use NewPostgres.
+//
+// New prepares its statements on db. If that fails, because db is not
+// migrated yet for instance, the Registry runs them unprepared: slower, but
+// correct once the schema is in place.
+func New(db *sql.DB, opts ...Option) *Registry {
+	cfg := newConfig(opts)
+	st, err := newSQLiteStore(context.Background(), db, db)
+	if err != nil {
+		st = newUnpreparedSQLiteStore(db, db)
+		cfg.logger.Warn("registry: running statements unprepared", "err", err)
+	}
+	return &Registry{st: st, cfg: cfg}
+}
+

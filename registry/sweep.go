@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/flowfabric/workerregistry/db"
 )
 
 // Batch sizes of the sweep and of event pruning. Each batch is one write
@@ -56,17 +55,13 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 	}
 	for {
 		var n int
-		err := r.inTx(ctx, func(q *db.Queries) error {
-			rows, err := q.DeleteExpiredWorkers(ctx, db.DeleteExpiredWorkersParams{NowMs: nowMS, BatchSize: sweepBatchSize})
-			if err != nil || len(rows) == 0 {
+		err := r.inTx(ctx, func(q storeWriter) error {
+			keys, err := q.deleteExpiredWorkers(ctx, nowMS, sweepBatchSize)
+			if err != nil || len(keys) == 0 {
 				return err
 			}
-			n = len(rows)
-			keys := make([][2]string, len(rows))
-			for i, row := range rows {
-				keys[i] = [2]string{row.Namespace, row.WorkerInstanceID}
-			}
-			return insertEvents(ctx, q, eventTTLSwept, nowMS, keys)
+			n = len(keys)
+			return q.insertEvents(ctx, eventTTLSwept, nowMS, keys)
 		})
 		if err != nil {
 			return rep, err
@@ -101,7 +96,7 @@ func (r *Registry) PruneEvents(ctx context.Context, before time.Time) (int64, er
 func (r *Registry) pruneEvents(ctx context.Context, beforeMS int64) (int64, error) {
 	var total int64
 	for {
-		n, err := r.w.DeleteEventsBefore(ctx, db.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: pruneBatchSize})
+		n, err := r.st.writer().deleteEventsBefore(ctx, beforeMS, pruneBatchSize)
 		total += n
 		if err != nil || n < pruneBatchSize {
 			return total, err

@@ -97,8 +97,8 @@ func TestSweepPrunesOldEvents(t *testing.T) {
 func TestSweepQueryPlans(t *testing.T) {
 	_, b := setup(t)
 	for _, q := range []struct{ file, name, want string }{
-		{"../queries/workers.sql", "DeleteExpiredWorkers", "USING COVERING INDEX ff_worker_registry_expires_idx (expires_at_ms<?)"},
-		{"../queries/events.sql", "DeleteEventsBefore", "USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)"},
+		{"../queries/sqlite/workers.sql", "DeleteExpiredWorkers", "USING COVERING INDEX ff_worker_registry_expires_idx (expires_at_ms<?)"},
+		{"../queries/sqlite/events.sql", "DeleteEventsBefore", "USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)"},
 	} {
 		plan := queryPlan(t, b, sqlcQuery(t, q.file, q.name), t0.UnixMilli(), 500)
 		if !strings.Contains(plan, q.want) || strings.Contains(plan, "SCAN old") || strings.Contains(plan, "TEMP B-TREE") {

@@ -2,12 +2,9 @@ package registry
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/flowfabric/workerregistry/db"
 )
 
 // RegisterWorkerArgs are the arguments of RegisterWorker.
@@ -126,16 +123,17 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 	}
 
 	outcome := Registered
-	err = r.inTx(ctx, func(q *db.Queries) error {
+	key := instanceKey{args.Namespace, args.WorkerInstanceID}
+	err = r.inTx(ctx, func(q storeWriter) error {
 		registeredAt := now
-		prev, err := q.GetWorker(ctx, db.GetWorkerParams{
-			Namespace:        args.Namespace,
-			WorkerInstanceID: args.WorkerInstanceID,
-		})
+		if err := q.lockInstance(ctx, key); err != nil {
+			return err
+		}
+		prev, found, err := q.getWorker(ctx, key)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return err
+		case !found:
 		case prev.ExpiresAtMs > now:
 			if prev.WorkerID != args.WorkerID {
 				return fmt.Errorf("instance %q is live under worker %q: %w",
@@ -150,13 +148,13 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 				return err
 			}
 		}
-		if err := q.UpsertWorker(ctx, db.UpsertWorkerParams{
+		if err := q.upsertWorker(ctx, workerRow{
 			Namespace:        args.Namespace,
 			WorkerInstanceID: args.WorkerInstanceID,
 			WorkerID:         args.WorkerID,
 			Lanes:            lanes,
 			CapabilitiesCsv:  caps,
-			NowMs:            now,
+			LastHeartbeatMs:  now,
 			LivenessTtlMs:    ttl,
 			RegisteredAtMs:   registeredAt,
 			ExpiresAtMs:      now + ttl,
@@ -201,10 +199,10 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 	}
 	if !r.cfg.heartbeatEvents {
 		// One statement needs no explicit transaction.
-		return r.heartbeatOne(ctx, r.w, args, now)
+		return r.heartbeatOne(ctx, r.st.writer(), args, now)
 	}
 	var res HeartbeatResult
-	err = r.inTx(ctx, func(q *db.Queries) error {
+	err = r.inTx(ctx, func(q storeWriter) error {
 		res, err = r.heartbeatOne(ctx, q, args, now)
 		return err
 	})
@@ -213,17 +211,13 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 
 // heartbeatOne refreshes one live registration and, when heartbeat events
 // are on, records the event; q must then be a transaction's.
-func (r *Registry) heartbeatOne(ctx context.Context, q *db.Queries, args HeartbeatWorkerArgs, now int64) (HeartbeatResult, error) {
-	row, err := q.HeartbeatLiveWorker(ctx, db.HeartbeatLiveWorkerParams{
-		NowMs:            now,
-		Namespace:        args.Namespace,
-		WorkerInstanceID: args.WorkerInstanceID,
-	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return HeartbeatResult{Outcome: HeartbeatNotRegistered}, nil
-	}
+func (r *Registry) heartbeatOne(ctx context.Context, q storeWriter, args HeartbeatWorkerArgs, now int64) (HeartbeatResult, error) {
+	row, found, err := q.heartbeatLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
 	if err != nil {
 		return HeartbeatResult{}, err
+	}
+	if !found {
+		return HeartbeatResult{Outcome: HeartbeatNotRegistered}, nil
 	}
 	if r.cfg.heartbeatEvents {
 		if err := insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventHeartbeat, now, nil); err != nil {
@@ -233,9 +227,9 @@ func (r *Registry) heartbeatOne(ctx context.Context, q *db.Queries, args Heartbe
 	return heartbeatResult(row.ExpiresAtMs, row.Draining), nil
 }
 
-func heartbeatResult(expiresAtMS, draining int64) HeartbeatResult {
+func heartbeatResult(expiresAtMS int64, draining bool) HeartbeatResult {
 	res := HeartbeatResult{Outcome: HeartbeatRefreshed, NextExpiry: fromMillis(expiresAtMS)}
-	if draining != 0 {
+	if draining {
 		res.Directive = DirectiveDrain
 	}
 	return res
@@ -265,13 +259,9 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 		return 0, err
 	}
 	outcome := MarkNotRegistered
-	err = r.inTx(ctx, func(q *db.Queries) error {
-		n, err := q.DeleteLiveWorker(ctx, db.DeleteLiveWorkerParams{
-			Namespace:        args.Namespace,
-			WorkerInstanceID: args.WorkerInstanceID,
-			NowMs:            now,
-		})
-		if err != nil || n == 0 {
+	err = r.inTx(ctx, func(q storeWriter) error {
+		ok, err := q.deleteLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
+		if err != nil || !ok {
 			return err
 		}
 		outcome = Marked
@@ -327,26 +317,15 @@ func (r *Registry) listWorkers(ctx context.Context, args ListWorkersArgs) (ListW
 	}
 
 	// One row more than the page tells whether another page exists.
-	var rows []db.FfWorkerRegistry
-	if args.Namespace == "" {
-		rows, err = r.r.ListLiveWorkers(ctx, db.ListLiveWorkersParams{
-			AfterNamespace:  after.Namespace,
-			AfterInstanceID: after.WorkerInstanceID,
-			NowMs:           now,
-			Lane:            args.Lane,
-			Capability:      args.Capability,
-			RowLimit:        int64(limit) + 1,
-		})
-	} else {
-		rows, err = r.r.ListLiveWorkersInNamespace(ctx, db.ListLiveWorkersInNamespaceParams{
-			Namespace:       args.Namespace,
-			AfterInstanceID: after.WorkerInstanceID,
-			NowMs:           now,
-			Lane:            args.Lane,
-			Capability:      args.Capability,
-			RowLimit:        int64(limit) + 1,
-		})
-	}
+	rows, err := r.st.reader().listWorkers(ctx, workerQuery{
+		Namespace:      args.Namespace,
+		AfterNamespace: after.Namespace,
+		AfterInstance:  after.WorkerInstanceID,
+		NowMs:          now,
+		Lane:           args.Lane,
+		Capability:     args.Capability,
+		RowLimit:       limit + 1,
+	})
 	if err != nil {
 		return ListWorkersResult{}, err
 	}
@@ -365,7 +344,7 @@ func (r *Registry) listWorkers(ctx context.Context, args ListWorkersArgs) (ListW
 	return res, nil
 }
 
-func decodeWorker(row db.FfWorkerRegistry) (WorkerInfo, error) {
+func decodeWorker(row workerRow) (WorkerInfo, error) {
 	if row.Lanes == "" || row.LivenessTtlMs <= 0 {
 		return WorkerInfo{}, corrupt("worker %q/%q: lanes %q, liveness TTL %dms",
 			row.Namespace, row.WorkerInstanceID, row.Lanes, row.LivenessTtlMs)
@@ -380,7 +359,7 @@ func decodeWorker(row db.FfWorkerRegistry) (WorkerInfo, error) {
 		RegisteredAt:     fromMillis(row.RegisteredAtMs),
 		ExpiresAt:        fromMillis(row.ExpiresAtMs),
 		LivenessTTL:      time.Duration(row.LivenessTtlMs) * time.Millisecond,
-		Draining:         row.Draining != 0,
+		Draining:         row.Draining,
 	}, nil
 }
 

@@ -1,14 +1,35 @@
-// Package schema holds the registry's goose migrations, embedded so that a
-// binary can migrate a database without the source tree.
+// Package schema holds the registry's goose migrations, one set per store,
+// embedded so that a binary can migrate a database without the source tree.
 //
 // The files are plain goose SQL migrations and also work with the stock CLI:
 //
-//	goose -dir schema sqlite3 dev.db up
+//	goose -dir schema/sqlite sqlite3 dev.db up
+//	goose -dir schema/postgres postgres "postgres://localhost/registry" up
 package schema
 
-import "embed"
+import (
+	"embed"
+	"io/fs"
+)
 
-// FS holds the migrations, named NNNNN_description.sql at its root.
-//
-//go:embed *.sql
-var FS embed.FS
+//go:embed sqlite/*.sql
+var sqliteFiles embed.FS
+
+//go:embed postgres/*.sql
+var postgresFiles embed.FS
+
+// SQLite holds the SQLite store's migrations, named NNNNN_description.sql
+// at its root.
+var SQLite = sub(sqliteFiles, "sqlite")
+
+// Postgres holds the Postgres store's migrations, named like SQLite's. The
+// two sets keep the same version numbers for the same change.
+var Postgres = sub(postgresFiles, "postgres")
+
+func sub(fsys fs.FS, dir string) fs.FS {
+	s, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err) // dir is a literal that go:embed has already checked
+	}
+	return s
+}

@@ -48,7 +48,7 @@ func migrate(t *testing.T, dir string, env []string, args ...string) result {
 
 func latestVersion(t *testing.T) int {
 	t.Helper()
-	entries, err := filepath.Glob("../../schema/*.sql")
+	entries, err := filepath.Glob("../../schema/sqlite/*.sql")
 	if err != nil || len(entries) == 0 {
 		t.Fatalf("no migrations found: %v", err)
 	}

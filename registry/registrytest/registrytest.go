@@ -26,8 +26,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/flowfabric/workerregistry/db"
+	"github.com/flowfabric/workerregistry/db/pgdb"
+	"github.com/flowfabric/workerregistry/db/sqlitedb"
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -66,8 +69,9 @@ func Open(tb testing.TB, opts ...registry.Option) (*registry.Registry, *sql.DB) 
 }
 
 // InsertLeases writes each lease's execution and attempt and returns the
-// execution IDs, random UUIDs filled in. sqlDB must hold the registry's
-// schema (see registry.Migrate). It fails the test on error.
+// execution IDs, random UUIDs filled in. sqlDB is a SQLite or a Postgres
+// database (pgx's database/sql driver) that holds the registry's schema
+// (see registry.Migrate). It fails the test on error.
 func InsertLeases(tb testing.TB, sqlDB *sql.DB, leases ...Lease) []registry.ExecutionID {
 	tb.Helper()
 	ids, err := WriteLeases(context.Background(), sqlDB, leases...)
@@ -127,12 +131,15 @@ func writeBatch(ctx context.Context, sqlDB *sql.DB, start, end int, lease func(i
 		return cmp.Or(cmp.Compare(a.ExecutionID.Partition, b.ExecutionID.Partition),
 			bytes.Compare(a.ExecutionID.UUID[:], b.ExecutionID.UUID[:]))
 	})
+	if _, ok := sqlDB.Driver().(*stdlib.Driver); ok {
+		return copyBatch(ctx, sqlDB, batch)
+	}
 	tx, err := sqlDB.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	q, err := db.Prepare(ctx, tx)
+	q, err := sqlitedb.Prepare(ctx, tx)
 	if err != nil {
 		return err
 	}
@@ -145,29 +152,86 @@ func writeBatch(ctx context.Context, sqlDB *sql.DB, start, end int, lease func(i
 	return tx.Commit()
 }
 
-func insertLease(ctx context.Context, q *db.Queries, l Lease) error {
-	id := l.ExecutionID
-	state := l.State
-	if state == "" {
-		state = "running"
+// copyBatch writes a batch to Postgres with COPY, in one transaction on
+// the pgx connection under sqlDB.
+func copyBatch(ctx context.Context, sqlDB *sql.DB, batch []Lease) error {
+	execs := make([]pgdb.CopyExecutionsParams, len(batch))
+	attempts := make([]pgdb.CopyAttemptsParams, len(batch))
+	for i, l := range batch {
+		id := l.ExecutionID
+		raw, err := rawFields(l)
+		if err != nil {
+			return err
+		}
+		execs[i] = pgdb.CopyExecutionsParams{
+			PartitionKey: int32(id.Partition),
+			ExecutionID:  id.UUID,
+			PublicState:  state(l),
+			RawFields:    raw,
+		}
+		attempts[i] = pgdb.CopyAttemptsParams{
+			PartitionKey: int32(id.Partition),
+			ExecutionID:  id.UUID,
+			AttemptIndex: int32(l.AttemptIndex),
+			LeaseEpoch:   int64(l.LeaseEpoch),
+		}
+		if l.WorkerInstanceID != "" {
+			attempts[i].WorkerInstanceID = &l.WorkerInstanceID
+		}
+		if !l.ExpiresAt.IsZero() {
+			ms := l.ExpiresAt.UnixMilli()
+			attempts[i].LeaseExpiresAtMs = &ms
+		}
 	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(driverConn any) error {
+		return pgx.BeginFunc(ctx, driverConn.(*stdlib.Conn).Conn(), func(tx pgx.Tx) error {
+			q := pgdb.New(tx)
+			if _, err := q.CopyExecutions(ctx, execs); err != nil {
+				return fmt.Errorf("copy executions: %w", err)
+			}
+			if _, err := q.CopyAttempts(ctx, attempts); err != nil {
+				return fmt.Errorf("copy attempts: %w", err)
+			}
+			return nil
+		})
+	})
+}
+
+func state(l Lease) string {
+	if l.State == "" {
+		return "running"
+	}
+	return l.State
+}
+
+func rawFields(l Lease) ([]byte, error) {
 	fields := map[string]string{}
 	if l.Namespace != "" {
 		fields["namespace"] = l.Namespace
 	}
-	raw, err := json.Marshal(fields)
+	return json.Marshal(fields)
+}
+
+func insertLease(ctx context.Context, q *sqlitedb.Queries, l Lease) error {
+	id := l.ExecutionID
+	raw, err := rawFields(l)
 	if err != nil {
 		return err
 	}
-	if err := q.InsertExecution(ctx, db.InsertExecutionParams{
+	if err := q.InsertExecution(ctx, sqlitedb.InsertExecutionParams{
 		PartitionKey: int64(id.Partition),
 		ExecutionID:  id.UUID[:],
-		PublicState:  state,
+		PublicState:  state(l),
 		RawFields:    string(raw),
 	}); err != nil {
 		return err
 	}
-	attempt := db.InsertAttemptParams{
+	attempt := sqlitedb.InsertAttemptParams{
 		PartitionKey:     int64(id.Partition),
 		ExecutionID:      id.UUID[:],
 		AttemptIndex:     int64(l.AttemptIndex),

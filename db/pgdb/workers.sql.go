@@ -3,27 +3,31 @@
 //   sqlc v1.31.1
 // source: workers.sql
 
-package db
+package pgdb
 
 import (
 	"context"
 )
 
 const deleteExpiredWorkers = `-- name: DeleteExpiredWorkers :many
-DELETE FROM ff_worker_registry
-WHERE (namespace, worker_instance_id) IN (
+DELETE FROM ff_worker_registry AS w
+USING (
     SELECT old.namespace, old.worker_instance_id
     FROM ff_worker_registry AS old
-    WHERE old.expires_at_ms <= ?1
+    WHERE old.expires_at_ms <= $1
     ORDER BY old.expires_at_ms
-    LIMIT ?2
-)
-RETURNING namespace, worker_instance_id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+) AS expired
+WHERE w.namespace = expired.namespace
+  AND w.worker_instance_id = expired.worker_instance_id
+  AND w.expires_at_ms <= $1
+RETURNING w.namespace, w.worker_instance_id
 `
 
 type DeleteExpiredWorkersParams struct {
 	NowMs     int64
-	BatchSize int64
+	BatchSize int32
 }
 
 type DeleteExpiredWorkersRow struct {
@@ -31,11 +35,14 @@ type DeleteExpiredWorkersRow struct {
 	WorkerInstanceID string
 }
 
-// One sweep batch: the oldest expiries first, found through
-// ff_worker_registry_expires_idx, so that a sweep with nothing to do is a
-// single index probe.
+// One sweep batch, the oldest expiries first through
+// ff_worker_registry_expires_idx. SKIP LOCKED lets concurrent sweepers split
+// the work instead of queueing on each other's rows, and leaves a row that
+// a registration holds to that registration. The outer expiry test is
+// checked again on a row a heartbeat refreshed meanwhile, so a worker that
+// just came back is not swept.
 func (q *Queries) DeleteExpiredWorkers(ctx context.Context, arg DeleteExpiredWorkersParams) ([]DeleteExpiredWorkersRow, error) {
-	rows, err := q.query(ctx, q.deleteExpiredWorkersStmt, deleteExpiredWorkers, arg.NowMs, arg.BatchSize)
+	rows, err := q.db.Query(ctx, deleteExpiredWorkers, arg.NowMs, arg.BatchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -48,9 +55,6 @@ func (q *Queries) DeleteExpiredWorkers(ctx context.Context, arg DeleteExpiredWor
 		}
 		items = append(items, i)
 	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
@@ -59,9 +63,9 @@ func (q *Queries) DeleteExpiredWorkers(ctx context.Context, arg DeleteExpiredWor
 
 const deleteLiveWorker = `-- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
-WHERE namespace = ?1
-  AND worker_instance_id = ?2
-  AND +expires_at_ms > ?3
+WHERE namespace = $1
+  AND worker_instance_id = $2
+  AND expires_at_ms > $3
 `
 
 type DeleteLiveWorkerParams struct {
@@ -71,18 +75,18 @@ type DeleteLiveWorkerParams struct {
 }
 
 func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerParams) (int64, error) {
-	result, err := q.exec(ctx, q.deleteLiveWorkerStmt, deleteLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	result, err := q.db.Exec(ctx, deleteLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
 	if err != nil {
 		return 0, err
 	}
-	return result.RowsAffected()
+	return result.RowsAffected(), nil
 }
 
 const getWorker = `-- name: GetWorker :one
-
 SELECT worker_id, registered_at_ms, expires_at_ms
 FROM ff_worker_registry
-WHERE namespace = ?1 AND worker_instance_id = ?2
+WHERE namespace = $1 AND worker_instance_id = $2
+FOR UPDATE
 `
 
 type GetWorkerParams struct {
@@ -96,13 +100,10 @@ type GetWorkerRow struct {
 	ExpiresAtMs    int64
 }
 
-// Liveness is "+expires_at_ms > now": the unary + keeps the planner from
-// driving these statements from the expiry index once ANALYZE has run,
-// which would turn key lookups and key-ordered pages into range scans and
-// sorts. Only the sweep should use that index.
-// Reads a registration whether or not it is live; the caller decides.
+// Reads a registration whether or not it is live, and locks it so that a
+// concurrent sweep cannot also record its end.
 func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorkerRow, error) {
-	row := q.queryRow(ctx, q.getWorkerStmt, getWorker, arg.Namespace, arg.WorkerInstanceID)
+	row := q.db.QueryRow(ctx, getWorker, arg.Namespace, arg.WorkerInstanceID)
 	var i GetWorkerRow
 	err := row.Scan(&i.WorkerID, &i.RegisteredAtMs, &i.ExpiresAtMs)
 	return i, err
@@ -110,11 +111,11 @@ func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorker
 
 const heartbeatLiveWorker = `-- name: HeartbeatLiveWorker :one
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = ?1,
-    expires_at_ms     = ?1 + liveness_ttl_ms
-WHERE namespace = ?2
-  AND worker_instance_id = ?3
-  AND +expires_at_ms > ?1
+SET last_heartbeat_ms = $1,
+    expires_at_ms     = $1 + liveness_ttl_ms
+WHERE namespace = $2
+  AND worker_instance_id = $3
+  AND expires_at_ms > $1
 RETURNING expires_at_ms, draining
 `
 
@@ -126,45 +127,49 @@ type HeartbeatLiveWorkerParams struct {
 
 type HeartbeatLiveWorkerRow struct {
 	ExpiresAtMs int64
-	Draining    int64
+	Draining    bool
 }
 
 // Refreshes a live row only; an expired row is left for the sweep.
 func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWorkerParams) (HeartbeatLiveWorkerRow, error) {
-	row := q.queryRow(ctx, q.heartbeatLiveWorkerStmt, heartbeatLiveWorker, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
+	row := q.db.QueryRow(ctx, heartbeatLiveWorker, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
 	var i HeartbeatLiveWorkerRow
 	err := row.Scan(&i.ExpiresAtMs, &i.Draining)
 	return i, err
 }
 
 const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
-UPDATE ff_worker_registry
-SET last_heartbeat_ms = ?1,
-    expires_at_ms     = ?1 + liveness_ttl_ms
-WHERE (namespace, worker_instance_id) IN (
-        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
-        FROM json_each(?2))
-  AND +expires_at_ms > ?1
-RETURNING namespace, worker_instance_id, expires_at_ms, draining
+UPDATE ff_worker_registry AS w
+SET last_heartbeat_ms = $1,
+    expires_at_ms     = $1 + w.liveness_ttl_ms
+FROM (
+    SELECT n.namespace, ($2::text[])[n.ord] AS worker_instance_id
+    FROM unnest($3::text[]) WITH ORDINALITY AS n(namespace, ord)
+) AS k
+WHERE w.namespace = k.namespace
+  AND w.worker_instance_id = k.worker_instance_id
+  AND w.expires_at_ms > $1
+RETURNING w.namespace, w.worker_instance_id, w.expires_at_ms, w.draining
 `
 
 type HeartbeatLiveWorkersParams struct {
-	NowMs int64
-	Keys  interface{}
+	NowMs       int64
+	InstanceIds []string
+	Namespaces  []string
 }
 
 type HeartbeatLiveWorkersRow struct {
 	Namespace        string
 	WorkerInstanceID string
 	ExpiresAtMs      int64
-	Draining         int64
+	Draining         bool
 }
 
-// Many heartbeats at one time as one statement. keys is a JSON array of
-// [namespace, instance] pairs (sqlc cannot type a json_each argument, hence
-// its interface{} parameter).
+// Many heartbeats at one time as one statement; the keys arrive as two
+// parallel arrays. (sqlc does not know the two-array unnest, hence the
+// subscript.)
 func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWorkersParams) ([]HeartbeatLiveWorkersRow, error) {
-	rows, err := q.query(ctx, q.heartbeatLiveWorkersStmt, heartbeatLiveWorkers, arg.NowMs, arg.Keys)
+	rows, err := q.db.Query(ctx, heartbeatLiveWorkers, arg.NowMs, arg.InstanceIds, arg.Namespaces)
 	if err != nil {
 		return nil, err
 	}
@@ -182,9 +187,6 @@ func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWor
 		}
 		items = append(items, i)
 	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
@@ -195,12 +197,12 @@ const listLiveWorkers = `-- name: ListLiveWorkers :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
 FROM ff_worker_registry
-WHERE (namespace, worker_instance_id) > (cast(?1 AS TEXT), cast(?2 AS TEXT))
-  AND +expires_at_ms > ?3
-  AND (cast(?4 AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(?4 AS TEXT) || ',') > 0)
-  AND (cast(?5 AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(?5 AS TEXT) || ',') > 0)
+WHERE (namespace, worker_instance_id) > ($1::text, $2::text)
+  AND expires_at_ms > $3
+  AND ($4::text = '' OR strpos(',' || lanes || ',', ',' || $4::text || ',') > 0)
+  AND ($5::text = '' OR strpos(',' || capabilities_csv || ',', ',' || $5::text || ',') > 0)
 ORDER BY namespace, worker_instance_id
-LIMIT ?6
+LIMIT $6
 `
 
 type ListLiveWorkersParams struct {
@@ -209,13 +211,13 @@ type ListLiveWorkersParams struct {
 	NowMs           int64
 	Lane            string
 	Capability      string
-	RowLimit        int64
+	RowLimit        int32
 }
 
 // All namespaces. The cursor is a row value over the primary key, so a page
 // is a range walk of the key in (namespace, instance) byte order.
 func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams) ([]FfWorkerRegistry, error) {
-	rows, err := q.query(ctx, q.listLiveWorkersStmt, listLiveWorkers,
+	rows, err := q.db.Query(ctx, listLiveWorkers,
 		arg.AfterNamespace,
 		arg.AfterInstanceID,
 		arg.NowMs,
@@ -246,9 +248,6 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 		}
 		items = append(items, i)
 	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
@@ -259,13 +258,13 @@ const listLiveWorkersInNamespace = `-- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
 FROM ff_worker_registry
-WHERE namespace = ?1
-  AND worker_instance_id > cast(?2 AS TEXT)
-  AND +expires_at_ms > ?3
-  AND (cast(?4 AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(?4 AS TEXT) || ',') > 0)
-  AND (cast(?5 AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(?5 AS TEXT) || ',') > 0)
+WHERE namespace = $1
+  AND worker_instance_id > $2::text
+  AND expires_at_ms > $3
+  AND ($4::text = '' OR strpos(',' || lanes || ',', ',' || $4::text || ',') > 0)
+  AND ($5::text = '' OR strpos(',' || capabilities_csv || ',', ',' || $5::text || ',') > 0)
 ORDER BY worker_instance_id
-LIMIT ?6
+LIMIT $6
 `
 
 type ListLiveWorkersInNamespaceParams struct {
@@ -274,11 +273,11 @@ type ListLiveWorkersInNamespaceParams struct {
 	NowMs           int64
 	Lane            string
 	Capability      string
-	RowLimit        int64
+	RowLimit        int32
 }
 
 func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]FfWorkerRegistry, error) {
-	rows, err := q.query(ctx, q.listLiveWorkersInNamespaceStmt, listLiveWorkersInNamespace,
+	rows, err := q.db.Query(ctx, listLiveWorkersInNamespace,
 		arg.Namespace,
 		arg.AfterInstanceID,
 		arg.NowMs,
@@ -309,21 +308,39 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 		}
 		items = append(items, i)
 	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	return items, nil
 }
 
+const lockInstance = `-- name: LockInstance :exec
+SELECT pg_advisory_xact_lock(
+    1717657458, -- 'ffwr'
+    hashtext(length($1::text)::text || ':' || $1::text || $2::text))
+`
+
+type LockInstanceParams struct {
+	Namespace        string
+	WorkerInstanceID string
+}
+
+// Serialises registrations of one instance until the transaction ends.
+// Row locks cannot do it: two first registrations find no row to lock, and
+// the second's upsert would overwrite the first's. The two-key form keeps
+// the registry's locks apart from an application's one-key locks; a hash
+// collision only makes two instances take turns.
+func (q *Queries) LockInstance(ctx context.Context, arg LockInstanceParams) error {
+	_, err := q.db.Exec(ctx, lockInstance, arg.Namespace, arg.WorkerInstanceID)
+	return err
+}
+
 const requestDrain = `-- name: RequestDrain :execrows
 UPDATE ff_worker_registry
-SET draining = 1
-WHERE namespace = ?1
-  AND worker_instance_id = ?2
-  AND +expires_at_ms > ?3
+SET draining = true
+WHERE namespace = $1
+  AND worker_instance_id = $2
+  AND expires_at_ms > $3
 `
 
 type RequestDrainParams struct {
@@ -333,11 +350,11 @@ type RequestDrainParams struct {
 }
 
 func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int64, error) {
-	result, err := q.exec(ctx, q.requestDrainStmt, requestDrain, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	result, err := q.db.Exec(ctx, requestDrain, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
 	if err != nil {
 		return 0, err
 	}
-	return result.RowsAffected()
+	return result.RowsAffected(), nil
 }
 
 const upsertWorker = `-- name: UpsertWorker :exec
@@ -345,10 +362,10 @@ INSERT INTO ff_worker_registry (
     namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
     last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
 ) VALUES (
-    ?1, ?2, ?3,
-    ?4, ?5,
-    ?6, ?7, ?8,
-    ?9, 0
+    $1, $2, $3,
+    $4, $5,
+    $6, $7, $8,
+    $9, false
 )
 ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -358,7 +375,7 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
     expires_at_ms     = excluded.expires_at_ms,
-    draining          = 0
+    draining          = false
 `
 
 type UpsertWorkerParams struct {
@@ -376,7 +393,7 @@ type UpsertWorkerParams struct {
 // Writes a registration over whatever row is there. Registering always clears
 // a pending drain: the new process has not been asked to stop.
 func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) error {
-	_, err := q.exec(ctx, q.upsertWorkerStmt, upsertWorker,
+	_, err := q.db.Exec(ctx, upsertWorker,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.WorkerID,

@@ -3,40 +3,39 @@
 //   sqlc v1.31.1
 // source: events.sql
 
-package db
+package pgdb
 
 import (
 	"context"
-	"database/sql"
 )
 
 const deleteEventsBefore = `-- name: DeleteEventsBefore :execrows
 DELETE FROM ff_worker_registry_event
 WHERE event_id IN (
     SELECT old.event_id FROM ff_worker_registry_event AS old
-    WHERE old.event_at_ms < ?1
+    WHERE old.event_at_ms < $1
     ORDER BY old.event_at_ms
-    LIMIT ?2
+    LIMIT $2
 )
 `
 
 type DeleteEventsBeforeParams struct {
 	BeforeMs  int64
-	BatchSize int64
+	BatchSize int32
 }
 
 // One pruning batch, oldest first through ff_worker_registry_event_at_idx.
 func (q *Queries) DeleteEventsBefore(ctx context.Context, arg DeleteEventsBeforeParams) (int64, error) {
-	result, err := q.exec(ctx, q.deleteEventsBeforeStmt, deleteEventsBefore, arg.BeforeMs, arg.BatchSize)
+	result, err := q.db.Exec(ctx, deleteEventsBefore, arg.BeforeMs, arg.BatchSize)
 	if err != nil {
 		return 0, err
 	}
-	return result.RowsAffected()
+	return result.RowsAffected(), nil
 }
 
 const insertEvent = `-- name: InsertEvent :exec
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
-VALUES (?1, ?2, ?3, ?4, ?5)
+VALUES ($1, $2, $3, $4, $5)
 `
 
 type InsertEventParams struct {
@@ -44,11 +43,11 @@ type InsertEventParams struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error {
-	_, err := q.exec(ctx, q.insertEventStmt, insertEvent,
+	_, err := q.db.Exec(ctx, insertEvent,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.EventKind,
@@ -60,40 +59,45 @@ func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error 
 
 const insertEvents = `-- name: InsertEvents :exec
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?1, ?2, NULL
-FROM json_each(?3)
-ORDER BY key
+SELECT n.namespace, ($1::text[])[n.ord], $2, $3, NULL
+FROM unnest($4::text[]) WITH ORDINALITY AS n(namespace, ord)
+ORDER BY n.ord
 `
 
 type InsertEventsParams struct {
-	EventKind string
-	EventAtMs int64
-	Keys      interface{}
+	InstanceIds []string
+	EventKind   string
+	EventAtMs   int64
+	Namespaces  []string
 }
 
-// Many events of one kind and time as one statement. keys is a JSON array
-// of [namespace, instance] pairs, recorded in array order.
+// Many events of one kind and time as one statement, recorded in array order.
 func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) error {
-	_, err := q.exec(ctx, q.insertEventsStmt, insertEvents, arg.EventKind, arg.EventAtMs, arg.Keys)
+	_, err := q.db.Exec(ctx, insertEvents,
+		arg.InstanceIds,
+		arg.EventKind,
+		arg.EventAtMs,
+		arg.Namespaces,
+	)
 	return err
 }
 
 const listEventsAsc = `-- name: ListEventsAsc :many
 SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE namespace = ?1 AND event_id > ?2
+WHERE namespace = $1 AND event_id > $2
 ORDER BY event_id
-LIMIT ?3
+LIMIT $3
 `
 
 type ListEventsAscParams struct {
 	Namespace string
 	AfterID   int64
-	RowLimit  int64
+	RowLimit  int32
 }
 
 func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([]FfWorkerRegistryEvent, error) {
-	rows, err := q.query(ctx, q.listEventsAscStmt, listEventsAsc, arg.Namespace, arg.AfterID, arg.RowLimit)
+	rows, err := q.db.Query(ctx, listEventsAsc, arg.Namespace, arg.AfterID, arg.RowLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -112,9 +116,6 @@ func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([
 			return nil, err
 		}
 		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -125,19 +126,19 @@ func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([
 const listEventsDesc = `-- name: ListEventsDesc :many
 SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE namespace = ?1 AND event_id < ?2
+WHERE namespace = $1 AND event_id < $2
 ORDER BY event_id DESC
-LIMIT ?3
+LIMIT $3
 `
 
 type ListEventsDescParams struct {
 	Namespace string
 	BeforeID  int64
-	RowLimit  int64
+	RowLimit  int32
 }
 
 func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) ([]FfWorkerRegistryEvent, error) {
-	rows, err := q.query(ctx, q.listEventsDescStmt, listEventsDesc, arg.Namespace, arg.BeforeID, arg.RowLimit)
+	rows, err := q.db.Query(ctx, listEventsDesc, arg.Namespace, arg.BeforeID, arg.RowLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -157,9 +158,6 @@ func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) 
 		}
 		items = append(items, i)
 	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
@@ -169,21 +167,21 @@ func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) 
 const listInstanceEventsAsc = `-- name: ListInstanceEventsAsc :many
 SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE namespace = ?1 AND worker_instance_id = ?2
-  AND event_id > ?3
+WHERE namespace = $1 AND worker_instance_id = $2
+  AND event_id > $3
 ORDER BY event_id
-LIMIT ?4
+LIMIT $4
 `
 
 type ListInstanceEventsAscParams struct {
 	Namespace        string
 	WorkerInstanceID string
 	AfterID          int64
-	RowLimit         int64
+	RowLimit         int32
 }
 
 func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEventsAscParams) ([]FfWorkerRegistryEvent, error) {
-	rows, err := q.query(ctx, q.listInstanceEventsAscStmt, listInstanceEventsAsc,
+	rows, err := q.db.Query(ctx, listInstanceEventsAsc,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.AfterID,
@@ -208,9 +206,6 @@ func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEve
 		}
 		items = append(items, i)
 	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
@@ -220,21 +215,21 @@ func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEve
 const listInstanceEventsDesc = `-- name: ListInstanceEventsDesc :many
 SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE namespace = ?1 AND worker_instance_id = ?2
-  AND event_id < ?3
+WHERE namespace = $1 AND worker_instance_id = $2
+  AND event_id < $3
 ORDER BY event_id DESC
-LIMIT ?4
+LIMIT $4
 `
 
 type ListInstanceEventsDescParams struct {
 	Namespace        string
 	WorkerInstanceID string
 	BeforeID         int64
-	RowLimit         int64
+	RowLimit         int32
 }
 
 func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEventsDescParams) ([]FfWorkerRegistryEvent, error) {
-	rows, err := q.query(ctx, q.listInstanceEventsDescStmt, listInstanceEventsDesc,
+	rows, err := q.db.Query(ctx, listInstanceEventsDesc,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.BeforeID,
@@ -258,9 +253,6 @@ func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEv
 			return nil, err
 		}
 		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

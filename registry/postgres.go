@@ -1,0 +1,72 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"io/fs"
+	"net/url"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/flowfabric/workerregistry/schema"
+)
+
+// openPostgres opens a pool on the database at dsn and migrates it.
+func openPostgres(ctx context.Context, dsn string, opts []Option) (*Registry, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	// goose speaks database/sql; this *sql.DB borrows the pool's
+	// connections and leaves the pool open when closed.
+	migrator := stdlib.OpenDBFromPool(pool)
+	err = Migrate(ctx, migrator)
+	migrator.Close()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	st := newPostgresStore(pool)
+	st.owned = true
+	return &Registry{st: st, cfg: newConfig(opts)}, nil
+}
+
+// NewPostgres returns a Registry over a pgx pool the caller owns, on a
+// database already migrated (see Migrate, with stdlib.OpenDBFromPool(pool)).
+// Close does not close the pool.
+func NewPostgres(pool *pgxpool.Pool, opts ...Option) *Registry {
+	return &Registry{st: newPostgresStore(pool), cfg: newConfig(opts)}
+}
+
+// isPostgresDB reports whether db runs on pgx's database/sql driver.
+func isPostgresDB(db *sql.DB) bool {
+	_, ok := db.Driver().(*stdlib.Driver)
+	return ok
+}
+
+// schemaFor returns the migrations of the Postgres or the SQLite store.
+func schemaFor(postgres bool) fs.FS {
+	if postgres {
+		return schema.Postgres
+	}
+	return schema.SQLite
+}
+
+// RedactDSN returns dsn with a Postgres URL's password, in the user part or
+// the password parameter, replaced by "xxxxx", for messages and logs. A
+// SQLite path is returned as it is.
+func RedactDSN(dsn string) string {
+	if !IsPostgresDSN(dsn) {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "postgres://(unparsable URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}

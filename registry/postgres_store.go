@@ -1,0 +1,260 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flowfabric/workerregistry/db/pgdb"
+)
+
+// postgresStore runs the registry's statements on a pgx pool. Postgres has
+// row locks and many concurrent writers, so unlike SQLite nothing
+// serialises write transactions: the statements themselves carry the locks
+// (lockInstance, getWorker's FOR UPDATE, the sweep's SKIP LOCKED).
+type postgresStore struct {
+	pool  *pgxpool.Pool
+	q     *pgdb.Queries
+	owned bool // close closes the pool
+}
+
+func newPostgresStore(pool *pgxpool.Pool) *postgresStore {
+	return &postgresStore{pool: pool, q: pgdb.New(pool)}
+}
+
+func (s *postgresStore) reader() storeReader { return postgresQueries{s.q} }
+func (s *postgresStore) writer() storeWriter { return postgresQueries{s.q} }
+
+// inTx runs fn in a READ COMMITTED transaction, Postgres's default, which
+// is enough because every read that a write depends on locks what it read.
+func (s *postgresStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return fn(postgresQueries{s.q.WithTx(tx)})
+	})
+}
+
+func (s *postgresStore) close() error {
+	if s.owned {
+		s.pool.Close()
+	}
+	return nil
+}
+
+// postgresQueries adapts the generated queries to storeReader and
+// storeWriter.
+type postgresQueries struct{ q *pgdb.Queries }
+
+func (s postgresQueries) lockInstance(ctx context.Context, k instanceKey) error {
+	return s.q.LockInstance(ctx, pgdb.LockInstanceParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})
+}
+
+func (s postgresQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
+	row, err := s.q.GetWorker(ctx, pgdb.GetWorkerParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return registration{}, false, nil
+	}
+	if err != nil {
+		return registration{}, false, err
+	}
+	return registration(row), true, nil
+}
+
+func (s postgresQueries) upsertWorker(ctx context.Context, w workerRow) error {
+	return s.q.UpsertWorker(ctx, pgdb.UpsertWorkerParams{
+		Namespace:        w.Namespace,
+		WorkerInstanceID: w.WorkerInstanceID,
+		WorkerID:         w.WorkerID,
+		Lanes:            w.Lanes,
+		CapabilitiesCsv:  w.CapabilitiesCsv,
+		NowMs:            w.LastHeartbeatMs,
+		LivenessTtlMs:    w.LivenessTtlMs,
+		RegisteredAtMs:   w.RegisteredAtMs,
+		ExpiresAtMs:      w.ExpiresAtMs,
+	})
+}
+
+func (s postgresQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
+	row, err := s.q.HeartbeatLiveWorker(ctx, pgdb.HeartbeatLiveWorkerParams{
+		NowMs: nowMS, Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return heartbeatRow{}, false, nil
+	}
+	if err != nil {
+		return heartbeatRow{}, false, err
+	}
+	return heartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}, true, nil
+}
+
+func (s postgresQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
+	namespaces, instances := keyColumns(keys)
+	rows, err := s.q.HeartbeatLiveWorkers(ctx, pgdb.HeartbeatLiveWorkersParams{
+		NowMs: nowMS, Namespaces: namespaces, InstanceIds: instances,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]heartbeatRow, len(rows))
+	for i, row := range rows {
+		out[i] = heartbeatRow{
+			Key:         instanceKey{row.Namespace, row.WorkerInstanceID},
+			ExpiresAtMs: row.ExpiresAtMs,
+			Draining:    row.Draining,
+		}
+	}
+	return out, nil
+}
+
+func (s postgresQueries) deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+	n, err := s.q.DeleteLiveWorker(ctx, pgdb.DeleteLiveWorkerParams{
+		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+	})
+	return n > 0, err
+}
+
+func (s postgresQueries) requestDrain(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+	n, err := s.q.RequestDrain(ctx, pgdb.RequestDrainParams{
+		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+	})
+	return n > 0, err
+}
+
+func (s postgresQueries) deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) ([]instanceKey, error) {
+	rows, err := s.q.DeleteExpiredWorkers(ctx, pgdb.DeleteExpiredWorkersParams{NowMs: nowMS, BatchSize: int32(limit)})
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]instanceKey, len(rows))
+	for i, row := range rows {
+		keys[i] = instanceKey{row.Namespace, row.WorkerInstanceID}
+	}
+	return keys, nil
+}
+
+func (s postgresQueries) insertEvent(ctx context.Context, e eventRow) error {
+	return s.q.InsertEvent(ctx, pgdb.InsertEventParams{
+		Namespace:        e.Namespace,
+		WorkerInstanceID: e.WorkerInstanceID,
+		EventKind:        e.EventKind,
+		EventAtMs:        e.EventAtMs,
+		Reason:           e.Reason,
+	})
+}
+
+func (s postgresQueries) insertEvents(ctx context.Context, kind string, atMS int64, keys []instanceKey) error {
+	namespaces, instances := keyColumns(keys)
+	return s.q.InsertEvents(ctx, pgdb.InsertEventsParams{
+		EventKind: kind, EventAtMs: atMS, Namespaces: namespaces, InstanceIds: instances,
+	})
+}
+
+func (s postgresQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {
+	return s.q.DeleteEventsBefore(ctx, pgdb.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: int32(limit)})
+}
+
+func (s postgresQueries) listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error) {
+	var rows []pgdb.FfWorkerRegistry
+	var err error
+	if q.Namespace == "" {
+		rows, err = s.q.ListLiveWorkers(ctx, pgdb.ListLiveWorkersParams{
+			AfterNamespace:  q.AfterNamespace,
+			AfterInstanceID: q.AfterInstance,
+			NowMs:           q.NowMs,
+			Lane:            q.Lane,
+			Capability:      q.Capability,
+			RowLimit:        int32(q.RowLimit),
+		})
+	} else {
+		rows, err = s.q.ListLiveWorkersInNamespace(ctx, pgdb.ListLiveWorkersInNamespaceParams{
+			Namespace:       q.Namespace,
+			AfterInstanceID: q.AfterInstance,
+			NowMs:           q.NowMs,
+			Lane:            q.Lane,
+			Capability:      q.Capability,
+			RowLimit:        int32(q.RowLimit),
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]workerRow, len(rows))
+	for i, row := range rows {
+		out[i] = workerRow(row)
+	}
+	return out, nil
+}
+
+func (s postgresQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow, error) {
+	var rows []pgdb.FfWorkerRegistryEvent
+	var err error
+	limit := int32(q.RowLimit)
+	switch {
+	case q.Instance == "" && !q.NewestFirst:
+		rows, err = s.q.ListEventsAsc(ctx, pgdb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
+	case q.Instance == "":
+		rows, err = s.q.ListEventsDesc(ctx, pgdb.ListEventsDescParams{Namespace: q.Namespace, BeforeID: q.Before, RowLimit: limit})
+	case !q.NewestFirst:
+		rows, err = s.q.ListInstanceEventsAsc(ctx, pgdb.ListInstanceEventsAscParams{
+			Namespace: q.Namespace, WorkerInstanceID: q.Instance, AfterID: q.After, RowLimit: limit})
+	default:
+		rows, err = s.q.ListInstanceEventsDesc(ctx, pgdb.ListInstanceEventsDescParams{
+			Namespace: q.Namespace, WorkerInstanceID: q.Instance, BeforeID: q.Before, RowLimit: limit})
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]eventRow, len(rows))
+	for i, row := range rows {
+		out[i] = eventRow(row)
+	}
+	return out, nil
+}
+
+func (s postgresQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([]leaseRow, error) {
+	params := pgdb.ListExpiredLeasesParams{
+		AsOfMs:           q.AsOfMs,
+		AfterExpiresAtMs: q.AfterExpiresAtMs,
+		AfterPartition:   int32(q.AfterPartition),
+		Namespace:        q.Namespace,
+		RowLimit:         int32(q.RowLimit),
+	}
+	if len(q.AfterExecutionID) > 0 {
+		id, err := uuid.FromBytes(q.AfterExecutionID)
+		if err != nil {
+			return nil, fmt.Errorf("lease cursor: %w", err)
+		}
+		params.AfterExecutionID = id
+	}
+	rows, err := s.q.ListExpiredLeases(ctx, params)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]leaseRow, len(rows))
+	for i, row := range rows {
+		out[i] = leaseRow{
+			PartitionKey:     int64(row.PartitionKey),
+			ExecutionID:      row.ExecutionID[:],
+			AttemptIndex:     int64(row.AttemptIndex),
+			LeaseEpoch:       row.LeaseEpoch,
+			WorkerInstanceID: row.WorkerInstanceID,
+			LeaseExpiresAtMs: row.LeaseExpiresAtMs,
+			Namespace:        row.Namespace,
+		}
+	}
+	return out, nil
+}
+
+// keyColumns splits keys into the parallel arrays that the Postgres
+// statements unnest.
+func keyColumns(keys []instanceKey) (namespaces, instances []string) {
+	namespaces = make([]string, len(keys))
+	instances = make([]string, len(keys))
+	for i, k := range keys {
+		namespaces[i], instances[i] = k.namespace, k.instanceID
+	}
+	return namespaces, instances
+}

@@ -1,0 +1,310 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+
+	"github.com/flowfabric/workerregistry/db/sqlitedb"
+)
+
+// sqliteStore runs the registry's statements on SQLite: writes on a
+// one-connection pool whose transactions are BEGIN IMMEDIATE, reads on a
+// separate query-only pool.
+type sqliteStore struct {
+	writerDB *sql.DB // at most one connection: SQLite has one writer at a time
+	readerDB *sql.DB // the read pool; the same *sql.DB as writerDB when not split
+	w, r     *sqlitedb.Queries
+	owned    bool // close closes the databases
+}
+
+// newSQLiteStore prepares every statement once, since SQLite spends more
+// time parsing a short statement than running it.
+func newSQLiteStore(ctx context.Context, writer, reader *sql.DB) (*sqliteStore, error) {
+	s := &sqliteStore{writerDB: writer, readerDB: reader}
+	var err error
+	if s.w, err = sqlitedb.Prepare(ctx, writer); err != nil {
+		return nil, err
+	}
+	if s.r, err = sqlitedb.Prepare(ctx, reader); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func newUnpreparedSQLiteStore(writer, reader *sql.DB) *sqliteStore {
+	return &sqliteStore{writerDB: writer, readerDB: reader, w: sqlitedb.New(writer), r: sqlitedb.New(reader)}
+}
+
+func (s *sqliteStore) reader() storeReader { return sqliteQueries{s.r} }
+func (s *sqliteStore) writer() storeWriter { return sqliteQueries{s.w} }
+
+// inTx runs fn in a transaction that the writer's DSN makes BEGIN
+// IMMEDIATE: the write lock is taken up front and waits out other writers
+// instead of failing half way. That also serialises every write, so
+// lockInstance has nothing to do.
+func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
+	tx, err := s.writerDB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(sqliteQueries{s.w.WithTx(tx)}); err != nil {
+		return errors.Join(err, ignoreDone(tx.Rollback()))
+	}
+	return tx.Commit()
+}
+
+func (s *sqliteStore) close() error {
+	err := errors.Join(s.w.Close(), s.r.Close())
+	if !s.owned {
+		return err
+	}
+	err = errors.Join(err, s.writerDB.Close())
+	if s.readerDB != s.writerDB {
+		err = errors.Join(err, s.readerDB.Close())
+	}
+	return err
+}
+
+// ignoreDone drops the error that Rollback returns after a cancelled
+// context already rolled the transaction back.
+func ignoreDone(err error) error {
+	if errors.Is(err, sql.ErrTxDone) {
+		return nil
+	}
+	return err
+}
+
+// sqliteQueries adapts the generated queries to storeReader and
+// storeWriter.
+type sqliteQueries struct{ q *sqlitedb.Queries }
+
+func (sqliteQueries) lockInstance(context.Context, instanceKey) error { return nil }
+
+func (s sqliteQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
+	row, err := s.q.GetWorker(ctx, sqlitedb.GetWorkerParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})
+	if errors.Is(err, sql.ErrNoRows) {
+		return registration{}, false, nil
+	}
+	if err != nil {
+		return registration{}, false, err
+	}
+	return registration{WorkerID: row.WorkerID, RegisteredAtMs: row.RegisteredAtMs, ExpiresAtMs: row.ExpiresAtMs}, true, nil
+}
+
+func (s sqliteQueries) upsertWorker(ctx context.Context, w workerRow) error {
+	return s.q.UpsertWorker(ctx, sqlitedb.UpsertWorkerParams{
+		Namespace:        w.Namespace,
+		WorkerInstanceID: w.WorkerInstanceID,
+		WorkerID:         w.WorkerID,
+		Lanes:            w.Lanes,
+		CapabilitiesCsv:  w.CapabilitiesCsv,
+		NowMs:            w.LastHeartbeatMs,
+		LivenessTtlMs:    w.LivenessTtlMs,
+		RegisteredAtMs:   w.RegisteredAtMs,
+		ExpiresAtMs:      w.ExpiresAtMs,
+	})
+}
+
+func (s sqliteQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
+	row, err := s.q.HeartbeatLiveWorker(ctx, sqlitedb.HeartbeatLiveWorkerParams{
+		NowMs: nowMS, Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return heartbeatRow{}, false, nil
+	}
+	if err != nil {
+		return heartbeatRow{}, false, err
+	}
+	return heartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining != 0}, true, nil
+}
+
+func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
+	keysJSON, err := keyArray(keys)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.q.HeartbeatLiveWorkers(ctx, sqlitedb.HeartbeatLiveWorkersParams{NowMs: nowMS, Keys: keysJSON})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]heartbeatRow, len(rows))
+	for i, row := range rows {
+		out[i] = heartbeatRow{
+			Key:         instanceKey{row.Namespace, row.WorkerInstanceID},
+			ExpiresAtMs: row.ExpiresAtMs,
+			Draining:    row.Draining != 0,
+		}
+	}
+	return out, nil
+}
+
+func (s sqliteQueries) deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+	n, err := s.q.DeleteLiveWorker(ctx, sqlitedb.DeleteLiveWorkerParams{
+		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+	})
+	return n > 0, err
+}
+
+func (s sqliteQueries) requestDrain(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+	n, err := s.q.RequestDrain(ctx, sqlitedb.RequestDrainParams{
+		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+	})
+	return n > 0, err
+}
+
+func (s sqliteQueries) deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) ([]instanceKey, error) {
+	rows, err := s.q.DeleteExpiredWorkers(ctx, sqlitedb.DeleteExpiredWorkersParams{NowMs: nowMS, BatchSize: int64(limit)})
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]instanceKey, len(rows))
+	for i, row := range rows {
+		keys[i] = instanceKey{row.Namespace, row.WorkerInstanceID}
+	}
+	return keys, nil
+}
+
+func (s sqliteQueries) insertEvent(ctx context.Context, e eventRow) error {
+	var reason sql.NullString
+	if e.Reason != nil {
+		reason = sql.NullString{String: *e.Reason, Valid: true}
+	}
+	return s.q.InsertEvent(ctx, sqlitedb.InsertEventParams{
+		Namespace:        e.Namespace,
+		WorkerInstanceID: e.WorkerInstanceID,
+		EventKind:        e.EventKind,
+		EventAtMs:        e.EventAtMs,
+		Reason:           reason,
+	})
+}
+
+func (s sqliteQueries) insertEvents(ctx context.Context, kind string, atMS int64, keys []instanceKey) error {
+	keysJSON, err := keyArray(keys)
+	if err != nil {
+		return err
+	}
+	return s.q.InsertEvents(ctx, sqlitedb.InsertEventsParams{EventKind: kind, EventAtMs: atMS, Keys: keysJSON})
+}
+
+func (s sqliteQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {
+	return s.q.DeleteEventsBefore(ctx, sqlitedb.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: int64(limit)})
+}
+
+func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error) {
+	var rows []sqlitedb.FfWorkerRegistry
+	var err error
+	if q.Namespace == "" {
+		rows, err = s.q.ListLiveWorkers(ctx, sqlitedb.ListLiveWorkersParams{
+			AfterNamespace:  q.AfterNamespace,
+			AfterInstanceID: q.AfterInstance,
+			NowMs:           q.NowMs,
+			Lane:            q.Lane,
+			Capability:      q.Capability,
+			RowLimit:        int64(q.RowLimit),
+		})
+	} else {
+		rows, err = s.q.ListLiveWorkersInNamespace(ctx, sqlitedb.ListLiveWorkersInNamespaceParams{
+			Namespace:       q.Namespace,
+			AfterInstanceID: q.AfterInstance,
+			NowMs:           q.NowMs,
+			Lane:            q.Lane,
+			Capability:      q.Capability,
+			RowLimit:        int64(q.RowLimit),
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]workerRow, len(rows))
+	for i, row := range rows {
+		out[i] = workerRow{
+			Namespace:        row.Namespace,
+			WorkerInstanceID: row.WorkerInstanceID,
+			WorkerID:         row.WorkerID,
+			Lanes:            row.Lanes,
+			CapabilitiesCsv:  row.CapabilitiesCsv,
+			LastHeartbeatMs:  row.LastHeartbeatMs,
+			LivenessTtlMs:    row.LivenessTtlMs,
+			RegisteredAtMs:   row.RegisteredAtMs,
+			ExpiresAtMs:      row.ExpiresAtMs,
+			Draining:         row.Draining != 0,
+		}
+	}
+	return out, nil
+}
+
+func (s sqliteQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow, error) {
+	var rows []sqlitedb.FfWorkerRegistryEvent
+	var err error
+	limit := int64(q.RowLimit)
+	switch {
+	case q.Instance == "" && !q.NewestFirst:
+		rows, err = s.q.ListEventsAsc(ctx, sqlitedb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
+	case q.Instance == "":
+		rows, err = s.q.ListEventsDesc(ctx, sqlitedb.ListEventsDescParams{Namespace: q.Namespace, BeforeID: q.Before, RowLimit: limit})
+	case !q.NewestFirst:
+		rows, err = s.q.ListInstanceEventsAsc(ctx, sqlitedb.ListInstanceEventsAscParams{
+			Namespace: q.Namespace, WorkerInstanceID: q.Instance, AfterID: q.After, RowLimit: limit})
+	default:
+		rows, err = s.q.ListInstanceEventsDesc(ctx, sqlitedb.ListInstanceEventsDescParams{
+			Namespace: q.Namespace, WorkerInstanceID: q.Instance, BeforeID: q.Before, RowLimit: limit})
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]eventRow, len(rows))
+	for i, row := range rows {
+		out[i] = eventRow{
+			EventID:          row.EventID,
+			Namespace:        row.Namespace,
+			WorkerInstanceID: row.WorkerInstanceID,
+			EventKind:        row.EventKind,
+			EventAtMs:        row.EventAtMs,
+		}
+		if row.Reason.Valid {
+			out[i].Reason = &row.Reason.String
+		}
+	}
+	return out, nil
+}
+
+func (s sqliteQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([]leaseRow, error) {
+	rows, err := s.q.ListExpiredLeases(ctx, sqlitedb.ListExpiredLeasesParams{
+		AsOfMs:           q.AsOfMs,
+		AfterExpiresAtMs: q.AfterExpiresAtMs,
+		AfterPartition:   sql.NullInt64{Int64: q.AfterPartition, Valid: true},
+		AfterExecutionID: q.AfterExecutionID,
+		Namespace:        q.Namespace,
+		RowLimit:         int64(q.RowLimit),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]leaseRow, len(rows))
+	for i, row := range rows {
+		out[i] = leaseRow{
+			PartitionKey:     row.PartitionKey,
+			ExecutionID:      row.ExecutionID,
+			AttemptIndex:     row.AttemptIndex,
+			LeaseEpoch:       row.LeaseEpoch,
+			WorkerInstanceID: row.WorkerInstanceID,
+			LeaseExpiresAtMs: row.LeaseExpiresAtMs,
+			Namespace:        row.Namespace,
+		}
+	}
+	return out, nil
+}
+
+// keyArray encodes keys as the JSON array of [namespace, instance] pairs
+// that the SQLite statements unpack with json_each.
+func keyArray(keys []instanceKey) (string, error) {
+	pairs := make([][2]string, len(keys))
+	for i, k := range keys {
+		pairs[i] = [2]string{k.namespace, k.instanceID}
+	}
+	b, err := json.Marshal(pairs)
+	return string(b), err
+}

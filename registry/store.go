@@ -1,0 +1,127 @@
+package registry
+
+import "context"
+
+// store is one database engine's half of the registry: its generated
+// queries behind engine-neutral rows. Validation, outcomes, events and
+// paging live once, in Registry, above every store; a store only runs
+// statements. This is River's driver split, kept unexported until a third
+// engine shows which parts deserve to be public.
+type store interface {
+	// reader runs reads outside any transaction, on the read pool where
+	// the engine has one.
+	reader() storeReader
+	// writer runs single statements outside any transaction.
+	writer() storeWriter
+	// inTx runs fn in one write transaction and commits it when fn
+	// returns nil.
+	inTx(ctx context.Context, fn func(storeWriter) error) error
+	close() error
+}
+
+type storeReader interface {
+	listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error)
+	listEvents(ctx context.Context, q eventQuery) ([]eventRow, error)
+	listExpiredLeases(ctx context.Context, q leaseQuery) ([]leaseRow, error)
+}
+
+type storeWriter interface {
+	// lockInstance serialises writers of one instance until the
+	// transaction ends, where row locks do not (a row that does not exist
+	// yet). A store whose write transactions are already serial does
+	// nothing.
+	lockInstance(ctx context.Context, k instanceKey) error
+	// getWorker reads a registration, live or not, and holds it against
+	// concurrent writers until the transaction ends.
+	getWorker(ctx context.Context, k instanceKey) (prev registration, found bool, err error)
+	upsertWorker(ctx context.Context, w workerRow) error
+	heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error)
+	heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error)
+	deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error)
+	requestDrain(ctx context.Context, k instanceKey, nowMS int64) (bool, error)
+	deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) ([]instanceKey, error)
+	insertEvent(ctx context.Context, e eventRow) error
+	// insertEvents records events of one kind and time, in the order of
+	// keys.
+	insertEvents(ctx context.Context, kind string, atMS int64, keys []instanceKey) error
+	deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error)
+}
+
+// workerRow is a row of ff_worker_registry.
+type workerRow struct {
+	Namespace        string
+	WorkerInstanceID string
+	WorkerID         string
+	Lanes            string
+	CapabilitiesCsv  string
+	LastHeartbeatMs  int64
+	LivenessTtlMs    int64
+	RegisteredAtMs   int64
+	ExpiresAtMs      int64
+	Draining         bool
+}
+
+// registration is what a register needs of the row it replaces.
+type registration struct {
+	WorkerID       string
+	RegisteredAtMs int64
+	ExpiresAtMs    int64
+}
+
+type heartbeatRow struct {
+	Key         instanceKey
+	ExpiresAtMs int64
+	Draining    bool
+}
+
+// eventRow is a row of ff_worker_registry_event; ID is zero until stored.
+type eventRow struct {
+	EventID          int64
+	Namespace        string
+	WorkerInstanceID string
+	EventKind        string
+	EventAtMs        int64
+	Reason           *string
+}
+
+// leaseRow is an expired lease as the walk returns it, not yet checked.
+type leaseRow struct {
+	PartitionKey     int64
+	ExecutionID      []byte
+	AttemptIndex     int64
+	LeaseEpoch       int64
+	WorkerInstanceID string
+	LeaseExpiresAtMs int64
+	Namespace        string
+}
+
+// workerQuery selects a page of live workers. An empty Namespace means all
+// namespaces; an empty Lane or Capability does not filter.
+type workerQuery struct {
+	Namespace                     string
+	AfterNamespace, AfterInstance string
+	NowMs                         int64
+	Lane, Capability              string
+	RowLimit                      int
+}
+
+// eventQuery selects a page of events of one namespace, and of one instance
+// when Instance is set. Ascending pages start after After; descending ones
+// before Before.
+type eventQuery struct {
+	Namespace, Instance string
+	NewestFirst         bool
+	After, Before       int64
+	RowLimit            int
+}
+
+// leaseQuery selects a page of expired leases after the cursor
+// (AfterExpiresAtMs, AfterPartition, AfterExecutionID).
+type leaseQuery struct {
+	AsOfMs           int64
+	AfterExpiresAtMs int64
+	AfterPartition   int64
+	AfterExecutionID []byte
+	Namespace        string
+	RowLimit         int
+}
