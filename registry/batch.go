@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"fmt"
-
 )
 
 // maxHeartbeatBatch bounds one HeartbeatWorkers call, so that one call

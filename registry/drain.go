@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"time"
-
 )
 
 // DrainArgs are the arguments of RequestDrain.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"time"
-
 )
 
 // Event kinds, as stored in ff_worker_registry_event.event_kind.

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
 )
 
 // ListExpiredLeasesArgs are the arguments of ListExpiredLeases.

@@ -3,13 +3,13 @@ package registry
 import (
 	"context"
 	"database/sql"
-	"time"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"runtime"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -131,7 +131,6 @@ func openSQLite(ctx context.Context, path string, opts []Option) (*Registry, err
 	return &Registry{st: st, cfg: newConfig(opts)}, nil
 }
 
-
 // checkExisting refuses, through a query-only connection, an existing file
 // that is not a database or whose schema is newer than this library's.
 // It runs before the writer connects because connecting switches the file
@@ -217,4 +216,3 @@ func New(db *sql.DB, opts ...Option) *Registry {
 	}
 	return &Registry{st: st, cfg: cfg}
 }
-

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
 )
 
 // Batch sizes of the sweep and of event pruning. Each batch is one write

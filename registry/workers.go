@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
 )
 
 // RegisterWorkerArgs are the arguments of RegisterWorker.
