@@ -13,54 +13,56 @@ import (
 )
 
 func TestHeartbeatWorkersMatchesSingleCalls(t *testing.T) {
-	ctx := context.Background()
-	// The same script against two registries: one batch call, and single
-	// calls in order. Results and stored rows must agree.
-	batch := []registry.HeartbeatWorkerArgs{
-		{Namespace: "ns", WorkerInstanceID: "live-1", Now: t0.Add(5 * time.Second)},
-		{Namespace: "ns", WorkerInstanceID: "gone", Now: t0.Add(5 * time.Second)},
-		{Namespace: "ns", WorkerInstanceID: "expired", Now: t0.Add(5 * time.Second)},
-		{Namespace: "ns", WorkerInstanceID: "live-2", Now: t0.Add(6 * time.Second)}, // a second time group
-		{Namespace: "other", WorkerInstanceID: "live-1", Now: t0.Add(5 * time.Second)},
-		{Namespace: "ns", WorkerInstanceID: "draining", Now: t0.Add(5 * time.Second)},
-	}
-	prepare := func(r *registry.Registry) {
-		for _, id := range []string{"live-1", "live-2", "draining"} {
-			mustRegister(t, r, registerArgs("ns", id, t0))
+	eachStore(t, func(t *testing.T) {
+		ctx := context.Background()
+		// The same script against two registries: one batch call, and single
+		// calls in order. Results and stored rows must agree.
+		batch := []registry.HeartbeatWorkerArgs{
+			{Namespace: "ns", WorkerInstanceID: "live-1", Now: t0.Add(5 * time.Second)},
+			{Namespace: "ns", WorkerInstanceID: "gone", Now: t0.Add(5 * time.Second)},
+			{Namespace: "ns", WorkerInstanceID: "expired", Now: t0.Add(5 * time.Second)},
+			{Namespace: "ns", WorkerInstanceID: "live-2", Now: t0.Add(6 * time.Second)}, // a second time group
+			{Namespace: "other", WorkerInstanceID: "live-1", Now: t0.Add(5 * time.Second)},
+			{Namespace: "ns", WorkerInstanceID: "draining", Now: t0.Add(5 * time.Second)},
 		}
-		short := registerArgs("ns", "expired", t0)
-		short.LivenessTTL = 5 * time.Second
-		mustRegister(t, r, short)
-		mustRegister(t, r, registerArgs("other", "live-1", t0))
-		if _, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "draining", Now: t0}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, events := range []bool{false, true} {
-		t.Run(fmt.Sprintf("events=%v", events), func(t *testing.T) {
-			rb, bb := setup(t, registry.WithHeartbeatEvents(events))
-			rs, bs := setup(t, registry.WithHeartbeatEvents(events))
-			prepare(rb)
-			prepare(rs)
-			got, err := rb.HeartbeatWorkers(ctx, batch)
-			if err != nil {
+		prepare := func(r *registry.Registry) {
+			for _, id := range []string{"live-1", "live-2", "draining"} {
+				mustRegister(t, r, registerArgs("ns", id, t0))
+			}
+			short := registerArgs("ns", "expired", t0)
+			short.LivenessTTL = 5 * time.Second
+			mustRegister(t, r, short)
+			mustRegister(t, r, registerArgs("other", "live-1", t0))
+			if _, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "draining", Now: t0}); err != nil {
 				t.Fatal(err)
 			}
-			var want []registry.HeartbeatResult
-			for _, args := range batch {
-				want = append(want, mustHeartbeat(t, rs, args.Namespace, args.WorkerInstanceID, args.Now))
-			}
-			equal(t, "results", got, want)
-			equal(t, "outcomes", []registry.HeartbeatOutcome{got[0].Outcome, got[1].Outcome, got[2].Outcome, got[3].Outcome},
-				[]registry.HeartbeatOutcome{registry.HeartbeatRefreshed, registry.HeartbeatNotRegistered, registry.HeartbeatNotRegistered, registry.HeartbeatRefreshed})
-			equal(t, "next expiry of the second group", got[3].NextExpiry, t0.Add(16*time.Second))
-			equal(t, "directive", got[5].Directive, registry.DirectiveDrain)
-			equal(t, "rows", registryRows(bb.snapshot(t)), registryRows(bs.snapshot(t)))
-			// Heartbeats that share a time are written together, so the
-			// events match as a set, not in ID order.
-			equal(t, "events", sortedEvents(bb.events(t)), sortedEvents(bs.events(t)))
-		})
-	}
+		}
+		for _, events := range []bool{false, true} {
+			t.Run(fmt.Sprintf("events=%v", events), func(t *testing.T) {
+				rb, bb := setup(t, registry.WithHeartbeatEvents(events))
+				rs, bs := setup(t, registry.WithHeartbeatEvents(events))
+				prepare(rb)
+				prepare(rs)
+				got, err := rb.HeartbeatWorkers(ctx, batch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []registry.HeartbeatResult
+				for _, args := range batch {
+					want = append(want, mustHeartbeat(t, rs, args.Namespace, args.WorkerInstanceID, args.Now))
+				}
+				equal(t, "results", got, want)
+				equal(t, "outcomes", []registry.HeartbeatOutcome{got[0].Outcome, got[1].Outcome, got[2].Outcome, got[3].Outcome},
+					[]registry.HeartbeatOutcome{registry.HeartbeatRefreshed, registry.HeartbeatNotRegistered, registry.HeartbeatNotRegistered, registry.HeartbeatRefreshed})
+				equal(t, "next expiry of the second group", got[3].NextExpiry, t0.Add(16*time.Second))
+				equal(t, "directive", got[5].Directive, registry.DirectiveDrain)
+				equal(t, "rows", registryRows(bb.snapshot(t)), registryRows(bs.snapshot(t)))
+				// Heartbeats that share a time are written together, so the
+				// events match as a set, not in ID order.
+				equal(t, "events", sortedEvents(bb.events(t)), sortedEvents(bs.events(t)))
+			})
+		}
+	})
 }
 
 func sortedEvents(es []event) []event {
@@ -84,56 +86,62 @@ func registryRows(snapshot string) []string {
 }
 
 func TestHeartbeatWorkersWithRepeatedInstance(t *testing.T) {
-	r, _ := setup(t)
-	mustRegister(t, r, registerArgs("ns", "w", t0)) // expires at t0+10s
-	// The second heartbeat only succeeds because the first refreshed the
-	// registration: the batch runs in order.
-	got, err := r.HeartbeatWorkers(context.Background(), []registry.HeartbeatWorkerArgs{
-		{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(9 * time.Second)},
-		{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(15 * time.Second)},
+	eachStore(t, func(t *testing.T) {
+		r, _ := setup(t)
+		mustRegister(t, r, registerArgs("ns", "w", t0)) // expires at t0+10s
+		// The second heartbeat only succeeds because the first refreshed the
+		// registration: the batch runs in order.
+		got, err := r.HeartbeatWorkers(context.Background(), []registry.HeartbeatWorkerArgs{
+			{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(9 * time.Second)},
+			{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(15 * time.Second)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "outcomes", []registry.HeartbeatOutcome{got[0].Outcome, got[1].Outcome},
+			[]registry.HeartbeatOutcome{registry.HeartbeatRefreshed, registry.HeartbeatRefreshed})
+		equal(t, "final expiry", got[1].NextExpiry, t0.Add(25*time.Second))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	equal(t, "outcomes", []registry.HeartbeatOutcome{got[0].Outcome, got[1].Outcome},
-		[]registry.HeartbeatOutcome{registry.HeartbeatRefreshed, registry.HeartbeatRefreshed})
-	equal(t, "final expiry", got[1].NextExpiry, t0.Add(25*time.Second))
 }
 
 func TestHeartbeatWorkersRejectsWholeBatch(t *testing.T) {
-	r, b := setup(t, registry.WithHeartbeatEvents(true))
-	mustRegister(t, r, registerArgs("ns", "w", t0))
-	before := b.snapshot(t)
-	_, err := r.HeartbeatWorkers(context.Background(), []registry.HeartbeatWorkerArgs{
-		{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(time.Second)},
-		{Namespace: "ns", WorkerInstanceID: "bad\x00id", Now: t0.Add(time.Second)},
+	eachStore(t, func(t *testing.T) {
+		r, b := setup(t, registry.WithHeartbeatEvents(true))
+		mustRegister(t, r, registerArgs("ns", "w", t0))
+		before := b.snapshot(t)
+		_, err := r.HeartbeatWorkers(context.Background(), []registry.HeartbeatWorkerArgs{
+			{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(time.Second)},
+			{Namespace: "ns", WorkerInstanceID: "bad\x00id", Now: t0.Add(time.Second)},
+		})
+		wantValidation(t, err, "[1].worker_instance_id")
+		equal(t, "database", b.snapshot(t), before)
+
+		big := make([]registry.HeartbeatWorkerArgs, registry.MaxLimit+1)
+		_, err = r.HeartbeatWorkers(context.Background(), big)
+		wantValidation(t, err, "batch")
+
+		res, err := r.HeartbeatWorkers(context.Background(), nil)
+		if err != nil || len(res) != 0 {
+			t.Fatalf("empty batch = %v, %v", res, err)
+		}
 	})
-	wantValidation(t, err, "[1].worker_instance_id")
-	equal(t, "database", b.snapshot(t), before)
-
-	big := make([]registry.HeartbeatWorkerArgs, registry.MaxLimit+1)
-	_, err = r.HeartbeatWorkers(context.Background(), big)
-	wantValidation(t, err, "batch")
-
-	res, err := r.HeartbeatWorkers(context.Background(), nil)
-	if err != nil || len(res) != 0 {
-		t.Fatalf("empty batch = %v, %v", res, err)
-	}
 }
 
 func TestHeartbeatWorkersUsesClockOnce(t *testing.T) {
-	calls := 0
-	r, _ := setup(t, registry.WithClock(func() time.Time { calls++; return t0.Add(time.Duration(calls) * time.Millisecond) }))
-	mustRegister(t, r, registerArgs("ns", "a", t0))
-	mustRegister(t, r, registerArgs("ns", "b", t0))
-	calls = 0
-	got, err := r.HeartbeatWorkers(context.Background(), []registry.HeartbeatWorkerArgs{
-		{Namespace: "ns", WorkerInstanceID: "a"},
-		{Namespace: "ns", WorkerInstanceID: "b"},
+	eachStore(t, func(t *testing.T) {
+		calls := 0
+		r, _ := setup(t, registry.WithClock(func() time.Time { calls++; return t0.Add(time.Duration(calls) * time.Millisecond) }))
+		mustRegister(t, r, registerArgs("ns", "a", t0))
+		mustRegister(t, r, registerArgs("ns", "b", t0))
+		calls = 0
+		got, err := r.HeartbeatWorkers(context.Background(), []registry.HeartbeatWorkerArgs{
+			{Namespace: "ns", WorkerInstanceID: "a"},
+			{Namespace: "ns", WorkerInstanceID: "b"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "clock reads", calls, 1)
+		equal(t, "same expiry", got[0].NextExpiry, got[1].NextExpiry)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	equal(t, "clock reads", calls, 1)
-	equal(t, "same expiry", got[0].NextExpiry, got[1].NextExpiry)
 }

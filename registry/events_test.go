@@ -9,126 +9,132 @@ import (
 )
 
 func TestListWorkerEvents(t *testing.T) {
-	r, _ := setup(t)
-	ctx := context.Background()
-	// Same millisecond throughout: order comes from the event ID alone.
-	mustRegister(t, r, registerArgs("ns", "a", t0))
-	mustRegister(t, r, registerArgs("ns", "b", t0))
-	mustRegister(t, r, registerArgs("other", "a", t0))
-	mustRegister(t, r, registerArgs("ns", "a", t0))
-	if _, err := r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "a", Reason: "oom", Now: t0}); err != nil {
-		t.Fatal(err)
-	}
-
-	list := func(args registry.ListWorkerEventsArgs) registry.ListWorkerEventsResult {
-		t.Helper()
-		res, err := r.ListWorkerEvents(ctx, args)
-		if err != nil {
+	eachStore(t, func(t *testing.T) {
+		r, _ := setup(t)
+		ctx := context.Background()
+		// Same millisecond throughout: order comes from the event ID alone.
+		mustRegister(t, r, registerArgs("ns", "a", t0))
+		mustRegister(t, r, registerArgs("ns", "b", t0))
+		mustRegister(t, r, registerArgs("other", "a", t0))
+		mustRegister(t, r, registerArgs("ns", "a", t0))
+		if _, err := r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "a", Reason: "oom", Now: t0}); err != nil {
 			t.Fatal(err)
 		}
-		return res
-	}
-	describe := func(es []registry.WorkerEvent) []string {
-		var out []string
-		for _, e := range es {
-			s := e.WorkerInstanceID + ":" + e.Kind
-			if e.Reason != "" {
-				s += ":" + e.Reason
+
+		list := func(args registry.ListWorkerEventsArgs) registry.ListWorkerEventsResult {
+			t.Helper()
+			res, err := r.ListWorkerEvents(ctx, args)
+			if err != nil {
+				t.Fatal(err)
 			}
-			out = append(out, s)
+			return res
 		}
-		return out
-	}
-
-	all := list(registry.ListWorkerEventsArgs{Namespace: "ns"})
-	equal(t, "namespace, oldest first", describe(all.Events), []string{"a:registered", "b:registered", "a:refreshed", "a:marked_dead:oom"})
-	equal(t, "next", all.Next, int64(0))
-	for i := 1; i < len(all.Events); i++ {
-		if all.Events[i].ID <= all.Events[i-1].ID {
-			t.Fatalf("event IDs not increasing: %+v", all.Events)
-		}
-	}
-	equal(t, "time", all.Events[0].At, t0)
-	equal(t, "namespace", all.Events[0].Namespace, "ns")
-
-	equal(t, "newest first", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", NewestFirst: true}).Events),
-		[]string{"a:marked_dead:oom", "a:refreshed", "b:registered", "a:registered"})
-	equal(t, "one instance", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a"}).Events),
-		[]string{"a:registered", "a:refreshed", "a:marked_dead:oom"})
-	equal(t, "one instance, newest first", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a", NewestFirst: true}).Events),
-		[]string{"a:marked_dead:oom", "a:refreshed", "a:registered"})
-	equal(t, "other namespace", describe(list(registry.ListWorkerEventsArgs{Namespace: "other"}).Events), []string{"a:registered"})
-
-	// Paging in both directions visits every event once.
-	for _, newest := range []bool{false, true} {
-		for _, instance := range []string{"", "a"} {
-			var got []int64
-			after := int64(0)
-			for pages := 0; pages < 10; pages++ {
-				res := list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, After: after, Limit: 1, NewestFirst: newest})
-				for _, e := range res.Events {
-					got = append(got, e.ID)
+		describe := func(es []registry.WorkerEvent) []string {
+			var out []string
+			for _, e := range es {
+				s := e.WorkerInstanceID + ":" + e.Kind
+				if e.Reason != "" {
+					s += ":" + e.Reason
 				}
-				if res.Next == 0 {
-					break
-				}
-				equal(t, "next is the last ID", res.Next, res.Events[0].ID)
-				after = res.Next
+				out = append(out, s)
 			}
-			want := list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, NewestFirst: newest}).Events
-			if len(got) != len(want) {
-				t.Fatalf("newest=%v instance=%q: paged %v, want %d events", newest, instance, got, len(want))
-			}
-			for i := range want {
-				equal(t, "paged ID", got[i], want[i].ID)
+			return out
+		}
+
+		all := list(registry.ListWorkerEventsArgs{Namespace: "ns"})
+		equal(t, "namespace, oldest first", describe(all.Events), []string{"a:registered", "b:registered", "a:refreshed", "a:marked_dead:oom"})
+		equal(t, "next", all.Next, int64(0))
+		for i := 1; i < len(all.Events); i++ {
+			if all.Events[i].ID <= all.Events[i-1].ID {
+				t.Fatalf("event IDs not increasing: %+v", all.Events)
 			}
 		}
-	}
+		equal(t, "time", all.Events[0].At, t0)
+		equal(t, "namespace", all.Events[0].Namespace, "ns")
 
-	for _, tc := range []struct {
-		args  registry.ListWorkerEventsArgs
-		field string
-	}{
-		{registry.ListWorkerEventsArgs{}, "namespace"},
-		{registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a\n"}, "worker_instance_id"},
-		{registry.ListWorkerEventsArgs{Namespace: "ns", After: -1}, "after"},
-		{registry.ListWorkerEventsArgs{Namespace: "ns", Limit: -1}, "limit"},
-	} {
-		_, err := r.ListWorkerEvents(ctx, tc.args)
-		wantValidation(t, err, tc.field)
-	}
+		equal(t, "newest first", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", NewestFirst: true}).Events),
+			[]string{"a:marked_dead:oom", "a:refreshed", "b:registered", "a:registered"})
+		equal(t, "one instance", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a"}).Events),
+			[]string{"a:registered", "a:refreshed", "a:marked_dead:oom"})
+		equal(t, "one instance, newest first", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a", NewestFirst: true}).Events),
+			[]string{"a:marked_dead:oom", "a:refreshed", "a:registered"})
+		equal(t, "other namespace", describe(list(registry.ListWorkerEventsArgs{Namespace: "other"}).Events), []string{"a:registered"})
+
+		// Paging in both directions visits every event once.
+		for _, newest := range []bool{false, true} {
+			for _, instance := range []string{"", "a"} {
+				var got []int64
+				after := int64(0)
+				for pages := 0; pages < 10; pages++ {
+					res := list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, After: after, Limit: 1, NewestFirst: newest})
+					for _, e := range res.Events {
+						got = append(got, e.ID)
+					}
+					if res.Next == 0 {
+						break
+					}
+					equal(t, "next is the last ID", res.Next, res.Events[0].ID)
+					after = res.Next
+				}
+				want := list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, NewestFirst: newest}).Events
+				if len(got) != len(want) {
+					t.Fatalf("newest=%v instance=%q: paged %v, want %d events", newest, instance, got, len(want))
+				}
+				for i := range want {
+					equal(t, "paged ID", got[i], want[i].ID)
+				}
+			}
+		}
+
+		for _, tc := range []struct {
+			args  registry.ListWorkerEventsArgs
+			field string
+		}{
+			{registry.ListWorkerEventsArgs{}, "namespace"},
+			{registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a\n"}, "worker_instance_id"},
+			{registry.ListWorkerEventsArgs{Namespace: "ns", After: -1}, "after"},
+			{registry.ListWorkerEventsArgs{Namespace: "ns", Limit: -1}, "limit"},
+		} {
+			_, err := r.ListWorkerEvents(ctx, tc.args)
+			wantValidation(t, err, tc.field)
+		}
+	})
 }
 
 func TestEventIDsAreNotReusedAfterPruning(t *testing.T) {
-	r, _ := setup(t)
-	ctx := context.Background()
-	mustRegister(t, r, registerArgs("ns", "a", t0))
-	first, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := r.PruneEvents(ctx, t0.Add(time.Millisecond)); err != nil || n != 1 {
-		t.Fatalf("PruneEvents = %d, %v", n, err)
-	}
-	mustRegister(t, r, registerArgs("ns", "b", t0.Add(time.Second)))
-	// A reader holding the old cursor still sees the new event.
-	res, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns", After: first.Events[0].ID})
-	if err != nil || len(res.Events) != 1 || res.Events[0].WorkerInstanceID != "b" {
-		t.Fatalf("events after the pruned cursor = %+v, %v", res.Events, err)
-	}
+	eachStore(t, func(t *testing.T) {
+		r, _ := setup(t)
+		ctx := context.Background()
+		mustRegister(t, r, registerArgs("ns", "a", t0))
+		first, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := r.PruneEvents(ctx, t0.Add(time.Millisecond)); err != nil || n != 1 {
+			t.Fatalf("PruneEvents = %d, %v", n, err)
+		}
+		mustRegister(t, r, registerArgs("ns", "b", t0.Add(time.Second)))
+		// A reader holding the old cursor still sees the new event.
+		res, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns", After: first.Events[0].ID})
+		if err != nil || len(res.Events) != 1 || res.Events[0].WorkerInstanceID != "b" {
+			t.Fatalf("events after the pruned cursor = %+v, %v", res.Events, err)
+		}
+	})
 }
 
 func TestListWorkerEventsLimits(t *testing.T) {
-	r, b := setup(t)
-	if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 10001)
+	eachStore(t, func(t *testing.T) {
+		r, b := setup(t)
+		if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 10001)
 		INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms)
-		SELECT 'ns', 'w', 'heartbeat', ?1 + i FROM s`, t0.UnixMilli()); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct{ limit, want int }{{0, registry.DefaultLimit}, {10_000, registry.MaxLimit}, {50_000, registry.MaxLimit}} {
-		res, err := r.ListWorkerEvents(context.Background(), registry.ListWorkerEventsArgs{Namespace: "ns", Limit: tc.limit})
-		if err != nil || len(res.Events) != tc.want || res.Next != res.Events[tc.want-1].ID {
-			t.Fatalf("Limit %d: %d events, next %d, %v; want %d and a cursor", tc.limit, len(res.Events), res.Next, err, tc.want)
+		SELECT 'ns', 'w', 'heartbeat', CAST(?1 AS BIGINT) + i FROM s`, t0.UnixMilli()); err != nil {
+			t.Fatal(err)
 		}
-	}
+		for _, tc := range []struct{ limit, want int }{{0, registry.DefaultLimit}, {10_000, registry.MaxLimit}, {50_000, registry.MaxLimit}} {
+			res, err := r.ListWorkerEvents(context.Background(), registry.ListWorkerEventsArgs{Namespace: "ns", Limit: tc.limit})
+			if err != nil || len(res.Events) != tc.want || res.Next != res.Events[tc.want-1].ID {
+				t.Fatalf("Limit %d: %d events, next %d, %v; want %d and a cursor", tc.limit, len(res.Events), res.Next, err, tc.want)
+			}
+		}
+	})
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,15 +23,42 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // testBundle holds what a test needs besides the Registry.
 type testBundle struct {
-	path string
-	raw  *sql.DB // a separate connection for inspecting rows
+	store string // storeSQLite or storePostgres
+	path  string // the SQLite file, or the Postgres DSN with the test's schema
+	raw   rawDB  // a separate connection for inspecting rows
 }
 
-// setup opens a fresh registry on a file in t.TempDir.
+// setup opens a fresh registry on the store that eachStore chose for t
+// (SQLite when t is not under eachStore): a file in t.TempDir, or a schema
+// of its own in the REGISTRY_TEST_POSTGRES database.
 func setup(t testing.TB, opts ...registry.Option) (*registry.Registry, *testBundle) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "registry.db")
-	r, err := registry.Open(context.Background(), path, opts...)
+	b := &testBundle{store: storeOf(t)}
+	driver := registry.DriverName
+	if b.store == storePostgres {
+		b.path, driver = postgresSchema(t), "pgx"
+	} else {
+		b.path = filepath.Join(t.TempDir(), "registry.db")
+	}
+	r := b.open(t, opts...)
+	dsn := b.path
+	if b.store == storeSQLite {
+		dsn = registry.DSN(b.path)
+	}
+	raw, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	b.raw = rawDB{DB: raw, postgres: b.store == storePostgres}
+	return r, b
+}
+
+// open opens another Registry on the test's database, closed when the test
+// ends.
+func (b *testBundle) open(t testing.TB, opts ...registry.Option) *registry.Registry {
+	t.Helper()
+	r, err := registry.Open(context.Background(), b.path, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -38,12 +67,44 @@ func setup(t testing.TB, opts ...registry.Option) (*registry.Registry, *testBund
 			t.Errorf("Close: %v", err)
 		}
 	})
-	raw, err := sql.Open(registry.DriverName, registry.DSN(path))
-	if err != nil {
-		t.Fatal(err)
+	return r
+}
+
+// rawDB is a *sql.DB whose Exec, Query and QueryRow take SQLite's "?" and
+// "?N" placeholders on both stores, so that a test's inspection SQL is
+// written once.
+type rawDB struct {
+	*sql.DB
+	postgres bool
+}
+
+func (d rawDB) Exec(query string, args ...any) (sql.Result, error) {
+	return d.DB.Exec(d.rebind(query), args...)
+}
+
+func (d rawDB) Query(query string, args ...any) (*sql.Rows, error) {
+	return d.DB.Query(d.rebind(query), args...)
+}
+
+func (d rawDB) QueryRow(query string, args ...any) *sql.Row {
+	return d.DB.QueryRow(d.rebind(query), args...)
+}
+
+var placeholder = regexp.MustCompile(`\?(\d*)`)
+
+// rebind turns "?" into "$1", "$2"... and "?N" into "$N" for Postgres.
+func (d rawDB) rebind(query string) string {
+	if !d.postgres {
+		return query
 	}
-	t.Cleanup(func() { raw.Close() })
-	return r, &testBundle{path: path, raw: raw}
+	n := 0
+	return placeholder.ReplaceAllStringFunc(query, func(m string) string {
+		if len(m) > 1 {
+			return "$" + m[1:]
+		}
+		n++
+		return "$" + strconv.Itoa(n)
+	})
 }
 
 // event is an audit-log row as a test sees it.
@@ -87,13 +148,28 @@ func (b *testBundle) eventKinds(t *testing.T) []string {
 }
 
 // snapshot renders every row of every table, so that a test can prove a
-// call changed nothing.
+// call changed nothing. It reads in one transaction: on Postgres, a commit
+// whose caller gave up can still be landing, and tables read one by one
+// could see half of it.
 func (b *testBundle) snapshot(t testing.TB) string {
 	t.Helper()
-	tables := []string{"ff_worker_registry", "ff_worker_registry_event", "sqlite_sequence", "goose_db_version"}
+	var opts *sql.TxOptions
+	if b.store == storePostgres {
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := b.raw.DB.BeginTx(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	tables := []string{"ff_worker_registry", "ff_worker_registry_event", "goose_db_version", "sqlite_sequence"}
+	if b.store == storePostgres {
+		// The identity sequence stands in for sqlite_sequence.
+		tables[3] = "ff_worker_registry_event_event_id_seq"
+	}
 	var sb strings.Builder
 	for _, table := range tables {
-		rows, err := b.raw.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
+		rows, err := tx.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -210,7 +210,7 @@ func runStress(t *testing.T, seed uint64, ops int, heartbeatEvents bool) {
 	t.Logf("%d ops in %v, fake clock at t0+%v: %v", stressGoroutines*ops, time.Since(start).Round(time.Millisecond), final.Sub(t0), total)
 
 	// (a) The listing at the final time is the live rows, each once.
-	_, rows := readState(t, b.raw)
+	_, rows := readState(t, b.raw.DB)
 	var live []storedWorker
 	expired := 0
 	for _, w := range rows {
@@ -261,7 +261,7 @@ func runStress(t *testing.T, seed uint64, ops int, heartbeatEvents bool) {
 	total.swept += rep.Swept
 
 	// (b) The audit log is a well-formed history of the rows.
-	events, rows := readState(t, b.raw)
+	events, rows := readState(t, b.raw.DB)
 	equal(t, "rows after the final sweep", len(rows), len(live))
 	// With heartbeat events on, the replay knows every registration's
 	// expiry and checks each event against the liveness rule.
@@ -356,7 +356,7 @@ func seedStressLeases(t *testing.T, b *testBundle, rng *rand.Rand, ops int) []st
 		}
 		leases = append(leases, l)
 	}
-	ids := registrytest.InsertLeases(t, b.raw, leases...)
+	ids := registrytest.InsertLeases(t, b.raw.DB, leases...)
 	out := make([]stressLease, len(leases))
 	for i, l := range leases {
 		out[i] = stressLease{Lease: l, ID: ids[i]}

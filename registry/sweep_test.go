@@ -13,82 +13,88 @@ import (
 )
 
 func TestSweepRemovesExactlyTheExpired(t *testing.T) {
-	r, b := setup(t)
-	ctx := context.Background()
-	for i, ttl := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
-		args := registerArgs("ns", []string{"a", "b", "c"}[i], t0)
-		args.LivenessTTL = ttl
-		mustRegister(t, r, args)
-	}
-	// At b's expiry, a and b are not live; c is.
-	rep, err := r.SweepExpiredWorkers(ctx, t0.Add(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	equal(t, "report", rep, registry.SweepReport{Swept: 2})
-	equal(t, "rows left", b.rowCount(t), 1)
-	equal(t, "listed", instances(mustList(t, r, registry.ListWorkersArgs{Now: t0}).Workers), []string{"ns/c"})
-	var swept []string
-	for _, e := range b.events(t) {
-		if e.Kind == "ttl_swept" {
-			swept = append(swept, e.Instance)
-			equal(t, "swept at", e.AtMS, t0.Add(2*time.Second).UnixMilli())
+	eachStore(t, func(t *testing.T) {
+		r, b := setup(t)
+		ctx := context.Background()
+		for i, ttl := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
+			args := registerArgs("ns", []string{"a", "b", "c"}[i], t0)
+			args.LivenessTTL = ttl
+			mustRegister(t, r, args)
 		}
-	}
-	equal(t, "swept events", swept, []string{"a", "b"})
+		// At b's expiry, a and b are not live; c is.
+		rep, err := r.SweepExpiredWorkers(ctx, t0.Add(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "report", rep, registry.SweepReport{Swept: 2})
+		equal(t, "rows left", b.rowCount(t), 1)
+		equal(t, "listed", instances(mustList(t, r, registry.ListWorkersArgs{Now: t0}).Workers), []string{"ns/c"})
+		var swept []string
+		for _, e := range b.events(t) {
+			if e.Kind == "ttl_swept" {
+				swept = append(swept, e.Instance)
+				equal(t, "swept at", e.AtMS, t0.Add(2*time.Second).UnixMilli())
+			}
+		}
+		equal(t, "swept events", swept, []string{"a", "b"})
 
-	// Nothing more to sweep: no write at all.
-	before := b.snapshot(t)
-	rep, err = r.SweepExpiredWorkers(ctx, t0.Add(2*time.Second))
-	if err != nil || rep != (registry.SweepReport{}) {
-		t.Fatalf("second sweep = %+v, %v", rep, err)
-	}
-	equal(t, "database", b.snapshot(t), before)
+		// Nothing more to sweep: no write at all.
+		before := b.snapshot(t)
+		rep, err = r.SweepExpiredWorkers(ctx, t0.Add(2*time.Second))
+		if err != nil || rep != (registry.SweepReport{}) {
+			t.Fatalf("second sweep = %+v, %v", rep, err)
+		}
+		equal(t, "database", b.snapshot(t), before)
+	})
 }
 
 func TestSweepInBatches(t *testing.T) {
-	r, b := setup(t)
-	// More than one batch of expired rows, written directly for speed.
-	const n = 1234
-	if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?2)
+	eachStore(t, func(t *testing.T) {
+		r, b := setup(t)
+		// More than one batch of expired rows, written directly for speed.
+		const n = 1234
+		if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < CAST(?2 AS INTEGER))
 		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes,
 			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms)
-		SELECT 'ns', printf('w%05d', i), 'w', 'default', ?1 + i, 1000, ?1, ?1 + i + 1000 FROM s`, t0.UnixMilli(), n); err != nil {
-		t.Fatal(err)
-	}
-	mustRegister(t, r, registerArgs("ns", "live", t0.Add(time.Hour)))
-	rep, err := r.SweepExpiredWorkers(context.Background(), t0.Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	equal(t, "swept", rep.Swept, n)
-	equal(t, "rows left", b.rowCount(t), 1)
-	var events int
-	if err := b.raw.QueryRow(`SELECT count(DISTINCT worker_instance_id) FROM ff_worker_registry_event WHERE event_kind = 'ttl_swept'`).Scan(&events); err != nil {
-		t.Fatal(err)
-	}
-	equal(t, "one ttl_swept event per row", events, n)
+		SELECT 'ns', 'w' || (100000 + i), 'w', 'default', CAST(?1 AS BIGINT) + i, 1000, ?1, CAST(?1 AS BIGINT) + i + 1000 FROM s`, t0.UnixMilli(), n); err != nil {
+			t.Fatal(err)
+		}
+		mustRegister(t, r, registerArgs("ns", "live", t0.Add(time.Hour)))
+		rep, err := r.SweepExpiredWorkers(context.Background(), t0.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "swept", rep.Swept, n)
+		equal(t, "rows left", b.rowCount(t), 1)
+		var events int
+		if err := b.raw.QueryRow(`SELECT count(DISTINCT worker_instance_id) FROM ff_worker_registry_event WHERE event_kind = 'ttl_swept'`).Scan(&events); err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "one ttl_swept event per row", events, n)
+	})
 }
 
 func TestSweepPrunesOldEvents(t *testing.T) {
-	r, b := setup(t, registry.WithEventRetention(time.Hour))
-	ctx := context.Background()
-	mustRegister(t, r, registerArgs("ns", "old", t0))
-	mustRegister(t, r, registerArgs("ns", "new", t0.Add(90*time.Minute)))
-	rep, err := r.SweepExpiredWorkers(ctx, t0.Add(2*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// "old" registered more than an hour before the sweep; both rows expire.
-	equal(t, "report", rep, registry.SweepReport{Swept: 2, PrunedEvents: 1})
-	equal(t, "events", b.eventKinds(t), []string{"registered", "ttl_swept", "ttl_swept"})
+	eachStore(t, func(t *testing.T) {
+		r, b := setup(t, registry.WithEventRetention(time.Hour))
+		ctx := context.Background()
+		mustRegister(t, r, registerArgs("ns", "old", t0))
+		mustRegister(t, r, registerArgs("ns", "new", t0.Add(90*time.Minute)))
+		rep, err := r.SweepExpiredWorkers(ctx, t0.Add(2*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// "old" registered more than an hour before the sweep; both rows expire.
+		equal(t, "report", rep, registry.SweepReport{Swept: 2, PrunedEvents: 1})
+		equal(t, "events", b.eventKinds(t), []string{"registered", "ttl_swept", "ttl_swept"})
 
-	n, err := r.PruneEvents(ctx, t0.Add(3*time.Hour))
-	if err != nil || n != 3 {
-		t.Fatalf("PruneEvents = %d, %v; want 3", n, err)
-	}
-	_, err = r.PruneEvents(ctx, time.Time{})
-	wantValidation(t, err, "before")
+		n, err := r.PruneEvents(ctx, t0.Add(3*time.Hour))
+		if err != nil || n != 3 {
+			t.Fatalf("PruneEvents = %d, %v; want 3", n, err)
+		}
+		_, err = r.PruneEvents(ctx, time.Time{})
+		wantValidation(t, err, "before")
+	})
 }
 
 // TestSweepQueryPlans proves that the sweep and the pruning find their rows
@@ -145,74 +151,78 @@ func (s *syncBuffer) String() string {
 }
 
 func TestRunSweeper(t *testing.T) {
-	var (
-		mu  sync.Mutex
-		now = t0
-	)
-	clock := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return now
-	}
-	setNow := func(t time.Time) {
-		mu.Lock()
-		defer mu.Unlock()
-		now = t
-	}
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, nil))
-	r, b := setup(t, registry.WithClock(clock), registry.WithLogger(logger))
-	mustRegister(t, r, registerArgs("ns", "w", t0)) // TTL 10 s
+	eachStore(t, func(t *testing.T) {
+		var (
+			mu  sync.Mutex
+			now = t0
+		)
+		clock := func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return now
+		}
+		setNow := func(t time.Time) {
+			mu.Lock()
+			defer mu.Unlock()
+			now = t
+		}
+		logs := &syncBuffer{}
+		logger := slog.New(slog.NewTextHandler(logs, nil))
+		r, b := setup(t, registry.WithClock(clock), registry.WithLogger(logger))
+		mustRegister(t, r, registerArgs("ns", "w", t0)) // TTL 10 s
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Millisecond}) }()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Millisecond}) }()
 
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
+		waitFor := func(what string, cond func() bool) {
+			t.Helper()
+			deadline := time.Now().Add(10 * time.Second)
+			for !cond() {
+				if time.Now().After(deadline) {
+					t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
+				}
+				time.Sleep(time.Millisecond)
 			}
-			time.Sleep(time.Millisecond)
 		}
-	}
-	waitFor("a first sweep", func() bool { return strings.Contains(logs.String(), "worker registry sweep") })
-	equal(t, "rows while live", b.rowCount(t), 1)
+		waitFor("a first sweep", func() bool { return strings.Contains(logs.String(), "worker registry sweep") })
+		equal(t, "rows while live", b.rowCount(t), 1)
 
-	// A clock before 1970 makes sweeps fail; the sweeper logs and goes on.
-	setNow(time.Unix(-100, 0))
-	waitFor("a failed sweep", func() bool { return strings.Contains(logs.String(), "sweep failed") })
+		// A clock before 1970 makes sweeps fail; the sweeper logs and goes on.
+		setNow(time.Unix(-100, 0))
+		waitFor("a failed sweep", func() bool { return strings.Contains(logs.String(), "sweep failed") })
 
-	// The registry's clock, not the wall clock, decides expiry.
-	setNow(t0.Add(10 * time.Second))
-	waitFor("the expired worker to be swept", func() bool { return b.rowCount(t) == 0 })
-	waitFor("a logged sweep of it", func() bool { return strings.Contains(logs.String(), "swept=1") })
+		// The registry's clock, not the wall clock, decides expiry.
+		setNow(t0.Add(10 * time.Second))
+		waitFor("the expired worker to be swept", func() bool { return b.rowCount(t) == 0 })
+		waitFor("a logged sweep of it", func() bool { return strings.Contains(logs.String(), "swept=1") })
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != context.Canceled {
-			t.Fatalf("RunSweeper returned %v, want context.Canceled", err)
+		cancel()
+		select {
+		case err := <-done:
+			if err != context.Canceled {
+				t.Fatalf("RunSweeper returned %v, want context.Canceled", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("RunSweeper did not return after cancel")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("RunSweeper did not return after cancel")
-	}
+	})
 }
 
 // TestRunSweeperSweepsAtOnce: the first sweep does not wait an interval.
 func TestRunSweeperSweepsAtOnce(t *testing.T) {
-	r, b := setup(t, registry.WithClock(func() time.Time { return t0.Add(time.Minute) }))
-	mustRegister(t, r, registerArgs("ns", "w", t0)) // expired by the clock's time
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Hour})
-	deadline := time.Now().Add(10 * time.Second)
-	for b.rowCount(t) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("RunSweeper with a one-hour interval did not sweep at once")
+	eachStore(t, func(t *testing.T) {
+		r, b := setup(t, registry.WithClock(func() time.Time { return t0.Add(time.Minute) }))
+		mustRegister(t, r, registerArgs("ns", "w", t0)) // expired by the clock's time
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Hour})
+		deadline := time.Now().Add(10 * time.Second)
+		for b.rowCount(t) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("RunSweeper with a one-hour interval did not sweep at once")
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	})
 }

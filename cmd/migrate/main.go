@@ -1,16 +1,19 @@
 // Command migrate runs the registry's goose migrations, embedded in the
-// binary, against a SQLite database file.
+// binary, against a SQLite database file or a Postgres database.
 //
 // Usage:
 //
-//	migrate [-db PATH] up | down | status | version | redo | reset | up-to N | down-to N
+//	migrate [-db PATH|URL] up | down | status | version | redo | reset | up-to N | down-to N
 //
 // The database is -db, else $REGISTRY_DB, else registry.db in the working
-// directory. Only up and up-to create a missing file.
+// directory. A postgres:// or postgresql:// URL selects Postgres and its
+// migrations; anything else is a SQLite file, which only up and up-to
+// create when it is missing.
 package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,12 +25,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 
 	"github.com/flowfabric/workerregistry/registry"
 )
 
-const usage = `usage: migrate [-db PATH] COMMAND [VERSION]
+const usage = `usage: migrate [-db PATH|URL] COMMAND [VERSION]
 
 Commands:
   up           apply every pending migration
@@ -77,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if env := os.Getenv("REGISTRY_DB"); env != "" {
 		defaultDB = env
 	}
-	path := flags.String("db", defaultDB, "SQLite database file (env REGISTRY_DB)")
+	path := flags.String("db", defaultDB, "SQLite database file or postgres:// URL (env REGISTRY_DB)")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usage)
@@ -92,13 +96,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	creates := cmd == "up" || cmd == "up-to"
-	if _, err := os.Stat(*path); !creates && errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: no such database file (run 'migrate up' to create it)", *path)
-	}
-	sqlDB, err := registry.OpenDB(*path)
+	sqlDB, err := openDB(*path, cmd == "up" || cmd == "up-to")
 	if err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
+		return fmt.Errorf("%s: %w", registry.RedactDSN(*path), err)
 	}
 	defer sqlDB.Close()
 	p, err := registry.NewMigrationProvider(sqlDB)
@@ -106,6 +106,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return execute(ctx, p, cmd, version, stdout)
+}
+
+// openDB opens the database that dsn names; creates says whether a missing
+// SQLite file may be created.
+func openDB(dsn string, creates bool) (*sql.DB, error) {
+	if registry.IsPostgresDSN(dsn) {
+		sqlDB, err := sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, err
+		}
+		if err := sqlDB.Ping(); err != nil {
+			sqlDB.Close()
+			return nil, err
+		}
+		return sqlDB, nil
+	}
+	if _, err := os.Stat(dsn); !creates && errors.Is(err, fs.ErrNotExist) {
+		return nil, errors.New("no such database file (run 'migrate up' to create it)")
+	}
+	return registry.OpenDB(dsn)
 }
 
 func parseCommand(args []string) (cmd string, version int64, err error) {

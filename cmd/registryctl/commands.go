@@ -31,7 +31,7 @@ func (c *command) line() string {
 }
 
 func (c *command) help() string {
-	return "usage: registryctl [-db PATH] [-json] " + strings.TrimSpace(c.name+" "+c.synopsis) + "\n\n" + c.doc + "\n"
+	return "usage: registryctl [-db PATH|URL] [-json] " + strings.TrimSpace(c.name+" "+c.synopsis) + "\n\n" + c.doc + "\n"
 }
 
 var commands = []command{

@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	registryctl [-db PATH] [-json] COMMAND [flags]
+//	registryctl [-db PATH|URL] [-json] COMMAND [flags]
 //
 //	workers list     [-namespace NS] [-lane L] [-capability C] [-limit N] [-all]
 //	workers events   -namespace NS [-instance ID] [-limit N] [-newest] [-after ID]
@@ -14,8 +14,9 @@
 //	sweep
 //
 // The database is -db, else $REGISTRY_DB, else registry.db in the working
-// directory. It must exist: registryctl never creates one, though opening
-// it migrates it to the latest schema. 'registryctl COMMAND -h' describes a
+// directory: a SQLite file, or a postgres:// URL for a Postgres registry.
+// It must exist: registryctl never creates one, though opening it migrates
+// it to the latest schema. 'registryctl COMMAND -h' describes a
 // command, its flags and the shape of its -json output.
 //
 // Lists print one page, and on stderr the flags that fetch the next one;
@@ -43,7 +44,7 @@ import (
 	"github.com/flowfabric/workerregistry/registry"
 )
 
-const usageHead = `usage: registryctl [-db PATH] [-json] COMMAND [flags]
+const usageHead = `usage: registryctl [-db PATH|URL] [-json] COMMAND [flags]
 
 Commands:
 `
@@ -122,7 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if env := os.Getenv("REGISTRY_DB"); env != "" {
 		defaultDB = env
 	}
-	dbPath := global.String("db", defaultDB, "registry database `PATH`; must exist (env REGISTRY_DB)")
+	dbPath := global.String("db", defaultDB, "registry database: SQLite file `PATH` or postgres:// URL; must exist (env REGISTRY_DB)")
 	asJSON := global.Bool("json", false, "print JSON instead of tables")
 	if err := global.Parse(args); err != nil {
 		return flagError(global, err, "", topUsage(), stderr)
@@ -179,6 +180,9 @@ func flagError(flags *flag.FlagSet, err error, cmd, help string, stderr io.Write
 // missing file, which for an operator's typo means an empty registry that
 // looks healthy.
 func openRegistry(ctx context.Context, path string) (*registry.Registry, error) {
+	if registry.IsPostgresDSN(path) {
+		return registry.Open(ctx, path)
+	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no such database file", path)
 	}
@@ -218,7 +222,7 @@ func findCommand(args []string, stderr io.Writer) (*command, []string, error) {
 	case len(args) == 1:
 		return nil, nil, usagef("", "%s: no subcommand given", args[0])
 	case args[1] == "-h" || args[1] == "-help" || args[1] == "--help":
-		fmt.Fprintf(stderr, "usage: registryctl [-db PATH] [-json] %s SUBCOMMAND [flags]\n\nSubcommands:\n%s", args[0], strings.Join(group, ""))
+		fmt.Fprintf(stderr, "usage: registryctl [-db PATH|URL] [-json] %s SUBCOMMAND [flags]\n\nSubcommands:\n%s", args[0], strings.Join(group, ""))
 		return nil, nil, flag.ErrHelp
 	}
 	return nil, nil, usagef("", "unknown %s subcommand %q", args[0], args[1])

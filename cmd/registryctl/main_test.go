@@ -821,7 +821,7 @@ func TestHelp(t *testing.T) {
 	for _, c := range commands {
 		t.Run(c.name, func(t *testing.T) {
 			out := help(t, append(strings.Fields(c.name), "-h")...)
-			want := append([]string{"usage: registryctl [-db PATH] [-json] " + c.name, "-json prints"}, flagsOf[c.name]...)
+			want := append([]string{"usage: registryctl [-db PATH|URL] [-json] " + c.name, "-json prints"}, flagsOf[c.name]...)
 			for _, s := range want {
 				if !strings.Contains(out, s+"\n") && !strings.Contains(out, s+" ") {
 					t.Errorf("help does not mention %q:\n%s", s, out)
