@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/flowfabric/workerregistry/registry"
+	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
 // TestMain lets the test binary stand in for the command: run with
@@ -56,11 +59,37 @@ func latestVersion(t *testing.T) int {
 }
 
 func TestCommands(t *testing.T) {
-	dir := t.TempDir()
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		testCommands(t, dir, nil)
+		if _, err := os.Stat(filepath.Join(dir, "registry.db")); err != nil {
+			t.Fatalf("up did not create registry.db: %v", err)
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+		testCommands(t, t.TempDir(), []string{"-db", dsn})
+		// The last step left version 0: goose's table and nothing else.
+		sqlDB, err := sql.Open("pgx", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sqlDB.Close()
+		var tables int
+		err = sqlDB.QueryRow(`SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE 'ff_%'`).Scan(&tables)
+		if err != nil || tables != 0 {
+			t.Fatalf("registry tables after down-to 0: %d, %v", tables, err)
+		}
+	})
+}
+
+// testCommands runs every command against the database that dbArgs name
+// (none: registry.db in dir).
+func testCommands(t *testing.T, dir string, dbArgs []string) {
 	latest := latestVersion(t)
 	run := func(args ...string) result {
 		t.Helper()
-		res := migrate(t, dir, nil, args...)
+		res := migrate(t, dir, nil, append(slices.Clone(dbArgs), args...)...)
 		if res.code != 0 {
 			t.Fatalf("migrate %v: exit %d, stderr %q", args, res.code, res.stderr)
 		}
@@ -71,12 +100,8 @@ func TestCommands(t *testing.T) {
 		return strings.TrimSpace(run("version").stdout)
 	}
 
-	// Default database file in the working directory, created by up.
 	if res := run("up"); !strings.Contains(res.stdout, "OK    up 00001_worker_registry.sql") {
 		t.Fatalf("up printed %q", res.stdout)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "registry.db")); err != nil {
-		t.Fatalf("up did not create registry.db: %v", err)
 	}
 	if got, want := version(), itoa(latest); got != want {
 		t.Fatalf("version after up = %s, want %s", got, want)

@@ -58,7 +58,11 @@ func registryctl(t *testing.T, dir string, env []string, args ...string) result 
 // it exits with code.
 func ctl(t *testing.T, path string, code int, args ...string) result {
 	t.Helper()
-	res := registryctl(t, filepath.Dir(path), nil, append([]string{"-db", path}, args...)...)
+	dir := filepath.Dir(path)
+	if registry.IsPostgresDSN(path) {
+		dir = t.TempDir()
+	}
+	res := registryctl(t, dir, nil, append([]string{"-db", path}, args...)...)
 	if res.code != code {
 		t.Fatalf("registryctl %q: exit %d, want %d\nstdout: %s\nstderr: %s", args, res.code, code, res.stdout, res.stderr)
 	}
@@ -66,22 +70,37 @@ func ctl(t *testing.T, path string, code int, args ...string) result {
 }
 
 // newDB creates a registry database, lets seed fill it through the library
-// and closes it, so that the command under test is alone with the file.
+// and closes it, so that the command under test is alone with the file. It
+// returns the -db argument: a file path, or under eachStore's "postgres"
+// subtest the URL of a fresh Postgres schema.
 func newDB(t *testing.T, seed func(reg *registry.Registry, sqlDB *sql.DB)) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "registry.db")
+	driver, dsn := registry.DriverName, registry.DSN(path)
+	if strings.HasSuffix(t.Name(), "/postgres") {
+		path = registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+		driver, dsn = "pgx", path
+	}
 	reg, err := registry.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	sqlDB, err := registry.OpenDB(path)
+	sqlDB, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sqlDB.Close()
 	seed(reg, sqlDB)
 	return path
+}
+
+// eachStore runs body against a SQLite file and a Postgres schema, as the
+// subtests "sqlite" and "postgres"; newDB reads which from the name.
+func eachStore(t *testing.T, body func(t *testing.T)) {
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run(store, body)
+	}
 }
 
 // register registers a worker whose heartbeat was at now, live for ttl.
@@ -204,467 +223,479 @@ func workerNames(ws []jsonWorker) []string {
 }
 
 func TestWorkersList(t *testing.T) {
-	now := time.Now()
-	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
-		register(t, reg, "beta", "b-1", "gpu-pool", []string{"gpu"}, []string{"fp16", "cuda"}, time.Hour, now)
-		register(t, reg, "alpha", "a-2", "cpu-pool", []string{"default"}, nil, 2*time.Hour, now)
-		register(t, reg, "alpha", "a-1", "gpu-pool", []string{"gpu", "default"}, []string{"cuda"}, time.Hour, now)
-		register(t, reg, "alpha", "a-expired", "gpu-pool", []string{"gpu"}, nil, time.Minute, now.Add(-time.Hour))
-	})
+	eachStore(t, func(t *testing.T) {
+		now := time.Now()
+		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+			register(t, reg, "beta", "b-1", "gpu-pool", []string{"gpu"}, []string{"fp16", "cuda"}, time.Hour, now)
+			register(t, reg, "alpha", "a-2", "cpu-pool", []string{"default"}, nil, 2*time.Hour, now)
+			register(t, reg, "alpha", "a-1", "gpu-pool", []string{"gpu", "default"}, []string{"cuda"}, time.Hour, now)
+			register(t, reg, "alpha", "a-expired", "gpu-pool", []string{"gpu"}, nil, time.Minute, now.Add(-time.Hour))
+		})
 
-	t.Run("table", func(t *testing.T) {
-		res := ctl(t, path, 0, "workers", "list")
-		header, body := rows(t, res.stdout)
-		if want := []string{"NAMESPACE", "INSTANCE", "WORKER", "LANES", "CAPABILITIES", "LAST_HEARTBEAT", "EXPIRES", "DRAINING"}; !slices.Equal(header, want) {
-			t.Fatalf("header = %q, want %q", header, want)
+		t.Run("table", func(t *testing.T) {
+			res := ctl(t, path, 0, "workers", "list")
+			header, body := rows(t, res.stdout)
+			if want := []string{"NAMESPACE", "INSTANCE", "WORKER", "LANES", "CAPABILITIES", "LAST_HEARTBEAT", "EXPIRES", "DRAINING"}; !slices.Equal(header, want) {
+				t.Fatalf("header = %q, want %q", header, want)
+			}
+			want := [][]string{
+				{"alpha", "a-1", "gpu-pool", "default,gpu", "cuda", ms(now), ms(now.Add(time.Hour)), "false"},
+				{"alpha", "a-2", "cpu-pool", "default", "-", ms(now), ms(now.Add(2 * time.Hour)), "false"},
+				{"beta", "b-1", "gpu-pool", "gpu", "cuda,fp16", ms(now), ms(now.Add(time.Hour)), "false"},
+			}
+			if !slices.EqualFunc(body, want, slices.Equal) {
+				t.Fatalf("rows =\n%q\nwant\n%q", body, want)
+			}
+			if res.stderr != "" {
+				t.Fatalf("stderr = %q, want nothing: everything fit one page", res.stderr)
+			}
+		})
+
+		t.Run("json", func(t *testing.T) {
+			res := ctl(t, path, 0, "-json", "workers", "list")
+			got := decode[jsonWorkers](t, res.stdout)
+			if got.Next != nil || len(got.Workers) != 3 {
+				t.Fatalf("workers = %+v, next %+v", got.Workers, got.Next)
+			}
+			want := jsonWorker{
+				Namespace: "alpha", WorkerID: "cpu-pool", WorkerInstanceID: "a-2",
+				Lanes: []string{"default"}, Capabilities: []string{},
+				LastHeartbeat: ms(now), RegisteredAt: ms(now), ExpiresAt: ms(now.Add(2 * time.Hour)),
+				LivenessTTLMS: 7_200_000,
+			}
+			if w := got.Workers[1]; w.Namespace != want.Namespace || w.WorkerID != want.WorkerID ||
+				w.WorkerInstanceID != want.WorkerInstanceID || !slices.Equal(w.Lanes, want.Lanes) ||
+				w.Capabilities == nil || len(w.Capabilities) != 0 || w.LastHeartbeat != want.LastHeartbeat ||
+				w.RegisteredAt != want.RegisteredAt || w.ExpiresAt != want.ExpiresAt ||
+				w.LivenessTTLMS != want.LivenessTTLMS || w.Draining {
+				t.Errorf("worker = %+v, want %+v", w, want)
+			}
+			if w := got.Workers[2]; !slices.Equal(w.Capabilities, []string{"cuda", "fp16"}) {
+				t.Errorf("b-1 capabilities = %q", w.Capabilities)
+			}
+			// The keys are the contract, whatever a consumer's struct ignores.
+			raw := decode[map[string][]map[string]any](t, res.stdout)["workers"][0]
+			var keys []string
+			for k := range raw {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			wantKeys := []string{"capabilities", "draining", "expires_at", "lanes", "last_heartbeat",
+				"liveness_ttl_ms", "namespace", "registered_at", "worker_id", "worker_instance_id"}
+			if !slices.Equal(keys, wantKeys) {
+				t.Errorf("keys = %q, want %q", keys, wantKeys)
+			}
+		})
+
+		filters := []struct {
+			args []string
+			want []string
+		}{
+			{[]string{"-namespace", "beta"}, []string{"beta/b-1"}},
+			{[]string{"-namespace", "alpha"}, []string{"alpha/a-1", "alpha/a-2"}},
+			{[]string{"-lane", "gpu"}, []string{"alpha/a-1", "beta/b-1"}},
+			{[]string{"-capability", "fp16"}, []string{"beta/b-1"}},
+			{[]string{"-namespace", "alpha", "-lane", "gpu"}, []string{"alpha/a-1"}},
+			{[]string{"-capability", "tpu"}, nil},
+			{[]string{"-namespace", "gamma"}, nil},
 		}
-		want := [][]string{
-			{"alpha", "a-1", "gpu-pool", "default,gpu", "cuda", ms(now), ms(now.Add(time.Hour)), "false"},
-			{"alpha", "a-2", "cpu-pool", "default", "-", ms(now), ms(now.Add(2 * time.Hour)), "false"},
-			{"beta", "b-1", "gpu-pool", "gpu", "cuda,fp16", ms(now), ms(now.Add(time.Hour)), "false"},
-		}
-		if !slices.EqualFunc(body, want, slices.Equal) {
-			t.Fatalf("rows =\n%q\nwant\n%q", body, want)
-		}
-		if res.stderr != "" {
-			t.Fatalf("stderr = %q, want nothing: everything fit one page", res.stderr)
+		for _, f := range filters {
+			t.Run("filter "+strings.Join(f.args, " "), func(t *testing.T) {
+				_, body := rows(t, ctl(t, path, 0, append([]string{"workers", "list"}, f.args...)...).stdout)
+				var got []string
+				for _, row := range body {
+					got = append(got, row[0]+"/"+row[1])
+				}
+				if !slices.Equal(got, f.want) {
+					t.Errorf("table: workers = %q, want %q", got, f.want)
+				}
+				res := ctl(t, path, 0, append([]string{"-json", "workers", "list"}, f.args...)...)
+				if got := workerNames(decode[jsonWorkers](t, res.stdout).Workers); !slices.Equal(got, f.want) {
+					t.Errorf("json: workers = %q, want %q", got, f.want)
+				}
+			})
 		}
 	})
+}
 
-	t.Run("json", func(t *testing.T) {
-		res := ctl(t, path, 0, "-json", "workers", "list")
-		got := decode[jsonWorkers](t, res.stdout)
-		if got.Next != nil || len(got.Workers) != 3 {
-			t.Fatalf("workers = %+v, next %+v", got.Workers, got.Next)
-		}
-		want := jsonWorker{
-			Namespace: "alpha", WorkerID: "cpu-pool", WorkerInstanceID: "a-2",
-			Lanes: []string{"default"}, Capabilities: []string{},
-			LastHeartbeat: ms(now), RegisteredAt: ms(now), ExpiresAt: ms(now.Add(2 * time.Hour)),
-			LivenessTTLMS: 7_200_000,
-		}
-		if w := got.Workers[1]; w.Namespace != want.Namespace || w.WorkerID != want.WorkerID ||
-			w.WorkerInstanceID != want.WorkerInstanceID || !slices.Equal(w.Lanes, want.Lanes) ||
-			w.Capabilities == nil || len(w.Capabilities) != 0 || w.LastHeartbeat != want.LastHeartbeat ||
-			w.RegisteredAt != want.RegisteredAt || w.ExpiresAt != want.ExpiresAt ||
-			w.LivenessTTLMS != want.LivenessTTLMS || w.Draining {
-			t.Errorf("worker = %+v, want %+v", w, want)
-		}
-		if w := got.Workers[2]; !slices.Equal(w.Capabilities, []string{"cuda", "fp16"}) {
-			t.Errorf("b-1 capabilities = %q", w.Capabilities)
-		}
-		// The keys are the contract, whatever a consumer's struct ignores.
-		raw := decode[map[string][]map[string]any](t, res.stdout)["workers"][0]
-		var keys []string
-		for k := range raw {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		wantKeys := []string{"capabilities", "draining", "expires_at", "lanes", "last_heartbeat",
-			"liveness_ttl_ms", "namespace", "registered_at", "worker_id", "worker_instance_id"}
-		if !slices.Equal(keys, wantKeys) {
-			t.Errorf("keys = %q, want %q", keys, wantKeys)
-		}
-	})
-
-	filters := []struct {
-		args []string
-		want []string
-	}{
-		{[]string{"-namespace", "beta"}, []string{"beta/b-1"}},
-		{[]string{"-namespace", "alpha"}, []string{"alpha/a-1", "alpha/a-2"}},
-		{[]string{"-lane", "gpu"}, []string{"alpha/a-1", "beta/b-1"}},
-		{[]string{"-capability", "fp16"}, []string{"beta/b-1"}},
-		{[]string{"-namespace", "alpha", "-lane", "gpu"}, []string{"alpha/a-1"}},
-		{[]string{"-capability", "tpu"}, nil},
-		{[]string{"-namespace", "gamma"}, nil},
-	}
-	for _, f := range filters {
-		t.Run("filter "+strings.Join(f.args, " "), func(t *testing.T) {
-			_, body := rows(t, ctl(t, path, 0, append([]string{"workers", "list"}, f.args...)...).stdout)
+func TestWorkersListPaging(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		// Seven workers, so that pages of three cross from one namespace to
+		// the next.
+		var all []string
+		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+			for _, ns := range []struct {
+				name string
+				n    int
+			}{{"ns", 5}, {"zz", 2}} {
+				for i := range ns.n {
+					instance := "w" + strconv.Itoa(i)
+					live(t, reg, ns.name, instance)
+					all = append(all, ns.name+"/"+instance)
+				}
+			}
+		})
+		names := func(table string) []string {
+			_, body := rows(t, table)
 			var got []string
 			for _, row := range body {
 				got = append(got, row[0]+"/"+row[1])
 			}
-			if !slices.Equal(got, f.want) {
-				t.Errorf("table: workers = %q, want %q", got, f.want)
-			}
-			res := ctl(t, path, 0, append([]string{"-json", "workers", "list"}, f.args...)...)
-			if got := workerNames(decode[jsonWorkers](t, res.stdout).Workers); !slices.Equal(got, f.want) {
-				t.Errorf("json: workers = %q, want %q", got, f.want)
-			}
-		})
-	}
-}
+			return got
+		}
 
-func TestWorkersListPaging(t *testing.T) {
-	// Seven workers, so that pages of three cross from one namespace to
-	// the next.
-	var all []string
-	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
-		for _, ns := range []struct {
-			name string
-			n    int
-		}{{"ns", 5}, {"zz", 2}} {
-			for i := range ns.n {
-				instance := "w" + strconv.Itoa(i)
-				live(t, reg, ns.name, instance)
-				all = append(all, ns.name+"/"+instance)
+		// Follow the hints on stderr page by page.
+		args := []string{"workers", "list", "-limit", "3"}
+		var walked []string
+		for page := 0; ; page++ {
+			if page > 3 {
+				t.Fatalf("still paging after %d pages: %q", page, walked)
 			}
+			res := ctl(t, path, 0, args...)
+			got := names(res.stdout)
+			if len(got) > 3 {
+				t.Fatalf("page of %d rows with -limit 3: %q", len(got), got)
+			}
+			walked = append(walked, got...)
+			if res.stderr == "" {
+				break
+			}
+			last := strings.Split(got[len(got)-1], "/")
+			wantHint := "more workers: continue with -after-namespace " + last[0] + " -after-instance " + last[1] + "\n"
+			if res.stderr != wantHint {
+				t.Fatalf("stderr = %q, want %q", res.stderr, wantHint)
+			}
+			args = []string{"workers", "list", "-limit", "3", "-after-namespace", last[0], "-after-instance", last[1]}
+		}
+		if !slices.Equal(walked, all) {
+			t.Fatalf("pages walked %q, want %q", walked, all)
+		}
+
+		res := ctl(t, path, 0, "workers", "list", "-limit", "3", "-all")
+		if got := names(res.stdout); !slices.Equal(got, all) || res.stderr != "" {
+			t.Fatalf("-all: workers %q, stderr %q; want %q and no hint", got, res.stderr, all)
+		}
+
+		page := decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "3").stdout)
+		if got := workerNames(page.Workers); !slices.Equal(got, all[:3]) || page.Next == nil ||
+			page.Next.Namespace != "ns" || page.Next.WorkerInstanceID != "w2" {
+			t.Fatalf("-json -limit 3: workers %q, next %+v", got, page.Next)
+		}
+		page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "2", "-all").stdout)
+		if got := workerNames(page.Workers); !slices.Equal(got, all) || page.Next != nil {
+			t.Fatalf("-json -all: workers %q, next %+v", got, page.Next)
+		}
+		// -after-namespace defaults to -namespace.
+		page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-namespace", "ns", "-after-instance", "w3").stdout)
+		if got := workerNames(page.Workers); !slices.Equal(got, []string{"ns/w4"}) {
+			t.Fatalf("-namespace ns -after-instance w3: workers %q", got)
 		}
 	})
-	names := func(table string) []string {
-		_, body := rows(t, table)
-		var got []string
-		for _, row := range body {
-			got = append(got, row[0]+"/"+row[1])
-		}
-		return got
-	}
-
-	// Follow the hints on stderr page by page.
-	args := []string{"workers", "list", "-limit", "3"}
-	var walked []string
-	for page := 0; ; page++ {
-		if page > 3 {
-			t.Fatalf("still paging after %d pages: %q", page, walked)
-		}
-		res := ctl(t, path, 0, args...)
-		got := names(res.stdout)
-		if len(got) > 3 {
-			t.Fatalf("page of %d rows with -limit 3: %q", len(got), got)
-		}
-		walked = append(walked, got...)
-		if res.stderr == "" {
-			break
-		}
-		last := strings.Split(got[len(got)-1], "/")
-		wantHint := "more workers: continue with -after-namespace " + last[0] + " -after-instance " + last[1] + "\n"
-		if res.stderr != wantHint {
-			t.Fatalf("stderr = %q, want %q", res.stderr, wantHint)
-		}
-		args = []string{"workers", "list", "-limit", "3", "-after-namespace", last[0], "-after-instance", last[1]}
-	}
-	if !slices.Equal(walked, all) {
-		t.Fatalf("pages walked %q, want %q", walked, all)
-	}
-
-	res := ctl(t, path, 0, "workers", "list", "-limit", "3", "-all")
-	if got := names(res.stdout); !slices.Equal(got, all) || res.stderr != "" {
-		t.Fatalf("-all: workers %q, stderr %q; want %q and no hint", got, res.stderr, all)
-	}
-
-	page := decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "3").stdout)
-	if got := workerNames(page.Workers); !slices.Equal(got, all[:3]) || page.Next == nil ||
-		page.Next.Namespace != "ns" || page.Next.WorkerInstanceID != "w2" {
-		t.Fatalf("-json -limit 3: workers %q, next %+v", got, page.Next)
-	}
-	page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "2", "-all").stdout)
-	if got := workerNames(page.Workers); !slices.Equal(got, all) || page.Next != nil {
-		t.Fatalf("-json -all: workers %q, next %+v", got, page.Next)
-	}
-	// -after-namespace defaults to -namespace.
-	page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-namespace", "ns", "-after-instance", "w3").stdout)
-	if got := workerNames(page.Workers); !slices.Equal(got, []string{"ns/w4"}) {
-		t.Fatalf("-namespace ns -after-instance w3: workers %q", got)
-	}
 }
 
 func TestDrainAndKill(t *testing.T) {
-	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
-		live(t, reg, "ns", "w1")
-		live(t, reg, "ns", "w2")
+	eachStore(t, func(t *testing.T) {
+		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+			live(t, reg, "ns", "w1")
+			live(t, reg, "ns", "w2")
+		})
+		draining := func() map[string]bool {
+			got := map[string]bool{}
+			for _, w := range decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list").stdout).Workers {
+				got[w.WorkerInstanceID] = w.Draining
+			}
+			return got
+		}
+
+		if res := ctl(t, path, 0, "workers", "drain", "-namespace", "ns", "-instance", "w1"); res.stdout != "drain_requested\n" || res.stderr != "" {
+			t.Fatalf("drain: stdout %q, stderr %q", res.stdout, res.stderr)
+		}
+		if got := draining(); !got["w1"] || got["w2"] || len(got) != 2 {
+			t.Fatalf("draining after drain of w1 = %v", got)
+		}
+		_, body := rows(t, ctl(t, path, 0, "workers", "list").stdout)
+		if got := column(body, 7); !slices.Equal(got, []string{"true", "false"}) {
+			t.Fatalf("DRAINING column = %q", got)
+		}
+		out := decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "drain", "-namespace", "ns", "-instance", "w2").stdout)
+		if out != (jsonOutcome{"ns", "w2", "drain_requested"}) {
+			t.Fatalf("drain -json = %+v", out)
+		}
+
+		const reason = "operator: host retired"
+		if res := ctl(t, path, 0, "workers", "kill", "-namespace", "ns", "-instance", "w1", "-reason", reason); res.stdout != "marked\n" {
+			t.Fatalf("kill: stdout %q", res.stdout)
+		}
+		if got := draining(); len(got) != 1 || !got["w2"] {
+			t.Fatalf("workers after kill of w1 = %v, want only w2", got)
+		}
+		events := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").stdout).Events
+		var kinds []string
+		for _, e := range events {
+			kinds = append(kinds, e.Kind)
+		}
+		if want := []string{"registered", "drain_requested", "marked_dead"}; !slices.Equal(kinds, want) {
+			t.Fatalf("events of w1 = %q, want %q", kinds, want)
+		}
+		if last := events[2]; last.Reason != reason || last.WorkerInstanceID != "w1" {
+			t.Fatalf("marked_dead event = %+v, want reason %q", last, reason)
+		}
+		table := ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").stdout
+		if lines := strings.Split(strings.TrimSpace(table), "\n"); !strings.Contains(lines[len(lines)-1], "marked_dead") ||
+			!strings.HasSuffix(lines[len(lines)-1], "  "+reason) {
+			t.Fatalf("events table does not end with marked_dead and the reason:\n%s", table)
+		}
+		out = decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "kill", "-namespace", "ns", "-instance", "w2").stdout)
+		if out != (jsonOutcome{"ns", "w2", "marked"}) {
+			t.Fatalf("kill -json = %+v", out)
+		}
+
+		// Not registered: the outcome is printed and the exit status is 3.
+		notRegistered := []struct {
+			args   []string
+			stdout string
+		}{
+			{[]string{"workers", "drain", "-namespace", "ns", "-instance", "w1"}, "not_registered\n"},
+			{[]string{"workers", "kill", "-namespace", "ns", "-instance", "ghost"}, "not_registered\n"},
+			{[]string{"workers", "kill", "-namespace", "other", "-instance", "w2"}, "not_registered\n"},
+		}
+		for _, tc := range notRegistered {
+			res := ctl(t, path, 3, tc.args...)
+			if res.stdout != tc.stdout {
+				t.Errorf("%q: stdout %q, want %q", tc.args, res.stdout, tc.stdout)
+			}
+			instance := tc.args[len(tc.args)-1]
+			if lines := strings.Split(strings.TrimSpace(res.stderr), "\n"); len(lines) != 1 ||
+				!strings.HasPrefix(lines[0], "registryctl: ") || !strings.Contains(lines[0], `"`+instance+`" is not registered`) {
+				t.Errorf("%q: stderr %q, want one line saying %s is not registered", tc.args, res.stderr, instance)
+			}
+		}
+		out = decode[jsonOutcome](t, ctl(t, path, 3, "-json", "workers", "drain", "-namespace", "ns", "-instance", "ghost").stdout)
+		if out != (jsonOutcome{"ns", "ghost", "not_registered"}) {
+			t.Fatalf("drain -json of unknown = %+v", out)
+		}
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "ghost").stdout); len(body) != 0 {
+			t.Fatalf("events of an unknown instance after drain and kill: %q", body)
+		}
 	})
-	draining := func() map[string]bool {
-		got := map[string]bool{}
-		for _, w := range decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list").stdout).Workers {
-			got[w.WorkerInstanceID] = w.Draining
-		}
-		return got
-	}
-
-	if res := ctl(t, path, 0, "workers", "drain", "-namespace", "ns", "-instance", "w1"); res.stdout != "drain_requested\n" || res.stderr != "" {
-		t.Fatalf("drain: stdout %q, stderr %q", res.stdout, res.stderr)
-	}
-	if got := draining(); !got["w1"] || got["w2"] || len(got) != 2 {
-		t.Fatalf("draining after drain of w1 = %v", got)
-	}
-	_, body := rows(t, ctl(t, path, 0, "workers", "list").stdout)
-	if got := column(body, 7); !slices.Equal(got, []string{"true", "false"}) {
-		t.Fatalf("DRAINING column = %q", got)
-	}
-	out := decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "drain", "-namespace", "ns", "-instance", "w2").stdout)
-	if out != (jsonOutcome{"ns", "w2", "drain_requested"}) {
-		t.Fatalf("drain -json = %+v", out)
-	}
-
-	const reason = "operator: host retired"
-	if res := ctl(t, path, 0, "workers", "kill", "-namespace", "ns", "-instance", "w1", "-reason", reason); res.stdout != "marked\n" {
-		t.Fatalf("kill: stdout %q", res.stdout)
-	}
-	if got := draining(); len(got) != 1 || !got["w2"] {
-		t.Fatalf("workers after kill of w1 = %v, want only w2", got)
-	}
-	events := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").stdout).Events
-	var kinds []string
-	for _, e := range events {
-		kinds = append(kinds, e.Kind)
-	}
-	if want := []string{"registered", "drain_requested", "marked_dead"}; !slices.Equal(kinds, want) {
-		t.Fatalf("events of w1 = %q, want %q", kinds, want)
-	}
-	if last := events[2]; last.Reason != reason || last.WorkerInstanceID != "w1" {
-		t.Fatalf("marked_dead event = %+v, want reason %q", last, reason)
-	}
-	table := ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").stdout
-	if lines := strings.Split(strings.TrimSpace(table), "\n"); !strings.Contains(lines[len(lines)-1], "marked_dead") ||
-		!strings.HasSuffix(lines[len(lines)-1], "  "+reason) {
-		t.Fatalf("events table does not end with marked_dead and the reason:\n%s", table)
-	}
-	out = decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "kill", "-namespace", "ns", "-instance", "w2").stdout)
-	if out != (jsonOutcome{"ns", "w2", "marked"}) {
-		t.Fatalf("kill -json = %+v", out)
-	}
-
-	// Not registered: the outcome is printed and the exit status is 3.
-	notRegistered := []struct {
-		args   []string
-		stdout string
-	}{
-		{[]string{"workers", "drain", "-namespace", "ns", "-instance", "w1"}, "not_registered\n"},
-		{[]string{"workers", "kill", "-namespace", "ns", "-instance", "ghost"}, "not_registered\n"},
-		{[]string{"workers", "kill", "-namespace", "other", "-instance", "w2"}, "not_registered\n"},
-	}
-	for _, tc := range notRegistered {
-		res := ctl(t, path, 3, tc.args...)
-		if res.stdout != tc.stdout {
-			t.Errorf("%q: stdout %q, want %q", tc.args, res.stdout, tc.stdout)
-		}
-		instance := tc.args[len(tc.args)-1]
-		if lines := strings.Split(strings.TrimSpace(res.stderr), "\n"); len(lines) != 1 ||
-			!strings.HasPrefix(lines[0], "registryctl: ") || !strings.Contains(lines[0], `"`+instance+`" is not registered`) {
-			t.Errorf("%q: stderr %q, want one line saying %s is not registered", tc.args, res.stderr, instance)
-		}
-	}
-	out = decode[jsonOutcome](t, ctl(t, path, 3, "-json", "workers", "drain", "-namespace", "ns", "-instance", "ghost").stdout)
-	if out != (jsonOutcome{"ns", "ghost", "not_registered"}) {
-		t.Fatalf("drain -json of unknown = %+v", out)
-	}
-	if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "ghost").stdout); len(body) != 0 {
-		t.Fatalf("events of an unknown instance after drain and kill: %q", body)
-	}
 }
 
 func TestWorkersEvents(t *testing.T) {
-	now := time.Now()
-	t1, t2, t3 := now.Add(-3*time.Minute), now.Add(-2*time.Minute), now.Add(-time.Minute)
-	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
-		register(t, reg, "ns", "w1", "pool", []string{"default"}, nil, time.Hour, t1)
-		register(t, reg, "ns", "w1", "pool", []string{"default"}, nil, time.Hour, t2) // refreshed
-		register(t, reg, "other", "w3", "pool", []string{"default"}, nil, time.Hour, t2)
-		register(t, reg, "ns", "w2", "pool", []string{"default"}, nil, time.Hour, t3)
-	})
+	eachStore(t, func(t *testing.T) {
+		now := time.Now()
+		t1, t2, t3 := now.Add(-3*time.Minute), now.Add(-2*time.Minute), now.Add(-time.Minute)
+		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+			register(t, reg, "ns", "w1", "pool", []string{"default"}, nil, time.Hour, t1)
+			register(t, reg, "ns", "w1", "pool", []string{"default"}, nil, time.Hour, t2) // refreshed
+			register(t, reg, "other", "w3", "pool", []string{"default"}, nil, time.Hour, t2)
+			register(t, reg, "ns", "w2", "pool", []string{"default"}, nil, time.Hour, t3)
+		})
 
-	header, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns").stdout)
-	if want := []string{"ID", "AT", "NAMESPACE", "INSTANCE", "KIND", "REASON"}; !slices.Equal(header, want) {
-		t.Fatalf("header = %q, want %q", header, want)
-	}
-	want := [][]string{
-		{ms(t1), "ns", "w1", "registered", "-"},
-		{ms(t2), "ns", "w1", "refreshed", "-"},
-		{ms(t3), "ns", "w2", "registered", "-"},
-	}
-	var ids []string
-	for i, row := range body {
-		ids = append(ids, row[0])
-		if i >= len(want) || !slices.Equal(row[1:], want[i]) {
-			t.Fatalf("rows = %q, want (after the ID) %q", body, want)
+		header, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns").stdout)
+		if want := []string{"ID", "AT", "NAMESPACE", "INSTANCE", "KIND", "REASON"}; !slices.Equal(header, want) {
+			t.Fatalf("header = %q, want %q", header, want)
 		}
-	}
-	if len(body) != len(want) {
-		t.Fatalf("rows = %q, want %q", body, want)
-	}
+		want := [][]string{
+			{ms(t1), "ns", "w1", "registered", "-"},
+			{ms(t2), "ns", "w1", "refreshed", "-"},
+			{ms(t3), "ns", "w2", "registered", "-"},
+		}
+		var ids []string
+		for i, row := range body {
+			ids = append(ids, row[0])
+			if i >= len(want) || !slices.Equal(row[1:], want[i]) {
+				t.Fatalf("rows = %q, want (after the ID) %q", body, want)
+			}
+		}
+		if len(body) != len(want) {
+			t.Fatalf("rows = %q, want %q", body, want)
+		}
 
-	if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").stdout); !slices.Equal(column(body, 4), []string{"registered", "refreshed"}) {
-		t.Errorf("-instance w1: kinds %q", column(body, 4))
-	}
-	if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-newest").stdout); !slices.Equal(column(body, 0), []string{ids[2], ids[1], ids[0]}) {
-		t.Errorf("-newest: ids %q, want %q reversed", column(body, 0), ids)
-	}
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").stdout); !slices.Equal(column(body, 4), []string{"registered", "refreshed"}) {
+			t.Errorf("-instance w1: kinds %q", column(body, 4))
+		}
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-newest").stdout); !slices.Equal(column(body, 0), []string{ids[2], ids[1], ids[0]}) {
+			t.Errorf("-newest: ids %q, want %q reversed", column(body, 0), ids)
+		}
 
-	res := ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-limit", "2")
-	if _, body := rows(t, res.stdout); !slices.Equal(column(body, 0), ids[:2]) {
-		t.Errorf("-limit 2: ids %q, want %q", column(body, 0), ids[:2])
-	}
-	if want := "more events: continue with -after " + ids[1] + "\n"; res.stderr != want {
-		t.Fatalf("-limit 2: stderr %q, want %q", res.stderr, want)
-	}
-	res = ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-limit", "2", "-after", ids[1])
-	if _, body := rows(t, res.stdout); !slices.Equal(column(body, 0), ids[2:]) || res.stderr != "" {
-		t.Errorf("-after %s: ids %q, stderr %q; want %q and no hint", ids[1], column(body, 0), res.stderr, ids[2:])
-	}
+		res := ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-limit", "2")
+		if _, body := rows(t, res.stdout); !slices.Equal(column(body, 0), ids[:2]) {
+			t.Errorf("-limit 2: ids %q, want %q", column(body, 0), ids[:2])
+		}
+		if want := "more events: continue with -after " + ids[1] + "\n"; res.stderr != want {
+			t.Fatalf("-limit 2: stderr %q, want %q", res.stderr, want)
+		}
+		res = ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-limit", "2", "-after", ids[1])
+		if _, body := rows(t, res.stdout); !slices.Equal(column(body, 0), ids[2:]) || res.stderr != "" {
+			t.Errorf("-after %s: ids %q, stderr %q; want %q and no hint", ids[1], column(body, 0), res.stderr, ids[2:])
+		}
 
-	page := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-limit", "2").stdout)
-	if len(page.Events) != 2 || page.Next == nil || strconv.FormatInt(*page.Next, 10) != ids[1] {
-		t.Fatalf("-json -limit 2: %+v", page)
-	}
-	page = decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns").stdout)
-	if len(page.Events) != 3 || page.Next != nil {
-		t.Fatalf("-json: %+v", page)
-	}
-	if e := page.Events[2]; strconv.FormatInt(e.ID, 10) != ids[2] || e.At != ms(t3) || e.Namespace != "ns" ||
-		e.WorkerInstanceID != "w2" || e.Kind != "registered" || e.Reason != "" {
-		t.Fatalf("-json event = %+v", e)
-	}
-	if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "other").stdout); !slices.Equal(column(body, 3), []string{"w3"}) {
-		t.Errorf("-namespace other: instances %q, want only w3", column(body, 3))
-	}
+		page := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-limit", "2").stdout)
+		if len(page.Events) != 2 || page.Next == nil || strconv.FormatInt(*page.Next, 10) != ids[1] {
+			t.Fatalf("-json -limit 2: %+v", page)
+		}
+		page = decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns").stdout)
+		if len(page.Events) != 3 || page.Next != nil {
+			t.Fatalf("-json: %+v", page)
+		}
+		if e := page.Events[2]; strconv.FormatInt(e.ID, 10) != ids[2] || e.At != ms(t3) || e.Namespace != "ns" ||
+			e.WorkerInstanceID != "w2" || e.Kind != "registered" || e.Reason != "" {
+			t.Fatalf("-json event = %+v", e)
+		}
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "other").stdout); !slices.Equal(column(body, 3), []string{"w3"}) {
+			t.Errorf("-namespace other: instances %q, want only w3", column(body, 3))
+		}
+	})
 }
 
 func TestLeasesExpired(t *testing.T) {
-	now := time.Now()
-	fixed, err := registry.ParseExecutionID("{fp:7}:11111111-2222-3333-4444-555555555555")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []registry.ExecutionID
-	path := newDB(t, func(_ *registry.Registry, sqlDB *sql.DB) {
-		ids = registrytest.InsertLeases(t, sqlDB,
-			registrytest.Lease{ExecutionID: fixed, Namespace: "alpha", WorkerInstanceID: "w1",
-				AttemptIndex: 0, LeaseEpoch: 1, ExpiresAt: now.Add(-2 * time.Hour)},
-			registrytest.Lease{Namespace: "beta", State: "claimed", WorkerInstanceID: "w2",
-				AttemptIndex: 1, LeaseEpoch: 2, ExpiresAt: now.Add(-time.Hour)},
-			registrytest.Lease{Namespace: "alpha", WorkerInstanceID: "w3", ExpiresAt: now.Add(-30 * time.Minute)},
-			registrytest.Lease{Namespace: "alpha", WorkerInstanceID: "w4", ExpiresAt: now.Add(time.Hour)},                      // not expired
-			registrytest.Lease{Namespace: "alpha", State: "completed", WorkerInstanceID: "w5", ExpiresAt: now.Add(-time.Hour)}, // not leased
-		)
+	eachStore(t, func(t *testing.T) {
+		now := time.Now()
+		fixed, err := registry.ParseExecutionID("{fp:7}:11111111-2222-3333-4444-555555555555")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []registry.ExecutionID
+		path := newDB(t, func(_ *registry.Registry, sqlDB *sql.DB) {
+			ids = registrytest.InsertLeases(t, sqlDB,
+				registrytest.Lease{ExecutionID: fixed, Namespace: "alpha", WorkerInstanceID: "w1",
+					AttemptIndex: 0, LeaseEpoch: 1, ExpiresAt: now.Add(-2 * time.Hour)},
+				registrytest.Lease{Namespace: "beta", State: "claimed", WorkerInstanceID: "w2",
+					AttemptIndex: 1, LeaseEpoch: 2, ExpiresAt: now.Add(-time.Hour)},
+				registrytest.Lease{Namespace: "alpha", WorkerInstanceID: "w3", ExpiresAt: now.Add(-30 * time.Minute)},
+				registrytest.Lease{Namespace: "alpha", WorkerInstanceID: "w4", ExpiresAt: now.Add(time.Hour)},                      // not expired
+				registrytest.Lease{Namespace: "alpha", State: "completed", WorkerInstanceID: "w5", ExpiresAt: now.Add(-time.Hour)}, // not leased
+			)
+		})
+		expired := []string{ids[0].String(), ids[1].String(), ids[2].String()}
+
+		header, body := rows(t, ctl(t, path, 0, "leases", "expired").stdout)
+		if want := []string{"EXECUTION", "LEASE_ID", "EPOCH", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRES"}; !slices.Equal(header, want) {
+			t.Fatalf("header = %q, want %q", header, want)
+		}
+		if got := column(body, 0); !slices.Equal(got, expired) {
+			t.Fatalf("executions = %q, want %q", got, expired)
+		}
+		// The lease ID of DESIGN.md's first vector.
+		if want := []string{"{fp:7}:11111111-2222-3333-4444-555555555555", "11111111-2222-3332-4444-555555555555",
+			"1", "0", "w1", "alpha", ms(now.Add(-2 * time.Hour))}; !slices.Equal(body[0], want) {
+			t.Fatalf("first row = %q, want %q", body[0], want)
+		}
+		if want := []string{"2", "1", "w2", "beta", ms(now.Add(-time.Hour))}; !slices.Equal(body[1][2:], want) {
+			t.Fatalf("second row = %q, want (after the IDs) %q", body[1], want)
+		}
+
+		got := decode[jsonLeases](t, ctl(t, path, 0, "-json", "leases", "expired").stdout)
+		if len(got.Leases) != 3 || got.Next != nil {
+			t.Fatalf("-json: %+v", got)
+		}
+		if l, want := got.Leases[0], (jsonLease{"{fp:7}:11111111-2222-3333-4444-555555555555", "11111111-2222-3332-4444-555555555555",
+			1, 0, "w1", "alpha", ms(now.Add(-2 * time.Hour))}); l != want {
+			t.Fatalf("-json lease = %+v, want %+v", l, want)
+		}
+
+		filters := []struct {
+			args []string
+			want []string
+		}{
+			{[]string{"-namespace", "alpha"}, []string{expired[0], expired[2]}},
+			{[]string{"-namespace", "beta"}, expired[1:2]},
+			{[]string{"-as-of", now.Add(-90 * time.Minute).Format(time.RFC3339)}, expired[:1]},
+			{[]string{"-as-of", now.Add(2 * time.Hour).UTC().Format(time.RFC3339Nano)}, append(slices.Clone(expired), ids[3].String())},
+			{[]string{"-namespace", "gamma"}, nil},
+		}
+		for _, f := range filters {
+			_, body := rows(t, ctl(t, path, 0, append([]string{"leases", "expired"}, f.args...)...).stdout)
+			if got := column(body, 0); !slices.Equal(got, f.want) {
+				t.Errorf("%q: executions %q, want %q", f.args, got, f.want)
+			}
+		}
+
+		// Follow the hints on stderr page by page.
+		args := []string{"leases", "expired", "-limit", "1"}
+		var walked []string
+		for page := 0; ; page++ {
+			if page > 3 {
+				t.Fatalf("still paging after %d pages: %q", page, walked)
+			}
+			res := ctl(t, path, 0, args...)
+			_, body := rows(t, res.stdout)
+			if len(body) > 1 {
+				t.Fatalf("page of %d rows with -limit 1", len(body))
+			}
+			walked = append(walked, column(body, 0)...)
+			if res.stderr == "" {
+				break
+			}
+			hint, ok := strings.CutPrefix(strings.TrimSpace(res.stderr), "more leases: continue with ")
+			// The as-of of the first page carries over, so that the walk
+			// lists one set of leases.
+			if !ok || !strings.HasPrefix(hint, "-as-of ") ||
+				!strings.Contains(hint, "-after-execution '"+body[0][0]+"'") || !strings.Contains(hint, "-after-expires "+body[0][6]) {
+				t.Fatalf("stderr = %q, want the continuation after %s", res.stderr, body[0][0])
+			}
+			args = []string{"leases", "expired", "-limit", "1"}
+			for _, word := range strings.Fields(hint) {
+				args = append(args, strings.Trim(word, "'"))
+			}
+		}
+		if !slices.Equal(walked, expired) {
+			t.Fatalf("pages walked %q, want %q", walked, expired)
+		}
+
+		res := ctl(t, path, 0, "leases", "expired", "-limit", "1", "-all")
+		if _, body := rows(t, res.stdout); !slices.Equal(column(body, 0), expired) || res.stderr != "" {
+			t.Fatalf("-all: executions %q, stderr %q", column(body, 0), res.stderr)
+		}
+		got = decode[jsonLeases](t, ctl(t, path, 0, "-json", "leases", "expired", "-limit", "2").stdout)
+		if len(got.Leases) != 2 || got.Next == nil || got.Next.ExecutionID != expired[1] || got.Next.ExpiresAt != ms(now.Add(-time.Hour)) {
+			t.Fatalf("-json -limit 2: %+v next %+v", got.Leases, got.Next)
+		}
+		got = decode[jsonLeases](t, ctl(t, path, 0, "-json", "leases", "expired", "-limit", "2", "-all").stdout)
+		if len(got.Leases) != 3 || got.Next != nil {
+			t.Fatalf("-json -all: %+v next %+v", got.Leases, got.Next)
+		}
 	})
-	expired := []string{ids[0].String(), ids[1].String(), ids[2].String()}
-
-	header, body := rows(t, ctl(t, path, 0, "leases", "expired").stdout)
-	if want := []string{"EXECUTION", "LEASE_ID", "EPOCH", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRES"}; !slices.Equal(header, want) {
-		t.Fatalf("header = %q, want %q", header, want)
-	}
-	if got := column(body, 0); !slices.Equal(got, expired) {
-		t.Fatalf("executions = %q, want %q", got, expired)
-	}
-	// The lease ID of DESIGN.md's first vector.
-	if want := []string{"{fp:7}:11111111-2222-3333-4444-555555555555", "11111111-2222-3332-4444-555555555555",
-		"1", "0", "w1", "alpha", ms(now.Add(-2 * time.Hour))}; !slices.Equal(body[0], want) {
-		t.Fatalf("first row = %q, want %q", body[0], want)
-	}
-	if want := []string{"2", "1", "w2", "beta", ms(now.Add(-time.Hour))}; !slices.Equal(body[1][2:], want) {
-		t.Fatalf("second row = %q, want (after the IDs) %q", body[1], want)
-	}
-
-	got := decode[jsonLeases](t, ctl(t, path, 0, "-json", "leases", "expired").stdout)
-	if len(got.Leases) != 3 || got.Next != nil {
-		t.Fatalf("-json: %+v", got)
-	}
-	if l, want := got.Leases[0], (jsonLease{"{fp:7}:11111111-2222-3333-4444-555555555555", "11111111-2222-3332-4444-555555555555",
-		1, 0, "w1", "alpha", ms(now.Add(-2 * time.Hour))}); l != want {
-		t.Fatalf("-json lease = %+v, want %+v", l, want)
-	}
-
-	filters := []struct {
-		args []string
-		want []string
-	}{
-		{[]string{"-namespace", "alpha"}, []string{expired[0], expired[2]}},
-		{[]string{"-namespace", "beta"}, expired[1:2]},
-		{[]string{"-as-of", now.Add(-90 * time.Minute).Format(time.RFC3339)}, expired[:1]},
-		{[]string{"-as-of", now.Add(2 * time.Hour).UTC().Format(time.RFC3339Nano)}, append(slices.Clone(expired), ids[3].String())},
-		{[]string{"-namespace", "gamma"}, nil},
-	}
-	for _, f := range filters {
-		_, body := rows(t, ctl(t, path, 0, append([]string{"leases", "expired"}, f.args...)...).stdout)
-		if got := column(body, 0); !slices.Equal(got, f.want) {
-			t.Errorf("%q: executions %q, want %q", f.args, got, f.want)
-		}
-	}
-
-	// Follow the hints on stderr page by page.
-	args := []string{"leases", "expired", "-limit", "1"}
-	var walked []string
-	for page := 0; ; page++ {
-		if page > 3 {
-			t.Fatalf("still paging after %d pages: %q", page, walked)
-		}
-		res := ctl(t, path, 0, args...)
-		_, body := rows(t, res.stdout)
-		if len(body) > 1 {
-			t.Fatalf("page of %d rows with -limit 1", len(body))
-		}
-		walked = append(walked, column(body, 0)...)
-		if res.stderr == "" {
-			break
-		}
-		hint, ok := strings.CutPrefix(strings.TrimSpace(res.stderr), "more leases: continue with ")
-		// The as-of of the first page carries over, so that the walk
-		// lists one set of leases.
-		if !ok || !strings.HasPrefix(hint, "-as-of ") ||
-			!strings.Contains(hint, "-after-execution '"+body[0][0]+"'") || !strings.Contains(hint, "-after-expires "+body[0][6]) {
-			t.Fatalf("stderr = %q, want the continuation after %s", res.stderr, body[0][0])
-		}
-		args = []string{"leases", "expired", "-limit", "1"}
-		for _, word := range strings.Fields(hint) {
-			args = append(args, strings.Trim(word, "'"))
-		}
-	}
-	if !slices.Equal(walked, expired) {
-		t.Fatalf("pages walked %q, want %q", walked, expired)
-	}
-
-	res := ctl(t, path, 0, "leases", "expired", "-limit", "1", "-all")
-	if _, body := rows(t, res.stdout); !slices.Equal(column(body, 0), expired) || res.stderr != "" {
-		t.Fatalf("-all: executions %q, stderr %q", column(body, 0), res.stderr)
-	}
-	got = decode[jsonLeases](t, ctl(t, path, 0, "-json", "leases", "expired", "-limit", "2").stdout)
-	if len(got.Leases) != 2 || got.Next == nil || got.Next.ExecutionID != expired[1] || got.Next.ExpiresAt != ms(now.Add(-time.Hour)) {
-		t.Fatalf("-json -limit 2: %+v next %+v", got.Leases, got.Next)
-	}
-	got = decode[jsonLeases](t, ctl(t, path, 0, "-json", "leases", "expired", "-limit", "2", "-all").stdout)
-	if len(got.Leases) != 3 || got.Next != nil {
-		t.Fatalf("-json -all: %+v next %+v", got.Leases, got.Next)
-	}
 }
 
 func TestSweep(t *testing.T) {
-	now := time.Now()
-	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
-		// Registered eight days ago: its registered event is past the
-		// seven-day retention.
-		register(t, reg, "ns", "old", "pool", []string{"default"}, nil, time.Second, now.Add(-8*24*time.Hour))
-		register(t, reg, "ns", "expired", "pool", []string{"default"}, nil, time.Minute, now.Add(-time.Hour))
-		live(t, reg, "ns", "live")
+	eachStore(t, func(t *testing.T) {
+		now := time.Now()
+		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+			// Registered eight days ago: its registered event is past the
+			// seven-day retention.
+			register(t, reg, "ns", "old", "pool", []string{"default"}, nil, time.Second, now.Add(-8*24*time.Hour))
+			register(t, reg, "ns", "expired", "pool", []string{"default"}, nil, time.Minute, now.Add(-time.Hour))
+			live(t, reg, "ns", "live")
+		})
+		kinds := func(instance string) []string {
+			_, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", instance).stdout)
+			return column(body, 4)
+		}
+
+		rep := decode[map[string]int](t, ctl(t, path, 0, "-json", "sweep").stdout)
+		if want := map[string]int{"swept": 2, "pruned_events": 1}; len(rep) != 2 || rep["swept"] != 2 || rep["pruned_events"] != 1 {
+			t.Fatalf("sweep -json = %v, want %v", rep, want)
+		}
+		if got := kinds("expired"); !slices.Equal(got, []string{"registered", "ttl_swept"}) {
+			t.Errorf("events of the expired worker = %q", got)
+		}
+		if got := kinds("old"); !slices.Equal(got, []string{"ttl_swept"}) {
+			t.Errorf("events of the old worker = %q, want its registered event pruned", got)
+		}
+		if got := kinds("live"); !slices.Equal(got, []string{"registered"}) {
+			t.Errorf("events of the live worker = %q", got)
+		}
+
+		header, body := rows(t, ctl(t, path, 0, "sweep").stdout)
+		if !slices.Equal(header, []string{"SWEPT", "PRUNED_EVENTS"}) || len(body) != 1 || !slices.Equal(body[0], []string{"0", "0"}) {
+			t.Fatalf("second sweep printed %q %q, want nothing swept", header, body)
+		}
+		_, body = rows(t, ctl(t, path, 0, "workers", "list").stdout)
+		if got := column(body, 1); !slices.Equal(got, []string{"live"}) {
+			t.Fatalf("workers after sweep = %q, want only live", got)
+		}
 	})
-	kinds := func(instance string) []string {
-		_, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", instance).stdout)
-		return column(body, 4)
-	}
-
-	rep := decode[map[string]int](t, ctl(t, path, 0, "-json", "sweep").stdout)
-	if want := map[string]int{"swept": 2, "pruned_events": 1}; len(rep) != 2 || rep["swept"] != 2 || rep["pruned_events"] != 1 {
-		t.Fatalf("sweep -json = %v, want %v", rep, want)
-	}
-	if got := kinds("expired"); !slices.Equal(got, []string{"registered", "ttl_swept"}) {
-		t.Errorf("events of the expired worker = %q", got)
-	}
-	if got := kinds("old"); !slices.Equal(got, []string{"ttl_swept"}) {
-		t.Errorf("events of the old worker = %q, want its registered event pruned", got)
-	}
-	if got := kinds("live"); !slices.Equal(got, []string{"registered"}) {
-		t.Errorf("events of the live worker = %q", got)
-	}
-
-	header, body := rows(t, ctl(t, path, 0, "sweep").stdout)
-	if !slices.Equal(header, []string{"SWEPT", "PRUNED_EVENTS"}) || len(body) != 1 || !slices.Equal(body[0], []string{"0", "0"}) {
-		t.Fatalf("second sweep printed %q %q, want nothing swept", header, body)
-	}
-	_, body = rows(t, ctl(t, path, 0, "workers", "list").stdout)
-	if got := column(body, 1); !slices.Equal(got, []string{"live"}) {
-		t.Fatalf("workers after sweep = %q, want only live", got)
-	}
 }
 
 func TestDatabaseLocation(t *testing.T) {
