@@ -62,6 +62,11 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 		return results, nil
 	}
 	err := r.inTx(ctx, func(q storeWriter) error {
+		if r.cfg.heartbeatEvents {
+			if err := q.lockAuditLog(ctx); err != nil {
+				return err
+			}
+		}
 		if !distinct {
 			// A repeated instance must see its own earlier heartbeat, so
 			// run the batch one by one, in order.

@@ -34,6 +34,9 @@ func (r *Registry) requestDrain(ctx context.Context, args DrainArgs) (DrainOutco
 	}
 	outcome := DrainNotRegistered
 	err = r.inTx(ctx, func(q storeWriter) error {
+		if err := q.lockAuditLog(ctx); err != nil {
+			return err
+		}
 		ok, err := q.requestDrain(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
 		if err != nil || !ok {
 			return err

@@ -2,6 +2,8 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,6 +137,84 @@ func TestListWorkerEventsLimits(t *testing.T) {
 			if err != nil || len(res.Events) != tc.want || res.Next != res.Events[tc.want-1].ID {
 				t.Fatalf("Limit %d: %d events, next %d, %v; want %d and a cursor", tc.limit, len(res.Events), res.Next, err, tc.want)
 			}
+		}
+	})
+}
+
+// TestTailingReaderMissesNoEvent pages the audit log forward while many
+// writers add to it, the way a consumer tails it, and checks that it saw
+// every event. On Postgres, event IDs come from a sequence when the event
+// is inserted: unless ID order is commit order, the reader can pass an ID
+// whose transaction has not committed yet, and never come back for it.
+func TestTailingReaderMissesNoEvent(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		r, b := setup(t)
+		ctx := context.Background()
+		const writers, perWriter = 8, 40
+		var wg sync.WaitGroup
+		for g := range writers {
+			wg.Go(func() {
+				reg := r
+				if g%2 == 1 {
+					reg = b.open(t) // another pool, as another process
+				}
+				for i := range perWriter {
+					instance := fmt.Sprintf("w%d-%d", g, i)
+					if _, err := reg.RegisterWorker(ctx, registerArgs("ns", instance, t0)); err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := reg.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{
+						Namespace: "ns", WorkerInstanceID: instance, Reason: "done", Now: t0,
+					}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+
+		seen := map[int64]bool{}
+		var after int64
+		tail := func() {
+			for {
+				res, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns", After: after, Limit: 50})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range res.Events {
+					seen[e.ID] = true
+					after = e.ID
+				}
+				if res.Next == 0 {
+					return
+				}
+			}
+		}
+		for running := true; running; {
+			select {
+			case <-done:
+				running = false
+			default:
+			}
+			tail()
+		}
+		tail()
+		all, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns", Limit: registry.MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "events written", len(all.Events), 2*writers*perWriter)
+		var missed []int64
+		for _, e := range all.Events {
+			if !seen[e.ID] {
+				missed = append(missed, e.ID)
+			}
+		}
+		if len(missed) > 0 {
+			t.Fatalf("the tailing reader never saw %d events: IDs %v", len(missed), missed)
 		}
 	})
 }

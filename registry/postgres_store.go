@@ -15,7 +15,7 @@ import (
 // postgresStore runs the registry's statements on a pgx pool. Postgres has
 // row locks and many concurrent writers, so unlike SQLite nothing
 // serialises write transactions: the statements themselves carry the locks
-// (lockInstance, getWorker's FOR UPDATE, the sweep's SKIP LOCKED).
+// (lockAuditLog, getWorker's FOR UPDATE, the sweep's SKIP LOCKED).
 type postgresStore struct {
 	pool  *pgxpool.Pool
 	q     *pgdb.Queries
@@ -48,8 +48,8 @@ func (s *postgresStore) close() error {
 // storeWriter.
 type postgresQueries struct{ q *pgdb.Queries }
 
-func (s postgresQueries) lockInstance(ctx context.Context, k instanceKey) error {
-	return s.q.LockInstance(ctx, pgdb.LockInstanceParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})
+func (s postgresQueries) lockAuditLog(ctx context.Context) error {
+	return s.q.LockAuditLog(ctx)
 }
 
 func (s postgresQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {

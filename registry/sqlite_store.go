@@ -44,7 +44,7 @@ func (s *sqliteStore) writer() storeWriter { return sqliteQueries{s.w} }
 // inTx runs fn in a transaction that the writer's DSN makes BEGIN
 // IMMEDIATE: the write lock is taken up front and waits out other writers
 // instead of failing half way. That also serialises every write, so
-// lockInstance has nothing to do.
+// lockAuditLog has nothing to do.
 func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
 	tx, err := s.writerDB.BeginTx(ctx, nil)
 	if err != nil {
@@ -81,7 +81,7 @@ func ignoreDone(err error) error {
 // storeWriter.
 type sqliteQueries struct{ q *sqlitedb.Queries }
 
-func (sqliteQueries) lockInstance(context.Context, instanceKey) error { return nil }
+func (sqliteQueries) lockAuditLog(context.Context) error { return nil }
 
 func (s sqliteQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
 	row, err := s.q.GetWorker(ctx, sqlitedb.GetWorkerParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})

@@ -26,11 +26,13 @@ type storeReader interface {
 }
 
 type storeWriter interface {
-	// lockInstance serialises writers of one instance until the
-	// transaction ends, where row locks do not (a row that does not exist
-	// yet). A store whose write transactions are already serial does
+	// lockAuditLog serialises the transactions that write events, so that
+	// event IDs commit in order and a reader paging the log forward misses
+	// none, and so that a register's read-then-write is atomic. Every such
+	// transaction calls it first, before any statement that takes a row
+	// lock. A store whose write transactions are already serial does
 	// nothing.
-	lockInstance(ctx context.Context, k instanceKey) error
+	lockAuditLog(ctx context.Context) error
 	// getWorker reads a registration, live or not, and holds it against
 	// concurrent writers until the transaction ends.
 	getWorker(ctx context.Context, k instanceKey) (prev registration, found bool, err error)

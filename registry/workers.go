@@ -125,7 +125,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 	key := instanceKey{args.Namespace, args.WorkerInstanceID}
 	err = r.inTx(ctx, func(q storeWriter) error {
 		registeredAt := now
-		if err := q.lockInstance(ctx, key); err != nil {
+		if err := q.lockAuditLog(ctx); err != nil {
 			return err
 		}
 		prev, found, err := q.getWorker(ctx, key)
@@ -202,6 +202,9 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 	}
 	var res HeartbeatResult
 	err = r.inTx(ctx, func(q storeWriter) error {
+		if err := q.lockAuditLog(ctx); err != nil {
+			return err
+		}
 		res, err = r.heartbeatOne(ctx, q, args, now)
 		return err
 	})
@@ -259,6 +262,9 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 	}
 	outcome := MarkNotRegistered
 	err = r.inTx(ctx, func(q storeWriter) error {
+		if err := q.lockAuditLog(ctx); err != nil {
+			return err
+		}
 		ok, err := q.deleteLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
 		if err != nil || !ok {
 			return err

@@ -34,6 +34,7 @@ func (q *Queries) DeleteEventsBefore(ctx context.Context, arg DeleteEventsBefore
 }
 
 const insertEvent = `-- name: InsertEvent :exec
+
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
 VALUES ($1, $2, $3, $4, $5)
 `
@@ -46,6 +47,7 @@ type InsertEventParams struct {
 	Reason           *string
 }
 
+// 'ffwr'
 func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error {
 	_, err := q.db.Exec(ctx, insertEvent,
 		arg.Namespace,
@@ -258,4 +260,22 @@ func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEv
 		return nil, err
 	}
 	return items, nil
+}
+
+const lockAuditLog = `-- name: LockAuditLog :exec
+SELECT pg_advisory_xact_lock(1717657458, 1)
+`
+
+// Serialises the transactions that write events, until each ends. Event IDs
+// come from a sequence when an event is inserted, not when it commits; with
+// writers in parallel, ID 11 could commit before ID 10, and a reader paging
+// forward from 11 would never see 10. Under this lock IDs commit in order,
+// as they do in SQLite. It also serialises registrations, whose
+// read-then-upsert would otherwise let two first registrations of one
+// instance both succeed. Every such transaction takes it first, before any
+// row lock, so no lock order can deadlock. The two-key form keeps it apart
+// from an application's one-key advisory locks.
+func (q *Queries) LockAuditLog(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, lockAuditLog)
+	return err
 }

@@ -314,27 +314,6 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 	return items, nil
 }
 
-const lockInstance = `-- name: LockInstance :exec
-SELECT pg_advisory_xact_lock(
-    1717657458, -- 'ffwr'
-    hashtext(length($1::text)::text || ':' || $1::text || $2::text))
-`
-
-type LockInstanceParams struct {
-	Namespace        string
-	WorkerInstanceID string
-}
-
-// Serialises registrations of one instance until the transaction ends.
-// Row locks cannot do it: two first registrations find no row to lock, and
-// the second's upsert would overwrite the first's. The two-key form keeps
-// the registry's locks apart from an application's one-key locks; a hash
-// collision only makes two instances take turns.
-func (q *Queries) LockInstance(ctx context.Context, arg LockInstanceParams) error {
-	_, err := q.db.Exec(ctx, lockInstance, arg.Namespace, arg.WorkerInstanceID)
-	return err
-}
-
 const requestDrain = `-- name: RequestDrain :execrows
 UPDATE ff_worker_registry
 SET draining = true

@@ -1,3 +1,15 @@
+-- name: LockAuditLog :exec
+-- Serialises the transactions that write events, until each ends. Event IDs
+-- come from a sequence when an event is inserted, not when it commits; with
+-- writers in parallel, ID 11 could commit before ID 10, and a reader paging
+-- forward from 11 would never see 10. Under this lock IDs commit in order,
+-- as they do in SQLite. It also serialises registrations, whose
+-- read-then-upsert would otherwise let two first registrations of one
+-- instance both succeed. Every such transaction takes it first, before any
+-- row lock, so no lock order can deadlock. The two-key form keeps it apart
+-- from an application's one-key advisory locks.
+SELECT pg_advisory_xact_lock(1717657458, 1); -- 'ffwr'
+
 -- name: InsertEvent :exec
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
 VALUES (sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(event_kind), sqlc.arg(event_at_ms), sqlc.narg(reason));
