@@ -1,6 +1,14 @@
 // Package registry tracks the liveness of job workers and tells an engine
 // which job leases have expired.
 //
+// # Stores
+//
+// A Registry keeps its state in SQLite (a file on one host, the default)
+// or in Postgres (a server that workers on many hosts share); Open picks
+// the store from its argument. Both give the same results for the same
+// calls: the behaviour in this package is written once, above per-store
+// SQL that sqlc compiles, and one test suite runs against each store.
+//
 // # Liveness
 //
 // A registration is live at time t when t < LastHeartbeat + LivenessTTL.
@@ -43,4 +51,29 @@
 //
 // New takes a *sql.DB the caller owns and uses it for reads and writes
 // alike; build it with OpenDB, or with DSN, to get the same guarantees.
+//
+// # Postgres and concurrency
+//
+// Postgres runs writers in parallel under row locks, at READ COMMITTED.
+// A heartbeat, mark-dead or drain is one statement on one row, which the
+// row lock makes atomic. Two things need more:
+//
+//   - A register reads the row and then writes it. Two first registrations
+//     of one instance find no row to lock, so both would write, the later
+//     silently replacing the earlier.
+//   - Event IDs come from a sequence when an event is inserted, not when it
+//     commits. With writers in parallel, ID 11 could commit before ID 10,
+//     and a reader paging the audit log forward from 11 would never see 10.
+//
+// So every transaction that writes events (register, mark-dead, drain, a
+// sweep batch, and heartbeats when heartbeat events are on) first takes
+// one transaction-scoped advisory lock: they commit one at a time, in ID
+// order, and the losing registration sees the winner's row. Heartbeats
+// without events, the hot path, take no such lock. A sweep batch selects
+// its rows FOR UPDATE SKIP LOCKED and checks the expiry again as it
+// deletes, so it neither waits on a registration nor removes a worker that
+// a heartbeat has just refreshed.
+//
+// Open builds a pgx pool from the URL (pgxpool.ParseConfig's parameters,
+// such as pool_max_conns, apply); NewPostgres takes a pool the caller owns.
 package registry
