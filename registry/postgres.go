@@ -18,6 +18,12 @@ func openPostgres(ctx context.Context, dsn string, opts []Option) (*Registry, er
 	if err != nil {
 		return nil, err
 	}
+	// The pool connects lazily; connect now so that a wrong address or
+	// password fails here, once, rather than in Migrate's retries.
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	// goose speaks database/sql; this *sql.DB borrows the pool's
 	// connections and leaves the pool open when closed.
 	migrator := stdlib.OpenDBFromPool(pool)

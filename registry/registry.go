@@ -114,7 +114,12 @@ const maxMigrateWait = 1280 * time.Millisecond
 // down, redo).
 func NewMigrationProvider(db *sql.DB) (*goose.Provider, error) {
 	if isPostgresDB(db) {
-		locker, err := lock.NewPostgresSessionLocker()
+		// The registry's own lock ID, so that its migrations never wait on
+		// an application's goose runs; losers poll every second, not every
+		// five, for up to five minutes.
+		locker, err := lock.NewPostgresSessionLocker(
+			lock.WithLockID(migrationLockID),
+			lock.WithLockTimeout(1, 300))
 		if err != nil {
 			return nil, err
 		}
@@ -122,6 +127,10 @@ func NewMigrationProvider(db *sql.DB) (*goose.Provider, error) {
 	}
 	return goose.NewProvider(goose.DialectSQLite3, db, schemaFor(false))
 }
+
+// migrationLockID is the Postgres advisory lock that serialises the
+// registry's migrations ("ffwr" "migr" as bytes).
+const migrationLockID = 0x6666_7772_6d69_6772
 
 // latestSchemaVersion is the version of the newest embedded migration.
 func latestSchemaVersion(fsys fs.FS) int64 {

@@ -1,0 +1,142 @@
+package workerregistry_test
+
+import (
+	"context"
+	"database/sql"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/flowfabric/workerregistry/registry"
+	"github.com/flowfabric/workerregistry/registry/registrytest"
+	"github.com/flowfabric/workerregistry/schema"
+)
+
+// TestPostgresMigrations walks the Postgres migrations down to nothing and
+// up again on a schema of its own, checks that the stock goose CLI would
+// see the same files, and that Open refuses a newer schema without
+// touching it.
+func TestPostgresMigrations(t *testing.T) {
+	ctx := context.Background()
+	dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+	r, err := registry.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	register(t, r, "before")
+	r.Close()
+
+	sqlDB, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	p, err := registry.NewMigrationProvider(sqlDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirProvider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, os.DirFS("schema/postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(dirProvider.ListSources()), len(p.ListSources()); got != want || want == 0 {
+		t.Fatalf("goose -dir schema/postgres sees %d migrations, the embedded FS %d", got, want)
+	}
+	sqliteVersions, postgresVersions := versions(t, schema.SQLite), versions(t, schema.Postgres)
+	if !slices.Equal(sqliteVersions, postgresVersions) {
+		t.Fatalf("migration versions differ: SQLite %v, Postgres %v", sqliteVersions, postgresVersions)
+	}
+
+	if _, err := p.DownTo(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	var tables int
+	if err := sqlDB.QueryRow(`SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE 'ff_%'`).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("registry tables left after all downs: %d (%v)", tables, err)
+	}
+	r, err = registry.Open(ctx, dsn) // migrates up again
+	if err != nil {
+		t.Fatal(err)
+	}
+	register(t, r, "after")
+	if got := listed(t, r); !slices.Equal(got, []string{"after"}) {
+		t.Fatalf("after down and up: %v", got)
+	}
+	r.Close()
+
+	if _, err := sqlDB.Exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (999, true)`); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (n int) {
+		if err := sqlDB.QueryRow(`SELECT count(*) FROM ff_worker_registry`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := count()
+	if _, err := registry.Open(ctx, dsn); err == nil || !strings.Contains(err.Error(), "newer than this library") {
+		t.Fatalf("Open = %v, want a newer-schema error", err)
+	}
+	if count() != before {
+		t.Fatal("Open changed a database it refused")
+	}
+}
+
+// TestPostgresConcurrentFirstOpen migrates one new schema from many
+// registries at once: goose's advisory lock makes the racers take turns.
+func TestPostgresConcurrentFirstOpen(t *testing.T) {
+	dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			r, err := registry.Open(context.Background(), dsn)
+			if err != nil {
+				t.Errorf("Open: %v", err)
+				return
+			}
+			defer r.Close()
+			register(t, r, "w")
+		})
+	}
+	wg.Wait()
+}
+
+// TestOpenRedactsPassword checks that a failing Open does not print the
+// password of the URL it was given.
+func TestOpenRedactsPassword(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:s3cret@127.0.0.1:1/db?connect_timeout=1",
+		"postgres://u@127.0.0.1:1/db?password=s3cret&connect_timeout=1",
+	} {
+		_, err := registry.Open(context.Background(), dsn)
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded against a closed port", dsn)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
+
+// versions lists the migration versions in fsys.
+func versions(t *testing.T, fsys fs.FS) []int64 {
+	t.Helper()
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, name := range names {
+		v, err := goose.NumericComponent(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
