@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,7 +36,7 @@ const (
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 func main() {
-	dbPath := flag.String("db", "", "database file to create (default: a temporary file, removed afterwards)")
+	dbPath := flag.String("db", "", "database file to create, or a postgres:// URL of a database without this scenario's namespace (default: a temporary file, removed afterwards)")
 	flag.Parse()
 	if err := run(context.Background(), *dbPath, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "roundtrip:", err)
@@ -51,6 +52,8 @@ func run(ctx context.Context, path string, out io.Writer) error {
 		}
 		defer os.RemoveAll(dir)
 		path = filepath.Join(dir, "registry.db")
+	} else if registry.IsPostgresDSN(path) {
+		// Checked below, once the registry is open.
 	} else if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: the scenario needs a new database file", path)
 	}
@@ -59,6 +62,11 @@ func run(ctx context.Context, path string, out io.Writer) error {
 		return err
 	}
 	defer reg.Close()
+	if page, err := reg.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: namespace, Limit: 1}); err != nil {
+		return err
+	} else if len(page.Events) > 0 {
+		return fmt.Errorf("%s: namespace %q is in use: the scenario needs a fresh database", registry.RedactDSN(path), namespace)
+	}
 	s := &scenario{ctx: ctx, reg: reg, out: out}
 	return s.play(path)
 }
@@ -198,7 +206,13 @@ func (s *scenario) heartbeat(offset time.Duration, instance string, want registr
 // writeLeases plays the engine, which owns executions and attempts and
 // writes them through its own connection.
 func (s *scenario) writeLeases(path string, leases []registrytest.Lease) error {
-	sqlDB, err := registry.OpenDB(path)
+	var sqlDB *sql.DB
+	var err error
+	if registry.IsPostgresDSN(path) {
+		sqlDB, err = sql.Open("pgx", path)
+	} else {
+		sqlDB, err = registry.OpenDB(path)
+	}
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/flowfabric/workerregistry/registry"
+	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
 // Example runs the whole scenario, as `go run ./examples/roundtrip` does.
@@ -63,5 +65,25 @@ func TestKeepsDatabaseWhenAsked(t *testing.T) {
 	// A second run must not reuse the database.
 	if err := run(context.Background(), path, &out); err == nil || !strings.Contains(err.Error(), "needs a new database file") {
 		t.Fatalf("second run = %v, want a refusal", err)
+	}
+}
+
+// TestScenarioOnPostgres plays the scenario on a Postgres schema and
+// expects the same steps, word for word, as on SQLite; a second run on the
+// same database is refused.
+func TestScenarioOnPostgres(t *testing.T) {
+	dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+	var onSQLite, onPostgres strings.Builder
+	if err := run(context.Background(), "", &onSQLite); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), dsn, &onPostgres); err != nil {
+		t.Fatalf("%v\n%s", err, onPostgres.String())
+	}
+	if onPostgres.String() != onSQLite.String() {
+		t.Fatalf("on Postgres:\n%s\non SQLite:\n%s", onPostgres.String(), onSQLite.String())
+	}
+	if err := run(context.Background(), dsn, io.Discard); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second run = %v, want the namespace reported in use", err)
 	}
 }
