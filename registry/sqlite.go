@@ -201,13 +201,18 @@ func OpenDB(path string) (*sql.DB, error) {
 // already migrated (see Migrate). Close does not close it. Build db with
 // OpenDB, or with sql.Open(DriverName, DSN(path)), so that write
 // transactions are immediate: with SQLite's default deferred transactions,
-// concurrent writers fail with SQLITE_BUSY instead of waiting. For
-// Postgres, use NewPostgres.
+// concurrent writers fail with SQLITE_BUSY instead of waiting. New panics
+// when db is a Postgres database: use NewPostgres.
 //
 // New prepares its statements on db. If that fails, because db is not
 // migrated yet for instance, the Registry runs them unprepared: slower, but
 // correct once the schema is in place.
 func New(db *sql.DB, opts ...Option) *Registry {
+	if isPostgresDB(db) {
+		// SQLite's statements would fail one by one on the first call
+		// instead; say what is wrong where it happens.
+		panic("registry.New: db uses pgx's driver; use NewPostgres with a pgxpool.Pool")
+	}
 	cfg := newConfig(opts)
 	st, err := newSQLiteStore(context.Background(), db, db)
 	if err != nil {

@@ -521,3 +521,17 @@ func TestConcurrentFirstRegistrationsUnderTwoWorkerIDs(t *testing.T) {
 		equal(t, "events", len(kinds), rounds)
 	})
 }
+
+func TestNewRefusesPostgres(t *testing.T) {
+	sqlDB, err := sql.Open("pgx", "postgres://nobody@127.0.0.1:1/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	defer func() {
+		if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), "NewPostgres") {
+			t.Fatalf("recover() = %v, want a panic pointing to NewPostgres", p)
+		}
+	}()
+	registry.New(sqlDB)
+}
