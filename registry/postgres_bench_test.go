@@ -1,0 +1,454 @@
+package registry_test
+
+// Benchmarks of the Postgres store, named as the SQLite ones in
+// bench_test.go and leases_bench_test.go with a Postgres prefix, and
+// compared the same way with baselines measured in the same run on the
+// same database: the reference implementation's statements ported to
+// Postgres, and the floor, one autocommit UPDATE of one row, both through
+// a pgx pool configured as the registry's.
+//
+// They need REGISTRY_TEST_POSTGRES (scripts/pg-test-server starts a
+// server) and skip without it; each builds its data in a schema of its
+// own. `make bench-postgres` runs them. The sizes of the large data sets
+// can be lowered with REGISTRY_BENCH_POSTGRES_WORKERS (the no-op sweep's
+// registry, default 1000000) and REGISTRY_BENCH_POSTGRES_LEASES (the
+// expired-lease data sets, default 10000,100000,1000000).
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/flowfabric/workerregistry/registry"
+	"github.com/flowfabric/workerregistry/registry/registrytest"
+)
+
+// The reference's schema and statements (see bench_test.go), ported to
+// Postgres: $N placeholders, bigint times, ON CONFLICT DO NOTHING for
+// INSERT OR IGNORE.
+const pgReferenceSchema = `
+CREATE TABLE ref_worker_registry (
+    namespace text NOT NULL, worker_instance_id text NOT NULL, worker_id text NOT NULL,
+    lanes text NOT NULL, capabilities_csv text NOT NULL DEFAULT '',
+    last_heartbeat_ms bigint NOT NULL, liveness_ttl_ms bigint NOT NULL, registered_at_ms bigint NOT NULL,
+    PRIMARY KEY (namespace, worker_instance_id));
+CREATE TABLE ref_worker_registry_event (
+    namespace text NOT NULL, worker_instance_id text NOT NULL, event_kind text NOT NULL,
+    event_at_ms bigint NOT NULL, reason text,
+    PRIMARY KEY (namespace, worker_instance_id, event_at_ms));`
+
+const (
+	pgRefHeartbeatUpdate = `UPDATE ref_worker_registry SET last_heartbeat_ms = $3
+		WHERE namespace = $1 AND worker_instance_id = $2 AND last_heartbeat_ms + liveness_ttl_ms > $3
+		RETURNING liveness_ttl_ms`
+	pgRefEventInsert = `INSERT INTO ref_worker_registry_event
+		(namespace, worker_instance_id, event_kind, event_at_ms, reason) VALUES ($1, $2, $3, $4, NULL)
+		ON CONFLICT DO NOTHING`
+	pgRefRegisterSelect = `SELECT worker_id FROM ref_worker_registry WHERE namespace = $1 AND worker_instance_id = $2`
+	pgRefRegisterUpsert = `INSERT INTO ref_worker_registry (namespace, worker_instance_id, worker_id, lanes,
+		capabilities_csv, last_heartbeat_ms, liveness_ttl_ms, registered_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET worker_id = excluded.worker_id,
+		lanes = excluded.lanes, capabilities_csv = excluded.capabilities_csv,
+		last_heartbeat_ms = excluded.last_heartbeat_ms, liveness_ttl_ms = excluded.liveness_ttl_ms`
+	pgRefSweep = `DELETE FROM ref_worker_registry WHERE last_heartbeat_ms + liveness_ttl_ms < $1
+		RETURNING namespace, worker_instance_id`
+	pgFloorUpdate = `UPDATE ref_worker_registry SET last_heartbeat_ms = $1 WHERE namespace = $2 AND worker_instance_id = $3`
+)
+
+// postgresBenchSchema returns the DSN of a fresh schema for b, or skips b
+// when there is no server to benchmark.
+func postgresBenchSchema(b *testing.B) string {
+	b.Helper()
+	skipWithoutPostgres(b)
+	return postgresSchema(b)
+}
+
+// skipWithoutPostgres skips b when there is no server to benchmark, CI
+// included: the benchmarks are not part of its test run.
+func skipWithoutPostgres(b *testing.B) {
+	b.Helper()
+	if os.Getenv(registrytest.PostgresEnv) == "" {
+		b.Skipf("%s is not set: no Postgres server to benchmark (scripts/pg-test-server starts one)", registrytest.PostgresEnv)
+	}
+}
+
+// benchSizes reads comma-separated sizes from the environment variable
+// name, or returns def.
+func benchSizes(b *testing.B, name string, def ...int) []int {
+	b.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var sizes []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("%s=%q: want positive integers separated by commas", name, v)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
+
+// openPostgresBench opens a registry on dsn, migrating its schema, with
+// pool_max_conns set when maxConns > 0.
+func openPostgresBench(b *testing.B, dsn string, maxConns int, opts ...registry.Option) *registry.Registry {
+	b.Helper()
+	if maxConns > 0 {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("pool_max_conns", strconv.Itoa(maxConns))
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+	}
+	r, err := registry.Open(context.Background(), dsn, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	return r
+}
+
+// pgWorkerFixture is workerFixture on Postgres: n workers (namespace ns,
+// instances w00000...), live for an hour from t0, in both the registry's
+// table and the reference's, in a fresh schema. It returns the registry
+// (its pool capped at maxConns when that is positive) and a second pool on
+// the same schema for the baselines.
+func pgWorkerFixture(b *testing.B, n, maxConns int, opts ...registry.Option) (*registry.Registry, *pgxpool.Pool) {
+	b.Helper()
+	ctx := context.Background()
+	dsn := postgresBenchSchema(b)
+	r := openPostgresBench(b, dsn, maxConns, opts...)
+	base, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(base.Close)
+	if _, err := base.Exec(ctx, pgReferenceSchema); err != nil {
+		b.Fatal(err)
+	}
+	for _, table := range []string{"ff_worker_registry", "ref_worker_registry"} {
+		extra, extraValues := ", expires_at_ms", ", $1::bigint + 3600000"
+		if table == "ref_worker_registry" {
+			extra, extraValues = "", ""
+		}
+		_, err := base.Exec(ctx, `INSERT INTO `+table+` (namespace, worker_instance_id, worker_id, lanes,
+				capabilities_csv, last_heartbeat_ms, liveness_ttl_ms, registered_at_ms`+extra+`)
+			SELECT 'ns', 'w' || lpad(i::text, greatest(5, length(i::text)), '0'), 'pool', 'build,default', 'cuda',
+				$1::bigint, 3600000, $1::bigint`+extraValues+`
+			FROM generate_series(0, $2::integer - 1) AS s(i)`,
+			t0.UnixMilli(), n)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	sqlDB := stdlib.OpenDBFromPool(base)
+	defer sqlDB.Close()
+	pgSettle(b, sqlDB, "ff_worker_registry", "ref_worker_registry")
+	return r, base
+}
+
+// pgSettle is settle for Postgres: VACUUM sets the visibility map and the
+// tuples' hint bits, so that the first runs do not pay for them; ANALYZE
+// gives the planner statistics; a checkpoint, where the role may run one,
+// writes the load out so that one does not land inside a measurement.
+func pgSettle(b *testing.B, db *sql.DB, tables ...string) {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, "VACUUM (ANALYZE) "+strings.Join(tables, ", ")); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		b.Logf("no checkpoint after the load: %v", err)
+	}
+}
+
+// pgReferenceHeartbeat is the reference's heartbeat transaction.
+func pgReferenceHeartbeat(ctx context.Context, base *pgxpool.Pool, instance string, now int64) error {
+	return pgx.BeginFunc(ctx, base, func(tx pgx.Tx) error {
+		var ttl int64
+		if err := tx.QueryRow(ctx, pgRefHeartbeatUpdate, "ns", instance, now).Scan(&ttl); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, pgRefEventInsert, "ns", instance, "heartbeat", now)
+		return err
+	})
+}
+
+func BenchmarkPostgresHeartbeat(b *testing.B) {
+	ctx := context.Background()
+	for _, events := range []bool{false, true} {
+		b.Run(fmt.Sprintf("registry/events=%v", events), func(b *testing.B) {
+			r, _ := pgWorkerFixture(b, benchWorkers, 0, registry.WithHeartbeatEvents(events))
+			var clock clockMS
+			i := 0
+			for b.Loop() {
+				res, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{
+					Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
+				})
+				if err != nil || res.Outcome != registry.HeartbeatRefreshed {
+					b.Fatalf("heartbeat: %+v, %v", res, err)
+				}
+				i++
+			}
+		})
+	}
+	b.Run("baseline=reference", func(b *testing.B) {
+		_, base := pgWorkerFixture(b, benchWorkers, 0)
+		var clock clockMS
+		i := 0
+		for b.Loop() {
+			if err := pgReferenceHeartbeat(ctx, base, instanceID(i), clock.next()); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("baseline=floor", func(b *testing.B) {
+		_, base := pgWorkerFixture(b, benchWorkers, 0)
+		var clock clockMS
+		i := 0
+		for b.Loop() {
+			tag, err := base.Exec(ctx, pgFloorUpdate, clock.next(), "ns", instanceID(i))
+			if err != nil || tag.RowsAffected() != 1 {
+				b.Fatalf("floor update: %v, %v", tag, err)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkPostgresHeartbeatWorkers reports ns per heartbeat, to compare
+// with BenchmarkPostgresHeartbeat/registry/events=false.
+func BenchmarkPostgresHeartbeatWorkers(b *testing.B) {
+	ctx := context.Background()
+	for _, size := range []int{10, 100} {
+		b.Run(fmt.Sprintf("per_call=%d", size), func(b *testing.B) {
+			r, _ := pgWorkerFixture(b, benchWorkers, 0)
+			var clock clockMS
+			batch := make([]registry.HeartbeatWorkerArgs, size)
+			i := 0
+			for b.Loop() {
+				now := time.UnixMilli(clock.next())
+				for j := range batch {
+					batch[j] = registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i*size + j), Now: now}
+				}
+				res, err := r.HeartbeatWorkers(ctx, batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, h := range res {
+					if h.Outcome != registry.HeartbeatRefreshed {
+						b.Fatalf("heartbeat: %+v", h)
+					}
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/heartbeat")
+		})
+	}
+}
+
+// BenchmarkPostgresHeartbeatParallel runs 16 goroutines heartbeating
+// distinct workers; its ns/op is per heartbeat across all of them, to
+// compare with BenchmarkPostgresHeartbeat/registry/events=false (one
+// goroutine). pool=default is the pool Open makes (pgxpool's default,
+// max(4, NumCPU) connections), so that most goroutines wait for a
+// connection; pool=16 gives each goroutine one.
+func BenchmarkPostgresHeartbeatParallel(b *testing.B) {
+	for _, pool := range []struct {
+		name     string
+		maxConns int
+	}{{"pool=default", 0}, {"pool=16", 16}} {
+		b.Run(pool.name, func(b *testing.B) {
+			r, _ := pgWorkerFixture(b, benchWorkers, pool.maxConns)
+			var clock clockMS
+			var next, failures atomic.Int64
+			var firstErr atomic.Value
+			b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(next.Add(1))
+					res, err := r.HeartbeatWorker(context.Background(), registry.HeartbeatWorkerArgs{
+						Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
+					})
+					if err == nil && res.Outcome != registry.HeartbeatRefreshed {
+						err = fmt.Errorf("outcome %v", res.Outcome)
+					}
+					if err != nil {
+						failures.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+					}
+				}
+			})
+			if n := failures.Load(); n != 0 {
+				b.Fatalf("%d heartbeats failed, the first with %v", n, firstErr.Load())
+			}
+		})
+	}
+}
+
+func BenchmarkPostgresRegister(b *testing.B) {
+	ctx := context.Background()
+	b.Run("registry", func(b *testing.B) {
+		r, _ := pgWorkerFixture(b, benchWorkers, 0)
+		var clock clockMS
+		i := 0
+		for b.Loop() {
+			// Refreshes of live rows, the steady state of a fleet.
+			_, err := r.RegisterWorker(ctx, registry.RegisterWorkerArgs{
+				Namespace: "ns", WorkerID: "pool", WorkerInstanceID: instanceID(i),
+				Lanes: []string{"default", "build"}, Capabilities: []string{"cuda"},
+				LivenessTTL: time.Hour, Now: time.UnixMilli(clock.next()),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("baseline=reference", func(b *testing.B) {
+		_, base := pgWorkerFixture(b, benchWorkers, 0)
+		var clock clockMS
+		i := 0
+		for b.Loop() {
+			now, id := clock.next(), instanceID(i)
+			err := pgx.BeginFunc(ctx, base, func(tx pgx.Tx) error {
+				var worker string
+				if err := tx.QueryRow(ctx, pgRefRegisterSelect, "ns", id).Scan(&worker); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, pgRefRegisterUpsert, "ns", id, "pool", "build,default", "cuda", now, 3600000, now); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, pgRefEventInsert, "ns", id, "registered", now)
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkPostgresSweepNothingExpired is the sweeper's steady state: a
+// million live workers (REGISTRY_BENCH_POSTGRES_WORKERS) and nothing to
+// remove.
+func BenchmarkPostgresSweepNothingExpired(b *testing.B) {
+	n := benchSizes(b, "REGISTRY_BENCH_POSTGRES_WORKERS", 1_000_000)[0]
+	start := time.Now()
+	r, base := pgWorkerFixture(b, n, 0)
+	b.Logf("%d workers built in %v", n, time.Since(start).Round(time.Millisecond))
+	now := t0.Add(time.Minute)
+	b.Run(fmt.Sprintf("workers=%d/registry", n), func(b *testing.B) {
+		for b.Loop() {
+			rep, err := r.SweepExpiredWorkers(context.Background(), now)
+			if err != nil || rep.Swept != 0 {
+				b.Fatalf("sweep: %+v, %v", rep, err)
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("workers=%d/baseline=reference", n), func(b *testing.B) {
+		ctx := context.Background()
+		for b.Loop() {
+			// The reference's sweep transaction; with nothing expired it
+			// writes no events.
+			err := pgx.BeginFunc(ctx, base, func(tx pgx.Tx) error {
+				rows, err := tx.Query(ctx, pgRefSweep, now.UnixMilli())
+				if err != nil {
+					return err
+				}
+				swept := 0
+				for rows.Next() {
+					swept++
+				}
+				rows.Close()
+				if swept != 0 {
+					return fmt.Errorf("reference swept %d", swept)
+				}
+				return rows.Err()
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// pgLeaseFixture is leaseFixture on Postgres, with the same data set: n
+// expired leases, a hundred to a millisecond, partitions spread over 0-255.
+// registrytest writes them with COPY.
+func pgLeaseFixture(b *testing.B, n int) *registry.Registry {
+	b.Helper()
+	start := time.Now()
+	skipWithoutPostgres(b)
+	r, sqlDB := registrytest.OpenPostgres(b, registrytest.PostgresDSN(b))
+	registrytest.InsertLeasesFunc(b, sqlDB, n, benchLease(n), nil)
+	pgSettle(b, sqlDB, "ff_exec_core", "ff_attempt")
+	b.Logf("%d leases built in %v", n, time.Since(start).Round(time.Millisecond))
+	return r
+}
+
+// benchLease makes the leases of leaseFixture's data set of n.
+func benchLease(n int) func(i int) registrytest.Lease {
+	rng := rand.New(rand.NewPCG(uint64(n), 1))
+	return func(i int) registrytest.Lease {
+		var l registrytest.Lease
+		for j := range l.ExecutionID.UUID {
+			l.ExecutionID.UUID[j] = byte(rng.IntN(256))
+		}
+		l.ExecutionID.Partition = uint16(rng.IntN(256))
+		l.Namespace = fmt.Sprintf("ns-%d", i%4)
+		l.WorkerInstanceID = fmt.Sprintf("worker-%d", i%500)
+		l.LeaseEpoch = uint64(i % 7)
+		l.ExpiresAt = t0.Add(-time.Duration(n-i) / 100 * time.Millisecond)
+		return l
+	}
+}
+
+// BenchmarkPostgresListExpiredLeases measures a 1000-lease page at the
+// start of the walk and nine tenths in, at 10k, 100k and 1M expired
+// leases (REGISTRY_BENCH_POSTGRES_LEASES). Each size is a level of its
+// own, so that -bench can pick one and only its data set is built.
+func BenchmarkPostgresListExpiredLeases(b *testing.B) {
+	for _, n := range benchSizes(b, "REGISTRY_BENCH_POSTGRES_LEASES", 10_000, 100_000, 1_000_000) {
+		b.Run(fmt.Sprintf("leases=%d", n), func(b *testing.B) {
+			r := pgLeaseFixture(b, n)
+			deep := cursorAt(b, r, n*9/10)
+			pages := []struct {
+				name  string
+				after *registry.LeaseCursor
+			}{{"first", nil}, {"deep", deep}}
+			for _, page := range pages {
+				b.Run("registry/page="+page.name, func(b *testing.B) {
+					args := registry.ListExpiredLeasesArgs{AsOf: t0, After: page.after} // Limit 0: DefaultLimit, 1000
+					for b.Loop() {
+						res, err := r.ListExpiredLeases(context.Background(), args)
+						if err != nil || len(res.Leases) != registry.DefaultLimit {
+							b.Fatalf("page of %d, %v", len(res.Leases), err)
+						}
+					}
+				})
+			}
+		})
+	}
+}
