@@ -1,5 +1,5 @@
 # The benchmark suite and its report: see BENCHMARKS.md.
-.PHONY: bench test
+.PHONY: bench bench-postgres test
 
 test:
 	go test -race ./...
@@ -7,3 +7,12 @@ test:
 bench:
 	go test -run='^$$' -bench=. -timeout=30m ./registry/ | tee bench.txt
 	go run ./scripts/benchreport -in bench.txt -md BENCHMARKS.md -svg docs/expired-lease-pages.svg
+
+# The Postgres store's benchmarks, on the database in $REGISTRY_TEST_POSTGRES
+# (scripts/pg-test-server start prints one; its default has fsync off, so
+# set PG_DURABLE=1 for numbers with durable commits). Each benchmark builds
+# its data in a schema of its own. REGISTRY_BENCH_POSTGRES_WORKERS and
+# REGISTRY_BENCH_POSTGRES_LEASES lower the large data sets' sizes.
+bench-postgres:
+	@test -n "$$REGISTRY_TEST_POSTGRES" || { echo "bench-postgres: set REGISTRY_TEST_POSTGRES (see scripts/pg-test-server)" >&2; exit 1; }
+	go test -run='^$$' -bench=Postgres -timeout=30m ./registry/ | tee bench-postgres.txt
