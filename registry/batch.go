@@ -67,6 +67,13 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 				return err
 			}
 		}
+		keys := make([]instanceKey, len(batch))
+		for i, args := range batch {
+			keys[i] = instanceKey{args.Namespace, args.WorkerInstanceID}
+		}
+		if err := q.lockWorkers(ctx, keys); err != nil {
+			return err
+		}
 		if !distinct {
 			// A repeated instance must see its own earlier heartbeat, so
 			// run the batch one by one, in order.

@@ -69,7 +69,9 @@
 // sweep batch, and heartbeats when heartbeat events are on) first takes
 // one transaction-scoped advisory lock: they commit one at a time, in ID
 // order, and the losing registration sees the winner's row. Heartbeats
-// without events, the hot path, take no such lock. A sweep batch selects
+// without events, the hot path, take no such lock. A heartbeat batch locks
+// its rows in key order before it writes them, so that two batches sharing
+// workers cannot deadlock. A sweep batch selects
 // its rows FOR UPDATE SKIP LOCKED and checks the expiry again as it
 // deletes, so it neither waits on a registration nor removes a worker that
 // a heartbeat has just refreshed.

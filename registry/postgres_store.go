@@ -52,6 +52,11 @@ func (s postgresQueries) lockAuditLog(ctx context.Context) error {
 	return s.q.LockAuditLog(ctx)
 }
 
+func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey) error {
+	namespaces, instances := keyColumns(keys)
+	return s.q.LockWorkers(ctx, pgdb.LockWorkersParams{Namespaces: namespaces, InstanceIds: instances})
+}
+
 func (s postgresQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
 	row, err := s.q.GetWorker(ctx, pgdb.GetWorkerParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})
 	if errors.Is(err, pgx.ErrNoRows) {

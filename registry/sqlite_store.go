@@ -83,6 +83,8 @@ type sqliteQueries struct{ q *sqlitedb.Queries }
 
 func (sqliteQueries) lockAuditLog(context.Context) error { return nil }
 
+func (sqliteQueries) lockWorkers(context.Context, []instanceKey) error { return nil }
+
 func (s sqliteQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
 	row, err := s.q.GetWorker(ctx, sqlitedb.GetWorkerParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})
 	if errors.Is(err, sql.ErrNoRows) {

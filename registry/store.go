@@ -33,6 +33,10 @@ type storeWriter interface {
 	// lock. A store whose write transactions are already serial does
 	// nothing.
 	lockAuditLog(ctx context.Context) error
+	// lockWorkers locks the rows of keys in key order, so that
+	// transactions that write several rows cannot deadlock on each other.
+	// A store whose write transactions are already serial does nothing.
+	lockWorkers(ctx context.Context, keys []instanceKey) error
 	// getWorker reads a registration, live or not, and holds it against
 	// concurrent writers until the transaction ends.
 	getWorker(ctx context.Context, k instanceKey) (prev registration, found bool, err error)

@@ -314,6 +314,28 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 	return items, nil
 }
 
+const lockWorkers = `-- name: LockWorkers :exec
+SELECT 1 FROM ff_worker_registry
+WHERE (namespace, worker_instance_id) IN (
+    SELECT n.namespace, ($1::text[])[n.ord]
+    FROM unnest($2::text[]) WITH ORDINALITY AS n(namespace, ord))
+ORDER BY namespace, worker_instance_id
+FOR UPDATE
+`
+
+type LockWorkersParams struct {
+	InstanceIds []string
+	Namespaces  []string
+}
+
+// Locks a batch's rows in key order before the batch writes them. Without
+// it, two batches that share workers lock them in whatever order each one
+// meets them, and can deadlock. (A locking SELECT locks after its sort.)
+func (q *Queries) LockWorkers(ctx context.Context, arg LockWorkersParams) error {
+	_, err := q.db.Exec(ctx, lockWorkers, arg.InstanceIds, arg.Namespaces)
+	return err
+}
+
 const requestDrain = `-- name: RequestDrain :execrows
 UPDATE ff_worker_registry
 SET draining = true

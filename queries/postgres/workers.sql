@@ -112,3 +112,14 @@ WHERE w.namespace = expired.namespace
   AND w.worker_instance_id = expired.worker_instance_id
   AND w.expires_at_ms <= sqlc.arg(now_ms)
 RETURNING w.namespace, w.worker_instance_id;
+
+-- name: LockWorkers :exec
+-- Locks a batch's rows in key order before the batch writes them. Without
+-- it, two batches that share workers lock them in whatever order each one
+-- meets them, and can deadlock. (A locking SELECT locks after its sort.)
+SELECT 1 FROM ff_worker_registry
+WHERE (namespace, worker_instance_id) IN (
+    SELECT n.namespace, (sqlc.arg(instance_ids)::text[])[n.ord]
+    FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord))
+ORDER BY namespace, worker_instance_id
+FOR UPDATE;
