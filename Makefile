@@ -5,7 +5,7 @@ test:
 	go test -race ./...
 
 bench:
-	go test -run='^$$' -bench=. -timeout=30m ./registry/ | tee bench.txt
+	REGISTRY_TEST_POSTGRES= go test -run='^$$' -bench=. -timeout=30m ./registry/ | tee bench.txt
 	go run ./scripts/benchreport -in bench.txt -md BENCHMARKS.md -svg docs/expired-lease-pages.svg
 
 # The Postgres store's benchmarks, on the database in $REGISTRY_TEST_POSTGRES

@@ -23,11 +23,6 @@ CREATE TABLE ff_worker_registry (
     PRIMARY KEY (namespace, worker_instance_id)
 );
 
--- Heartbeats rewrite every row often; leaving room on each page lets most
--- of them be HOT updates that skip the key index. The expiry index still
--- changes with every heartbeat.
-ALTER TABLE ff_worker_registry SET (fillfactor = 80);
-
 CREATE INDEX ff_worker_registry_expires_idx ON ff_worker_registry (expires_at_ms);
 
 -- Audit log. event_id is its own key so that two events in one millisecond

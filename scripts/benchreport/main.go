@@ -202,13 +202,16 @@ with its text cursor and its expiry index, and its full-scan sweep), run with
 database/sql on the same database file, and (b) the floor, a single autocommit
 UPDATE of one row.
 
+These are the SQLite store's; the Postgres store's are in
+[BENCHMARKS-postgres.md](BENCHMARKS-postgres.md).
+
 Reproduce (about five minutes on two cores):
 
 	make bench
 
 which runs
 
-	go test -run='^$' -bench=. -timeout=30m ./registry/ | tee bench.txt
+	REGISTRY_TEST_POSTGRES= go test -run='^$' -bench=. -timeout=30m ./registry/ | tee bench.txt
 	go run ./scripts/benchreport -in bench.txt -md BENCHMARKS.md -svg %s
 
 Machine: %s/%s, %s, %d logical CPUs as seen by the report generator.
