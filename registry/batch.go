@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"slices"
 )
 
 // maxHeartbeatBatch bounds one HeartbeatWorkers call, so that one call
@@ -71,21 +72,33 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 		for i, args := range batch {
 			keys[i] = instanceKey{args.Namespace, args.WorkerInstanceID}
 		}
-		if err := q.lockWorkers(ctx, keys); err != nil {
+		live, err := q.lockWorkers(ctx, keys, slices.Min(nows))
+		if err != nil {
 			return err
+		}
+		// Only the rows just locked are written: a row that appears after
+		// the lock would be locked out of order. Its heartbeat is ordered
+		// before its registration, so it was not registered.
+		todo := make([]int, 0, len(batch))
+		for i, k := range keys {
+			if live == nil || live[k] {
+				todo = append(todo, i)
+			} else {
+				results[i] = HeartbeatResult{Outcome: HeartbeatNotRegistered}
+			}
 		}
 		if !distinct {
 			// A repeated instance must see its own earlier heartbeat, so
 			// run the batch one by one, in order.
-			for i, args := range batch {
+			for _, i := range todo {
 				var err error
-				if results[i], err = r.heartbeatOne(ctx, q, args, nows[i]); err != nil {
+				if results[i], err = r.heartbeatOne(ctx, q, batch[i], nows[i]); err != nil {
 					return err
 				}
 			}
 			return nil
 		}
-		return r.heartbeatGroups(ctx, q, batch, nows, results)
+		return r.heartbeatGroups(ctx, q, batch, nows, todo, results)
 	})
 	if err != nil {
 		return nil, err
@@ -93,12 +106,13 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 	return results, nil
 }
 
-// heartbeatGroups runs one statement per distinct time in the batch, whose
-// keys are all distinct.
-func (r *Registry) heartbeatGroups(ctx context.Context, q storeWriter, batch []HeartbeatWorkerArgs, nows []int64, results []HeartbeatResult) error {
+// heartbeatGroups runs one statement per distinct time among the entries
+// todo of the batch, whose keys are all distinct.
+func (r *Registry) heartbeatGroups(ctx context.Context, q storeWriter, batch []HeartbeatWorkerArgs, nows []int64, todo []int, results []HeartbeatResult) error {
 	groups := map[int64][]int{}
 	var order []int64
-	for i, now := range nows {
+	for _, i := range todo {
+		now := nows[i]
 		if groups[now] == nil {
 			order = append(order, now)
 		}

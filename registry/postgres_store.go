@@ -52,9 +52,19 @@ func (s postgresQueries) lockAuditLog(ctx context.Context) error {
 	return s.q.LockAuditLog(ctx)
 }
 
-func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey) error {
+func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey, minNowMS int64) (map[instanceKey]bool, error) {
 	namespaces, instances := keyColumns(keys)
-	return s.q.LockWorkers(ctx, pgdb.LockWorkersParams{Namespaces: namespaces, InstanceIds: instances})
+	rows, err := s.q.LockWorkers(ctx, pgdb.LockWorkersParams{
+		Namespaces: namespaces, InstanceIds: instances, MinNowMs: minNowMS,
+	})
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[instanceKey]bool, len(rows))
+	for _, row := range rows {
+		live[instanceKey{row.Namespace, row.WorkerInstanceID}] = true
+	}
+	return live, nil
 }
 
 func (s postgresQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {

@@ -83,7 +83,9 @@ type sqliteQueries struct{ q *sqlitedb.Queries }
 
 func (sqliteQueries) lockAuditLog(context.Context) error { return nil }
 
-func (sqliteQueries) lockWorkers(context.Context, []instanceKey) error { return nil }
+func (sqliteQueries) lockWorkers(context.Context, []instanceKey, int64) (map[instanceKey]bool, error) {
+	return nil, nil
+}
 
 func (s sqliteQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
 	row, err := s.q.GetWorker(ctx, sqlitedb.GetWorkerParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})

@@ -33,10 +33,12 @@ type storeWriter interface {
 	// lock. A store whose write transactions are already serial does
 	// nothing.
 	lockAuditLog(ctx context.Context) error
-	// lockWorkers locks the rows of keys in key order, so that
-	// transactions that write several rows cannot deadlock on each other.
-	// A store whose write transactions are already serial does nothing.
-	lockWorkers(ctx context.Context, keys []instanceKey) error
+	// lockWorkers locks the rows of keys that are live at minNowMS, in key
+	// order, so that transactions that write several rows cannot deadlock
+	// on each other, and returns the keys it locked: the transaction must
+	// write no other row. A store whose write transactions are already
+	// serial locks nothing and returns nil, which means every key.
+	lockWorkers(ctx context.Context, keys []instanceKey, minNowMS int64) (map[instanceKey]bool, error)
 	// getWorker reads a registration, live or not, and holds it against
 	// concurrent writers until the transaction ends.
 	getWorker(ctx context.Context, k instanceKey) (prev registration, found bool, err error)

@@ -314,11 +314,12 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 	return items, nil
 }
 
-const lockWorkers = `-- name: LockWorkers :exec
-SELECT 1 FROM ff_worker_registry
+const lockWorkers = `-- name: LockWorkers :many
+SELECT namespace, worker_instance_id FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) IN (
     SELECT n.namespace, ($1::text[])[n.ord]
     FROM unnest($2::text[]) WITH ORDINALITY AS n(namespace, ord))
+  AND expires_at_ms > $3
 ORDER BY namespace, worker_instance_id
 FOR UPDATE
 `
@@ -326,14 +327,38 @@ FOR UPDATE
 type LockWorkersParams struct {
 	InstanceIds []string
 	Namespaces  []string
+	MinNowMs    int64
 }
 
-// Locks a batch's rows in key order before the batch writes them. Without
-// it, two batches that share workers lock them in whatever order each one
-// meets them, and can deadlock. (A locking SELECT locks after its sort.)
-func (q *Queries) LockWorkers(ctx context.Context, arg LockWorkersParams) error {
-	_, err := q.db.Exec(ctx, lockWorkers, arg.InstanceIds, arg.Namespaces)
-	return err
+type LockWorkersRow struct {
+	Namespace        string
+	WorkerInstanceID string
+}
+
+// Locks a batch's live rows in key order before the batch writes them, and
+// returns their keys: the batch writes no other row. Without it, two
+// batches that share workers lock them in whatever order each one meets
+// them, and can deadlock. (A locking SELECT locks after its sort.) A row
+// expired at the batch's earliest time is left alone: no heartbeat of the
+// batch can refresh it, and a lock would hold off its sweep.
+func (q *Queries) LockWorkers(ctx context.Context, arg LockWorkersParams) ([]LockWorkersRow, error) {
+	rows, err := q.db.Query(ctx, lockWorkers, arg.InstanceIds, arg.Namespaces, arg.MinNowMs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []LockWorkersRow{}
+	for rows.Next() {
+		var i LockWorkersRow
+		if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const requestDrain = `-- name: RequestDrain :execrows

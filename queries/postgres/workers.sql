@@ -113,13 +113,17 @@ WHERE w.namespace = expired.namespace
   AND w.expires_at_ms <= sqlc.arg(now_ms)
 RETURNING w.namespace, w.worker_instance_id;
 
--- name: LockWorkers :exec
--- Locks a batch's rows in key order before the batch writes them. Without
--- it, two batches that share workers lock them in whatever order each one
--- meets them, and can deadlock. (A locking SELECT locks after its sort.)
-SELECT 1 FROM ff_worker_registry
+-- name: LockWorkers :many
+-- Locks a batch's live rows in key order before the batch writes them, and
+-- returns their keys: the batch writes no other row. Without it, two
+-- batches that share workers lock them in whatever order each one meets
+-- them, and can deadlock. (A locking SELECT locks after its sort.) A row
+-- expired at the batch's earliest time is left alone: no heartbeat of the
+-- batch can refresh it, and a lock would hold off its sweep.
+SELECT namespace, worker_instance_id FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) IN (
     SELECT n.namespace, (sqlc.arg(instance_ids)::text[])[n.ord]
     FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord))
+  AND expires_at_ms > sqlc.arg(min_now_ms)
 ORDER BY namespace, worker_instance_id
 FOR UPDATE;
