@@ -3,12 +3,16 @@ package workerregistry_test
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pressly/goose/v3"
 
@@ -139,4 +143,68 @@ func versions(t *testing.T, fsys fs.FS) []int64 {
 		out = append(out, v)
 	}
 	return out
+}
+
+// TestOpenRefusesKeywordDSN checks that a libpq keyword/value string is
+// refused rather than taken for the name of a new SQLite file.
+func TestOpenRefusesKeywordDSN(t *testing.T) {
+	t.Chdir(t.TempDir())
+	dsn := "host=127.0.0.1 dbname=registry password=s3cret"
+	_, err := registry.Open(context.Background(), dsn)
+	if !errors.Is(err, registry.ErrInvalidInput) || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Open = %v, want an input error that hides the password", err)
+	}
+	if entries, _ := os.ReadDir("."); len(entries) != 0 {
+		t.Fatalf("Open created %v", entries)
+	}
+}
+
+// TestPostgresUnderSerializableDefault runs racing first registrations on a
+// database whose default isolation is SERIALIZABLE: the registry asks for
+// READ COMMITTED, so the loser still gets ErrInstanceReassigned, not a
+// serialization failure.
+func TestPostgresUnderSerializableDefault(t *testing.T) {
+	ctx := context.Background()
+	dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("default_transaction_isolation", "serializable")
+	u.RawQuery = q.Encode()
+	var regs [2]*registry.Registry
+	for i := range regs {
+		if regs[i], err = registry.Open(ctx, u.String()); err != nil {
+			t.Fatal(err)
+		}
+		defer regs[i].Close()
+	}
+	for round := range 20 {
+		var wg sync.WaitGroup
+		var errs [2]error
+		for i, r := range regs {
+			wg.Go(func() {
+				_, errs[i] = r.RegisterWorker(ctx, registry.RegisterWorkerArgs{
+					Namespace: "ns", WorkerID: fmt.Sprintf("pool-%d", i), WorkerInstanceID: fmt.Sprintf("w%d", round),
+					Lanes: []string{"default"}, LivenessTTL: time.Minute, Now: t0,
+				})
+			})
+		}
+		wg.Wait()
+		ok, reassigned := 0, 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, registry.ErrInstanceReassigned):
+				reassigned++
+			default:
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if ok != 1 || reassigned != 1 {
+			t.Fatalf("round %d: %d succeeded, %d reassigned; want one each", round, ok, reassigned)
+		}
+	}
 }

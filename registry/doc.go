@@ -73,8 +73,9 @@
 // its rows in key order before it writes them, so that two batches sharing
 // workers cannot deadlock. A sweep batch selects
 // its rows FOR UPDATE SKIP LOCKED and checks the expiry again as it
-// deletes, so it neither waits on a registration nor removes a worker that
-// a heartbeat has just refreshed.
+// deletes, so it never waits on a row another transaction holds, and does
+// not remove a worker that a heartbeat has just refreshed. (It does wait
+// for the audit-log lock, like every event writer.)
 //
 // Open builds a pgx pool from the URL (pgxpool.ParseConfig's parameters,
 // such as pool_max_conns, apply); NewPostgres takes a pool the caller owns.

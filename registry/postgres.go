@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"io/fs"
 	"net/url"
+	"regexp"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -14,7 +16,20 @@ import (
 
 // openPostgres opens a pool on the database at dsn and migrates it.
 func openPostgres(ctx context.Context, dsn string, opts []Option) (*Registry, error) {
-	pool, err := pgxpool.New(ctx, dsn)
+	// pgx knows the URL form by its scheme in lower case only.
+	scheme, rest, _ := strings.Cut(dsn, "://")
+	cfg, err := pgxpool.ParseConfig(strings.ToLower(scheme) + "://" + rest)
+	if err != nil {
+		return nil, err
+	}
+	// A client that dies inside a transaction would otherwise hold its
+	// locks, the audit-log lock among them, until TCP gives up on it
+	// (hours). The registry's transactions last milliseconds; a URL that
+	// sets the parameter keeps its own value.
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60s"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -59,9 +74,9 @@ func schemaFor(postgres bool) fs.FS {
 	return schema.SQLite
 }
 
-// RedactDSN returns dsn with a Postgres URL's password, in the user part or
-// the password parameter, replaced by "xxxxx", for messages and logs. A
-// SQLite path is returned as it is.
+// RedactDSN returns dsn with a Postgres URL's passwords, in the user part
+// or the password and sslpassword parameters, replaced by "xxxxx", for
+// messages and logs. A SQLite path is returned as it is.
 func RedactDSN(dsn string) string {
 	if !IsPostgresDSN(dsn) {
 		return dsn
@@ -70,9 +85,17 @@ func RedactDSN(dsn string) string {
 	if err != nil {
 		return "postgres://(unparsable URL)"
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	q := u.Query()
+	for _, key := range []string{"password", "sslpassword"} {
+		if q.Has(key) {
+			q.Set(key, "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 	}
 	return u.Redacted()
 }
+
+// keywordDSN matches a libpq keyword/value connection string
+// ("host=db dbname=registry ..."), which Open does not take: it would
+// otherwise be taken for a file name.
+var keywordDSN = regexp.MustCompile(`(^|\s)(host|hostaddr|port|dbname|user|password|sslmode)=`)

@@ -29,10 +29,14 @@ func newPostgresStore(pool *pgxpool.Pool) *postgresStore {
 func (s *postgresStore) reader() storeReader { return postgresQueries{s.q} }
 func (s *postgresStore) writer() storeWriter { return postgresQueries{s.q} }
 
-// inTx runs fn in a READ COMMITTED transaction, Postgres's default, which
-// is enough because every read that a write depends on locks what it read.
+// inTx runs fn in a READ COMMITTED transaction, which is enough because
+// every read that a write depends on locks what it read first. It is asked
+// for by name: under a server whose default is REPEATABLE READ or
+// SERIALIZABLE, the snapshot would predate the locks' waits, and a
+// register that lost a race would fail with a serialization error instead
+// of seeing the winner's row.
 func (s *postgresStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		return fn(postgresQueries{s.q.WithTx(tx)})
 	})
 }

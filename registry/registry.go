@@ -35,9 +35,12 @@ type Registry struct {
 func Open(ctx context.Context, dsn string, opts ...Option) (*Registry, error) {
 	var r *Registry
 	var err error
-	if IsPostgresDSN(dsn) {
+	switch {
+	case IsPostgresDSN(dsn):
 		r, err = openPostgres(ctx, dsn, opts)
-	} else {
+	case keywordDSN.MatchString(dsn):
+		return nil, fmt.Errorf("open registry: %w", invalid("dsn", "looks like a keyword/value Postgres connection string; use a postgres:// URL"))
+	default:
 		r, err = openSQLite(ctx, dsn, opts)
 	}
 	if err != nil {
@@ -49,7 +52,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Registry, error) {
 // IsPostgresDSN reports whether Open would take dsn for a Postgres URL
 // rather than a SQLite path.
 func IsPostgresDSN(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+	scheme, _, ok := strings.Cut(dsn, "://")
+	return ok && (strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql"))
 }
 
 // Close releases what the Registry holds and closes the databases that

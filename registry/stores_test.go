@@ -42,7 +42,8 @@ func storeOf(t testing.TB) string {
 // postgresSchema creates an empty schema for t, dropped when t ends, and
 // returns a DSN whose connections use it: each test gets a database of its
 // own, as each SQLite test gets its own file. Without
-// REGISTRY_TEST_POSTGRES the test skips (fails in CI).
+// REGISTRY_TEST_POSTGRES the test skips (fails when
+// REGISTRY_TEST_POSTGRES_REQUIRED is set).
 func postgresSchema(t testing.TB) string {
 	t.Helper()
 	return registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))

@@ -31,6 +31,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +41,8 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 
 	"github.com/flowfabric/workerregistry/registry"
 )
@@ -181,12 +184,33 @@ func flagError(flags *flag.FlagSet, err error, cmd, help string, stderr io.Write
 // looks healthy.
 func openRegistry(ctx context.Context, path string) (*registry.Registry, error) {
 	if registry.IsPostgresDSN(path) {
+		if err := checkPostgresRegistry(ctx, path); err != nil {
+			return nil, fmt.Errorf("%s: %w", registry.RedactDSN(path), err)
+		}
 		return registry.Open(ctx, path)
 	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no such database file", path)
 	}
 	return registry.Open(ctx, path)
+}
+
+// checkPostgresRegistry refuses a Postgres database without the registry's
+// tables, which for a wrong URL would otherwise be migrated into.
+func checkPostgresRegistry(ctx context.Context, dsn string) error {
+	sqlDB, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	defer sqlDB.Close()
+	var exists bool
+	if err := sqlDB.QueryRowContext(ctx, `SELECT to_regclass('ff_worker_registry') IS NOT NULL`).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return errors.New("no worker registry in this database (create one with 'migrate up')")
+	}
+	return nil
 }
 
 func topUsage() string {

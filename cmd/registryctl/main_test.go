@@ -895,3 +895,22 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresWithoutRegistry points registryctl at a Postgres schema with
+// no registry in it: it must refuse, and create nothing there.
+func TestPostgresWithoutRegistry(t *testing.T) {
+	dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+	res := registryctl(t, t.TempDir(), nil, "-db", dsn, "workers", "list")
+	if res.code != 1 || !strings.Contains(res.stderr, "no worker registry in this database") {
+		t.Fatalf("exit %d, stderr %q; want 1 and a refusal", res.code, res.stderr)
+	}
+	sqlDB, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	var tables int
+	if err := sqlDB.QueryRow(`SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()`).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("tables in the schema: %d, %v; want none", tables, err)
+	}
+}

@@ -34,7 +34,6 @@ func (q *Queries) DeleteEventsBefore(ctx context.Context, arg DeleteEventsBefore
 }
 
 const insertEvent = `-- name: InsertEvent :exec
-
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
 VALUES ($1, $2, $3, $4, $5)
 `
@@ -47,7 +46,6 @@ type InsertEventParams struct {
 	Reason           *string
 }
 
-// 'ffwr'
 func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error {
 	_, err := q.db.Exec(ctx, insertEvent,
 		arg.Namespace,
@@ -263,7 +261,9 @@ func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEv
 }
 
 const lockAuditLog = `-- name: LockAuditLog :exec
-SELECT pg_advisory_xact_lock(1717657458, 1)
+SELECT pg_advisory_xact_lock(
+    1717657458, -- 'ffwr'
+    ('ff_worker_registry_event'::regclass::oid::bigint % 2147483647)::integer)
 `
 
 // Serialises the transactions that write events, until each ends. Event IDs
@@ -274,7 +274,9 @@ SELECT pg_advisory_xact_lock(1717657458, 1)
 // read-then-upsert would otherwise let two first registrations of one
 // instance both succeed. Every such transaction takes it first, before any
 // row lock, so no lock order can deadlock. The two-key form keeps it apart
-// from an application's one-key advisory locks.
+// from an application's one-key advisory locks; the second key is the event
+// table's OID, so that registries in different schemas of one database do
+// not wait on each other.
 func (q *Queries) LockAuditLog(ctx context.Context) error {
 	_, err := q.db.Exec(ctx, lockAuditLog)
 	return err

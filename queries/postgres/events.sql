@@ -7,8 +7,12 @@
 -- read-then-upsert would otherwise let two first registrations of one
 -- instance both succeed. Every such transaction takes it first, before any
 -- row lock, so no lock order can deadlock. The two-key form keeps it apart
--- from an application's one-key advisory locks.
-SELECT pg_advisory_xact_lock(1717657458, 1); -- 'ffwr'
+-- from an application's one-key advisory locks; the second key is the event
+-- table's OID, so that registries in different schemas of one database do
+-- not wait on each other.
+SELECT pg_advisory_xact_lock(
+    1717657458, -- 'ffwr'
+    ('ff_worker_registry_event'::regclass::oid::bigint % 2147483647)::integer);
 
 -- name: InsertEvent :exec
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)

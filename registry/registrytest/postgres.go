@@ -18,15 +18,20 @@ import (
 // Postgres database that tests may create schemas in.
 const PostgresEnv = "REGISTRY_TEST_POSTGRES"
 
+// PostgresRequiredEnv names the environment variable that, when set, makes
+// a missing REGISTRY_TEST_POSTGRES fail a test instead of skipping it: CI
+// sets it so that it never silently tests less.
+const PostgresRequiredEnv = "REGISTRY_TEST_POSTGRES_REQUIRED"
+
 // PostgresDSN returns $REGISTRY_TEST_POSTGRES. When it is unset the test
-// is skipped, with a message saying why, unless $CI is set: in CI a
-// missing server fails the test instead of silently testing less.
+// is skipped, with a message saying why, unless
+// $REGISTRY_TEST_POSTGRES_REQUIRED is set.
 func PostgresDSN(tb testing.TB) string {
 	tb.Helper()
 	dsn := os.Getenv(PostgresEnv)
 	if dsn == "" {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("registrytest: %s is not set, and CI must run the Postgres tests", PostgresEnv)
+		if os.Getenv(PostgresRequiredEnv) != "" {
+			tb.Fatalf("registrytest: %s is not set, and %s says the Postgres tests must run", PostgresEnv, PostgresRequiredEnv)
 		}
 		tb.Skipf("registrytest: %s is not set: no Postgres server to test against", PostgresEnv)
 	}
