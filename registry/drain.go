@@ -37,6 +37,7 @@ func (r *Registry) requestDrain(ctx context.Context, args DrainArgs) (DrainOutco
 		if err := q.lockAuditLog(ctx); err != nil {
 			return err
 		}
+		now = r.lockedNow(args.Now, now)
 		ok, err := q.requestDrain(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
 		if err != nil || !ok {
 			return err

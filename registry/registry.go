@@ -167,6 +167,17 @@ func (r *Registry) millis(field string, t time.Time) (int64, error) {
 	return t.UnixMilli(), nil
 }
 
+// lockedNow re-reads the clock for a call whose Now was zero, once its
+// transaction holds its locks: a call that waited for another writer must
+// not then judge liveness, or stamp its event, at a time already past. It
+// never goes back before the time read first.
+func (r *Registry) lockedNow(t time.Time, firstMS int64) int64 {
+	if !t.IsZero() {
+		return firstMS
+	}
+	return max(firstMS, r.cfg.clock().UnixMilli())
+}
+
 // fromMillis is the inverse of millis, in UTC so that results compare and
 // print the same everywhere.
 func fromMillis(ms int64) time.Time {

@@ -292,3 +292,31 @@ func TestConcurrentFirstOpen(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// holdWriteLock takes, on a connection of its own, the lock that the
+// registry's event-writing transactions wait for first: SQLite's write
+// lock, or the Postgres audit-log lock. It returns the release.
+func (b *testBundle) holdWriteLock(t *testing.T) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := b.raw.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, unlock := "BEGIN IMMEDIATE", "COMMIT"
+	if b.store == storePostgres {
+		if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		lock = `SELECT pg_advisory_xact_lock(1717657458, ('ff_worker_registry_event'::regclass::oid::bigint % 2147483647)::integer)`
+	}
+	if _, err := conn.ExecContext(ctx, lock); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := conn.ExecContext(ctx, unlock); err != nil {
+			t.Error(err)
+		}
+		conn.Close()
+	}
+}

@@ -124,10 +124,11 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 	outcome := Registered
 	key := instanceKey{args.Namespace, args.WorkerInstanceID}
 	err = r.inTx(ctx, func(q storeWriter) error {
-		registeredAt := now
 		if err := q.lockAuditLog(ctx); err != nil {
 			return err
 		}
+		now = r.lockedNow(args.Now, now)
+		registeredAt := now
 		prev, found, err := q.getWorker(ctx, key)
 		switch {
 		case err != nil:
@@ -205,7 +206,7 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 		if err := q.lockAuditLog(ctx); err != nil {
 			return err
 		}
-		res, err = r.heartbeatOne(ctx, q, args, now)
+		res, err = r.heartbeatOne(ctx, q, args, r.lockedNow(args.Now, now))
 		return err
 	})
 	return res, err
@@ -265,6 +266,7 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 		if err := q.lockAuditLog(ctx); err != nil {
 			return err
 		}
+		now = r.lockedNow(args.Now, now)
 		ok, err := q.deleteLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
 		if err != nil || !ok {
 			return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -534,4 +535,37 @@ func TestNewRefusesPostgres(t *testing.T) {
 		}
 	}()
 	registry.New(sqlDB)
+}
+
+// TestClockIsReadAfterWaitingForWriters registers with a zero Now while
+// another writer holds the lock the registration must wait for, and moves
+// the clock past the old registration's expiry during the wait. The call
+// must judge liveness at the time it got the lock, not the time it was
+// made: the old registration has expired, so the outcome is Registered.
+func TestClockIsReadAfterWaitingForWriters(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		var nowMS atomic.Int64
+		nowMS.Store(t0.Add(5 * time.Second).UnixMilli())
+		firstRead := make(chan struct{}, 1)
+		clock := func() time.Time {
+			select {
+			case firstRead <- struct{}{}:
+			default:
+			}
+			return time.UnixMilli(nowMS.Load())
+		}
+		r, b := setup(t, registry.WithClock(clock))
+		mustRegister(t, r, registerArgs("ns", "w", t0)) // live until t0+10s; an explicit Now reads no clock
+
+		release := b.holdWriteLock(t)
+		done := make(chan registry.RegisterOutcome, 1)
+		go func() {
+			done <- mustRegister(t, r, registerArgs("ns", "w", time.Time{}))
+		}()
+		<-firstRead // the call has read the clock once: t0+5s
+		nowMS.Store(t0.Add(20 * time.Second).UnixMilli())
+		release()
+		equal(t, "outcome", <-done, registry.Registered)
+		equal(t, "events", b.eventKinds(t), []string{"registered", "ttl_swept", "registered"})
+	})
 }
