@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,7 +45,7 @@ func TestPostgresMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dirProvider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, os.DirFS("schema/postgres"))
+	dirProvider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, os.DirFS("schema/postgres"), goose.WithTableName(registry.VersionTable))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,9 +60,14 @@ func TestPostgresMigrations(t *testing.T) {
 	if _, err := p.DownTo(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	var tables int
-	if err := sqlDB.QueryRow(`SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE 'ff_%'`).Scan(&tables); err != nil || tables != 0 {
-		t.Fatalf("registry tables left after all downs: %d (%v)", tables, err)
+	var tables string
+	if err := sqlDB.QueryRow(`SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables
+		WHERE schemaname = current_schema() AND tablename LIKE 'ff_%' AND tablename <> $1`, registry.VersionTable).Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	// The engine's tables stay: down never drops what may be the engine's.
+	if tables != "ff_attempt ff_exec_core" {
+		t.Fatalf("tables left after all downs: %q, want only the engine's", tables)
 	}
 	r, err = registry.Open(ctx, dsn) // migrates up again
 	if err != nil {
@@ -73,7 +79,7 @@ func TestPostgresMigrations(t *testing.T) {
 	}
 	r.Close()
 
-	if _, err := sqlDB.Exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (999, true)`); err != nil {
+	if _, err := sqlDB.Exec(`INSERT INTO ` + registry.VersionTable + ` (version_id, is_applied) VALUES (999, true)`); err != nil {
 		t.Fatal(err)
 	}
 	count := func() (n int) {
@@ -206,5 +212,46 @@ func TestPostgresUnderSerializableDefault(t *testing.T) {
 		if ok != 1 || reassigned != 1 {
 			t.Fatalf("round %d: %d succeeded, %d reassigned; want one each", round, ok, reassigned)
 		}
+	}
+}
+
+// TestPostgresSharesTheEnginesDatabase opens a registry in a schema where
+// the engine already has its tables, its own goose history and a lease:
+// the registry migrates beside them, leaves the engine's version history
+// alone, and lists the engine's expired lease.
+func TestPostgresSharesTheEnginesDatabase(t *testing.T) {
+	ctx := context.Background()
+	dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+	sqlDB, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	engineSchema := `
+		CREATE TABLE goose_db_version (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL);
+		INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (20260101, true);
+		CREATE TABLE ff_exec_core (partition_key integer NOT NULL, execution_id uuid NOT NULL,
+			public_state text NOT NULL, raw_fields jsonb NOT NULL DEFAULT '{}', PRIMARY KEY (partition_key, execution_id));
+		CREATE TABLE ff_attempt (partition_key integer NOT NULL, execution_id uuid NOT NULL, attempt_index integer NOT NULL,
+			worker_instance_id text, lease_epoch bigint NOT NULL DEFAULT 0, lease_expires_at_ms bigint,
+			PRIMARY KEY (partition_key, execution_id, attempt_index));
+		INSERT INTO ff_exec_core VALUES (7, '6f1c2a3b-0000-4000-8000-000000000001', 'running', '{"namespace": "prod"}');
+		INSERT INTO ff_attempt VALUES (7, '6f1c2a3b-0000-4000-8000-000000000001', 0, 'w1', 3, ` +
+		strconv.FormatInt(t0.UnixMilli(), 10) + `);`
+	if _, err := sqlDB.Exec(engineSchema); err != nil {
+		t.Fatal(err)
+	}
+	r, err := registry.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	res, err := r.ListExpiredLeases(ctx, registry.ListExpiredLeasesArgs{Namespace: "prod", AsOf: t0})
+	if err != nil || len(res.Leases) != 1 || res.Leases[0].WorkerInstanceID != "w1" || res.Leases[0].LeaseEpoch != 3 {
+		t.Fatalf("ListExpiredLeases = %+v, %v; want the engine's lease", res.Leases, err)
+	}
+	var engineVersion int64
+	if err := sqlDB.QueryRow(`SELECT max(version_id) FROM goose_db_version`).Scan(&engineVersion); err != nil || engineVersion != 20260101 {
+		t.Fatalf("engine's goose history: max version %d, %v", engineVersion, err)
 	}
 }

@@ -108,8 +108,14 @@ func TestMigrationsUpDownUp(t *testing.T) {
 		t.Fatalf("version after all downs = %d", v)
 	}
 	var tables int
-	if err := sqlDB.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name LIKE 'ff_%'`).Scan(&tables); err != nil || tables != 0 {
+	if err := sqlDB.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name LIKE 'ff_%'
+		AND name NOT IN ('ff_exec_core', 'ff_attempt', ?)`, registry.VersionTable).Scan(&tables); err != nil || tables != 0 {
 		t.Fatalf("registry tables left after all downs: %d (%v)", tables, err)
+	}
+	// The engine's tables stay, without the registry's indexes.
+	var indexes int
+	if err := sqlDB.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'ff_%_idx'`).Scan(&indexes); err != nil || indexes != 0 {
+		t.Fatalf("registry indexes left after all downs: %d (%v)", indexes, err)
 	}
 	if _, err := p.Up(ctx); err != nil {
 		t.Fatal(err)
@@ -130,11 +136,11 @@ func TestSchemaWorksWithStockGoose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sqlDB.Close()
-	dirProvider, err := goose.NewProvider(goose.DialectSQLite3, sqlDB, os.DirFS("schema/sqlite"))
+	dirProvider, err := goose.NewProvider(goose.DialectSQLite3, sqlDB, os.DirFS("schema/sqlite"), goose.WithTableName(registry.VersionTable))
 	if err != nil {
 		t.Fatal(err)
 	}
-	embedded, err := goose.NewProvider(goose.DialectSQLite3, sqlDB, schema.SQLite)
+	embedded, err := goose.NewProvider(goose.DialectSQLite3, sqlDB, schema.SQLite, goose.WithTableName(registry.VersionTable))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +183,7 @@ func TestOpenRejectsNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sqlDB.Close()
-	if _, err := sqlDB.Exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (999, 1)`); err != nil {
+	if _, err := sqlDB.Exec(`INSERT INTO ` + registry.VersionTable + ` (version_id, is_applied) VALUES (999, 1)`); err != nil {
 		t.Fatal(err)
 	}
 	before := dump(t, sqlDB)
@@ -248,7 +254,7 @@ func dump(t *testing.T, sqlDB *sql.DB) string {
 		`SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_schema ORDER BY name`,
 		`SELECT namespace || '/' || worker_instance_id || ' ' || expires_at_ms FROM ff_worker_registry ORDER BY 1`,
 		`SELECT event_id || ' ' || event_kind FROM ff_worker_registry_event ORDER BY event_id`,
-		`SELECT version_id || ' ' || is_applied FROM goose_db_version ORDER BY id`,
+		`SELECT version_id || ' ' || is_applied FROM ` + registry.VersionTable + ` ORDER BY id`,
 	} {
 		rows, err := sqlDB.Query(q)
 		if err != nil {
@@ -274,9 +280,9 @@ func TestOpenLeavesNewerRollbackJournalFileAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := plain.Exec(`CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY AUTOINCREMENT,
+	if _, err := plain.Exec(`CREATE TABLE ` + registry.VersionTable + ` (id INTEGER PRIMARY KEY AUTOINCREMENT,
 		version_id INTEGER NOT NULL, is_applied INTEGER NOT NULL, tstamp TIMESTAMP DEFAULT (datetime('now')));
-		INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, 1), (99, 1)`); err != nil {
+		INSERT INTO ` + registry.VersionTable + ` (version_id, is_applied) VALUES (0, 1), (99, 1)`); err != nil {
 		t.Fatal(err)
 	}
 	plain.Close()

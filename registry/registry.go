@@ -127,10 +127,18 @@ func NewMigrationProvider(db *sql.DB) (*goose.Provider, error) {
 		if err != nil {
 			return nil, err
 		}
-		return goose.NewProvider(goose.DialectPostgres, db, schemaFor(true), goose.WithSessionLocker(locker))
+		return goose.NewProvider(goose.DialectPostgres, db, schemaFor(true),
+			goose.WithTableName(VersionTable), goose.WithSessionLocker(locker))
 	}
-	return goose.NewProvider(goose.DialectSQLite3, db, schemaFor(false))
+	return goose.NewProvider(goose.DialectSQLite3, db, schemaFor(false), goose.WithTableName(VersionTable))
 }
+
+// VersionTable is the table in which goose records the registry's schema
+// version, in place of goose's default goose_db_version: the registry's
+// tables often live in a database that the engine migrates with goose too,
+// and the two histories must not mix. The stock goose CLI needs
+// -table ff_worker_registry_version.
+const VersionTable = "ff_worker_registry_version"
 
 // migrationLockID is the Postgres advisory lock that serialises the
 // registry's migrations ("ffwr" "migr" as bytes).

@@ -162,7 +162,7 @@ func (b *testBundle) snapshot(t testing.TB) string {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	tables := []string{"ff_worker_registry", "ff_worker_registry_event", "goose_db_version", "sqlite_sequence"}
+	tables := []string{"ff_worker_registry", "ff_worker_registry_event", registry.VersionTable, "sqlite_sequence"}
 	if b.store == storePostgres {
 		// The identity sequence stands in for sqlite_sequence.
 		tables[3] = "ff_worker_registry_event_event_id_seq"

@@ -149,7 +149,7 @@ func checkExisting(ctx context.Context, path string) error {
 	}
 	defer ro.Close()
 	var current int64
-	err = ro.QueryRowContext(ctx, `SELECT coalesce((SELECT max(version_id) FROM goose_db_version), 0)`).Scan(&current)
+	err = ro.QueryRowContext(ctx, `SELECT coalesce((SELECT max(version_id) FROM `+VersionTable+`), 0)`).Scan(&current)
 	if err != nil && strings.Contains(err.Error(), "no such table") {
 		return nil // a SQLite database this library has not migrated yet
 	}

@@ -3,8 +3,11 @@
 //
 // The files are plain goose SQL migrations and also work with the stock CLI:
 //
-//	goose -dir schema/sqlite sqlite3 dev.db up
-//	goose -dir schema/postgres postgres "postgres://localhost/registry" up
+//	goose -dir schema/sqlite -table ff_worker_registry_version sqlite3 dev.db up
+//	goose -dir schema/postgres -table ff_worker_registry_version postgres "postgres://localhost/registry" up
+//
+// The registry records its version in its own table, not goose's default,
+// so that it can share a database with an engine that uses goose too.
 package schema
 
 import (
