@@ -5,6 +5,8 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"regexp"
@@ -307,6 +309,14 @@ func TestExpiredLeaseQueryPlan(t *testing.T) {
 // does for SQLite.
 func sqlcQuery(t *testing.T, file, name string) string {
 	t.Helper()
+	query, _ := sqlcQueryParams(t, file, name)
+	return query
+}
+
+// sqlcQueryParams is sqlcQuery that also returns the parameters' names, in
+// the order of their numbers.
+func sqlcQueryParams(t *testing.T, file, name string) (string, []string) {
+	t.Helper()
 	src, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -318,13 +328,16 @@ func sqlcQuery(t *testing.T, file, name string) string {
 	query, _, _ = strings.Cut(query, "-- name: ")
 	query = query[strings.Index(query, "\n")+1:]
 	params := map[string]int{}
-	return regexp.MustCompile(`sqlc\.n?arg\((\w+)\)`).ReplaceAllStringFunc(query, func(m string) string {
+	var names []string
+	query = regexp.MustCompile(`sqlc\.n?arg\((\w+)\)`).ReplaceAllStringFunc(query, func(m string) string {
 		name := m[strings.Index(m, "(")+1 : len(m)-1]
 		if _, ok := params[name]; !ok {
 			params[name] = len(params) + 1
+			names = append(names, name)
 		}
 		return "?" + strconv.Itoa(params[name])
 	})
+	return query, names
 }
 
 // setupLeases is setup for tests that write leases: the registry and the
@@ -333,4 +346,68 @@ func setupLeases(t *testing.T) (*registry.Registry, *sql.DB) {
 	t.Helper()
 	r, b := setup(t)
 	return r, b.raw.DB
+}
+
+// TestPostgresExpiredLeaseQueryPlan checks on Postgres, with statistics,
+// that a page walks ff_attempt_lease_expiry_idx from the cursor and never
+// sorts: not when a namespace filter makes the namespace index tempting,
+// not deep in the walk.
+func TestPostgresExpiredLeaseQueryPlan(t *testing.T) {
+	t.Run(storePostgres, func(t *testing.T) {
+		_, b := setup(t)
+		const n = 30000
+		registrytest.InsertLeasesFunc(t, b.raw.DB, n, func(i int) registrytest.Lease {
+			return registrytest.Lease{
+				ExecutionID:      registry.ExecutionID{Partition: uint16(i % 256)},
+				Namespace:        fmt.Sprintf("ns%d", i%3),
+				WorkerInstanceID: "w",
+				ExpiresAt:        t0.Add(time.Duration(i%5000) * time.Second),
+			}
+		}, nil)
+		if _, err := b.raw.Exec("ANALYZE"); err != nil {
+			t.Fatal(err)
+		}
+		query, params := sqlcQueryParams(t, "../queries/postgres/leases.sql", "ListExpiredLeases")
+		asOf := t0.Add(time.Hour).UnixMilli()
+		// Once a prepared statement has run five times, Postgres may switch
+		// it to a generic plan, made without the parameters' values: check
+		// that one too.
+		conn, err := b.raw.DB.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			if _, err := conn.ExecContext(context.Background(), "SET plan_cache_mode = "+mode); err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct {
+				name      string
+				after     int64
+				namespace string
+			}{
+				{"first page, all namespaces", math.MinInt64, ""},
+				{"first page, one namespace", math.MinInt64, "ns1"},
+				{"deep page, one namespace", t0.Add(50 * time.Minute).UnixMilli(), "ns2"},
+			} {
+				var plan string
+				values := map[string]any{
+					"namespace": tc.namespace, "as_of_ms": asOf, "after_expires_at_ms": tc.after,
+					"after_partition": -1, "after_execution_id": uuid.Nil, "row_limit": 1001,
+				}
+				args := make([]any, len(params))
+				for i, name := range params {
+					args[i] = values[name]
+				}
+				err := conn.QueryRowContext(context.Background(), "EXPLAIN (FORMAT JSON) "+b.raw.rebind(query), args...).Scan(&plan)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(plan, `"Node Type": "Sort"`) || strings.Contains(plan, `"Node Type": "Incremental Sort"`) ||
+					!strings.Contains(plan, `"Index Name": "ff_attempt_lease_expiry_idx"`) {
+					t.Errorf("%s, %s: the plan is not a walk of the expiry index:\n%s", mode, tc.name, plan)
+				}
+			}
+		}
+	})
 }

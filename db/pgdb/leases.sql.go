@@ -15,27 +15,32 @@ const listExpiredLeases = `-- name: ListExpiredLeases :many
 SELECT a.partition_key, a.execution_id, a.attempt_index, a.lease_epoch,
        a.worker_instance_id::text AS worker_instance_id,
        a.lease_expires_at_ms::bigint AS lease_expires_at_ms,
-       coalesce(c.raw_fields ->> 'namespace', '')::text AS namespace
+       c.namespace::text AS namespace
 FROM ff_attempt AS a
-JOIN ff_exec_core AS c
-  ON c.partition_key = a.partition_key AND c.execution_id = a.execution_id
+CROSS JOIN LATERAL (
+    SELECT coalesce(e.raw_fields ->> 'namespace', '') AS namespace
+    FROM ff_exec_core AS e
+    WHERE e.partition_key = a.partition_key
+      AND e.execution_id = a.execution_id
+      AND e.public_state IN ('active', 'claimed', 'running')
+      AND ($1::text = '' OR e.raw_fields ->> 'namespace' = $1::text)
+    OFFSET 0
+) AS c
 WHERE a.lease_expires_at_ms IS NOT NULL
   AND a.worker_instance_id IS NOT NULL
-  AND a.lease_expires_at_ms <= $1::bigint
+  AND a.lease_expires_at_ms <= $2::bigint
   AND (a.lease_expires_at_ms, a.partition_key, a.execution_id)
-      > ($2::bigint, $3::integer, $4::uuid)
-  AND c.public_state IN ('active', 'claimed', 'running')
-  AND ($5::text = '' OR c.raw_fields ->> 'namespace' = $5::text)
+      > ($3::bigint, $4::integer, $5::uuid)
 ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id
 LIMIT $6
 `
 
 type ListExpiredLeasesParams struct {
+	Namespace        string
 	AsOfMs           int64
 	AfterExpiresAtMs int64
 	AfterPartition   int32
 	AfterExecutionID uuid.UUID
-	Namespace        string
 	RowLimit         int32
 }
 
@@ -50,15 +55,19 @@ type ListExpiredLeasesRow struct {
 }
 
 // Walks ff_attempt_lease_expiry_idx from the cursor, a row value over the
-// index's leading columns, and stops at the page size: no sort. An empty
-// namespace means every namespace.
+// index's leading columns, and stops at the page size. The execution is
+// looked up per lease in a LATERAL subquery that OFFSET 0 keeps from being
+// flattened: the join can then only be a nested loop driven by the walk,
+// so the planner cannot trade the walk for the namespace index, a hash
+// join and a sort of every expired lease. An empty namespace means every
+// namespace.
 func (q *Queries) ListExpiredLeases(ctx context.Context, arg ListExpiredLeasesParams) ([]ListExpiredLeasesRow, error) {
 	rows, err := q.db.Query(ctx, listExpiredLeases,
+		arg.Namespace,
 		arg.AsOfMs,
 		arg.AfterExpiresAtMs,
 		arg.AfterPartition,
 		arg.AfterExecutionID,
-		arg.Namespace,
 		arg.RowLimit,
 	)
 	if err != nil {
