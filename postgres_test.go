@@ -255,3 +255,32 @@ func TestPostgresSharesTheEnginesDatabase(t *testing.T) {
 		t.Fatalf("engine's goose history: max version %d, %v", engineVersion, err)
 	}
 }
+
+// TestPostgresRefusesNonUTF8Database opens a registry on a LATIN1 database:
+// it must refuse, since it would reject IDs that validation accepts.
+func TestPostgresRefusesNonUTF8Database(t *testing.T) {
+	dsn := registrytest.PostgresDSN(t)
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() }) // after the drop below: cleanups run last first
+	name := fmt.Sprintf("registry_latin1_%d", time.Now().UnixNano())
+	if _, err := admin.Exec("CREATE DATABASE " + name + " ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"); err != nil {
+		t.Skipf("cannot create a LATIN1 database here: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP DATABASE " + name); err != nil {
+			t.Errorf("drop database: %v", err)
+		}
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	_, err = registry.Open(context.Background(), u.String())
+	if err == nil || !strings.Contains(err.Error(), "needs UTF8") {
+		t.Fatalf("Open = %v, want a refusal of the LATIN1 database", err)
+	}
+}

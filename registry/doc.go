@@ -78,5 +78,9 @@
 // for the audit-log lock, like every event writer.)
 //
 // Open builds a pgx pool from the URL (pgxpool.ParseConfig's parameters,
-// such as pool_max_conns, apply); NewPostgres takes a pool the caller owns.
+// such as pool_max_conns, apply), refuses a database whose encoding is not
+// UTF8, and sets idle_in_transaction_session_timeout to 60s unless the URL
+// sets it, so that a client that dies inside a transaction cannot hold the
+// audit-log lock for long. NewPostgres takes a pool the caller owns, as it
+// is.
 package registry

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io/fs"
 	"net/url"
 	"regexp"
@@ -38,6 +39,17 @@ func openPostgres(ctx context.Context, dsn string, opts []Option) (*Registry, er
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	// IDs and reasons are UTF-8; another server encoding would reject some
+	// that validation accepts.
+	var encoding string
+	if err := pool.QueryRow(ctx, "SHOW server_encoding").Scan(&encoding); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if encoding != "UTF8" {
+		pool.Close()
+		return nil, fmt.Errorf("database encoding is %s; the registry needs UTF8", encoding)
 	}
 	// goose speaks database/sql; this *sql.DB borrows the pool's
 	// connections and leaves the pool open when closed.

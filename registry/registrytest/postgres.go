@@ -72,6 +72,17 @@ func PostgresSchema(tb testing.TB, dsn string) string {
 	q := u.Query()
 	q.Set("search_path", name)
 	u.RawQuery = q.Encode()
+	// A connection pooler may drop the setting, and the test would then
+	// share the default schema with every other test.
+	check, err := sql.Open("pgx", u.String())
+	if err != nil {
+		tb.Fatalf("registrytest: %v", err)
+	}
+	defer check.Close()
+	var current string
+	if err := check.QueryRowContext(context.Background(), "SELECT current_schema()").Scan(&current); err != nil || current != name {
+		tb.Fatalf("registrytest: connections use schema %q (%v), not %q: does something between the test and the server drop search_path?", current, err, name)
+	}
 	return u.String()
 }
 
