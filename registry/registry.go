@@ -81,7 +81,9 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 	// race to migrate it. Every migration runs in an immediate transaction,
 	// so a loser fails cleanly ("table already exists", SQLITE_BUSY) and
 	// changes nothing; once the winner is done, the database is current.
-	// On Postgres, goose's session lock serialises the racers instead.
+	// On Postgres, goose's session lock serialises the racers instead, and
+	// a failure is not a lost race: it is returned at once.
+	retry := !isPostgresDB(db)
 	var lastErr error
 	for wait := 10 * time.Millisecond; ; wait *= 2 {
 		current, latest, err := p.GetVersions(ctx)
@@ -98,7 +100,7 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 		default:
 			lastErr = fmt.Errorf("read schema version: %w", err)
 		}
-		if wait > maxMigrateWait || ctx.Err() != nil {
+		if !retry || wait > maxMigrateWait || ctx.Err() != nil {
 			return lastErr
 		}
 		select {
@@ -120,10 +122,10 @@ func NewMigrationProvider(db *sql.DB) (*goose.Provider, error) {
 	if isPostgresDB(db) {
 		// The registry's own lock ID, so that its migrations never wait on
 		// an application's goose runs; losers poll every second, not every
-		// five, for up to five minutes.
+		// five, for up to two minutes.
 		locker, err := lock.NewPostgresSessionLocker(
 			lock.WithLockID(migrationLockID),
-			lock.WithLockTimeout(1, 300))
+			lock.WithLockTimeout(1, 120))
 		if err != nil {
 			return nil, err
 		}
