@@ -3,6 +3,8 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,11 +24,19 @@ var hostileStrings = []string{
 	"'; DROP TABLE ff_worker_registry; --", `" OR 1=1 --`, "a,b", "a b", "%_*", "\\",
 }
 
+// fuzzStoreEnv selects the store the fuzz targets run on: "postgres", or
+// SQLite by default. CI fuzzes both.
+const fuzzStoreEnv = "REGISTRY_FUZZ_STORE"
+
 // fuzzRegistry opens one registry for a whole fuzz target: opening one per
 // input would make the fuzzer crawl.
 func fuzzRegistry(f *testing.F) (*registry.Registry, *testBundle) {
 	f.Helper()
-	r, b := setup(f)
+	store := storeSQLite
+	if os.Getenv(fuzzStoreEnv) == storePostgres {
+		store = storePostgres
+	}
+	r, b := setupStore(f, store)
 	mustRegister(f, r, registerArgs("ns", "w", t0))
 	return r, b
 }
@@ -35,9 +45,13 @@ func fuzzRegistry(f *testing.F) (*registry.Registry, *testBundle) {
 func state(tb testing.TB, b *testBundle) string {
 	tb.Helper()
 	var s string
+	concat := "group_concat(%s, ',')"
+	if b.store == storePostgres {
+		concat = "string_agg(%s, ',' ORDER BY namespace, worker_instance_id)"
+	}
 	err := b.raw.QueryRow(`SELECT
 		(SELECT count(*) FROM ff_worker_registry) || '/' ||
-		coalesce((SELECT group_concat(namespace || ':' || worker_instance_id || ':' || expires_at_ms || ':' || draining, ',') FROM ff_worker_registry), '') || '/' ||
+		coalesce((SELECT ` + fmt.Sprintf(concat, "namespace || ':' || worker_instance_id || ':' || expires_at_ms || ':' || draining") + ` FROM ff_worker_registry), '') || '/' ||
 		coalesce((SELECT max(event_id) FROM ff_worker_registry_event), 0)`).Scan(&s)
 	if err != nil {
 		tb.Fatal(err)

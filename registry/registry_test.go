@@ -33,7 +33,13 @@ type testBundle struct {
 // of its own in the REGISTRY_TEST_POSTGRES database.
 func setup(t testing.TB, opts ...registry.Option) (*registry.Registry, *testBundle) {
 	t.Helper()
-	b := &testBundle{store: storeOf(t)}
+	return setupStore(t, storeOf(t), opts...)
+}
+
+// setupStore is setup on the given store.
+func setupStore(t testing.TB, store string, opts ...registry.Option) (*registry.Registry, *testBundle) {
+	t.Helper()
+	b := &testBundle{store: store}
 	driver := registry.DriverName
 	if b.store == storePostgres {
 		b.path, driver = postgresSchema(t), "pgx"
