@@ -350,6 +350,36 @@ func BenchmarkPostgresRegister(b *testing.B) {
 	})
 }
 
+// BenchmarkPostgresRegisterParallel registers from 16 goroutines over a
+// pool of 16 connections, each on workers of its own: the audit-log lock
+// makes registers take turns, so this shows what that costs against
+// BenchmarkPostgresRegister's one goroutine.
+func BenchmarkPostgresRegisterParallel(b *testing.B) {
+	r, _ := pgWorkerFixture(b, benchWorkers, 16)
+	var clock clockMS
+	var next, failures atomic.Int64
+	var firstErr atomic.Value
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1))
+			_, err := r.RegisterWorker(context.Background(), registry.RegisterWorkerArgs{
+				Namespace: "ns", WorkerID: "pool", WorkerInstanceID: instanceID(i),
+				Lanes: []string{"default", "build"}, Capabilities: []string{"cuda"},
+				LivenessTTL: time.Hour, Now: time.UnixMilli(clock.next()),
+			})
+			if err != nil {
+				failures.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+			}
+		}
+	})
+	if n := failures.Load(); n != 0 {
+		b.Fatalf("%d registers failed, the first with %v", n, firstErr.Load())
+	}
+}
+
 // BenchmarkPostgresSweepNothingExpired is the sweeper's steady state: a
 // million live workers (REGISTRY_BENCH_POSTGRES_WORKERS) and nothing to
 // remove.
