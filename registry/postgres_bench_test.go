@@ -427,7 +427,7 @@ func BenchmarkPostgresSweepNothingExpired(b *testing.B) {
 // pgLeaseFixture is leaseFixture on Postgres, with the same data set: n
 // expired leases, a hundred to a millisecond, partitions spread over 0-255.
 // registrytest writes them with COPY.
-func pgLeaseFixture(b *testing.B, n int) *registry.Registry {
+func pgLeaseFixture(b *testing.B, n int) (*registry.Registry, *sql.DB) {
 	b.Helper()
 	start := time.Now()
 	skipWithoutPostgres(b)
@@ -435,8 +435,26 @@ func pgLeaseFixture(b *testing.B, n int) *registry.Registry {
 	registrytest.InsertLeasesFunc(b, sqlDB, n, benchLease(n), nil)
 	pgSettle(b, sqlDB, "ff_exec_core", "ff_attempt")
 	b.Logf("%d leases built in %v", n, time.Since(start).Round(time.Millisecond))
-	return r
+	return r, sqlDB
 }
+
+// The reference's expired-lease query (see refLeaseQuery) ported to
+// Postgres: its index on the expiry alone, its text cursor rebuilt per row,
+// and an ORDER BY that the index cannot serve.
+const (
+	pgRefLeaseIndex = `CREATE INDEX ref_attempt_lease_expiry_idx ON ff_attempt (lease_expires_at_ms)
+		WHERE lease_expires_at_ms IS NOT NULL`
+	pgRefLeaseQuery = `SELECT a.partition_key, a.execution_id, a.attempt_index, a.lease_epoch,
+		a.worker_instance_id, a.lease_expires_at_ms, c.raw_fields ->> 'namespace' AS namespace
+	FROM ff_attempt a JOIN ff_exec_core c ON c.partition_key = a.partition_key AND c.execution_id = a.execution_id
+	WHERE a.lease_expires_at_ms IS NOT NULL AND a.lease_expires_at_ms <= $1 AND a.worker_instance_id IS NOT NULL
+	  AND c.public_state IN ('claimed', 'running')
+	  AND ($2::text IS NULL OR c.raw_fields ->> 'namespace' = $2::text)
+	  AND ($3::bigint IS NULL OR (a.lease_expires_at_ms > $3::bigint) OR (a.lease_expires_at_ms = $3::bigint AND
+	       ('{fp:' || a.partition_key || '}:' || a.execution_id::text) > $4::text))
+	ORDER BY a.lease_expires_at_ms ASC, a.partition_key ASC, a.execution_id ASC
+	LIMIT $5`
+)
 
 // benchLease makes the leases of leaseFixture's data set of n.
 func benchLease(n int) func(i int) registrytest.Lease {
@@ -457,12 +475,13 @@ func benchLease(n int) func(i int) registrytest.Lease {
 
 // BenchmarkPostgresListExpiredLeases measures a 1000-lease page at the
 // start of the walk and nine tenths in, at 10k, 100k and 1M expired
-// leases (REGISTRY_BENCH_POSTGRES_LEASES). Each size is a level of its
+// leases (REGISTRY_BENCH_POSTGRES_LEASES), for this library and for the
+// reference's query on the same database. Each size is a level of its
 // own, so that -bench can pick one and only its data set is built.
 func BenchmarkPostgresListExpiredLeases(b *testing.B) {
 	for _, n := range benchSizes(b, "REGISTRY_BENCH_POSTGRES_LEASES", 10_000, 100_000, 1_000_000) {
 		b.Run(fmt.Sprintf("leases=%d", n), func(b *testing.B) {
-			r := pgLeaseFixture(b, n)
+			r, sqlDB := pgLeaseFixture(b, n)
 			deep := cursorAt(b, r, n*9/10)
 			pages := []struct {
 				name  string
@@ -475,6 +494,20 @@ func BenchmarkPostgresListExpiredLeases(b *testing.B) {
 						res, err := r.ListExpiredLeases(context.Background(), args)
 						if err != nil || len(res.Leases) != registry.DefaultLimit {
 							b.Fatalf("page of %d, %v", len(res.Leases), err)
+						}
+					}
+				})
+			}
+			if _, err := sqlDB.Exec(pgRefLeaseIndex); err != nil {
+				b.Fatal(err)
+			}
+			pgSettle(b, sqlDB, "ff_attempt")
+			stmt := prepare(b, sqlDB, pgRefLeaseQuery)
+			for _, page := range pages {
+				b.Run("baseline=reference/page="+page.name, func(b *testing.B) {
+					for b.Loop() {
+						if got := referencePage(b, stmt, page.after, 1000); got != 1000 {
+							b.Fatalf("reference page of %d", got)
 						}
 					}
 				})
