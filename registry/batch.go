@@ -62,12 +62,11 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 	if len(batch) == 0 {
 		return results, nil
 	}
-	err := r.inTx(ctx, func(q storeWriter) error {
-		if r.cfg.heartbeatEvents {
-			if err := q.lockAuditLog(ctx); err != nil {
-				return err
-			}
-		}
+	inTx := r.inTx
+	if r.cfg.heartbeatEvents {
+		inTx = r.inEventTx
+	}
+	err := inTx(ctx, func(q storeWriter) error {
 		keys := make([]instanceKey, len(batch))
 		for i, args := range batch {
 			keys[i] = instanceKey{args.Namespace, args.WorkerInstanceID}

@@ -33,10 +33,7 @@ func (r *Registry) requestDrain(ctx context.Context, args DrainArgs) (DrainOutco
 		return 0, err
 	}
 	outcome := DrainNotRegistered
-	err = r.inTx(ctx, func(q storeWriter) error {
-		if err := q.lockAuditLog(ctx); err != nil {
-			return err
-		}
+	err = r.inEventTx(ctx, func(q storeWriter) error {
 		now = r.lockedNow(args.Now, now)
 		ok, err := q.requestDrain(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
 		if err != nil || !ok {

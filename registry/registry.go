@@ -67,6 +67,17 @@ func (r *Registry) inTx(ctx context.Context, fn func(q storeWriter) error) error
 	return r.st.inTx(ctx, fn)
 }
 
+// inEventTx is inTx for a transaction that writes events: it takes the
+// audit-log lock before anything else (see storeWriter.lockAuditLog).
+func (r *Registry) inEventTx(ctx context.Context, fn func(q storeWriter) error) error {
+	return r.st.inTx(ctx, func(q storeWriter) error {
+		if err := q.lockAuditLog(ctx); err != nil {
+			return err
+		}
+		return fn(q)
+	})
+}
+
 // Migrate brings the database to the latest schema version with goose. The
 // database is SQLite or Postgres according to db's driver (modernc.org/sqlite,
 // or pgx's database/sql driver, github.com/jackc/pgx/v5/stdlib). It fails

@@ -54,10 +54,7 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 	}
 	for {
 		var n int
-		err := r.inTx(ctx, func(q storeWriter) error {
-			if err := q.lockAuditLog(ctx); err != nil {
-				return err
-			}
+		err := r.inEventTx(ctx, func(q storeWriter) error {
 			keys, err := q.deleteExpiredWorkers(ctx, nowMS, sweepBatchSize)
 			if err != nil || len(keys) == 0 {
 				return err

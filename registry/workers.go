@@ -123,10 +123,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 
 	outcome := Registered
 	key := instanceKey{args.Namespace, args.WorkerInstanceID}
-	err = r.inTx(ctx, func(q storeWriter) error {
-		if err := q.lockAuditLog(ctx); err != nil {
-			return err
-		}
+	err = r.inEventTx(ctx, func(q storeWriter) error {
 		now = r.lockedNow(args.Now, now)
 		registeredAt := now
 		prev, found, err := q.getWorker(ctx, key)
@@ -202,10 +199,7 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 		return r.heartbeatOne(ctx, r.st.writer(), args, now)
 	}
 	var res HeartbeatResult
-	err = r.inTx(ctx, func(q storeWriter) error {
-		if err := q.lockAuditLog(ctx); err != nil {
-			return err
-		}
+	err = r.inEventTx(ctx, func(q storeWriter) error {
 		res, err = r.heartbeatOne(ctx, q, args, r.lockedNow(args.Now, now))
 		return err
 	})
@@ -262,10 +256,7 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 		return 0, err
 	}
 	outcome := MarkNotRegistered
-	err = r.inTx(ctx, func(q storeWriter) error {
-		if err := q.lockAuditLog(ctx); err != nil {
-			return err
-		}
+	err = r.inEventTx(ctx, func(q storeWriter) error {
 		now = r.lockedNow(args.Now, now)
 		ok, err := q.deleteLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
 		if err != nil || !ok {
