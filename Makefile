@@ -1,5 +1,5 @@
 # The benchmark suite and its report: see BENCHMARKS.md.
-.PHONY: bench bench-postgres test
+.PHONY: bench bench-postgres test soak
 
 test:
 	go test -race ./...
@@ -16,3 +16,9 @@ bench:
 bench-postgres:
 	@test -n "$$REGISTRY_TEST_POSTGRES" || { echo "bench-postgres: set REGISTRY_TEST_POSTGRES (see scripts/pg-test-server)" >&2; exit 1; }
 	go test -run='^$$' -bench=Postgres -timeout=30m ./registry/ | tee bench-postgres.txt
+
+# The long soak: a million mixed calls (see registry/soak_test.go); its
+# figures go into BENCHMARKS.md's soak section.
+soak:
+	REGISTRY_TEST_POSTGRES= REGISTRY_SOAK_CALLS=1000000 REGISTRY_SOAK_REPORT=$(CURDIR)/soak.md go test -run='^TestSoak$$' -v -timeout=60m ./registry/
+	go run ./scripts/benchreport -soak soak.md -md BENCHMARKS.md

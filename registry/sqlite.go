@@ -37,8 +37,15 @@ func DSN(path string) string {
 	return sqliteDSN(path, "_txlock=immediate",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous(NORMAL)",
-		"_pragma=cache_size(-16384)") // 16 MiB
+		"_pragma=cache_size(-16384)", // 16 MiB
+		fmt.Sprintf("_pragma=journal_size_limit(%d)", walSizeLimit))
 }
+
+// walSizeLimit is the size to which the writer truncates the WAL when it
+// restarts it, so that the file does not stay at a burst's high-water mark
+// (a reader holding an old snapshot, a large sweep). It is twice the WAL
+// that SQLite's automatic checkpoint lets build up (1000 pages of 4 KiB).
+const walSizeLimit = 8 << 20
 
 // readerDSN is for the read pool. query_only makes an accidental write
 // through it fail instead of contending with the writer.

@@ -113,16 +113,15 @@ func (s sqliteQueries) upsertWorker(ctx context.Context, w workerRow) error {
 }
 
 func (s sqliteQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
-	row, err := s.q.HeartbeatLiveWorker(ctx, sqlitedb.HeartbeatLiveWorkerParams{
+	// All rows (at most one), so that the statement steps to SQLITE_DONE:
+	// see HeartbeatLiveWorker in queries/sqlite/workers.sql.
+	rows, err := s.q.HeartbeatLiveWorker(ctx, sqlitedb.HeartbeatLiveWorkerParams{
 		NowMs: nowMS, Namespace: k.namespace, WorkerInstanceID: k.instanceID,
 	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return heartbeatRow{}, false, nil
-	}
-	if err != nil {
+	if err != nil || len(rows) == 0 {
 		return heartbeatRow{}, false, err
 	}
-	return heartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining != 0}, true, nil
+	return heartbeatRow{Key: k, ExpiresAtMs: rows[0].ExpiresAtMs, Draining: rows[0].Draining != 0}, true, nil
 }
 
 func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {

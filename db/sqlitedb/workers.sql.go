@@ -108,7 +108,7 @@ func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorker
 	return i, err
 }
 
-const heartbeatLiveWorker = `-- name: HeartbeatLiveWorker :one
+const heartbeatLiveWorker = `-- name: HeartbeatLiveWorker :many
 UPDATE ff_worker_registry
 SET last_heartbeat_ms = ?1,
     expires_at_ms     = ?1 + liveness_ttl_ms
@@ -129,12 +129,32 @@ type HeartbeatLiveWorkerRow struct {
 	Draining    int64
 }
 
-// Refreshes a live row only; an expired row is left for the sweep.
-func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWorkerParams) (HeartbeatLiveWorkerRow, error) {
-	row := q.queryRow(ctx, q.heartbeatLiveWorkerStmt, heartbeatLiveWorker, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
-	var i HeartbeatLiveWorkerRow
-	err := row.Scan(&i.ExpiresAtMs, &i.Draining)
-	return i, err
+// Refreshes a live row only; an expired row is left for the sweep. It runs
+// outside a transaction, so it is :many, not :one: a :one statement is reset
+// after its first row, and an autocommit statement that is reset before it
+// steps to SQLITE_DONE commits without running SQLite's WAL hook, the one
+// place where the automatic checkpoint runs. The WAL then never restarts.
+func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWorkerParams) ([]HeartbeatLiveWorkerRow, error) {
+	rows, err := q.query(ctx, q.heartbeatLiveWorkerStmt, heartbeatLiveWorker, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []HeartbeatLiveWorkerRow{}
+	for rows.Next() {
+		var i HeartbeatLiveWorkerRow
+		if err := rows.Scan(&i.ExpiresAtMs, &i.Draining); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many

@@ -31,8 +31,12 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     expires_at_ms     = excluded.expires_at_ms,
     draining          = 0;
 
--- name: HeartbeatLiveWorker :one
--- Refreshes a live row only; an expired row is left for the sweep.
+-- name: HeartbeatLiveWorker :many
+-- Refreshes a live row only; an expired row is left for the sweep. It runs
+-- outside a transaction, so it is :many, not :one: a :one statement is reset
+-- after its first row, and an autocommit statement that is reset before it
+-- steps to SQLITE_DONE commits without running SQLite's WAL hook, the one
+-- place where the automatic checkpoint runs. The WAL then never restarts.
 UPDATE ff_worker_registry
 SET last_heartbeat_ms = sqlc.arg(now_ms),
     expires_at_ms     = sqlc.arg(now_ms) + liveness_ttl_ms
