@@ -19,6 +19,10 @@ var ErrInstanceReassigned = fmt.Errorf("worker instance is live under another wo
 // other than this library.
 var ErrCorruption = errors.New("corrupt registry row")
 
+// ErrNotMigrated reports, under WithAutoMigrate(false), a database that
+// holds no registry or one at an older schema version. Nothing was changed.
+var ErrNotMigrated = errors.New("database not migrated")
+
 // ValidationError names the argument that was rejected and why. It matches
 // ErrInvalidInput with errors.Is.
 type ValidationError struct {

@@ -14,6 +14,7 @@ type config struct {
 	logger          *slog.Logger
 	heartbeatEvents bool
 	eventRetention  time.Duration
+	autoMigrate     bool
 }
 
 func newConfig(opts []Option) config {
@@ -21,6 +22,7 @@ func newConfig(opts []Option) config {
 		clock:          time.Now,
 		logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		eventRetention: DefaultEventRetention,
+		autoMigrate:    true,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -64,4 +66,13 @@ func WithEventRetention(d time.Duration) Option {
 			c.eventRetention = d
 		}
 	}
+}
+
+// WithAutoMigrate(false) makes Open neither create nor migrate a database:
+// it opens one that is at this library's schema version already and fails
+// otherwise, changing nothing, with an error matching ErrNotMigrated. Tools
+// that must never write a schema into a database they were pointed at by
+// mistake use it. The default, true, creates and migrates.
+func WithAutoMigrate(on bool) Option {
+	return func(c *config) { c.autoMigrate = on }
 }

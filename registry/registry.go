@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io/fs"
+	"math"
 	"strings"
 	"time"
 
@@ -78,52 +79,71 @@ func (r *Registry) inEventTx(ctx context.Context, fn func(q storeWriter) error) 
 	})
 }
 
-// Migrate brings the database to the latest schema version with goose. The
-// database is SQLite or Postgres according to db's driver (modernc.org/sqlite,
-// or pgx's database/sql driver, github.com/jackc/pgx/v5/stdlib). It fails
+// Migrate brings the database to the latest schema version. The database
+// is SQLite or Postgres according to db's driver (modernc.org/sqlite, or
+// pgx's database/sql driver, github.com/jackc/pgx/v5/stdlib). It fails
 // without changing anything when the database's version is newer than the
-// newest migration this library has.
+// newest migration this library has. On SQLite every pending migration is
+// applied in one transaction: a failure leaves the database as it was.
 func Migrate(ctx context.Context, db *sql.DB) error {
-	p, err := NewMigrationProvider(db)
-	if err != nil {
-		return err
+	_, err := MigrateTo(ctx, db, math.MaxInt64)
+	return err
+}
+
+// MigrateTo applies the pending migrations up to and including version
+// and returns what it applied, in order (nothing when the database is
+// there already). On SQLite they are applied in one transaction, so a
+// failure leaves the database as it was; processes that migrate one file
+// at once wait for each other. On Postgres goose's session lock serialises
+// migrators, and each migration is a transaction of its own.
+func MigrateTo(ctx context.Context, db *sql.DB, version int64) ([]*goose.MigrationResult, error) {
+	if isPostgresDB(db) {
+		return migratePostgres(ctx, db, version)
 	}
-	// goose has no lock for SQLite, so processes opening a new file at once
-	// race to migrate it. Every migration runs in an immediate transaction,
-	// so a loser fails cleanly ("table already exists", SQLITE_BUSY) and
-	// changes nothing; once the winner is done, the database is current.
-	// On Postgres, goose's session lock serialises the racers instead, and
-	// a failure is not a lost race: it is returned at once.
-	retry := !isPostgresDB(db)
-	var lastErr error
+	// Migrators wait for each other at BEGIN IMMEDIATE for as long as
+	// db's busy timeout allows; a db without one fails at once, so retry.
 	for wait := 10 * time.Millisecond; ; wait *= 2 {
-		current, latest, err := p.GetVersions(ctx)
-		switch {
-		case err == nil && current > latest:
-			return newerSchemaError(current, latest)
-		case err == nil && current == latest:
-			return nil
-		case err == nil:
-			if _, err = p.Up(ctx); err == nil {
-				return nil
-			}
-			lastErr = fmt.Errorf("migrate: %w", err)
-		default:
-			lastErr = fmt.Errorf("read schema version: %w", err)
-		}
-		if !retry || wait > maxMigrateWait || ctx.Err() != nil {
-			return lastErr
+		res, err := migrateSQLite(ctx, db, version)
+		if err == nil || !isBusy(err) || wait > maxMigrateWait {
+			return res, err
 		}
 		select {
 		case <-ctx.Done():
-			return lastErr
+			return nil, err
 		case <-time.After(wait):
 		}
 	}
 }
 
-// maxMigrateWait bounds the retries of a migration that keeps failing,
-// which a migration broken for good does: about 2.5 s in all.
+func migratePostgres(ctx context.Context, db *sql.DB, version int64) ([]*goose.MigrationResult, error) {
+	p, err := NewMigrationProvider(db)
+	if err != nil {
+		return nil, err
+	}
+	current, latest, err := p.GetVersions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read schema version: %w", err)
+	}
+	if current > latest {
+		return nil, newerSchemaError(current, latest)
+	}
+	if current >= min(version, latest) {
+		return nil, nil
+	}
+	var res []*goose.MigrationResult
+	if version >= latest {
+		res, err = p.Up(ctx)
+	} else {
+		res, err = p.UpTo(ctx, version)
+	}
+	if err != nil {
+		return res, fmt.Errorf("migrate: %w", err)
+	}
+	return res, nil
+}
+
+// maxMigrateWait bounds the retries of a SQLite migration that finds the
+// database busy: about 2.5 s in all.
 const maxMigrateWait = 1280 * time.Millisecond
 
 // NewMigrationProvider returns a goose provider over the embedded schema of

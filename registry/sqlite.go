@@ -75,15 +75,15 @@ func readerPoolSize() int {
 // createPrivate creates the database file with mode 0600 when it does not
 // exist, so that SQLite (which would use 0644) and its -wal and -shm files,
 // which copy the main file's mode, are not readable by other users.
-func createPrivate(path string) error {
+func createPrivate(path string) (created bool, err error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return f.Close()
+	return true, f.Close()
 }
 
 // isBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED, in
@@ -97,76 +97,133 @@ func isBusy(err error) bool {
 	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
-// openSQLite opens a writer and a read pool on the file at path.
+// openSQLite opens a writer and a read pool on the file at path, after
+// creating and migrating it when cfg allows. A failure leaves the file as
+// it was, its journal mode included, and removes a file it created.
 func openSQLite(ctx context.Context, path string, opts []Option) (*Registry, error) {
-	if path != memoryPath {
-		if err := checkExisting(ctx, path); err != nil {
+	cfg := newConfig(opts)
+	switch path {
+	case "":
+		return nil, invalid("path", "must not be empty")
+	case memoryPath:
+		return openSQLiteMemory(ctx, cfg)
+	}
+	current, err := inspectSQLite(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	latest := latestSchemaVersion(schema.SQLite)
+	switch {
+	case current > latest:
+		return nil, newerSchemaError(current, latest)
+	case current < latest && !cfg.autoMigrate:
+		return nil, notMigratedError(current, latest)
+	case current < latest:
+		if err := migrateSQLiteFile(ctx, path); err != nil {
 			return nil, err
 		}
 	}
+	// Only now, with the schema in place, does the writer switch the file
+	// to WAL.
 	writer, err := OpenDB(path)
 	if err != nil {
 		return nil, err
 	}
-	// Every connection to :memory: is a database of its own, so there the
-	// writer's one connection serves reads too.
-	reader := writer
-	if path != memoryPath {
-		if reader, err = sql.Open(DriverName, readerDSN(path)); err != nil {
-			writer.Close()
-			return nil, err
-		}
-		reader.SetMaxOpenConns(readerPoolSize())
-		reader.SetMaxIdleConns(readerPoolSize())
-	}
-	closeAll := func() {
+	reader, err := sql.Open(DriverName, readerDSN(path))
+	if err != nil {
 		writer.Close()
-		if reader != writer {
-			reader.Close()
-		}
-	}
-	if err := Migrate(ctx, writer); err != nil {
-		closeAll()
 		return nil, err
 	}
+	reader.SetMaxOpenConns(readerPoolSize())
+	reader.SetMaxIdleConns(readerPoolSize())
 	st, err := newSQLiteStore(ctx, writer, reader)
 	if err != nil {
-		closeAll()
+		writer.Close()
+		reader.Close()
 		return nil, err
 	}
 	st.owned = true
-	return &Registry{st: st, cfg: newConfig(opts)}, nil
+	return &Registry{st: st, cfg: cfg}, nil
 }
 
-// checkExisting refuses, through a query-only connection, an existing file
-// that is not a database or whose schema is newer than this library's.
-// It runs before the writer connects because connecting switches the file
-// to WAL, which must not happen to a file that Open then refuses.
-func checkExisting(ctx context.Context, path string) error {
+// openSQLiteMemory opens a private in-memory database. Every connection to
+// :memory: is a database of its own, so the writer's one connection serves
+// reads too.
+func openSQLiteMemory(ctx context.Context, cfg config) (*Registry, error) {
+	db, err := OpenDB(memoryPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	st, err := newSQLiteStore(ctx, db, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	st.owned = true
+	return &Registry{st: st, cfg: cfg}, nil
+}
+
+// inspectSQLite returns the registry schema version of the file at path,
+// 0 for a file that does not exist, is empty or holds no registry. It
+// refuses a file that is not a SQLite database. It reads through a
+// query-only connection that leaves the file, and its journal mode, as
+// they were.
+func inspectSQLite(ctx context.Context, path string) (int64, error) {
 	info, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && info.Size() == 0) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ro, err := sql.Open(DriverName, sqliteDSN(path, "_pragma=query_only(1)"))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer ro.Close()
 	var current int64
 	err = ro.QueryRowContext(ctx, `SELECT coalesce((SELECT max(version_id) FROM `+VersionTable+`), 0)`).Scan(&current)
 	if err != nil && strings.Contains(err.Error(), "no such table") {
-		return nil // a SQLite database this library has not migrated yet
+		return 0, nil // a SQLite database this library has not migrated yet
 	}
+	return current, err
+}
+
+// migrateSQLiteFile migrates the file at path, creating it when missing,
+// through a connection that leaves the journal mode alone: a file that
+// fails to migrate must not have been switched to WAL. A file it created
+// is removed again on failure.
+func migrateSQLiteFile(ctx context.Context, path string) (err error) {
+	created, err := createPrivate(path)
 	if err != nil {
 		return err
 	}
-	if latest := latestSchemaVersion(schema.SQLite); current > latest {
-		return newerSchemaError(current, latest)
+	defer func() {
+		if err != nil && created {
+			os.Remove(path)
+			os.Remove(path + "-journal")
+		}
+	}()
+	db, err := sql.Open(DriverName, sqliteDSN(path))
+	if err != nil {
+		return err
 	}
-	return nil
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return Migrate(ctx, db)
+}
+
+// notMigratedError reports a database that Open was told not to migrate
+// (WithAutoMigrate(false)) at another version than the library's.
+func notMigratedError(current, latest int64) error {
+	if current == 0 {
+		return fmt.Errorf("%w: no worker registry in this database (create one with 'migrate up')", ErrNotMigrated)
+	}
+	return fmt.Errorf("%w: database schema version %d, this library's is %d (upgrade it with 'migrate up')", ErrNotMigrated, current, latest)
 }
 
 // OpenDB opens the SQLite database at path for writing, as Open does for its
@@ -178,7 +235,7 @@ func OpenDB(path string) (*sql.DB, error) {
 		return nil, invalid("path", "must not be empty")
 	}
 	if path != memoryPath {
-		if err := createPrivate(path); err != nil {
+		if _, err := createPrivate(path); err != nil {
 			return nil, err
 		}
 	}

@@ -1,0 +1,179 @@
+package registry
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+)
+
+// sqliteMigration is one embedded goose migration of the SQLite store.
+type sqliteMigration struct {
+	version  int64
+	name     string // file name, for messages and goose results
+	up, down string // the SQL of each direction, run as one script each
+}
+
+// sqliteMigrations reads the embedded SQLite migrations in version order.
+func sqliteMigrations(fsys fs.FS) ([]sqliteMigration, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var out []sqliteMigration
+	for _, name := range names {
+		v, err := goose.NumericComponent(name)
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: %w", name, err)
+		}
+		text, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		up, down, err := splitGooseSQL(string(text))
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: %w", name, err)
+		}
+		out = append(out, sqliteMigration{version: v, name: name, up: up, down: down})
+	}
+	slices.SortFunc(out, func(a, b sqliteMigration) int { return int(a.version - b.version) })
+	return out, nil
+}
+
+// splitGooseSQL splits a goose SQL file into the text of its Up and Down
+// sections. SQLite runs a section as one script, so statements need not be
+// split; the annotations that would change how goose runs a file (no
+// transaction, environment substitution) are refused, since the runner
+// applies every pending file in one transaction.
+func splitGooseSQL(text string) (up, down string, err error) {
+	var section *strings.Builder
+	var u, d strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := sc.Text()
+		if ann, ok := strings.CutPrefix(strings.TrimSpace(line), "-- +goose "); ok {
+			switch ann = strings.TrimSpace(ann); {
+			case strings.EqualFold(ann, "Up"):
+				section = &u
+			case strings.EqualFold(ann, "Down"):
+				section = &d
+			case strings.EqualFold(ann, "StatementBegin"), strings.EqualFold(ann, "StatementEnd"):
+			default:
+				return "", "", fmt.Errorf("annotation %q is not supported by the SQLite runner", ann)
+			}
+			continue
+		}
+		if section != nil {
+			section.WriteString(line)
+			section.WriteByte('\n')
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", "", err
+	}
+	if u.Len() == 0 {
+		return "", "", errors.New("no -- +goose Up section")
+	}
+	return u.String(), d.String(), nil
+}
+
+// migrateSQLite applies the pending SQLite migrations up to target (all of
+// them when target is the latest) in one immediate transaction, and
+// records each in VersionTable as goose does, so that goose and the stock
+// CLI read the same history. Either every pending migration is applied or,
+// on any failure, none is and the database is as it was. It fails, writing
+// nothing, when the database is newer than target's migrations.
+func migrateSQLite(ctx context.Context, db *sql.DB, target int64) ([]*goose.MigrationResult, error) {
+	migrations, err := sqliteMigrations(schemaFor(false))
+	if err != nil {
+		return nil, err
+	}
+	latest := migrations[len(migrations)-1].version
+	target = min(target, latest)
+	store, err := database.NewStore(database.DialectSQLite3, VersionTable)
+	if err != nil {
+		return nil, err
+	}
+	// A *sql.Conn, so that BEGIN IMMEDIATE is ours whatever db's DSN says
+	// about transactions: a deferred transaction that reads the version
+	// and then writes would fail with SQLITE_BUSY under a racing migrator
+	// instead of waiting for it.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return nil, fmt.Errorf("begin migration: %w", err)
+	}
+	committed := false
+	defer func() {
+		if committed {
+			return
+		}
+		// A context that ended, or a failed script, may have rolled back
+		// already ("no transaction is active"). A connection that is
+		// still in a transaction after this must not go back to the pool.
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); err != nil && !strings.Contains(err.Error(), "no transaction is active") {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	var exists bool
+	err = conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)`, VersionTable).Scan(&exists)
+	if err != nil {
+		return nil, fmt.Errorf("read schema version: %w", err)
+	}
+	var current int64
+	if exists {
+		if current, err = store.GetLatestVersion(ctx, conn); err != nil {
+			return nil, fmt.Errorf("read schema version: %w", err)
+		}
+	}
+	if current > latest {
+		return nil, newerSchemaError(current, latest)
+	}
+	var results []*goose.MigrationResult
+	if current >= target {
+		return results, nil
+	}
+	if !exists {
+		if err := store.CreateVersionTable(ctx, conn); err != nil {
+			return nil, fmt.Errorf("create %s: %w", VersionTable, err)
+		}
+		if err := store.Insert(ctx, conn, database.InsertRequest{Version: 0}); err != nil {
+			return nil, fmt.Errorf("create %s: %w", VersionTable, err)
+		}
+	}
+	for _, m := range migrations {
+		if m.version <= current || m.version > target {
+			continue
+		}
+		start := time.Now()
+		if _, err := conn.ExecContext(ctx, m.up); err != nil {
+			return nil, fmt.Errorf("migration %s: %w (nothing was applied)", m.name, err)
+		}
+		if err := store.Insert(ctx, conn, database.InsertRequest{Version: m.version}); err != nil {
+			return nil, fmt.Errorf("migration %s: %w (nothing was applied)", m.name, err)
+		}
+		results = append(results, &goose.MigrationResult{
+			Source:    &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/sqlite", m.name), Version: m.version},
+			Duration:  time.Since(start),
+			Direction: "up",
+		})
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return nil, fmt.Errorf("commit migrations: %w", err)
+	}
+	committed = true
+	return results, nil
+}
