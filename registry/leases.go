@@ -19,7 +19,7 @@ type ListExpiredLeasesArgs struct {
 // LeaseCursor is the position after which a ListExpiredLeases page starts:
 // the last lease of the previous page.
 type LeaseCursor struct {
-	ExpiresAt   time.Time
+	ExpiresAt   time.Time // as stored: any time that int64 milliseconds since 1970 can hold
 	ExecutionID ExecutionID
 }
 
@@ -85,7 +85,9 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 		}
 		// Any time a stored lease has is a valid position, even one before
 		// 1970: the engine, not this library, writes the expiries.
-		params.AfterExpiresAtMs = c.ExpiresAt.UnixMilli()
+		if params.AfterExpiresAtMs, err = storedMillis("after.expires_at", c.ExpiresAt); err != nil {
+			return ListExpiredLeasesResult{}, err
+		}
 		params.AfterPartition = int64(c.ExecutionID.Partition)
 		params.AfterExecutionID = c.ExecutionID.UUID[:]
 	}

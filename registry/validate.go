@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,12 +28,33 @@ const (
 	MaxLimit = 10000
 )
 
+// Bounds of the times a call takes as "now" (Now, AsOf, a sweep's now,
+// PruneEvents' before): see Registry.millis.
 var (
 	minTime = time.UnixMilli(0)
 	// Far enough for any clock, near enough that milliseconds plus a TTL
 	// cannot overflow int64.
 	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)
 )
+
+// Bounds of the times that int64 milliseconds since the epoch can hold.
+// UnixMilli floors, so the last one is the end of math.MaxInt64's
+// millisecond; beyond either bound UnixMilli silently wraps around.
+var (
+	minStoredTime = time.UnixMilli(math.MinInt64)
+	maxStoredTime = time.UnixMilli(math.MaxInt64).Add(time.Millisecond - time.Nanosecond)
+)
+
+// storedMillis converts a time that stands for a stored value, such as a
+// cursor's, to milliseconds. Any int64 may be stored (the engine writes
+// lease expiries, some before 1970), so the only bound is that the
+// conversion must not wrap.
+func storedMillis(field string, t time.Time) (int64, error) {
+	if t.Before(minStoredTime) || t.After(maxStoredTime) {
+		return 0, invalid(field, "is outside the range of int64 milliseconds since 1970 (got %s)", t.Format(time.RFC3339Nano))
+	}
+	return t.UnixMilli(), nil
+}
 
 // validateID checks a namespace, worker ID or worker instance ID.
 func validateID(field, s string) error {
