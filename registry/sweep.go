@@ -26,10 +26,33 @@ type SweepReport struct {
 	PrunedEvents int // events older than the retention, deleted
 }
 
-// SweeperConfig configures RunSweeper.
+// SweeperConfig configures RunSweeper. Durations other than zero must be
+// at least a millisecond.
 type SweeperConfig struct {
 	Interval       time.Duration // between sweeps; zero: DefaultSweepInterval
 	EventRetention time.Duration // events older are pruned; zero: the registry's (WithEventRetention)
+}
+
+// resolve applies cfg's defaults and rejects durations under a millisecond,
+// the registry's resolution: a negative one is a caller's bug, and a
+// retention that truncates to 0 ms would prune every event up to now.
+// There is no upper bound: a Duration is at most 2^63 ns, about 9.2e12 ms,
+// so now minus a retention cannot overflow.
+func (cfg SweeperConfig) resolve(defaultRetention time.Duration) (interval, retention time.Duration, err error) {
+	interval, retention = cfg.Interval, cfg.EventRetention
+	if interval == 0 {
+		interval = DefaultSweepInterval
+	}
+	if retention == 0 {
+		retention = defaultRetention
+	}
+	if interval < time.Millisecond {
+		return 0, 0, invalid("interval", "must be at least 1ms (got %s)", interval)
+	}
+	if retention < time.Millisecond {
+		return 0, 0, invalid("event_retention", "must be at least 1ms (got %s)", retention)
+	}
+	return interval, retention, nil
 }
 
 // SweepExpiredWorkers removes every registration that is not live at now
@@ -70,6 +93,7 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 			break
 		}
 	}
+	// Cannot overflow: nowMS is at least 0 and a retention at most ~9.2e12 ms.
 	pruned, err := r.pruneEvents(ctx, nowMS-retention.Milliseconds())
 	rep.PrunedEvents = int(pruned)
 	return rep, err
@@ -106,15 +130,12 @@ func (r *Registry) pruneEvents(ctx context.Context, beforeMS int64) (int64, erro
 // RunSweeper sweeps at once and then every cfg.Interval until ctx is done,
 // and returns ctx's error. Each sweep takes its time from the registry's
 // clock and is logged with the registry's logger; a failed sweep is logged
-// and the next one runs as planned.
+// and the next one runs as planned. A cfg out of range is rejected at once
+// with an error matching ErrInvalidInput, before any sweep.
 func (r *Registry) RunSweeper(ctx context.Context, cfg SweeperConfig) error {
-	interval := cfg.Interval
-	if interval <= 0 {
-		interval = DefaultSweepInterval
-	}
-	retention := cfg.EventRetention
-	if retention <= 0 {
-		retention = r.cfg.eventRetention
+	interval, retention, err := cfg.resolve(r.cfg.eventRetention)
+	if err != nil {
+		return opError(ctx, "run sweeper", err)
 	}
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()

@@ -2,7 +2,9 @@ package registry_test
 
 import (
 	"context"
+	"errors"
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,6 +108,14 @@ func TestTimesOutOfRangeAreRejected(t *testing.T) {
 				return err
 			}
 		}
+		runSweeper := func(cfg registry.SweeperConfig) func() error {
+			return func() error {
+				// A sweeper that accepted cfg would run until the timeout.
+				ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				return r.RunSweeper(ctx, cfg)
+			}
+		}
 
 		cases := []struct {
 			name  string
@@ -152,6 +162,11 @@ func TestTimesOutOfRangeAreRejected(t *testing.T) {
 			{"prune before 2^62 s", prune(unix62), "before"},
 			{"prune before just past the last time", prune(pastLastNow), "before"},
 			{"prune before the zero time plus 1ns", prune(yearOnePlus), "before"},
+			{"sweeper with a negative interval", runSweeper(registry.SweeperConfig{Interval: -time.Second}), "interval"},
+			{"sweeper with an interval under 1ms", runSweeper(registry.SweeperConfig{Interval: time.Millisecond - 1}), "interval"},
+			{"sweeper with the most negative interval", runSweeper(registry.SweeperConfig{Interval: math.MinInt64}), "interval"},
+			{"sweeper with a negative retention", runSweeper(registry.SweeperConfig{EventRetention: -time.Hour}), "event_retention"},
+			{"sweeper with a retention under 1ms", runSweeper(registry.SweeperConfig{EventRetention: time.Microsecond}), "event_retention"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -273,5 +288,53 @@ func TestLeaseCursorAtTheEdgesOfStorage(t *testing.T) {
 			}
 		}
 		equal(t, "walk", got, []string{"min", "pre-epoch", "epoch", "t0"})
+	})
+}
+
+// TestEventRetentionWithoutOverflow: the longest retention a Duration
+// holds is subtracted from now without wrapping, by the sweep and by
+// RunSweeper, which accepts it.
+func TestEventRetentionWithoutOverflow(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		const longest = time.Duration(math.MaxInt64) // about 292 years
+		var now atomic.Pointer[time.Time]
+		now.Store(&t0)
+		r, b := setup(t, registry.WithEventRetention(longest),
+			registry.WithClock(func() time.Time { return *now.Load() }))
+		ctx := context.Background()
+		mustRegister(t, r, registerArgs("ns", "a", time.Unix(0, 0)))
+		mustRegister(t, r, registerArgs("ns", "b", t0))
+		rep, err := r.SweepExpiredWorkers(ctx, t0.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "sweep an hour after t0", rep, registry.SweepReport{Swept: 2})
+		// 292 years before the last time is after every event but the sweep's.
+		rep, err = r.SweepExpiredWorkers(ctx, lastNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "sweep at the last time", rep, registry.SweepReport{PrunedEvents: 4})
+
+		// RunSweeper takes the same bounds and sweeps at once.
+		mustRegister(t, r, registerArgs("ns", "c", t0))
+		later := t0.Add(time.Hour)
+		now.Store(&later)
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Duration(math.MaxInt64), EventRetention: longest})
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for b.rowCount(t) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("RunSweeper with the longest durations did not sweep")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("RunSweeper = %v, want context.Canceled", err)
+		}
 	})
 }
