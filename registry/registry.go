@@ -211,12 +211,17 @@ func (r *Registry) millis(field string, t time.Time) (int64, error) {
 // lockedNow re-reads the clock for a call whose Now was zero, once its
 // transaction holds its locks: a call that waited for another writer must
 // not then judge liveness, or stamp its event, at a time already past. It
-// never goes back before the time read first.
+// never goes back before the time read first, and keeps that one when the
+// clock now reads out of range (UnixMilli could wrap, or Now plus a TTL
+// overflow).
 func (r *Registry) lockedNow(t time.Time, firstMS int64) int64 {
 	if !t.IsZero() {
 		return firstMS
 	}
-	return max(firstMS, r.cfg.clock().UnixMilli())
+	if ms, err := r.millis("now", r.cfg.clock()); err == nil {
+		return max(firstMS, ms)
+	}
+	return firstMS
 }
 
 // fromMillis is the inverse of millis, in UTC so that results compare and

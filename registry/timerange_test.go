@@ -338,3 +338,45 @@ func TestEventRetentionWithoutOverflow(t *testing.T) {
 		}
 	})
 }
+
+// TestClockReadAgainOutOfRange: a call with a zero Now reads the clock
+// again once it holds its locks; a second reading out of range (a clock
+// gone wrong) must not be stored: the call keeps its first reading.
+func TestClockReadAgainOutOfRange(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		var calls atomic.Int64
+		var second atomic.Pointer[time.Time]
+		clock := func() time.Time {
+			if calls.Add(1) == 1 {
+				return t0
+			}
+			return *second.Load()
+		}
+		r, b := setup(t, registry.WithClock(clock), registry.WithHeartbeatEvents(true))
+		ctx := context.Background()
+		for _, bad := range []time.Time{lastNow.Add(time.Hour), time.UnixMilli(math.MaxInt64 - 1000), year300M, unix62} {
+			second.Store(&bad)
+			calls.Store(0)
+			mustRegister(t, r, registerArgs("ns", "i", time.Time{}))
+			calls.Store(0)
+			mustHeartbeat(t, r, "ns", "i", time.Time{})
+			calls.Store(0)
+			if _, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "i"}); err != nil {
+				t.Fatal(err)
+			}
+			var heartbeatMS, expiresMS int64
+			if err := b.raw.QueryRow(`SELECT last_heartbeat_ms, expires_at_ms FROM ff_worker_registry WHERE worker_instance_id = 'i'`).Scan(&heartbeatMS, &expiresMS); err != nil {
+				t.Fatal(err)
+			}
+			equal(t, "stored heartbeat after a clock read of "+bad.String(), heartbeatMS, t0.UnixMilli())
+			equal(t, "stored expiry", expiresMS, t0.Add(10*time.Second).UnixMilli())
+			calls.Store(0)
+			if o, err := r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "i"}); err != nil || o != registry.Marked {
+				t.Fatalf("mark dead = %v, %v", o, err)
+			}
+			for _, e := range b.events(t) {
+				equal(t, e.Kind+" event time", e.AtMS, t0.UnixMilli())
+			}
+		}
+	})
+}
