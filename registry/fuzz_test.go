@@ -2,9 +2,11 @@ package registry
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -71,6 +73,49 @@ func FuzzValidateReason(f *testing.F) {
 			t.Fatalf("validateReason(%q) = %v, want accepted=%v", s, err, ok)
 		}
 		checkRejection(t, err, "reason")
+	})
+}
+
+// FuzzTimeBounds checks the time bounds against UnixMilli itself: a
+// cursor's time is accepted exactly when its milliseconds convert back to
+// it (to the millisecond), so no accepted time wraps; a time taken as now
+// is such a time, and leaves room for the longest TTL.
+func FuzzTimeBounds(f *testing.F) {
+	for _, ts := range []time.Time{
+		time.Unix(0, 0), time.Unix(0, -1), {}, time.Time{}.Add(1), maxTime, maxTime.Add(1),
+		time.Date(300_000_000, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(1<<62, 0), time.Unix(-1<<62, 0),
+		minStoredTime, minStoredTime.Add(-1), maxStoredTime, maxStoredTime.Add(1),
+	} {
+		f.Add(ts.Unix(), int64(ts.Nanosecond()))
+	}
+	f.Add(int64(math.MaxInt64), int64(math.MaxInt64))
+	f.Add(int64(math.MinInt64), int64(math.MinInt64))
+	r := &Registry{cfg: newConfig([]Option{WithClock(func() time.Time { return time.Unix(1, 0) })})}
+	f.Fuzz(func(t *testing.T, sec, nsec int64) {
+		ts := time.Unix(sec, nsec)
+		back := time.UnixMilli(ts.UnixMilli())
+		roundTrips := !back.After(ts) && ts.Sub(back) < time.Millisecond
+
+		ms, err := storedMillis("after.expires_at", ts)
+		checkRejection(t, err, "after.expires_at")
+		if (err == nil) != roundTrips {
+			t.Fatalf("storedMillis(%v) = %d, %v; UnixMilli round-trips: %v", ts, ms, err, roundTrips)
+		}
+		if err == nil && ms != ts.UnixMilli() {
+			t.Fatalf("storedMillis(%v) = %d, want %d", ts, ms, ts.UnixMilli())
+		}
+
+		ms, err = r.millis("now", ts)
+		checkRejection(t, err, "now")
+		if err != nil {
+			return
+		}
+		if !ts.IsZero() && (!roundTrips || ms != ts.UnixMilli()) {
+			t.Fatalf("millis(%v) = %d, which is not its time", ts, ms)
+		}
+		if ms < 0 || ms > math.MaxInt64-maxLivenessTTL.Milliseconds() {
+			t.Fatalf("millis(%v) = %d: out of [0, MaxInt64 - longest TTL]", ts, ms)
+		}
 	})
 }
 
