@@ -151,14 +151,19 @@ func versions(t *testing.T, fsys fs.FS) []int64 {
 	return out
 }
 
-// TestOpenRefusesKeywordDSN checks that a libpq keyword/value string is
-// refused rather than taken for the name of a new SQLite file.
-func TestOpenRefusesKeywordDSN(t *testing.T) {
+// TestOpenKeywordDSN checks that a libpq keyword/value string opens
+// Postgres (here a closed port, so a connection error) and one with an
+// unknown keyword is refused; neither is taken for the name of a new
+// SQLite file, and neither error shows the password.
+func TestOpenKeywordDSN(t *testing.T) {
 	t.Chdir(t.TempDir())
-	dsn := "host=127.0.0.1 dbname=registry password=s3cret"
-	_, err := registry.Open(context.Background(), dsn)
-	if !errors.Is(err, registry.ErrInvalidInput) || strings.Contains(err.Error(), "s3cret") {
-		t.Fatalf("Open = %v, want an input error that hides the password", err)
+	_, err := registry.Open(context.Background(), "host=127.0.0.1 port=1 dbname=registry password=s3cret connect_timeout=1")
+	if err == nil || errors.Is(err, registry.ErrInvalidInput) || !strings.Contains(err.Error(), "127.0.0.1") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Open = %v, want a connection error that hides the password", err)
+	}
+	_, err = registry.Open(context.Background(), "host=127.0.0.1 dbname=registry pasword=s3cret")
+	if !errors.Is(err, registry.ErrInvalidInput) || !strings.Contains(err.Error(), `"pasword"`) || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Open = %v, want an input error naming the keyword and hiding the password", err)
 	}
 	if entries, _ := os.ReadDir("."); len(entries) != 0 {
 		t.Fatalf("Open created %v", entries)

@@ -5,9 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"io/fs"
-	"net/url"
-	"regexp"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -15,14 +12,14 @@ import (
 	"github.com/flowfabric/workerregistry/schema"
 )
 
-// openPostgres opens a pool on the database at dsn and migrates it.
-func openPostgres(ctx context.Context, dsn string, opts []Option) (*Registry, error) {
-	// pgx knows the URL form by its scheme in lower case only.
-	scheme, rest, _ := strings.Cut(dsn, "://")
-	cfg, err := pgxpool.ParseConfig(strings.ToLower(scheme) + "://" + rest)
-	if err != nil {
-		return nil, err
-	}
+// openPostgres opens a pool on the database that ds names and migrates it.
+// pgx's errors are redacted: a connection error shows no secret of ds.
+func openPostgres(ctx context.Context, ds DataSource, opts []Option) (*Registry, error) {
+	r, err := openPostgresPool(ctx, ds.PoolConfig(), opts)
+	return r, ds.RedactError(err)
+}
+
+func openPostgresPool(ctx context.Context, cfg *pgxpool.Config, opts []Option) (*Registry, error) {
 	// A client that dies inside a transaction would otherwise hold its
 	// locks, the audit-log lock among them, until TCP gives up on it
 	// (hours). The registry's transactions last milliseconds; a URL that
@@ -86,28 +83,12 @@ func schemaFor(postgres bool) fs.FS {
 	return schema.SQLite
 }
 
-// RedactDSN returns dsn with a Postgres URL's passwords, in the user part
-// or the password and sslpassword parameters, replaced by "xxxxx", for
-// messages and logs. A SQLite path is returned as it is.
+// RedactDSN returns dsn as ParseDSN's DataSource.String shows it: every
+// password and other secret of a Postgres DSN replaced by "xxxxx" (or
+// more hidden, for a DSN that ParseDSN refuses), a SQLite path as it is.
+// It is for messages and logs; code that also opens the database can parse
+// once with ParseDSN and print the DataSource.
 func RedactDSN(dsn string) string {
-	if !IsPostgresDSN(dsn) {
-		return dsn
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "postgres://(unparsable URL)"
-	}
-	q := u.Query()
-	for _, key := range []string{"password", "sslpassword"} {
-		if q.Has(key) {
-			q.Set(key, "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-	}
-	return u.Redacted()
+	d, _ := parseDSN(dsn)
+	return d.redacted
 }
-
-// keywordDSN matches a libpq keyword/value connection string
-// ("host=db dbname=registry ..."), which Open does not take: it would
-// otherwise be taken for a file name.
-var keywordDSN = regexp.MustCompile(`(^|\s)(host|hostaddr|port|dbname|user|password|sslmode)=`)

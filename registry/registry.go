@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -22,39 +21,43 @@ type Registry struct {
 }
 
 // Open opens a registry and migrates its database to the latest schema.
-// dsn chooses the store:
+// dsn chooses the store, as ParseDSN describes:
 //
-//   - "postgres://..." or "postgresql://..." opens a pgx pool on that
-//     Postgres database; the URL's parameters configure the pool as
-//     pgxpool.ParseConfig documents (pool_max_conns, for instance).
+//   - a postgres:// or postgresql:// URL (in any case), or a libpq
+//     keyword/value string ("host=db dbname=registry ..."), opens a pgx
+//     pool on that Postgres database; the DSN's parameters configure the
+//     pool as pgxpool.ParseConfig documents (pool_max_conns, for instance).
 //   - anything else is the path of a SQLite file, created (mode 0600) when
 //     it does not exist. The path ":memory:" opens a private in-memory
 //     database that lives as long as the Registry.
 //
-// Open fails, changing nothing, when the file is not a SQLite database or
-// the database was migrated by a newer version of this library.
+// Open fails, changing nothing, when dsn is malformed, the file is not a
+// SQLite database or the database was migrated by a newer version of this
+// library. Its errors show dsn with its secrets masked (see RedactDSN).
 func Open(ctx context.Context, dsn string, opts ...Option) (*Registry, error) {
+	ds, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open registry: %w", err)
+	}
 	var r *Registry
-	var err error
-	switch {
-	case IsPostgresDSN(dsn):
-		r, err = openPostgres(ctx, dsn, opts)
-	case keywordDSN.MatchString(dsn):
-		return nil, fmt.Errorf("open registry: %w", invalid("dsn", "looks like a keyword/value Postgres connection string; use a postgres:// URL"))
+	switch ds.Store() {
+	case StorePostgres:
+		r, err = openPostgres(ctx, ds, opts)
 	default:
-		r, err = openSQLite(ctx, dsn, opts)
+		r, err = openSQLite(ctx, ds.Path(), opts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open registry %q: %w", RedactDSN(dsn), err)
+		return nil, fmt.Errorf("open registry %q: %w", ds, err)
 	}
 	return r, nil
 }
 
-// IsPostgresDSN reports whether Open would take dsn for a Postgres URL
-// rather than a SQLite path.
+// IsPostgresDSN reports whether ParseDSN takes dsn for a well-formed
+// Postgres DSN. Code that goes on to open the database can call ParseDSN
+// once instead, and see why a DSN is refused.
 func IsPostgresDSN(dsn string) bool {
-	scheme, _, ok := strings.Cut(dsn, "://")
-	return ok && (strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql"))
+	d, err := ParseDSN(dsn)
+	return err == nil && d.Store() == StorePostgres
 }
 
 // Close releases what the Registry holds and closes the databases that
