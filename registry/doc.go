@@ -19,7 +19,11 @@
 //
 // Each call takes its time from its args struct (Now); a zero Now means the
 // registry's clock (see WithClock). Times are stored as milliseconds since
-// the Unix epoch, so they are truncated to the millisecond.
+// the Unix epoch, so they are truncated to the millisecond. A call's time
+// (Now, AsOf, a sweep's now, PruneEvents' before) must lie between 1970
+// and the end of 9999, so that adding a TTL cannot overflow; a LeaseCursor
+// stands for a stored expiry, so its time may be any that int64
+// milliseconds hold. Other times are invalid input.
 //
 // # Errors
 //
