@@ -6,9 +6,10 @@
 //	migrate [-db PATH|URL] up | down | status | version | redo | reset | up-to N | down-to N
 //
 // The database is -db, else $REGISTRY_DB, else registry.db in the working
-// directory. A postgres:// or postgresql:// URL selects Postgres and its
-// migrations; anything else is a SQLite file, which only up and up-to
-// create when it is missing.
+// directory. A Postgres URL (postgres:// or postgresql://) or libpq
+// keyword/value DSN ("host=db dbname=registry ...") selects Postgres and
+// its migrations; anything else is a SQLite file, which only up and up-to
+// create when it is missing (see registry.ParseDSN).
 package main
 
 import (
@@ -25,7 +26,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
 	"github.com/flowfabric/workerregistry/registry"
@@ -81,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if env := os.Getenv("REGISTRY_DB"); env != "" {
 		defaultDB = env
 	}
-	path := flags.String("db", defaultDB, "SQLite database file or postgres:// URL (env REGISTRY_DB)")
+	path := flags.String("db", defaultDB, "SQLite database file, or Postgres URL or keyword/value DSN (env REGISTRY_DB)")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usage)
@@ -96,9 +97,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	sqlDB, err := openDB(*path, cmd == "up" || cmd == "up-to")
+	ds, err := parseDB(*path)
 	if err != nil {
-		return fmt.Errorf("%s: %w", registry.RedactDSN(*path), err)
+		return err
+	}
+	sqlDB, err := openDB(ds, cmd == "up" || cmd == "up-to")
+	if err != nil {
+		return fmt.Errorf("%s: %w", ds, err)
 	}
 	defer sqlDB.Close()
 	p, err := registry.NewMigrationProvider(sqlDB)
@@ -108,24 +113,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return execute(ctx, p, cmd, version, stdout)
 }
 
-// openDB opens the database that dsn names; creates says whether a missing
+// parseDB parses -db. A DSN that ParseDSN refuses (empty, malformed) is a
+// bad command line; its message shows the DSN redacted.
+func parseDB(dsn string) (registry.DataSource, error) {
+	ds, err := registry.ParseDSN(dsn)
+	var ve *registry.ValidationError
+	if errors.As(err, &ve) {
+		return ds, usagef("-db: %s", ve.Reason)
+	}
+	return ds, err
+}
+
+// openDB opens the database that ds names; creates says whether a missing
 // SQLite file may be created.
-func openDB(dsn string, creates bool) (*sql.DB, error) {
-	if registry.IsPostgresDSN(dsn) {
-		sqlDB, err := sql.Open("pgx", dsn)
-		if err != nil {
-			return nil, err
-		}
+func openDB(ds registry.DataSource, creates bool) (*sql.DB, error) {
+	if ds.Store() == registry.StorePostgres {
+		sqlDB := stdlib.OpenDB(*ds.PoolConfig().ConnConfig)
 		if err := sqlDB.Ping(); err != nil {
 			sqlDB.Close()
-			return nil, err
+			return nil, ds.RedactError(err)
 		}
 		return sqlDB, nil
 	}
-	if _, err := os.Stat(dsn); !creates && errors.Is(err, fs.ErrNotExist) {
+	path := ds.Path()
+	if _, err := os.Stat(path); !creates && errors.Is(err, fs.ErrNotExist) {
 		return nil, errors.New("no such database file (run 'migrate up' to create it)")
 	}
-	return registry.OpenDB(dsn)
+	return registry.OpenDB(path)
 }
 
 func parseCommand(args []string) (cmd string, version int64, err error) {

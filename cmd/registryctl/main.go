@@ -14,7 +14,8 @@
 //	sweep
 //
 // The database is -db, else $REGISTRY_DB, else registry.db in the working
-// directory: a SQLite file, or a postgres:// URL for a Postgres registry.
+// directory: a SQLite file, or for a Postgres registry a postgres:// URL or
+// a libpq keyword/value DSN (see registry.ParseDSN).
 // It must exist: registryctl never creates one, though opening it migrates
 // it to the latest schema. 'registryctl COMMAND -h' describes a
 // command, its flags and the shape of its -json output.
@@ -31,7 +32,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,7 +42,7 @@ import (
 	"slices"
 	"strings"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/flowfabric/workerregistry/registry"
 )
@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if env := os.Getenv("REGISTRY_DB"); env != "" {
 		defaultDB = env
 	}
-	dbPath := global.String("db", defaultDB, "registry database: SQLite file `PATH` or postgres:// URL; must exist (env REGISTRY_DB)")
+	dbPath := global.String("db", defaultDB, "registry database: SQLite file `PATH`, or Postgres URL or keyword/value DSN; must exist (env REGISTRY_DB)")
 	asJSON := global.Bool("json", false, "print JSON instead of tables")
 	if err := global.Parse(args); err != nil {
 		return flagError(global, err, "", topUsage(), stderr)
@@ -151,7 +151,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	reg, err := openRegistry(ctx, *dbPath)
+	ds, err := registry.ParseDSN(*dbPath)
+	var ve *registry.ValidationError
+	if errors.As(err, &ve) {
+		// Empty or malformed: a bad command line, shown redacted.
+		return usagef("", "-db: %s", ve.Reason)
+	}
+	if err != nil {
+		return err
+	}
+	reg, err := openRegistry(ctx, *dbPath, ds)
 	if err != nil {
 		return err
 	}
@@ -179,16 +188,17 @@ func flagError(flags *flag.FlagSet, err error, cmd, help string, stderr io.Write
 	return err
 }
 
-// openRegistry opens an existing database. registry.Open would create a
-// missing file, which for an operator's typo means an empty registry that
-// looks healthy.
-func openRegistry(ctx context.Context, path string) (*registry.Registry, error) {
-	if registry.IsPostgresDSN(path) {
-		if err := checkPostgresRegistry(ctx, path); err != nil {
-			return nil, fmt.Errorf("%s: %w", registry.RedactDSN(path), err)
+// openRegistry opens the existing database that dsn names, ds being its
+// parse. registry.Open would create a missing file, which for an
+// operator's typo means an empty registry that looks healthy.
+func openRegistry(ctx context.Context, dsn string, ds registry.DataSource) (*registry.Registry, error) {
+	if ds.Store() == registry.StorePostgres {
+		if err := checkPostgresRegistry(ctx, ds); err != nil {
+			return nil, fmt.Errorf("%s: %w", ds, err)
 		}
-		return registry.Open(ctx, path)
+		return registry.Open(ctx, dsn)
 	}
+	path := ds.Path()
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no such database file", path)
 	}
@@ -197,15 +207,12 @@ func openRegistry(ctx context.Context, path string) (*registry.Registry, error) 
 
 // checkPostgresRegistry refuses a Postgres database without the registry's
 // tables, which for a wrong URL would otherwise be migrated into.
-func checkPostgresRegistry(ctx context.Context, dsn string) error {
-	sqlDB, err := sql.Open("pgx", dsn)
-	if err != nil {
-		return err
-	}
+func checkPostgresRegistry(ctx context.Context, ds registry.DataSource) error {
+	sqlDB := stdlib.OpenDB(*ds.PoolConfig().ConnConfig)
 	defer sqlDB.Close()
 	var exists bool
 	if err := sqlDB.QueryRowContext(ctx, `SELECT to_regclass('ff_worker_registry') IS NOT NULL`).Scan(&exists); err != nil {
-		return err
+		return ds.RedactError(err)
 	}
 	if !exists {
 		return errors.New("no worker registry in this database (create one with 'migrate up')")

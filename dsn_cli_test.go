@@ -1,0 +1,176 @@
+package workerregistry_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/flowfabric/workerregistry/registry"
+	"github.com/flowfabric/workerregistry/registry/registrytest"
+)
+
+// buildCLIs builds cmd/migrate and cmd/registryctl into a temporary
+// directory and returns their paths.
+func buildCLIs(t *testing.T) (migrate, registryctl string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"migrate", "registryctl"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
+		}
+	}
+	return filepath.Join(dir, "migrate"), filepath.Join(dir, "registryctl")
+}
+
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// runCLI runs bin with args in dir, with no $REGISTRY_DB.
+func runCLI(t *testing.T, dir, bin string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "REGISTRY_DB=")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return cliResult{stdout.String(), stderr.String(), ee.ExitCode()}
+	case err != nil:
+		t.Fatal(err)
+	}
+	return cliResult{stdout.String(), stderr.String(), 0}
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// passwordLeak returns a substring of password, at least 3 bytes long,
+// that s contains, or "".
+func passwordLeak(s, password string) string {
+	for n := len(password); n >= 3; n-- {
+		for i := 0; i+n <= len(password); i++ {
+			if strings.Contains(s, password[i:i+n]) {
+				return password[i : i+n]
+			}
+		}
+	}
+	return ""
+}
+
+// TestCLIsLeakNoPassword runs both commands on DSNs of every shape that
+// cannot open (a closed port, or a DSN the parser refuses): each fails,
+// prints no part of the password, and creates nothing in its working
+// directory.
+func TestCLIsLeakNoPassword(t *testing.T) {
+	migrate, registryctl := buildCLIs(t)
+	const bad, failure = 2, 1 // exit statuses: bad command line, failure
+	cases := []struct {
+		name, dsn, password string
+		code                int
+		message             string // in stderr
+	}{
+		{"upper-case scheme", "POSTGRES://u:S3cretPw@127.0.0.1:1/db?sslmode=disable", "S3cretPw", failure, "connect"},
+		{"keyword/value", "host=127.0.0.1 port=1 user=u password=S3cretPw dbname=db sslmode=disable", "S3cretPw", failure, "connect"},
+		{"keyword/value, quoted password", `host=127.0.0.1 port=1 user=u password='S3cret P\'wd' dbname=db sslmode=disable`, `S3cret P'wd`, failure, "connect"},
+		{"unescaped '@' in the password", "postgres://u:Sec@ret@9@127.0.0.1:1/db", "Sec@ret@9", bad, "%40"},
+		{"unescaped '@', mixed-case scheme", "Postgres://u:Sec@ret@9@127.0.0.1:1/db", "Sec@ret@9", bad, "%40"},
+		{"':' in the password", "postgres://u:pa:ss:wd@127.0.0.1:1/db?sslmode=disable", "pa:ss:wd", failure, "connect"},
+		{"password parameter", "postgres://u@127.0.0.1:1/db?password=S3cretPw&sslmode=disable", "S3cretPw", failure, "connect"},
+		{"sslpassword parameter", "postgres://u@127.0.0.1:1/db?sslmode=disable&sslpassword=S3cretPw", "S3cretPw", failure, "connect"},
+		{"keyword/value sslpassword", "host=127.0.0.1 port=1 user=u dbname=db sslmode=disable sslpassword=S3cretPw", "S3cretPw", failure, "connect"},
+		{"password without '@'", "postgres://u:S3cretPw/db", "S3cretPw", bad, "port is not a number"},
+		{"keyword/value, misspelt keyword", "host=127.0.0.1 port=1 passwrod=S3cretPw", "S3cretPw", bad, `unknown keyword "passwrod"`},
+		{"keyword/value, unquoted space in the password", "host=127.0.0.1 port=1 password=S3cret Pw9=x", "S3cret Pw9=x", bad, "unknown keyword after a password"},
+		{"other scheme", "mysql://u:S3cretPw@127.0.0.1:1/db", "S3cretPw", bad, "unsupported URL scheme"},
+		{"empty", "", "", bad, "-db: must not be empty"},
+	}
+	commands := []struct {
+		bin  string
+		args []string
+	}{
+		{migrate, []string{"status"}},
+		{migrate, []string{"up"}},
+		{registryctl, []string{"workers", "list"}},
+		{registryctl, []string{"sweep"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, c := range commands {
+				name := filepath.Base(c.bin) + " " + strings.Join(c.args, " ")
+				dir := t.TempDir()
+				before := listDir(t, dir)
+				res := runCLI(t, dir, c.bin, append([]string{"-db", tc.dsn}, c.args...)...)
+				if res.code != tc.code || !strings.Contains(res.stderr, tc.message) {
+					t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", name, res.code, res.stderr, tc.code, tc.message)
+				}
+				if leak := passwordLeak(res.stdout+res.stderr, tc.password); leak != "" {
+					t.Errorf("%s prints %q of the password:\nstdout: %s\nstderr: %s", name, leak, res.stdout, res.stderr)
+				}
+				if after := listDir(t, dir); !slices.Equal(before, after) {
+					t.Errorf("%s: working directory held %v, now %v", name, before, after)
+				}
+			}
+		})
+	}
+}
+
+// TestCLIsOpenPostgresDSNForms runs both commands on the test server
+// through an upper-case URL scheme and a keyword/value DSN.
+func TestCLIsOpenPostgresDSNForms(t *testing.T) {
+	url := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+	ds, err := registry.ParseDSN(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ds.PoolConfig().ConnConfig
+	keyword := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable options='-c search_path=%s'",
+		c.Host, c.Port, c.User, c.Database, c.RuntimeParams["search_path"])
+	if c.Password != "" {
+		keyword += " password='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(c.Password) + "'"
+	}
+	scheme, rest, _ := strings.Cut(url, "://")
+	upper := strings.ToUpper(scheme) + "://" + rest
+
+	migrate, registryctl := buildCLIs(t)
+	dir := t.TempDir()
+	for _, step := range []struct {
+		bin  string
+		args []string
+		want string // in stdout
+	}{
+		{migrate, []string{"-db", keyword, "up"}, "OK    up 00001_"},
+		{migrate, []string{"-db", upper, "status"}, "applied"},
+		{registryctl, []string{"-db", keyword, "-json", "workers", "list"}, `"workers": []`},
+		{registryctl, []string{"-db", upper, "-json", "sweep"}, `"swept": 0`},
+	} {
+		res := runCLI(t, dir, step.bin, step.args...)
+		if res.code != 0 || !strings.Contains(res.stdout, step.want) {
+			t.Fatalf("%s %s: exit %d\nstdout: %s\nstderr: %s", filepath.Base(step.bin), step.args[2:], res.code, res.stdout, res.stderr)
+		}
+	}
+	if entries := listDir(t, dir); len(entries) != 0 {
+		t.Fatalf("the commands created %v", entries)
+	}
+}
