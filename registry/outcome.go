@@ -1,6 +1,10 @@
 package registry
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // RegisterOutcome says what RegisterWorker did.
 type RegisterOutcome int
@@ -15,8 +19,23 @@ const (
 
 // String returns the outcome's snake_case name, as registryctl prints it.
 func (o RegisterOutcome) String() string {
-	return enumName("RegisterOutcome", int(o), 1, "registered", "refreshed")
+	return registerOutcomes.name(int(o))
 }
+
+// MarshalText returns the name that String returns, so that JSON and other
+// text encodings show a word; a value out of range is an error.
+func (o RegisterOutcome) MarshalText() ([]byte, error) { return registerOutcomes.marshal(int(o)) }
+
+// UnmarshalText sets o from its name; an unknown name is an error.
+func (o *RegisterOutcome) UnmarshalText(text []byte) error {
+	v, err := registerOutcomes.unmarshal(text)
+	if err == nil {
+		*o = RegisterOutcome(v)
+	}
+	return err
+}
+
+var registerOutcomes = enum{"RegisterOutcome", 1, []string{"registered", "refreshed"}}
 
 // HeartbeatOutcome says what HeartbeatWorker did.
 type HeartbeatOutcome int
@@ -31,8 +50,23 @@ const (
 
 // String returns the outcome's snake_case name, as registryctl prints it.
 func (o HeartbeatOutcome) String() string {
-	return enumName("HeartbeatOutcome", int(o), 1, "refreshed", "not_registered")
+	return heartbeatOutcomes.name(int(o))
 }
+
+// MarshalText returns the name that String returns, so that JSON and other
+// text encodings show a word; a value out of range is an error.
+func (o HeartbeatOutcome) MarshalText() ([]byte, error) { return heartbeatOutcomes.marshal(int(o)) }
+
+// UnmarshalText sets o from its name; an unknown name is an error.
+func (o *HeartbeatOutcome) UnmarshalText(text []byte) error {
+	v, err := heartbeatOutcomes.unmarshal(text)
+	if err == nil {
+		*o = HeartbeatOutcome(v)
+	}
+	return err
+}
+
+var heartbeatOutcomes = enum{"HeartbeatOutcome", 1, []string{"refreshed", "not_registered"}}
 
 // MarkDeadOutcome says what MarkWorkerDead did.
 type MarkDeadOutcome int
@@ -47,8 +81,23 @@ const (
 
 // String returns the outcome's snake_case name, as registryctl prints it.
 func (o MarkDeadOutcome) String() string {
-	return enumName("MarkDeadOutcome", int(o), 1, "marked", "not_registered")
+	return markDeadOutcomes.name(int(o))
 }
+
+// MarshalText returns the name that String returns, so that JSON and other
+// text encodings show a word; a value out of range is an error.
+func (o MarkDeadOutcome) MarshalText() ([]byte, error) { return markDeadOutcomes.marshal(int(o)) }
+
+// UnmarshalText sets o from its name; an unknown name is an error.
+func (o *MarkDeadOutcome) UnmarshalText(text []byte) error {
+	v, err := markDeadOutcomes.unmarshal(text)
+	if err == nil {
+		*o = MarkDeadOutcome(v)
+	}
+	return err
+}
+
+var markDeadOutcomes = enum{"MarkDeadOutcome", 1, []string{"marked", "not_registered"}}
 
 // Directive is what a heartbeat tells the worker to do next.
 type Directive int
@@ -62,8 +111,23 @@ const (
 
 // String returns "none" or "drain".
 func (d Directive) String() string {
-	return enumName("Directive", int(d), 0, "none", "drain")
+	return directives.name(int(d))
 }
+
+// MarshalText returns the name that String returns, so that JSON and other
+// text encodings show a word; a value out of range is an error.
+func (d Directive) MarshalText() ([]byte, error) { return directives.marshal(int(d)) }
+
+// UnmarshalText sets d from its name; an unknown name is an error.
+func (d *Directive) UnmarshalText(text []byte) error {
+	v, err := directives.unmarshal(text)
+	if err == nil {
+		*d = Directive(v)
+	}
+	return err
+}
+
+var directives = enum{"Directive", 0, []string{"none", "drain"}}
 
 // DrainOutcome says what RequestDrain did.
 type DrainOutcome int
@@ -79,14 +143,51 @@ const (
 
 // String returns the outcome's snake_case name, as registryctl prints it.
 func (o DrainOutcome) String() string {
-	return enumName("DrainOutcome", int(o), 1, "drain_requested", "not_registered")
+	return drainOutcomes.name(int(o))
 }
 
-// enumName names value v of an enum whose first name is for the value
-// first; values out of range print as Type(v).
-func enumName(typ string, v, first int, names ...string) string {
-	if i := v - first; i >= 0 && i < len(names) {
-		return names[i]
+// MarshalText returns the name that String returns, so that JSON and other
+// text encodings show a word; a value out of range is an error.
+func (o DrainOutcome) MarshalText() ([]byte, error) { return drainOutcomes.marshal(int(o)) }
+
+// UnmarshalText sets o from its name; an unknown name is an error.
+func (o *DrainOutcome) UnmarshalText(text []byte) error {
+	v, err := drainOutcomes.unmarshal(text)
+	if err == nil {
+		*o = DrainOutcome(v)
 	}
-	return typ + "(" + strconv.Itoa(v) + ")"
+	return err
+}
+
+var drainOutcomes = enum{"DrainOutcome", 1, []string{"drain_requested", "not_registered"}}
+
+// enum names the values of an enum type, the first of which is first.
+type enum struct {
+	typ   string
+	first int
+	names []string
+}
+
+// name is v's name; a value out of range prints as Type(v).
+func (e enum) name(v int) string {
+	if i := v - e.first; i >= 0 && i < len(e.names) {
+		return e.names[i]
+	}
+	return e.typ + "(" + strconv.Itoa(v) + ")"
+}
+
+func (e enum) marshal(v int) ([]byte, error) {
+	if i := v - e.first; i >= 0 && i < len(e.names) {
+		return []byte(e.names[i]), nil
+	}
+	return nil, fmt.Errorf("registry: %s(%d) has no name", e.typ, v)
+}
+
+func (e enum) unmarshal(text []byte) (int, error) {
+	for i, n := range e.names {
+		if string(text) == n {
+			return e.first + i, nil
+		}
+	}
+	return 0, fmt.Errorf("registry: unknown %s %q (want one of %s)", e.typ, text, strings.Join(e.names, ", "))
 }
