@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // maxHeartbeatBatch bounds one HeartbeatWorkers call, so that one call
@@ -16,7 +17,8 @@ type instanceKey struct{ namespace, instanceID string }
 // returns one result per input, in input order, each as HeartbeatWorker
 // would return it had the inputs run one after another. An invalid entry
 // rejects the whole batch before anything is written; its field is named
-// with its index ("[3].namespace").
+// with its index ("[3].namespace"). The transaction reads the clock, for
+// the entries with a zero Now, once it holds its locks.
 //
 // Heartbeats that share a time run as one statement, which is what makes a
 // batch several times cheaper than as many single calls. With heartbeat
@@ -34,24 +36,26 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 	if len(batch) > maxHeartbeatBatch {
 		return nil, invalid("batch", "exceeds %d heartbeats (got %d)", maxHeartbeatBatch, len(batch))
 	}
-	// Resolve the clock once, so that a batch of zero times is one group.
+	// Read the clock once here, to validate it; the transaction reads it
+	// again, once, so that a batch of zero times is one group.
 	var clockMS int64
-	nows := make([]int64, len(batch))
+	firstNows := make([]int64, len(batch))
 	seen := make(map[instanceKey]bool, len(batch))
-	distinct := true
+	distinct, anyClock := true, false
 	for i, args := range batch {
 		if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
 			return nil, indexed(i, err)
 		}
 		var err error
 		if args.Now.IsZero() {
-			if clockMS == 0 {
+			if !anyClock {
 				if clockMS, err = r.millis("now", args.Now); err != nil {
 					return nil, indexed(i, err)
 				}
+				anyClock = true
 			}
-			nows[i] = clockMS
-		} else if nows[i], err = r.millis("now", args.Now); err != nil {
+			firstNows[i] = clockMS
+		} else if firstNows[i], err = r.millis("now", args.Now); err != nil {
 			return nil, indexed(i, err)
 		}
 		k := instanceKey{args.Namespace, args.WorkerInstanceID}
@@ -71,9 +75,20 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 		for i, args := range batch {
 			keys[i] = instanceKey{args.Namespace, args.WorkerInstanceID}
 		}
-		live, err := q.lockWorkers(ctx, keys, slices.Min(nows))
+		// The clock can only have moved forward, so the first times lock
+		// every row that may still be live at the later ones.
+		live, err := q.lockWorkers(ctx, keys, slices.Min(firstNows))
 		if err != nil {
 			return err
+		}
+		nows := slices.Clone(firstNows)
+		if anyClock {
+			lockedMS := r.lockedNow(time.Time{}, clockMS)
+			for i, args := range batch {
+				if args.Now.IsZero() {
+					nows[i] = lockedMS
+				}
+			}
 		}
 		// Only the rows just locked are written: a row that appears after
 		// the lock would be locked out of order. Its heartbeat is ordered

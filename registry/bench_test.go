@@ -124,6 +124,20 @@ func BenchmarkHeartbeat(b *testing.B) {
 			}
 		})
 	}
+	// A zero Now: the registry reads its clock, and reads it again once it
+	// holds the lock.
+	b.Run("registry/events=false,now=clock", func(b *testing.B) {
+		var clock clockMS
+		r, _ := workerFixture(b, benchWorkers, registry.WithClock(func() time.Time { return time.UnixMilli(clock.next()) }))
+		i := 0
+		for b.Loop() {
+			res, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i)})
+			if err != nil || res.Outcome != registry.HeartbeatRefreshed {
+				b.Fatalf("heartbeat: %+v, %v", res, err)
+			}
+			i++
+		}
+	})
 	b.Run("baseline=reference", func(b *testing.B) {
 		_, base := workerFixture(b, benchWorkers)
 		update, insert := prepare(b, base, refHeartbeatUpdate), prepare(b, base, refEventInsert)

@@ -18,7 +18,10 @@
 // register over it reports Registered, and listings leave it out.
 //
 // Each call takes its time from its args struct (Now); a zero Now means the
-// registry's clock (see WithClock). Times are stored as milliseconds since
+// registry's clock (see WithClock), read again once a write holds the locks
+// it waited for (SQLite's write lock, a Postgres row's lock), so that a
+// call that waited for another writer does not judge liveness, or set an
+// expiry, at a time already past. Times are stored as milliseconds since
 // the Unix epoch, so they are truncated to the millisecond. A call's time
 // (Now, AsOf, a sweep's now, PruneEvents' before) must lie between 1970
 // and the end of 9999, so that adding a TTL cannot overflow; a LeaseCursor

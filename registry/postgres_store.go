@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flowfabric/workerregistry/db/pgdb"
@@ -39,6 +40,50 @@ func (s *postgresStore) inTx(ctx context.Context, fn func(storeWriter) error) er
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		return fn(postgresQueries{s.q.WithTx(tx)})
 	})
+}
+
+// heartbeatAt first tries the heartbeat as one statement, at the time
+// read just before it: if the row's lock is free, that time is the
+// lock's, give or take a network hop. If another transaction holds the
+// lock, the statement fails at once (NOWAIT) instead of waiting, and the
+// heartbeat waits for the lock in a transaction, then reads the time. The
+// statement costs a few percent more than a plain UPDATE; locking first
+// in a transaction every time would cost three times as much (measured).
+func (s *postgresStore) heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (heartbeatRow, bool, error) {
+	row, err := s.q.HeartbeatLiveWorkerNoWait(ctx, pgdb.HeartbeatLiveWorkerNoWaitParams{
+		NowMs: now(), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+	})
+	switch {
+	case err == nil:
+		return heartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}, true, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return heartbeatRow{}, false, nil
+	case !isLockNotAvailable(err):
+		return heartbeatRow{}, false, err
+	}
+	var res heartbeatRow
+	var found bool
+	err = s.inTx(ctx, func(q storeWriter) error {
+		res, found = heartbeatRow{}, false
+		prev, ok, err := q.getWorker(ctx, k) // FOR UPDATE: waits for the lock
+		if err != nil || !ok {
+			return err
+		}
+		nowMS := now()
+		if prev.ExpiresAtMs <= nowMS {
+			return nil
+		}
+		res, found, err = q.heartbeatLiveWorker(ctx, k, nowMS)
+		return err
+	})
+	return res, found, err
+}
+
+// isLockNotAvailable reports Postgres's lock_not_available, which NOWAIT
+// raises.
+func isLockNotAvailable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
 }
 
 func (s *postgresStore) close() error {

@@ -56,6 +56,16 @@ func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) erro
 	return tx.Commit()
 }
 
+// heartbeatAt heartbeats k in a transaction, at the time now returns once
+// the transaction holds the write lock.
+func (s *sqliteStore) heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (row heartbeatRow, found bool, err error) {
+	err = s.inTx(ctx, func(q storeWriter) error {
+		row, found, err = q.heartbeatLiveWorker(ctx, k, now())
+		return err
+	})
+	return row, found, err
+}
+
 func (s *sqliteStore) close() error {
 	err := errors.Join(s.w.Close(), s.r.Close())
 	if !s.owned {

@@ -16,6 +16,12 @@ type store interface {
 	// inTx runs fn in one write transaction and commits it when fn
 	// returns nil.
 	inTx(ctx context.Context, fn func(storeWriter) error) error
+	// heartbeatAt refreshes one live registration in a write of its own,
+	// judging liveness and computing the expiry at the time that now
+	// returns once the write holds the lock that orders it against other
+	// writers of the row: a heartbeat that waited must not then use a time
+	// already past.
+	heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (heartbeatRow, bool, error)
 	close() error
 }
 

@@ -174,9 +174,12 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 // A registration that is absent or expired gets HeartbeatNotRegistered and
 // nothing is written: the worker must register again.
 //
-// The expiry is Now plus the TTL even when that is earlier than the stored
-// one, as when a heartbeat read the clock, then waited for the write lock
-// behind a later heartbeat of the same instance. Heartbeat one instance
+// With a zero Now, liveness and the expiry are judged at a time read once
+// the heartbeat holds the write lock (SQLite) or the row's lock
+// (Postgres), as for every write: a heartbeat that waited for another
+// writer does not revive a registration that expired meanwhile, nor set an
+// expiry already past. With an explicit Now, the expiry is Now plus the TTL
+// even when that is earlier than the stored one. Heartbeat one instance
 // from one goroutine.
 func (r *Registry) HeartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs) (HeartbeatResult, error) {
 	res, err := r.heartbeatWorker(ctx, args)
@@ -194,12 +197,30 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 	if err != nil {
 		return HeartbeatResult{}, err
 	}
-	if !r.cfg.heartbeatEvents {
+	switch {
+	case !r.cfg.heartbeatEvents && !args.Now.IsZero():
 		// One statement needs no explicit transaction.
 		return r.heartbeatOne(ctx, r.st.writer(), args, now)
+	case !r.cfg.heartbeatEvents:
+		row, found, err := r.st.heartbeatAt(ctx, instanceKey{args.Namespace, args.WorkerInstanceID},
+			func() int64 { return r.lockedNow(args.Now, now) })
+		if err != nil {
+			return HeartbeatResult{}, err
+		}
+		if !found {
+			return HeartbeatResult{Outcome: HeartbeatNotRegistered}, nil
+		}
+		return heartbeatResult(row.ExpiresAtMs, row.Draining), nil
 	}
+	key := instanceKey{args.Namespace, args.WorkerInstanceID}
 	var res HeartbeatResult
 	err = r.inEventTx(ctx, func(q storeWriter) error {
+		if args.Now.IsZero() {
+			// Postgres: the row's lock first, then the time.
+			if _, err := q.lockWorkers(ctx, []instanceKey{key}, now); err != nil {
+				return err
+			}
+		}
 		res, err = r.heartbeatOne(ctx, q, args, r.lockedNow(args.Now, now))
 		return err
 	})

@@ -138,6 +138,46 @@ func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWork
 	return i, err
 }
 
+const heartbeatLiveWorkerNoWait = `-- name: HeartbeatLiveWorkerNoWait :one
+WITH target AS (
+    SELECT cur.namespace, cur.worker_instance_id
+    FROM ff_worker_registry AS cur
+    WHERE cur.namespace = $2
+      AND cur.worker_instance_id = $3
+      AND cur.expires_at_ms > $1
+    FOR NO KEY UPDATE NOWAIT
+)
+UPDATE ff_worker_registry AS w
+SET last_heartbeat_ms = $1,
+    expires_at_ms     = $1 + w.liveness_ttl_ms
+FROM target
+WHERE w.namespace = target.namespace
+  AND w.worker_instance_id = target.worker_instance_id
+RETURNING w.expires_at_ms, w.draining
+`
+
+type HeartbeatLiveWorkerNoWaitParams struct {
+	NowMs            int64
+	Namespace        string
+	WorkerInstanceID string
+}
+
+type HeartbeatLiveWorkerNoWaitRow struct {
+	ExpiresAtMs int64
+	Draining    bool
+}
+
+// HeartbeatLiveWorker for a caller that read its time just before: rather
+// than wait for another transaction's lock on the row, after which that
+// time would be stale, it fails with lock_not_available (55P03), and the
+// caller locks the row first and reads the time again.
+func (q *Queries) HeartbeatLiveWorkerNoWait(ctx context.Context, arg HeartbeatLiveWorkerNoWaitParams) (HeartbeatLiveWorkerNoWaitRow, error) {
+	row := q.db.QueryRow(ctx, heartbeatLiveWorkerNoWait, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
+	var i HeartbeatLiveWorkerNoWaitRow
+	err := row.Scan(&i.ExpiresAtMs, &i.Draining)
+	return i, err
+}
+
 const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
 UPDATE ff_worker_registry AS w
 SET last_heartbeat_ms = $1,

@@ -127,3 +127,24 @@ WHERE (namespace, worker_instance_id) IN (
   AND expires_at_ms > sqlc.arg(min_now_ms)
 ORDER BY namespace, worker_instance_id
 FOR UPDATE;
+
+-- name: HeartbeatLiveWorkerNoWait :one
+-- HeartbeatLiveWorker for a caller that read its time just before: rather
+-- than wait for another transaction's lock on the row, after which that
+-- time would be stale, it fails with lock_not_available (55P03), and the
+-- caller locks the row first and reads the time again.
+WITH target AS (
+    SELECT cur.namespace, cur.worker_instance_id
+    FROM ff_worker_registry AS cur
+    WHERE cur.namespace = sqlc.arg(namespace)
+      AND cur.worker_instance_id = sqlc.arg(worker_instance_id)
+      AND cur.expires_at_ms > sqlc.arg(now_ms)
+    FOR NO KEY UPDATE NOWAIT
+)
+UPDATE ff_worker_registry AS w
+SET last_heartbeat_ms = sqlc.arg(now_ms),
+    expires_at_ms     = sqlc.arg(now_ms) + w.liveness_ttl_ms
+FROM target
+WHERE w.namespace = target.namespace
+  AND w.worker_instance_id = target.worker_instance_id
+RETURNING w.expires_at_ms, w.draining;

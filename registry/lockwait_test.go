@@ -1,0 +1,189 @@
+package registry_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/workerregistry/registry"
+)
+
+// holdRowLock takes, on a connection of its own, the lock that a heartbeat
+// of ns/instance must wait for: SQLite's write lock (BEGIN IMMEDIATE), or
+// the row's lock on Postgres (SELECT ... FOR UPDATE). waiting reports
+// whether a Postgres session is blocked on it; on SQLite, where nothing
+// shows a waiter, it is nil.
+func (b *testBundle) holdRowLock(t *testing.T, ns, instance string) (release func(), waiting func() bool) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := b.raw.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release = func() {
+		if released {
+			return
+		}
+		released = true
+		if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+			t.Error(err)
+		}
+		conn.Close()
+	}
+	t.Cleanup(release)
+	if b.store == storeSQLite {
+		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			t.Fatal(err)
+		}
+		return release, nil
+	}
+	var pid int
+	if err := conn.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM ff_worker_registry
+		WHERE namespace = $1 AND worker_instance_id = $2 FOR UPDATE) AS locked`, ns, instance).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("locking %s/%s: %d rows, %v", ns, instance, n, err)
+	}
+	waiting = func() bool {
+		var blocked int
+		err := b.raw.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE ?1::integer = ANY(pg_blocking_pids(pid))`, pid).Scan(&blocked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return blocked > 0
+	}
+	return release, waiting
+}
+
+// waitFor polls cond until it holds, and fails the test after a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// steppedClock is a registry clock that a test moves by hand. firstRead
+// receives once the clock has been read after arm.
+type steppedClock struct {
+	ms        atomic.Int64
+	armed     atomic.Bool
+	firstRead chan struct{}
+}
+
+func newSteppedClock(at time.Time) *steppedClock {
+	c := &steppedClock{firstRead: make(chan struct{}, 1)}
+	c.ms.Store(at.UnixMilli())
+	return c
+}
+
+func (c *steppedClock) now() time.Time {
+	if c.armed.CompareAndSwap(true, false) {
+		c.firstRead <- struct{}{}
+	}
+	return time.UnixMilli(c.ms.Load())
+}
+
+func (c *steppedClock) arm()             { c.armed.Store(true) }
+func (c *steppedClock) set(at time.Time) { c.ms.Store(at.UnixMilli()) }
+
+// TestHeartbeatTimeIsReadAfterTheLock starts heartbeats with a zero Now
+// while another connection holds the lock they must wait for, moves the
+// registry's clock once each has read it, and then lets them through. A
+// heartbeat must judge liveness, and compute its expiry, at a time read
+// once it holds the lock: the worker that expired during the wait is not
+// revived (NotRegistered, its row untouched), and the one still live
+// expires a TTL after the later time. With the time read before the wait,
+// the first would be refreshed and the second would get an expiry already
+// 15 s short.
+func TestHeartbeatTimeIsReadAfterTheLock(t *testing.T) {
+	type call func(ctx context.Context, r *registry.Registry, instance string) (registry.HeartbeatResult, error)
+	single := func(ctx context.Context, r *registry.Registry, instance string) (registry.HeartbeatResult, error) {
+		return r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instance})
+	}
+	batch := func(ctx context.Context, r *registry.Registry, instance string) (registry.HeartbeatResult, error) {
+		res, err := r.HeartbeatWorkers(ctx, []registry.HeartbeatWorkerArgs{{Namespace: "ns", WorkerInstanceID: instance}})
+		if err != nil {
+			return registry.HeartbeatResult{}, err
+		}
+		return res[0], nil
+	}
+	eachStore(t, func(t *testing.T) {
+		for _, c := range []struct {
+			name   string
+			events bool
+			call   call
+		}{
+			{"single", false, single},
+			{"single with events", true, single},
+			{"batch", false, batch},
+			{"batch with events", true, batch},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				for _, tc := range []struct {
+					name       string
+					movedTo    time.Duration // the clock during the wait, after t0
+					wantResult registry.HeartbeatResult
+				}{
+					// Registered at t0 with a TTL of 10 s; the clock reads
+					// t0+5s when the call starts.
+					{"expired during the wait", 20 * time.Second, registry.HeartbeatResult{Outcome: registry.HeartbeatNotRegistered}},
+					{"live after the wait", 8 * time.Second, registry.HeartbeatResult{
+						Outcome: registry.HeartbeatRefreshed, NextExpiry: t0.Add(18 * time.Second)}},
+				} {
+					t.Run(tc.name, func(t *testing.T) {
+						clock := newSteppedClock(t0.Add(5 * time.Second))
+						r, b := setup(t, registry.WithClock(clock.now), registry.WithHeartbeatEvents(c.events))
+						mustRegister(t, r, registerArgs("ns", "w", t0))
+						before := b.snapshot(t)
+
+						release, waiting := b.holdRowLock(t, "ns", "w")
+						clock.arm()
+						type result struct {
+							res registry.HeartbeatResult
+							err error
+						}
+						done := make(chan result, 1)
+						go func() {
+							res, err := c.call(context.Background(), r, "w")
+							done <- result{res, err}
+						}()
+						<-clock.firstRead // the call has read t0+5s
+						if waiting != nil {
+							waitFor(t, "the heartbeat to wait for the row's lock", waiting)
+						}
+						clock.set(t0.Add(tc.movedTo))
+						release()
+						got := <-done
+						if got.err != nil {
+							t.Fatal(got.err)
+						}
+						equal(t, "result", got.res, tc.wantResult)
+						if tc.wantResult.Outcome == registry.HeartbeatNotRegistered {
+							equal(t, "database", b.snapshot(t), before)
+							return
+						}
+						var lastBeat, expires int64
+						if err := b.raw.QueryRow(`SELECT last_heartbeat_ms, expires_at_ms FROM ff_worker_registry
+							WHERE namespace = 'ns' AND worker_instance_id = 'w'`).Scan(&lastBeat, &expires); err != nil {
+							t.Fatal(err)
+						}
+						equal(t, "stored heartbeat", lastBeat, t0.Add(tc.movedTo).UnixMilli())
+						equal(t, "stored expiry", expires, tc.wantResult.NextExpiry.UnixMilli())
+					})
+				}
+			})
+		}
+	})
+}
