@@ -49,12 +49,21 @@
 //     an OS crash or power loss may lose the last transactions, never corrupt.
 //   - Every write transaction begins with BEGIN IMMEDIATE (_txlock=immediate),
 //     taking the write lock before its first read, so a second writer waits
-//     for it (up to busy_timeout, 10 s) rather than failing half way. This
-//     also holds across processes sharing the file.
-//   - Open keeps one writer connection, so the goroutines of one process
-//     queue for it in database/sql instead of spinning on SQLite's lock, and
-//     a separate pool of read-only connections (query_only) for listings,
-//     which run in parallel with the writer.
+//     for it rather than failing half way. This also holds across processes
+//     sharing the file.
+//   - Open keeps one writer connection, which the goroutines of one process
+//     take in turn, in arrival order, and a separate pool of read-only
+//     connections (query_only) for listings, which run in parallel with the
+//     writer.
+//
+// Several processes on one host may write one file, one at a time. A
+// write that finds the lock taken tries again every millisecond or two for
+// as long as its context lives, so no call returns SQLITE_BUSY. (SQLite's
+// own busy handler, whose pauses grow to 100 ms and would let a waiting
+// process starve, gets a 5 ms timeout.) The context's deadline or
+// cancellation bounds the wait: the call then returns the context's error,
+// having written nothing. A transaction that failed with SQLITE_BUSY had
+// written nothing, and runs again whole.
 //
 // New takes a *sql.DB the caller owns and uses it for reads and writes
 // alike; build it with OpenDB, or with DSN, to get the same guarantees.

@@ -2,9 +2,13 @@ package registry_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"modernc.org/sqlite"
 
 	"github.com/flowfabric/workerregistry/registry"
 )
@@ -186,4 +190,90 @@ func TestHeartbeatTimeIsReadAfterTheLock(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestSQLiteWritesOutwaitTheBusyTimeout holds SQLite's write lock from
+// another connection for far longer than the writer's busy timeout while
+// each kind of write waits for it: none may fail with SQLITE_BUSY, since
+// the registry retries while the call's context lives, and each completes
+// once the lock is released.
+func TestSQLiteWritesOutwaitTheBusyTimeout(t *testing.T) {
+	ctx := context.Background()
+	r, b := setup(t)
+	mustRegister(t, r, registerArgs("ns", "a", t0))
+	mustRegister(t, r, registerArgs("ns", "b", t0))
+	mustRegister(t, r, registerArgs("ns", "c", t0))
+	writes := map[string]func() error{
+		"register": func() error {
+			_, err := r.RegisterWorker(ctx, registerArgs("ns", "d", t0))
+			return err
+		},
+		"heartbeat with a Now": func() error {
+			_, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: "a", Now: t0.Add(time.Second)})
+			return err
+		},
+		"heartbeat with the clock": func() error {
+			_, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: "b"})
+			return err
+		},
+		"batch": func() error {
+			_, err := r.HeartbeatWorkers(ctx, []registry.HeartbeatWorkerArgs{{Namespace: "ns", WorkerInstanceID: "c", Now: t0.Add(time.Second)}})
+			return err
+		},
+		"sweep and prune": func() error {
+			_, err := r.SweepExpiredWorkers(ctx, t0.Add(time.Second))
+			return err
+		},
+	}
+	release := b.holdWriteLock(t)
+	done := make(chan error, len(writes))
+	for name, write := range writes {
+		go func() {
+			if err := write(); err != nil {
+				done <- fmt.Errorf("%s: %w", name, err)
+				return
+			}
+			done <- nil
+		}()
+	}
+	// Many busy timeouts long: every write has found the lock taken, many
+	// times over, by now.
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("a write ended while the lock was held: %v", err)
+	default:
+	}
+	release()
+	for range writes {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestSQLiteWriteWaitEndsWithTheContext: a write waiting for SQLite's
+// write lock gives up when its context's deadline passes, with the
+// context's error, not SQLITE_BUSY, and writes nothing.
+func TestSQLiteWriteWaitEndsWithTheContext(t *testing.T) {
+	r, b := setup(t)
+	mustRegister(t, r, registerArgs("ns", "a", t0))
+	before := b.snapshot(t)
+	release := b.holdWriteLock(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: "a", Now: t0.Add(time.Second)})
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("HeartbeatWorker = %v, want context.DeadlineExceeded", err)
+	}
+	if se := (*sqlite.Error)(nil); errors.As(err, &se) {
+		t.Fatalf("HeartbeatWorker = %v, which carries SQLite's error %v", err, se)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the call gave up after %v, long after its 100ms deadline", took)
+	}
+	release()
+	equal(t, "database", b.snapshot(t), before)
 }

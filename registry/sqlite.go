@@ -21,10 +21,17 @@ import (
 // (modernc.org/sqlite, pure Go).
 const DriverName = "sqlite"
 
-// busyTimeoutMS bounds how long a statement waits for another connection's
-// write lock before failing with SQLITE_BUSY. Write transactions are short,
-// so a wait this long only happens under pathological load.
+// busyTimeoutMS bounds how long a statement of a reader, or of a
+// connection that migrates, waits for a lock before failing with
+// SQLITE_BUSY.
 const busyTimeoutMS = 10000
+
+// writerBusyTimeoutMS is the writer's busy timeout. It is short because
+// SQLite's busy handler sleeps longer and longer between tries, up to
+// 100 ms, and a process that tries that rarely starves behind others: the
+// registry's write path retries SQLITE_BUSY itself, every few
+// milliseconds, while the call's context lives (see sqlite_write.go).
+const writerBusyTimeoutMS = 5
 
 // memoryPath is the path that opens a private in-memory database.
 const memoryPath = ":memory:"
@@ -32,9 +39,11 @@ const memoryPath = ":memory:"
 // DSN returns the data source name that Open uses for its writer connection
 // to the database file at path. Use it with sql.Open(DriverName, DSN(path))
 // to build a *sql.DB for New: it turns on WAL, synchronous=NORMAL, foreign
-// keys, a busy timeout and immediate write transactions.
+// keys, immediate write transactions and a busy timeout of a few
+// milliseconds. The registry retries SQLITE_BUSY itself; statements of your
+// own on such a *sql.DB must expect it sooner than with SQLite's defaults.
 func DSN(path string) string {
-	return sqliteDSN(path, "_txlock=immediate",
+	return sqliteDSNBusy(path, writerBusyTimeoutMS, "_txlock=immediate",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous(NORMAL)",
 		"_pragma=cache_size(-16384)", // 16 MiB
@@ -56,8 +65,13 @@ func readerDSN(path string) string {
 }
 
 func sqliteDSN(path string, params ...string) string {
+	return sqliteDSNBusy(path, busyTimeoutMS, params...)
+}
+
+// sqliteDSNBusy is sqliteDSN with a busy timeout of busyMS.
+func sqliteDSNBusy(path string, busyMS int, params ...string) string {
 	common := []string{
-		fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMS),
+		fmt.Sprintf("_pragma=busy_timeout(%d)", busyMS),
 		"_pragma=foreign_keys(1)",
 	}
 	// The file: form hands the name to SQLite as a URI, so escape the

@@ -16,13 +16,14 @@ type sqliteStore struct {
 	writerDB *sql.DB // at most one connection: SQLite has one writer at a time
 	readerDB *sql.DB // the read pool; the same *sql.DB as writerDB when not split
 	w, r     *sqlitedb.Queries
-	owned    bool // close closes the databases
+	owned    bool       // close closes the databases
+	gate     *writeGate // see write
 }
 
 // newSQLiteStore prepares every statement once, since SQLite spends more
 // time parsing a short statement than running it.
 func newSQLiteStore(ctx context.Context, writer, reader *sql.DB) (*sqliteStore, error) {
-	s := &sqliteStore{writerDB: writer, readerDB: reader}
+	s := &sqliteStore{writerDB: writer, readerDB: reader, gate: newWriteGate()}
 	var err error
 	if s.w, err = sqlitedb.Prepare(ctx, writer); err != nil {
 		return nil, err
@@ -35,36 +36,12 @@ func newSQLiteStore(ctx context.Context, writer, reader *sql.DB) (*sqliteStore, 
 }
 
 func newUnpreparedSQLiteStore(writer, reader *sql.DB) *sqliteStore {
-	return &sqliteStore{writerDB: writer, readerDB: reader, w: sqlitedb.New(writer), r: sqlitedb.New(reader)}
+	return &sqliteStore{writerDB: writer, readerDB: reader, w: sqlitedb.New(writer), r: sqlitedb.New(reader), gate: newWriteGate()}
 }
 
 func (s *sqliteStore) reader() storeReader { return sqliteQueries{s.r} }
-func (s *sqliteStore) writer() storeWriter { return sqliteQueries{s.w} }
 
-// inTx runs fn in a transaction that the writer's DSN makes BEGIN
-// IMMEDIATE: the write lock is taken up front and waits out other writers
-// instead of failing half way. That also serialises every write, so
-// lockAuditLog has nothing to do.
-func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
-	tx, err := s.writerDB.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(sqliteQueries{s.w.WithTx(tx)}); err != nil {
-		return errors.Join(err, ignoreDone(tx.Rollback()))
-	}
-	return tx.Commit()
-}
-
-// heartbeatAt heartbeats k in a transaction, at the time now returns once
-// the transaction holds the write lock.
-func (s *sqliteStore) heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (row heartbeatRow, found bool, err error) {
-	err = s.inTx(ctx, func(q storeWriter) error {
-		row, found, err = q.heartbeatLiveWorker(ctx, k, now())
-		return err
-	})
-	return row, found, err
-}
+// writer and inTx are in sqlite_write.go.
 
 func (s *sqliteStore) close() error {
 	err := errors.Join(s.w.Close(), s.r.Close())

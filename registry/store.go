@@ -14,7 +14,9 @@ type store interface {
 	// writer runs single statements outside any transaction.
 	writer() storeWriter
 	// inTx runs fn in one write transaction and commits it when fn
-	// returns nil.
+	// returns nil. It may run fn again, in a new transaction, after one
+	// that failed without committing (SQLite retries SQLITE_BUSY), so fn
+	// must set its results afresh on each run.
 	inTx(ctx context.Context, fn func(storeWriter) error) error
 	// heartbeatAt refreshes one live registration in a write of its own,
 	// judging liveness and computing the expiry at the time that now

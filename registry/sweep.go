@@ -79,10 +79,10 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 		var n int
 		err := r.inEventTx(ctx, func(q storeWriter) error {
 			keys, err := q.deleteExpiredWorkers(ctx, nowMS, sweepBatchSize)
-			if err != nil || len(keys) == 0 {
+			n = len(keys) // this run's, should an earlier one have failed
+			if err != nil || n == 0 {
 				return err
 			}
-			n = len(keys)
 			return q.insertEvents(ctx, eventTTLSwept, nowMS, keys)
 		})
 		if err != nil {

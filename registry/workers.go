@@ -125,6 +125,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 	key := instanceKey{args.Namespace, args.WorkerInstanceID}
 	err = r.inEventTx(ctx, func(q storeWriter) error {
 		now = r.lockedNow(args.Now, now)
+		outcome = Registered // this run's, should an earlier one have failed
 		registeredAt := now
 		prev, found, err := q.getWorker(ctx, key)
 		switch {
@@ -279,6 +280,7 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 	outcome := MarkNotRegistered
 	err = r.inEventTx(ctx, func(q storeWriter) error {
 		now = r.lockedNow(args.Now, now)
+		outcome = MarkNotRegistered // this run's, should an earlier one have failed
 		ok, err := q.deleteLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
 		if err != nil || !ok {
 			return err
