@@ -7,18 +7,31 @@ import (
 	"time"
 )
 
-// maxHeartbeatBatch bounds one HeartbeatWorkers call, so that one call
-// cannot hold the write lock for long.
+// maxHeartbeatBatch bounds one HeartbeatWorkers call.
 const maxHeartbeatBatch = MaxLimit
+
+// postgresChunkSize is how many heartbeats one transaction of a batch
+// writes on Postgres (SQLite sizes its chunks by time: see batchChunk).
+// Postgres has no write lock to share, so chunks only bound how many rows
+// one transaction holds.
+const postgresChunkSize = 500
 
 type instanceKey struct{ namespace, instanceID string }
 
-// HeartbeatWorkers applies a batch of heartbeats in one transaction and
-// returns one result per input, in input order, each as HeartbeatWorker
-// would return it had the inputs run one after another. An invalid entry
-// rejects the whole batch before anything is written; its field is named
-// with its index ("[3].namespace"). The transaction reads the clock, for
-// the entries with a zero Now, once it holds its locks.
+// HeartbeatWorkers applies a batch of heartbeats and returns one result per
+// input, in input order, each as HeartbeatWorker would return it had the
+// inputs run one after another. An invalid entry rejects the whole batch
+// before anything is written; its field is named with its index
+// ("[3].namespace").
+//
+// A large batch runs as several transactions, one per chunk of consecutive
+// heartbeats in input order, so that none holds the write lock for long
+// (on SQLite a chunk is sized to take about 10 ms; on Postgres it is 500
+// heartbeats): a batch larger than a chunk is not atomic. When a chunk
+// fails, the call returns its error and no results, but the chunks before
+// it stay committed; to retry, send the whole batch again. Each chunk
+// reads the clock, for its entries with a zero Now, once it holds its
+// locks.
 //
 // Heartbeats that share a time run as one statement, which is what makes a
 // batch several times cheaper than as many single calls. With heartbeat
@@ -36,52 +49,66 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 	if len(batch) > maxHeartbeatBatch {
 		return nil, invalid("batch", "exceeds %d heartbeats (got %d)", maxHeartbeatBatch, len(batch))
 	}
-	// Read the clock once here, to validate it; the transaction reads it
-	// again, once, so that a batch of zero times is one group.
+	// Validate the whole batch before any chunk writes. The clock is read
+	// here once, to validate it; each chunk reads it again under its locks.
 	var clockMS int64
-	firstNows := make([]int64, len(batch))
-	seen := make(map[instanceKey]bool, len(batch))
-	distinct, anyClock := true, false
+	nows := make([]int64, len(batch))
 	for i, args := range batch {
 		if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
 			return nil, indexed(i, err)
 		}
 		var err error
 		if args.Now.IsZero() {
-			if !anyClock {
+			if clockMS == 0 {
 				if clockMS, err = r.millis("now", args.Now); err != nil {
 					return nil, indexed(i, err)
 				}
-				anyClock = true
 			}
-			firstNows[i] = clockMS
-		} else if firstNows[i], err = r.millis("now", args.Now); err != nil {
+			nows[i] = clockMS
+		} else if nows[i], err = r.millis("now", args.Now); err != nil {
 			return nil, indexed(i, err)
 		}
-		k := instanceKey{args.Namespace, args.WorkerInstanceID}
-		distinct = distinct && !seen[k]
-		seen[k] = true
 	}
 	results := make([]HeartbeatResult, len(batch))
-	if len(batch) == 0 {
-		return results, nil
+	for lo := 0; lo < len(batch); {
+		hi := min(lo+r.st.batchChunk(), len(batch))
+		if err := r.heartbeatChunk(ctx, batch[lo:hi], nows[lo:hi], clockMS, results[lo:hi]); err != nil {
+			return nil, err
+		}
+		lo = hi
+	}
+	return results, nil
+}
+
+// heartbeatChunk runs one chunk of a batch in one transaction. firstNows
+// are the entries' times as validated, clockMS for those with a zero Now;
+// results receives the chunk's results.
+func (r *Registry) heartbeatChunk(ctx context.Context, batch []HeartbeatWorkerArgs, firstNows []int64, clockMS int64, results []HeartbeatResult) error {
+	keys := make([]instanceKey, len(batch))
+	seen := make(map[instanceKey]bool, len(batch))
+	distinct, anyClock := true, false
+	for i, args := range batch {
+		keys[i] = instanceKey{args.Namespace, args.WorkerInstanceID}
+		distinct = distinct && !seen[keys[i]]
+		seen[keys[i]] = true
+		anyClock = anyClock || args.Now.IsZero()
 	}
 	inTx := r.inTx
 	if r.cfg.heartbeatEvents {
 		inTx = r.inEventTx
 	}
+	nows := make([]int64, len(batch))
+	var took time.Duration
 	err := inTx(ctx, func(q storeWriter) error {
-		keys := make([]instanceKey, len(batch))
-		for i, args := range batch {
-			keys[i] = instanceKey{args.Namespace, args.WorkerInstanceID}
-		}
+		start := time.Now()
+		defer func() { took = time.Since(start) }()
 		// The clock can only have moved forward, so the first times lock
 		// every row that may still be live at the later ones.
 		live, err := q.lockWorkers(ctx, keys, slices.Min(firstNows))
 		if err != nil {
 			return err
 		}
-		nows := slices.Clone(firstNows)
+		copy(nows, firstNows)
 		if anyClock {
 			lockedMS := r.lockedNow(time.Time{}, clockMS)
 			for i, args := range batch {
@@ -103,7 +130,7 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 		}
 		if !distinct {
 			// A repeated instance must see its own earlier heartbeat, so
-			// run the batch one by one, in order.
+			// run the chunk one by one, in order.
 			for _, i := range todo {
 				var err error
 				if results[i], err = r.heartbeatOne(ctx, q, batch[i], nows[i]); err != nil {
@@ -114,10 +141,10 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 		}
 		return r.heartbeatGroups(ctx, q, batch, nows, todo, results)
 	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		r.st.tookChunk(len(batch), took)
 	}
-	return results, nil
+	return err
 }
 
 // heartbeatGroups runs one statement per distinct time among the entries

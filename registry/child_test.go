@@ -23,7 +23,7 @@ import (
 // Environment of a child process. The child is this test binary, run with
 // -test.run=^TestHelperChildProcess$.
 const (
-	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go) or crash (crash_test.go)
+	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go), crash (crash_test.go), batcher or beater (fairness_test.go)
 	envChildDB   = "REGISTRY_CHILD_DB"   // the database file
 	envChildID   = "REGISTRY_CHILD_ID"   // the child's number, for names and seeds
 	envChildSeed = "REGISTRY_CHILD_SEED" // its random seed
@@ -41,6 +41,10 @@ func TestHelperChildProcess(t *testing.T) {
 		hammerChild(t)
 	case "crash":
 		crashChild(t)
+	case "batcher":
+		batcherChild(t)
+	case "beater":
+		beaterChild(t)
 	default:
 		t.Fatalf("unknown %s=%q", envChildRole, role)
 	}

@@ -192,6 +192,120 @@ func TestHeartbeatTimeIsReadAfterTheLock(t *testing.T) {
 	})
 }
 
+// TestHeartbeatBatchCommitsChunkByChunk cancels a batch larger than a
+// chunk as its second chunk starts: the first chunk's heartbeats stay
+// written, as HeartbeatWorkers documents, the rest are not, and the call
+// returns the cancellation and no results.
+func TestHeartbeatBatchCommitsChunkByChunk(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var reads atomic.Int32
+		at := t0.Add(5 * time.Second)
+		clock := func() time.Time {
+			// Read 1 validates the batch, read 2 is the first chunk's,
+			// read 3 the second's.
+			if reads.Add(1) == 3 {
+				cancel()
+			}
+			return at
+		}
+		r, b := setup(t, registry.WithClock(clock))
+		const n = 1200
+		batch := make([]registry.HeartbeatWorkerArgs, n)
+		for i := range batch {
+			batch[i] = registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: fmt.Sprintf("w%04d", i)}
+			args := registerArgs("ns", batch[i].WorkerInstanceID, t0)
+			args.LivenessTTL = time.Hour
+			mustRegister(t, r, args)
+		}
+		res, err := r.HeartbeatWorkers(ctx, batch)
+		if !errors.Is(err, context.Canceled) || res != nil {
+			t.Fatalf("HeartbeatWorkers = %d results, %v; want none and context.Canceled", len(res), err)
+		}
+		rows, err := b.raw.Query(`SELECT worker_instance_id, last_heartbeat_ms FROM ff_worker_registry ORDER BY worker_instance_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		written := 0
+		for i := 0; rows.Next(); i++ {
+			var id string
+			var beat int64
+			if err := rows.Scan(&id, &beat); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case beat == at.UnixMilli() && written == i:
+				written++
+			case beat != t0.UnixMilli() || i < written:
+				t.Fatalf("%s: last heartbeat %d, after %d written: want a prefix of the batch at %d, the rest at %d",
+					id, beat, written, at.UnixMilli(), t0.UnixMilli())
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if written == 0 || written == n {
+			t.Fatalf("%d of %d heartbeats written; want the first chunk's only", written, n)
+		}
+	})
+}
+
+// TestLargeHeartbeatBatchMatchesSingleCalls is
+// TestHeartbeatWorkersMatchesSingleCalls for a batch of several chunks,
+// with instances repeated across them, registrations that expire part way
+// and times that go back and forth.
+func TestLargeHeartbeatBatchMatchesSingleCalls(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		ctx := context.Background()
+		const workers, n = 700, 1700
+		prepare := func(t *testing.T, r *registry.Registry) {
+			var batch []registry.RegisterWorkerArgs
+			for i := range workers {
+				args := registerArgs("ns", fmt.Sprintf("w%03d", i), t0)
+				args.LivenessTTL = time.Duration(1+i%20) * time.Second
+				batch = append(batch, args)
+			}
+			for _, args := range batch {
+				mustRegister(t, r, args)
+			}
+		}
+		batch := make([]registry.HeartbeatWorkerArgs, n)
+		for i := range batch {
+			batch[i] = registry.HeartbeatWorkerArgs{
+				Namespace:        "ns",
+				WorkerInstanceID: fmt.Sprintf("w%03d", (i*7)%(workers+50)), // some never registered
+				Now:              t0.Add(time.Duration(i%13) * 900 * time.Millisecond),
+			}
+		}
+		for _, events := range []bool{false, true} {
+			t.Run(fmt.Sprintf("events=%v", events), func(t *testing.T) {
+				rb, bb := setup(t, registry.WithHeartbeatEvents(events))
+				rs, bs := setup(t, registry.WithHeartbeatEvents(events))
+				prepare(t, rb)
+				prepare(t, rs)
+				got, err := rb.HeartbeatWorkers(ctx, batch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := make([]registry.HeartbeatResult, len(batch))
+				outcomes := map[registry.HeartbeatOutcome]int{}
+				for i, args := range batch {
+					want[i] = mustHeartbeat(t, rs, args.Namespace, args.WorkerInstanceID, args.Now)
+					outcomes[want[i].Outcome]++
+				}
+				if outcomes[registry.HeartbeatRefreshed] == 0 || outcomes[registry.HeartbeatNotRegistered] == 0 {
+					t.Fatalf("outcomes %v: the script should exercise both", outcomes)
+				}
+				equal(t, "results", got, want)
+				equal(t, "rows", registryRows(bb.snapshot(t)), registryRows(bs.snapshot(t)))
+				equal(t, "events", sortedEvents(bb.events(t)), sortedEvents(bs.events(t)))
+			})
+		}
+	})
+}
+
 // TestSQLiteWritesOutwaitTheBusyTimeout holds SQLite's write lock from
 // another connection for far longer than the writer's busy timeout while
 // each kind of write waits for it: none may fail with SQLITE_BUSY, since

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -78,6 +79,9 @@ func (s *postgresStore) heartbeatAt(ctx context.Context, k instanceKey, now func
 	})
 	return res, found, err
 }
+
+func (s *postgresStore) batchChunk() int              { return postgresChunkSize }
+func (s *postgresStore) tookChunk(int, time.Duration) {}
 
 // isLockNotAvailable reports Postgres's lock_not_available, which NOWAIT
 // raises.

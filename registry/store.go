@@ -1,6 +1,9 @@
 package registry
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // store is one database engine's half of the registry: its generated
 // queries behind engine-neutral rows. Validation, outcomes, events and
@@ -24,6 +27,11 @@ type store interface {
 	// writers of the row: a heartbeat that waited must not then use a time
 	// already past.
 	heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (heartbeatRow, bool, error)
+	// batchChunk returns how many heartbeats of a HeartbeatWorkers batch
+	// one transaction may write; tookChunk reports that one that wrote n
+	// ran its statements in d, for the next batchChunk.
+	batchChunk() int
+	tookChunk(n int, d time.Duration)
 	close() error
 }
 
