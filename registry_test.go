@@ -252,8 +252,8 @@ func dump(t *testing.T, sqlDB *sql.DB) string {
 	var sb strings.Builder
 	for _, q := range []string{
 		`SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_schema ORDER BY name`,
-		`SELECT namespace || '/' || worker_instance_id || ' ' || expires_at_ms FROM ff_worker_registry ORDER BY 1`,
-		`SELECT event_id || ' ' || event_kind FROM ff_worker_registry_event ORDER BY event_id`,
+		`SELECT namespace || '/' || worker_instance_id || ' ' || last_heartbeat_ms || ' ' || liveness_ttl_ms FROM ff_worker_registry ORDER BY 1`,
+		`SELECT rowid || ' ' || event_kind FROM ff_worker_registry_event ORDER BY rowid`,
 		`SELECT version_id || ' ' || is_applied FROM ` + registry.VersionTable + ` ORDER BY id`,
 	} {
 		rows, err := sqlDB.Query(q)

@@ -210,6 +210,7 @@ func (c *crashCheck) round(kill int, rng *rand.Rand, seed uint64) {
 	checkHistory(t, events, workers, historyOptions{
 		exactHeartbeat: true,
 		ttl:            func(workerKey) time.Duration { return crashTTL },
+		shiftMS:        sqliteShiftMS,
 	})
 
 	actual := map[string]crashRow{}

@@ -35,6 +35,21 @@
 // naming the field, and changes nothing. Storage errors are wrapped with the
 // operation's name ("register worker: ...") and keep their cause.
 //
+// # FlowFabric databases
+//
+// The registry's tables are FlowFabric's (ff_worker_registry,
+// ff_worker_registry_event, and the engine's ff_exec_core and ff_attempt).
+// On SQLite, Open and Migrate adopt a database that FlowFabric's migrations
+// made, keeping every row and adding only objects of the registry's own, and
+// give a database they create the same shapes, so that the engine's
+// statements and the registry's work on the same rows either way. The
+// stored expiry is the engine's last_heartbeat_ms + liveness_ttl_ms, so an
+// engine heartbeat moves it. The audit log's ID is the rowid of the
+// engine's table, whose key includes the event's time: an event whose key
+// is taken moves to the next free millisecond rather than being lost, and
+// PruneEvents keeps the newest event so that IDs are never reused. A
+// failed Open or Migrate leaves a SQLite file as it was.
+//
 // # SQLite and concurrency
 //
 // SQLite allows one writer at a time per database file. Left to its

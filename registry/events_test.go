@@ -105,15 +105,21 @@ func TestListWorkerEvents(t *testing.T) {
 
 func TestEventIDsAreNotReusedAfterPruning(t *testing.T) {
 	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+		r, b := setup(t)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "a", t0))
 		first, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, err := r.PruneEvents(ctx, t0.Add(time.Millisecond)); err != nil || n != 1 {
-			t.Fatalf("PruneEvents = %d, %v", n, err)
+		// On SQLite the newest event stays: its rowid is what keeps the next
+		// ID from going back to 1. Postgres's sequence needs no row.
+		want := int64(1)
+		if b.store == storeSQLite {
+			want = 0
+		}
+		if n, err := r.PruneEvents(ctx, t0.Add(time.Millisecond)); err != nil || n != want {
+			t.Fatalf("PruneEvents = %d, %v; want %d", n, err, want)
 		}
 		mustRegister(t, r, registerArgs("ns", "b", t0.Add(time.Second)))
 		// A reader holding the old cursor still sees the new event.

@@ -21,6 +21,10 @@ type ListExpiredLeasesArgs struct {
 type LeaseCursor struct {
 	ExpiresAt   time.Time // as stored: any time that int64 milliseconds since 1970 can hold
 	ExecutionID ExecutionID
+	// AttemptIndex orders two held attempts of one execution that share an
+	// expiry, which the engine's tables allow. Next sets it; a cursor built
+	// by hand without it repeats that execution's later attempts.
+	AttemptIndex uint32
 }
 
 // ListExpiredLeasesResult is a page of expired leases.
@@ -45,8 +49,8 @@ type ExpiredLease struct {
 
 // ListExpiredLeases returns a page of the leases that expired at or before
 // AsOf: attempts with a holder whose execution is active, claimed or running.
-// Pages are ordered by (expiry, partition, execution UUID bytes); walking
-// them with Next visits every such lease exactly once.
+// Pages are ordered by (expiry, partition, execution UUID bytes, attempt);
+// walking them with Next visits every such lease exactly once.
 func (r *Registry) ListExpiredLeases(ctx context.Context, args ListExpiredLeasesArgs) (ListExpiredLeasesResult, error) {
 	res, err := r.listExpiredLeases(ctx, args)
 	if err != nil {
@@ -90,6 +94,7 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 		}
 		params.AfterPartition = int64(c.ExecutionID.Partition)
 		params.AfterExecutionID = c.ExecutionID.UUID[:]
+		params.AfterAttemptIndex = int64(c.AttemptIndex)
 	}
 	rows, err := r.st.reader().listExpiredLeases(ctx, params)
 	if err != nil {
@@ -107,7 +112,7 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 	}
 	if more {
 		last := res.Leases[limit-1]
-		res.Next = &LeaseCursor{ExpiresAt: last.ExpiresAt, ExecutionID: last.ExecutionID}
+		res.Next = &LeaseCursor{ExpiresAt: last.ExpiresAt, ExecutionID: last.ExecutionID, AttemptIndex: last.AttemptIndex}
 	}
 	return res, nil
 }

@@ -278,7 +278,7 @@ func TestExpiredLeaseQueryPlan(t *testing.T) {
 	_, sqlDB := setupLeases(t)
 	query := sqlcQuery(t, "../queries/sqlite/leases.sql", "ListExpiredLeases")
 	rows, err := sqlDB.Query("EXPLAIN QUERY PLAN "+query,
-		t0.UnixMilli(), t0.UnixMilli(), 3, make([]byte, 16), "ns", 1001)
+		t0.UnixMilli(), t0.UnixMilli(), 3, make([]byte, 16), 0, "ns", 1001)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestExpiredLeaseQueryPlan(t *testing.T) {
 	text := strings.Join(plan, "\n")
 	t.Logf("plan:\n%s", text)
 	if len(plan) != 2 ||
-		!strings.HasPrefix(plan[0], "SEARCH a USING COVERING INDEX ff_attempt_lease_expiry_idx ((lease_expires_at_ms,partition_key,execution_id)>(?,?,?)") ||
+		!strings.HasPrefix(plan[0], "SEARCH a USING COVERING INDEX ff_worker_registry_lease_idx ((lease_expires_at_ms,partition_key,execution_id,attempt_index)>(?,?,?,?)") ||
 		!strings.HasPrefix(plan[1], "SEARCH c USING PRIMARY KEY (partition_key=? AND execution_id=?)") {
 		t.Fatalf("plan is not an index walk with a key lookup per lease:\n%s", text)
 	}

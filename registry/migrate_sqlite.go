@@ -146,6 +146,12 @@ func migrateSQLite(ctx context.Context, db *sql.DB, target int64) ([]*goose.Migr
 	if current >= target {
 		return results, nil
 	}
+	adopt := false
+	if current == 0 {
+		if adopt, err = adoptable(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
 	if !exists {
 		if err := store.CreateVersionTable(ctx, conn); err != nil {
 			return nil, fmt.Errorf("create %s: %w", VersionTable, err)
@@ -153,6 +159,25 @@ func migrateSQLite(ctx context.Context, db *sql.DB, target int64) ([]*goose.Migr
 		if err := store.Insert(ctx, conn, database.InsertRequest{Version: 0}); err != nil {
 			return nil, fmt.Errorf("create %s: %w", VersionTable, err)
 		}
+	}
+	if adopt && target >= flowfabricShapeVersion {
+		// FlowFabric's migrations made what versions 1 to 3 make: record
+		// them as applied, run none of them.
+		for _, m := range migrations {
+			if m.version > flowfabricShapeVersion {
+				break
+			}
+			if err := store.Insert(ctx, conn, database.InsertRequest{Version: m.version}); err != nil {
+				return nil, fmt.Errorf("adopt FlowFabric database: %w (nothing was applied)", err)
+			}
+			results = append(results, &goose.MigrationResult{
+				Source: &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/sqlite", m.name), Version: m.version},
+				Empty:  true, Direction: "up",
+			})
+		}
+		current = flowfabricShapeVersion
+	} else if adopt {
+		return nil, fmt.Errorf("a FlowFabric database is adopted at version %d; it cannot stop at %d", flowfabricShapeVersion, target)
 	}
 	for _, m := range migrations {
 		if m.version <= current || m.version > target {
@@ -176,4 +201,63 @@ func migrateSQLite(ctx context.Context, db *sql.DB, target int64) ([]*goose.Migr
 	}
 	committed = true
 	return results, nil
+}
+
+// flowfabricShapeVersion is the version at which the registry's tables have
+// FlowFabric's shapes: a FlowFabric database is adopted at it.
+const flowfabricShapeVersion = 3
+
+// flowfabricColumns are the columns the registry needs in each of
+// FlowFabric's tables.
+var flowfabricColumns = []struct {
+	table   string
+	columns []string
+}{
+	{"ff_worker_registry", []string{"namespace", "worker_instance_id", "worker_id", "lanes", "capabilities_csv", "last_heartbeat_ms", "liveness_ttl_ms", "registered_at_ms"}},
+	{"ff_worker_registry_event", []string{"namespace", "worker_instance_id", "event_kind", "event_at_ms", "reason"}},
+	{"ff_exec_core", []string{"partition_key", "execution_id", "public_state", "raw_fields"}},
+	{"ff_attempt", []string{"partition_key", "execution_id", "attempt_index", "worker_instance_id", "lease_epoch", "lease_expires_at_ms"}},
+}
+
+// adoptable reports whether a database without the registry's history is
+// FlowFabric's, whose own migrations made the worker registry's tables:
+// false when ff_worker_registry does not exist, an error when it exists but
+// any of FlowFabric's tables lacks a column the registry reads.
+func adoptable(ctx context.Context, conn *sql.Conn) (bool, error) {
+	var found bool
+	err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ff_worker_registry')`).Scan(&found)
+	if err != nil || !found {
+		return false, err
+	}
+	for _, t := range flowfabricColumns {
+		rows, err := conn.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, t.table)
+		if err != nil {
+			return false, err
+		}
+		have := map[string]bool{}
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return false, err
+			}
+			have[name] = true
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return false, err
+		}
+		for _, c := range t.columns {
+			if !have[c] {
+				return false, fmt.Errorf("cannot adopt this database: ff_worker_registry exists, so it should be FlowFabric's, but %s has no column %s (nothing was applied)", t.table, c)
+			}
+		}
+		if t.table == "ff_worker_registry" && have["expires_at_ms"] {
+			return false, errors.New("cannot adopt this database: ff_worker_registry has the registry's own shape but no registry version table (nothing was applied)")
+		}
+	}
+	// Event IDs are rowids.
+	if _, err := conn.ExecContext(ctx, `SELECT rowid FROM ff_worker_registry_event LIMIT 0`); err != nil {
+		return false, fmt.Errorf("cannot adopt this database: ff_worker_registry_event has no rowid: %w (nothing was applied)", err)
+	}
+	return true, nil
 }

@@ -221,7 +221,7 @@ func runMultiProcess(t *testing.T, path string, n, ops int, allEvents bool, env 
 	events, workers := readState(t, sqlDB)
 	// Unless every child writes heartbeat events, last_heartbeat_ms and
 	// liveness cannot be checked against the log.
-	stats := checkHistory(t, events, workers, historyOptions{exactHeartbeat: allEvents, ttl: func(k workerKey) time.Duration {
+	stats := checkHistory(t, events, workers, historyOptions{exactHeartbeat: allEvents, shiftMS: sqliteShiftMS, ttl: func(k workerKey) time.Duration {
 		if strings.HasPrefix(k.Instance, "child-") {
 			return multiFinalTTL
 		}

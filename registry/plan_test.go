@@ -10,11 +10,24 @@ import (
 // once made the batch heartbeat scan the expiry index (13 ms for 100
 // heartbeats instead of 2) and the worker listing sort.
 func TestQueryPlansSurviveAnalyze(t *testing.T) {
-	_, b := setup(t)
+	for _, db := range []string{"registry's own", "adopted FlowFabric"} {
+		t.Run(db, func(t *testing.T) {
+			var b *testBundle
+			if db == "adopted FlowFabric" {
+				_, b = setupAt(t, flowfabricSQLite(t))
+			} else {
+				_, b = setup(t)
+			}
+			checkQueryPlans(t, b)
+		})
+	}
+}
+
+func checkQueryPlans(t *testing.T, b *testBundle) {
 	if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < 9999)
-		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes,
-			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms)
-		SELECT 'ns-1', printf('w%05d', i), 'pool', 'default', ?1, 1000, ?1, ?1 + 1000 FROM s`, t0.UnixMilli()); err != nil {
+		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms)
+		SELECT 'ns-1', printf('w%05d', i), 'pool', 'default', '', ?1, 1000, ?1 FROM s`, t0.UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
 	keys := `[["ns-1","w00001"],["ns-2","w00002"]]`
@@ -26,22 +39,22 @@ func TestQueryPlansSurviveAnalyze(t *testing.T) {
 		args       []any
 		want       []string // substrings of the plan, in order
 	}{
-		{"workers", "GetWorker", []any{"ns-1", "w00001"}, []string{"SEARCH ff_worker_registry USING PRIMARY KEY (namespace=? AND worker_instance_id=?)"}},
-		{"workers", "HeartbeatLiveWorker", []any{now, "ns-1", "w00001"}, []string{"USING PRIMARY KEY (namespace=? AND worker_instance_id=?)"}},
-		{"workers", "HeartbeatLiveWorkers", []any{now, keys}, []string{"USING PRIMARY KEY (namespace=? AND worker_instance_id=?)", "json_each"}},
-		{"workers", "DeleteLiveWorker", []any{"ns-1", "w00001", now}, []string{"USING PRIMARY KEY (namespace=? AND worker_instance_id=?)"}},
-		{"workers", "RequestDrain", []any{"ns-1", "w00001", now}, []string{"USING PRIMARY KEY (namespace=? AND worker_instance_id=?)"}},
-		{"workers", "ListLiveWorkers", []any{"", "", now, "", "", 1001}, []string{"SEARCH ff_worker_registry USING PRIMARY KEY (namespace>?)"}},
-		{"workers", "ListLiveWorkersInNamespace", []any{"ns-1", "", now, "", "", 1001}, []string{"USING PRIMARY KEY (namespace=? AND worker_instance_id>?)"}},
-		{"workers", "DeleteExpiredWorkers", []any{now, 500}, []string{"USING PRIMARY KEY", "USING COVERING INDEX ff_worker_registry_expires_idx (expires_at_ms<?)"}},
+		{"workers", "GetWorker", []any{"ns-1", "w00001"}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
+		{"workers", "HeartbeatLiveWorker", []any{now, "ns-1", "w00001"}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
+		{"workers", "HeartbeatLiveWorkers", []any{now, keys}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)", "json_each"}},
+		{"workers", "DeleteLiveWorker", []any{"ns-1", "w00001", now}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
+		{"workers", "RequestDrain", []any{"ns-1", "w00001", now}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
+		{"workers", "ListLiveWorkers", []any{"", "", now, "", "", 1001}, []string{"SEARCH ff_worker_registry USING INDEX ", "(namespace>?)"}},
+		{"workers", "ListLiveWorkersInNamespace", []any{"ns-1", "", now, "", "", 1001}, []string{"SEARCH ff_worker_registry USING INDEX ", "(namespace=? AND worker_instance_id>?)"}},
+		{"workers", "DeleteExpiredWorkers", []any{now, 500}, []string{"USING INTEGER PRIMARY KEY (rowid=?)", "USING COVERING INDEX ff_worker_registry_expiry_idx (<expr><?)"}},
 		{"events", "DeleteEventsBefore", []any{now, 500}, []string{"USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)"}},
-		{"events", "ListEventsAsc", []any{"ns-1", 0, 1001}, []string{"USING INDEX ff_worker_registry_event_namespace_idx (namespace=? AND event_id>?)"}},
-		{"events", "ListEventsDesc", []any{"ns-1", 1 << 62, 1001}, []string{"USING INDEX ff_worker_registry_event_namespace_idx (namespace=? AND event_id<?)"}},
-		{"events", "ListInstanceEventsAsc", []any{"ns-1", "w", 0, 1001}, []string{"ff_worker_registry_event_instance_idx (namespace=? AND worker_instance_id=? AND event_id>?)"}},
-		{"events", "ListInstanceEventsDesc", []any{"ns-1", "w", 1 << 62, 1001}, []string{"ff_worker_registry_event_instance_idx (namespace=? AND worker_instance_id=? AND event_id<?)"}},
-		{"leases", "ListExpiredLeases", []any{now, now, 3, make([]byte, 16), "", 1001}, []string{
-			"SEARCH a USING COVERING INDEX ff_attempt_lease_expiry_idx ((lease_expires_at_ms,partition_key,execution_id)>(?,?,?)",
-			"SEARCH c USING PRIMARY KEY (partition_key=? AND execution_id=?)"}},
+		{"events", "ListEventsAsc", []any{"ns-1", 0, 1001}, []string{"USING INDEX ff_worker_registry_event_namespace_idx (namespace=? AND rowid>?)"}},
+		{"events", "ListEventsDesc", []any{"ns-1", 1 << 62, 1001}, []string{"USING INDEX ff_worker_registry_event_namespace_idx (namespace=? AND rowid<?)"}},
+		{"events", "ListInstanceEventsAsc", []any{"ns-1", "w", 0, 1001}, []string{"ff_worker_registry_event_instance_idx (namespace=? AND worker_instance_id=? AND rowid>?)"}},
+		{"events", "ListInstanceEventsDesc", []any{"ns-1", "w", 1 << 62, 1001}, []string{"ff_worker_registry_event_instance_idx (namespace=? AND worker_instance_id=? AND rowid<?)"}},
+		{"leases", "ListExpiredLeases", []any{now, now, 3, make([]byte, 16), 0, "", 1001}, []string{
+			"SEARCH a USING COVERING INDEX ff_worker_registry_lease_idx ((lease_expires_at_ms,partition_key,execution_id,attempt_index)>(?,?,?,?)",
+			"SEARCH c USING ", "(partition_key=? AND execution_id=?)"}},
 	}
 	for _, stats := range []string{"without statistics", "after ANALYZE"} {
 		if stats == "after ANALYZE" {

@@ -51,7 +51,11 @@ func openPostgresPool(ctx context.Context, cfg *pgxpool.Config, opts []Option) (
 	// goose speaks database/sql; this *sql.DB borrows the pool's
 	// connections and leaves the pool open when closed.
 	migrator := stdlib.OpenDBFromPool(pool)
-	err = Migrate(ctx, migrator)
+	if newConfig(opts).autoMigrate {
+		err = Migrate(ctx, migrator)
+	} else {
+		err = checkMigrated(ctx, migrator, schema.Postgres)
+	}
 	migrator.Close()
 	if err != nil {
 		pool.Close()

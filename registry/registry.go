@@ -145,6 +145,23 @@ func migratePostgres(ctx context.Context, db *sql.DB, version int64) ([]*goose.M
 	return res, nil
 }
 
+// SchemaVersion returns the registry schema version of the database, 0
+// when it holds no registry, without writing anything: goose's own version
+// calls create the version table where it is missing.
+func SchemaVersion(ctx context.Context, db *sql.DB) (int64, error) {
+	exists := `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '` + VersionTable + `')`
+	if isPostgresDB(db) {
+		exists = `SELECT to_regclass('` + VersionTable + `') IS NOT NULL`
+	}
+	var found bool
+	if err := db.QueryRowContext(ctx, exists).Scan(&found); err != nil || !found {
+		return 0, err
+	}
+	var v int64
+	err := db.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM `+VersionTable).Scan(&v)
+	return v, err
+}
+
 // maxMigrateWait bounds the retries of a SQLite migration that finds the
 // database busy: about 2.5 s in all.
 const maxMigrateWait = 1280 * time.Millisecond

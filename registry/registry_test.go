@@ -39,24 +39,35 @@ func setup(t testing.TB, opts ...registry.Option) (*registry.Registry, *testBund
 // setupStore is setup on the given store.
 func setupStore(t testing.TB, store string, opts ...registry.Option) (*registry.Registry, *testBundle) {
 	t.Helper()
-	b := &testBundle{store: store}
-	driver := registry.DriverName
-	if b.store == storePostgres {
-		b.path, driver = postgresSchema(t), "pgx"
-	} else {
-		b.path = filepath.Join(t.TempDir(), "registry.db")
+	switch store {
+	case storeFlowFabric:
+		return setupAt(t, flowfabricSQLite(t), opts...)
+	case storeSQLite:
+		return setupAt(t, filepath.Join(t.TempDir(), "registry.db"), opts...)
 	}
+	b := &testBundle{store: store, path: postgresSchema(t)}
 	r := b.open(t, opts...)
-	dsn := b.path
-	if b.store == storeSQLite {
-		dsn = registry.DSN(b.path)
-	}
-	raw, err := sql.Open(driver, dsn)
+	raw, err := sql.Open("pgx", b.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
-	b.raw = rawDB{DB: raw, postgres: b.store == storePostgres}
+	b.raw = rawDB{DB: raw, postgres: true}
+	return r, b
+}
+
+// setupAt is setup on the SQLite file at path, which may hold a database
+// already (FlowFabric's, for instance).
+func setupAt(t testing.TB, path string, opts ...registry.Option) (*registry.Registry, *testBundle) {
+	t.Helper()
+	b := &testBundle{store: storeSQLite, path: path}
+	r := b.open(t, opts...)
+	raw, err := sql.Open(registry.DriverName, registry.DSN(b.path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	b.raw = rawDB{DB: raw}
 	return r, b
 }
 
@@ -98,10 +109,20 @@ func (d rawDB) QueryRow(query string, args ...any) *sql.Row {
 
 var placeholder = regexp.MustCompile(`\?(\d*)`)
 
-// rebind turns "?" into "$1", "$2"... and "?N" into "$N" for Postgres.
+// On SQLite, whose tables are FlowFabric's, the audit log's ID is the rowid
+// and a registration's expiry is computed; Postgres has columns for both.
+var (
+	eventID   = regexp.MustCompile(`\bevent_id\b`)
+	expiresAt = regexp.MustCompile(`\bexpires_at_ms\b`)
+)
+
+// rebind turns "?" into "$1", "$2"... and "?N" into "$N" for Postgres, and
+// event_id and expires_at_ms into their SQLite expressions, so that
+// inspection SQL is written once.
 func (d rawDB) rebind(query string) string {
 	if !d.postgres {
-		return query
+		query = eventID.ReplaceAllString(query, "rowid")
+		return expiresAt.ReplaceAllString(query, "(last_heartbeat_ms + liveness_ttl_ms)")
 	}
 	n := 0
 	return placeholder.ReplaceAllStringFunc(query, func(m string) string {
@@ -111,6 +132,37 @@ func (d rawDB) rebind(query string) string {
 		n++
 		return "$" + strconv.Itoa(n)
 	})
+}
+
+// expiresColumn returns what an INSERT into ff_worker_registry adds for the
+// stored expiry, given its SQL expression: a column on Postgres, nothing on
+// SQLite, where the expiry is computed from the heartbeat and the TTL.
+func (b *testBundle) expiresColumn(expr string) (column, value string) {
+	if b.store == storePostgres {
+		return ", expires_at_ms", ", " + expr
+	}
+	return "", ""
+}
+
+// eventTime is when the store dates an event written at ms that is the
+// n-th (from 0) of its kind for its instance in that millisecond: on
+// SQLite, whose audit log is FlowFabric's and keyed by (instance, time,
+// kind), each one moves to the next free millisecond.
+func (b *testBundle) eventTime(ms int64, n int) int64 {
+	if b.store == storeSQLite {
+		return ms + int64(n)
+	}
+	return ms
+}
+
+// pruned is what PruneEvents reports when it finds n events to remove and
+// they are all there is: on SQLite the newest event stays, since its rowid
+// keeps the next event ID from going back.
+func (b *testBundle) pruned(n int) int {
+	if b.store == storeSQLite {
+		return n - 1
+	}
+	return n
 }
 
 // event is an audit-log row as a test sees it.

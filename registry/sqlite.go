@@ -222,13 +222,55 @@ func migrateSQLiteFile(ctx context.Context, path string) (err error) {
 			os.Remove(path + "-journal")
 		}
 	}()
-	db, err := sql.Open(DriverName, sqliteDSN(path))
+	db, err := OpenSQLiteForMigration(path)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(1)
 	return Migrate(ctx, db)
+}
+
+// OpenSQLiteForMigration opens the SQLite database at path, creating it
+// (mode 0600) when missing, as Open migrates it: one connection with a busy
+// timeout, and the journal mode left as the file has it, so that a
+// migration that fails, or a command that only reads, never switches a
+// file to WAL. Use it with Migrate, MigrateTo, SchemaVersion and
+// NewMigrationProvider; Open and OpenDB switch a migrated file to WAL.
+func OpenSQLiteForMigration(path string) (*sql.DB, error) {
+	if path == "" {
+		return nil, invalid("path", "must not be empty")
+	}
+	if path != memoryPath {
+		if _, err := createPrivate(path); err != nil {
+			return nil, err
+		}
+	}
+	db, err := sql.Open(DriverName, sqliteDSN(path))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// checkMigrated fails, writing nothing, unless db is at the latest version
+// of fsys's migrations.
+func checkMigrated(ctx context.Context, db *sql.DB, fsys fs.FS) error {
+	current, err := SchemaVersion(ctx, db)
+	if err != nil {
+		return err
+	}
+	switch latest := latestSchemaVersion(fsys); {
+	case current > latest:
+		return newerSchemaError(current, latest)
+	case current < latest:
+		return notMigratedError(current, latest)
+	}
+	return nil
 }
 
 // notMigratedError reports a database that Open was told not to migrate

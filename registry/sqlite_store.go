@@ -95,7 +95,6 @@ func (s sqliteQueries) upsertWorker(ctx context.Context, w workerRow) error {
 		NowMs:            w.LastHeartbeatMs,
 		LivenessTtlMs:    w.LivenessTtlMs,
 		RegisteredAtMs:   w.RegisteredAtMs,
-		ExpiresAtMs:      w.ExpiresAtMs,
 	})
 }
 
@@ -108,7 +107,7 @@ func (s sqliteQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, n
 	if err != nil || len(rows) == 0 {
 		return heartbeatRow{}, false, err
 	}
-	return heartbeatRow{Key: k, ExpiresAtMs: rows[0].ExpiresAtMs, Draining: rows[0].Draining != 0}, true, nil
+	return heartbeatRow{Key: k, ExpiresAtMs: rows[0].LastHeartbeatMs + rows[0].LivenessTtlMs, Draining: rows[0].Draining != 0}, true, nil
 }
 
 func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
@@ -124,7 +123,7 @@ func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, ke
 	for i, row := range rows {
 		out[i] = heartbeatRow{
 			Key:         instanceKey{row.Namespace, row.WorkerInstanceID},
-			ExpiresAtMs: row.ExpiresAtMs,
+			ExpiresAtMs: row.LastHeartbeatMs + row.LivenessTtlMs,
 			Draining:    row.Draining != 0,
 		}
 	}
@@ -157,26 +156,51 @@ func (s sqliteQueries) deleteExpiredWorkers(ctx context.Context, nowMS int64, li
 	return keys, nil
 }
 
+// insertEvent records e. The engine's table keys events by (namespace,
+// instance, time, kind), so an event whose key is taken moves to the next
+// free millisecond rather than being lost.
 func (s sqliteQueries) insertEvent(ctx context.Context, e eventRow) error {
 	var reason sql.NullString
 	if e.Reason != nil {
 		reason = sql.NullString{String: *e.Reason, Valid: true}
 	}
-	return s.q.InsertEvent(ctx, sqlitedb.InsertEventParams{
-		Namespace:        e.Namespace,
-		WorkerInstanceID: e.WorkerInstanceID,
-		EventKind:        e.EventKind,
-		EventAtMs:        e.EventAtMs,
-		Reason:           reason,
-	})
+	for at := e.EventAtMs; ; at++ {
+		n, err := s.q.InsertEvent(ctx, sqlitedb.InsertEventParams{
+			Namespace:        e.Namespace,
+			WorkerInstanceID: e.WorkerInstanceID,
+			EventKind:        e.EventKind,
+			EventAtMs:        at,
+			Reason:           reason,
+		})
+		if err != nil || n > 0 {
+			return err
+		}
+	}
 }
 
+// insertEvents records events of one kind and time as one statement; the
+// few whose key is taken follow one by one (see insertEvent).
 func (s sqliteQueries) insertEvents(ctx context.Context, kind string, atMS int64, keys []instanceKey) error {
 	keysJSON, err := keyArray(keys)
 	if err != nil {
 		return err
 	}
-	return s.q.InsertEvents(ctx, sqlitedb.InsertEventsParams{EventKind: kind, EventAtMs: atMS, Keys: keysJSON})
+	rows, err := s.q.InsertEvents(ctx, sqlitedb.InsertEventsParams{EventKind: kind, EventAtMs: atMS, Keys: keysJSON})
+	if err != nil || len(rows) == len(keys) {
+		return err
+	}
+	written := make(map[instanceKey]bool, len(rows))
+	for _, row := range rows {
+		written[instanceKey{row.Namespace, row.WorkerInstanceID}] = true
+	}
+	for _, k := range keys {
+		if !written[k] {
+			if err := s.insertEvent(ctx, eventRow{Namespace: k.namespace, WorkerInstanceID: k.instanceID, EventKind: kind, EventAtMs: atMS + 1}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s sqliteQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {
@@ -184,7 +208,7 @@ func (s sqliteQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, l
 }
 
 func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error) {
-	var rows []sqlitedb.FfWorkerRegistry
+	var rows []sqlitedb.ListLiveWorkersRow
 	var err error
 	if q.Namespace == "" {
 		rows, err = s.q.ListLiveWorkers(ctx, sqlitedb.ListLiveWorkersParams{
@@ -196,7 +220,8 @@ func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]worker
 			RowLimit:        int64(q.RowLimit),
 		})
 	} else {
-		rows, err = s.q.ListLiveWorkersInNamespace(ctx, sqlitedb.ListLiveWorkersInNamespaceParams{
+		var inNS []sqlitedb.ListLiveWorkersInNamespaceRow
+		inNS, err = s.q.ListLiveWorkersInNamespace(ctx, sqlitedb.ListLiveWorkersInNamespaceParams{
 			Namespace:       q.Namespace,
 			AfterInstanceID: q.AfterInstance,
 			NowMs:           q.NowMs,
@@ -204,6 +229,10 @@ func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]worker
 			Capability:      q.Capability,
 			RowLimit:        int64(q.RowLimit),
 		})
+		rows = make([]sqlitedb.ListLiveWorkersRow, len(inNS))
+		for i, row := range inNS {
+			rows[i] = sqlitedb.ListLiveWorkersRow(row)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -227,26 +256,38 @@ func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]worker
 }
 
 func (s sqliteQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow, error) {
-	var rows []sqlitedb.FfWorkerRegistryEvent
-	var err error
 	limit := int64(q.RowLimit)
 	switch {
 	case q.Instance == "" && !q.NewestFirst:
-		rows, err = s.q.ListEventsAsc(ctx, sqlitedb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
+		rows, err := s.q.ListEventsAsc(ctx, sqlitedb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
+		return eventRows(rows, err, func(r sqlitedb.ListEventsAscRow) sqlitedb.ListEventsAscRow { return r })
 	case q.Instance == "":
-		rows, err = s.q.ListEventsDesc(ctx, sqlitedb.ListEventsDescParams{Namespace: q.Namespace, BeforeID: q.Before, RowLimit: limit})
+		rows, err := s.q.ListEventsDesc(ctx, sqlitedb.ListEventsDescParams{Namespace: q.Namespace, BeforeID: q.Before, RowLimit: limit})
+		return eventRows(rows, err, func(r sqlitedb.ListEventsDescRow) sqlitedb.ListEventsAscRow { return sqlitedb.ListEventsAscRow(r) })
 	case !q.NewestFirst:
-		rows, err = s.q.ListInstanceEventsAsc(ctx, sqlitedb.ListInstanceEventsAscParams{
+		rows, err := s.q.ListInstanceEventsAsc(ctx, sqlitedb.ListInstanceEventsAscParams{
 			Namespace: q.Namespace, WorkerInstanceID: q.Instance, AfterID: q.After, RowLimit: limit})
+		return eventRows(rows, err, func(r sqlitedb.ListInstanceEventsAscRow) sqlitedb.ListEventsAscRow {
+			return sqlitedb.ListEventsAscRow(r)
+		})
 	default:
-		rows, err = s.q.ListInstanceEventsDesc(ctx, sqlitedb.ListInstanceEventsDescParams{
+		rows, err := s.q.ListInstanceEventsDesc(ctx, sqlitedb.ListInstanceEventsDescParams{
 			Namespace: q.Namespace, WorkerInstanceID: q.Instance, BeforeID: q.Before, RowLimit: limit})
+		return eventRows(rows, err, func(r sqlitedb.ListInstanceEventsDescRow) sqlitedb.ListEventsAscRow {
+			return sqlitedb.ListEventsAscRow(r)
+		})
 	}
+}
+
+// eventRows maps the four event listings' identical row types, through
+// conv, to eventRow.
+func eventRows[T any](rows []T, err error, conv func(T) sqlitedb.ListEventsAscRow) ([]eventRow, error) {
 	if err != nil {
 		return nil, err
 	}
 	out := make([]eventRow, len(rows))
-	for i, row := range rows {
+	for i, r := range rows {
+		row := conv(r)
 		out[i] = eventRow{
 			EventID:          row.EventID,
 			Namespace:        row.Namespace,
@@ -263,12 +304,13 @@ func (s sqliteQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow
 
 func (s sqliteQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([]leaseRow, error) {
 	rows, err := s.q.ListExpiredLeases(ctx, sqlitedb.ListExpiredLeasesParams{
-		AsOfMs:           q.AsOfMs,
-		AfterExpiresAtMs: q.AfterExpiresAtMs,
-		AfterPartition:   sql.NullInt64{Int64: q.AfterPartition, Valid: true},
-		AfterExecutionID: q.AfterExecutionID,
-		Namespace:        q.Namespace,
-		RowLimit:         int64(q.RowLimit),
+		AsOfMs:            q.AsOfMs,
+		AfterExpiresAtMs:  q.AfterExpiresAtMs,
+		AfterPartition:    sql.NullInt64{Int64: q.AfterPartition, Valid: true},
+		AfterExecutionID:  q.AfterExecutionID,
+		AfterAttemptIndex: sql.NullInt64{Int64: q.AfterAttemptIndex, Valid: true},
+		Namespace:         q.Namespace,
+		RowLimit:          int64(q.RowLimit),
 	})
 	if err != nil {
 		return nil, err

@@ -140,12 +140,16 @@ type eventQuery struct {
 }
 
 // leaseQuery selects a page of expired leases after the cursor
-// (AfterExpiresAtMs, AfterPartition, AfterExecutionID).
+// (AfterExpiresAtMs, AfterPartition, AfterExecutionID, AfterAttemptIndex).
 type leaseQuery struct {
 	AsOfMs           int64
 	AfterExpiresAtMs int64
 	AfterPartition   int64
 	AfterExecutionID []byte
-	Namespace        string
-	RowLimit         int
+	// AfterAttemptIndex orders held attempts of one execution that share
+	// an expiry. A store whose schema allows one held lease per execution
+	// has no such ties and may ignore it.
+	AfterAttemptIndex int64
+	Namespace         string
+	RowLimit          int
 }

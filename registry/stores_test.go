@@ -22,10 +22,14 @@ import (
 const (
 	storeSQLite   = "sqlite"
 	storePostgres = "postgres"
+	// storeFlowFabric is the SQLite store on a FlowFabric database that
+	// the registry adopted: built by the engine's own migrations, with the
+	// engine's ff_exec_core and ff_attempt. Its bundles say storeSQLite.
+	storeFlowFabric = "flowfabric"
 )
 
 func eachStore(t *testing.T, body func(t *testing.T)) {
-	for _, store := range []string{storeSQLite, storePostgres} {
+	for _, store := range []string{storeSQLite, storePostgres, storeFlowFabric} {
 		t.Run(store, body)
 	}
 }
@@ -33,8 +37,8 @@ func eachStore(t *testing.T, body func(t *testing.T)) {
 // storeOf returns the store eachStore chose for t, or SQLite.
 func storeOf(t testing.TB) string {
 	parts := strings.Split(t.Name(), "/")
-	if len(parts) > 1 && parts[1] == storePostgres {
-		return storePostgres
+	if len(parts) > 1 && (parts[1] == storePostgres || parts[1] == storeFlowFabric) {
+		return parts[1]
 	}
 	return storeSQLite
 }

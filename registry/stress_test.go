@@ -267,10 +267,14 @@ func runStress(t *testing.T, seed uint64, ops int, heartbeatEvents bool) {
 	equal(t, "rows after the final sweep", len(rows), len(live))
 	// With heartbeat events on, the replay knows every registration's
 	// expiry and checks each event against the liveness rule.
-	stats := checkHistory(t, events, rows, historyOptions{
+	opts := historyOptions{
 		exactHeartbeat: heartbeatEvents,
 		ttl:            func(k workerKey) time.Duration { return s.ttl[k] },
-	})
+	}
+	if b.store == storeSQLite {
+		opts.shiftMS = sqliteShiftMS
+	}
+	stats := checkHistory(t, events, rows, opts)
 
 	// (c) It records exactly what the callers were told.
 	equal(t, "registered events (Registered outcomes)", stats.kinds["registered"], total.registered)

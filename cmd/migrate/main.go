@@ -101,16 +101,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sqlDB, err := openDB(ds, cmd == "up" || cmd == "up-to")
+	creates := cmd == "up" || cmd == "up-to"
+	created := false
+	if ds.Store() == registry.StoreSQLite && creates {
+		_, statErr := os.Stat(ds.Path())
+		created = errors.Is(statErr, fs.ErrNotExist)
+	}
+	sqlDB, err := openDB(ds, creates)
 	if err != nil {
 		return fmt.Errorf("%s: %w", ds, err)
 	}
-	defer sqlDB.Close()
-	p, err := registry.NewMigrationProvider(sqlDB)
-	if err != nil {
-		return err
+	err = execute(ctx, sqlDB, cmd, version, stdout)
+	sqlDB.Close()
+	if err != nil && created {
+		// A failed command leaves no file behind that it created.
+		os.Remove(ds.Path())
+		os.Remove(ds.Path() + "-journal")
 	}
-	return execute(ctx, p, cmd, version, stdout)
+	return err
 }
 
 // parseDB parses -db. A DSN that ParseDSN refuses (empty, malformed) is a
@@ -139,7 +147,9 @@ func openDB(ds registry.DataSource, creates bool) (*sql.DB, error) {
 	if _, err := os.Stat(path); !creates && errors.Is(err, fs.ErrNotExist) {
 		return nil, errors.New("no such database file (run 'migrate up' to create it)")
 	}
-	return registry.OpenDB(path)
+	// Not OpenDB: that switches the file to WAL, which a command that
+	// fails, or only reads, must not do.
+	return registry.OpenSQLiteForMigration(path)
 }
 
 func parseCommand(args []string) (cmd string, version int64, err error) {
@@ -166,11 +176,19 @@ func parseCommand(args []string) (cmd string, version int64, err error) {
 	return cmd, version, nil
 }
 
-func execute(ctx context.Context, p *goose.Provider, cmd string, version int64, out io.Writer) error {
-	current, latest, err := p.GetVersions(ctx)
+func execute(ctx context.Context, sqlDB *sql.DB, cmd string, version int64, out io.Writer) error {
+	p, err := registry.NewMigrationProvider(sqlDB)
 	if err != nil {
 		return err
 	}
+	// Read the version without goose, which would create its version
+	// table in a database that has none: status and version only read,
+	// and a failed up must leave the database as it was.
+	current, err := registry.SchemaVersion(ctx, sqlDB)
+	if err != nil {
+		return err
+	}
+	latest := latestMigration(p)
 	switch cmd {
 	case "status":
 		return printStatus(ctx, p, current, latest, out)
@@ -181,7 +199,15 @@ func execute(ctx context.Context, p *goose.Provider, cmd string, version int64, 
 	if current > latest {
 		return fmt.Errorf("database version %d is newer than this binary's latest migration (%d): use a newer migrate", current, latest)
 	}
-	results, err := runMigrations(ctx, p, cmd, version)
+	var results []*goose.MigrationResult
+	switch cmd {
+	case "up":
+		results, err = registry.MigrateTo(ctx, sqlDB, latest)
+	case "up-to":
+		results, err = registry.MigrateTo(ctx, sqlDB, version)
+	default:
+		results, err = runMigrations(ctx, p, cmd, version)
+	}
 	for _, r := range results {
 		fmt.Fprintln(out, r)
 	}
@@ -191,20 +217,25 @@ func execute(ctx context.Context, p *goose.Provider, cmd string, version int64, 
 	if len(results) == 0 {
 		fmt.Fprintln(out, "no migrations to run")
 	}
-	current, err = p.GetDBVersion(ctx)
-	if err != nil {
+	if current, err = registry.SchemaVersion(ctx, sqlDB); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "database version %d\n", current)
 	return nil
 }
 
+func latestMigration(p *goose.Provider) int64 {
+	var latest int64
+	for _, s := range p.ListSources() {
+		latest = max(latest, s.Version)
+	}
+	return latest
+}
+
+// runMigrations runs the commands that go down, with goose: one
+// migration, one transaction.
 func runMigrations(ctx context.Context, p *goose.Provider, cmd string, version int64) ([]*goose.MigrationResult, error) {
 	switch cmd {
-	case "up":
-		return p.Up(ctx)
-	case "up-to":
-		return p.UpTo(ctx, version)
 	case "down-to":
 		return p.DownTo(ctx, version)
 	case "reset":
@@ -240,9 +271,18 @@ func noVersion(err error) error {
 }
 
 func printStatus(ctx context.Context, p *goose.Provider, current, latest int64, out io.Writer) error {
-	statuses, err := p.Status(ctx)
-	if err != nil {
-		return err
+	var statuses []*goose.MigrationStatus
+	if current == 0 {
+		// Nothing applied, perhaps no version table: goose's Status would
+		// create one.
+		for _, src := range p.ListSources() {
+			statuses = append(statuses, &goose.MigrationStatus{Source: src, State: goose.StatePending})
+		}
+	} else {
+		var err error
+		if statuses, err = p.Status(ctx); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(out, "database version %d, latest migration %d\n", current, latest)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

@@ -225,3 +225,107 @@ func TestFailures(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestFailedUpLeavesFileUnchanged runs up on another application's SQLite
+// database whose ff_exec_core the registry cannot index, and status and
+// version on one with no registry: the file keeps its bytes and journal
+// mode, and nothing is left beside it.
+func TestFailedUpLeavesFileUnchanged(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "other.db")
+	db, err := sql.Open(registry.DriverName, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE ff_exec_core (id INTEGER PRIMARY KEY, payload TEXT); INSERT INTO ff_exec_core (payload) VALUES ('a')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status"}, {"version"}, {"up"}, {"up-to", "2"}} {
+		res := migrate(t, dir, nil, append([]string{"-db", path}, args...)...)
+		want := 0
+		if args[0] == "up" || args[0] == "up-to" {
+			want = 1
+		}
+		if res.code != want {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", args, res.code, want, res.stderr)
+		}
+		if want == 1 && !strings.Contains(res.stderr, "nothing was applied") {
+			t.Errorf("%q: stderr %q, want it to say nothing was applied", args, res.stderr)
+		}
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(after, before) {
+		t.Error("the file changed")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("files beside the database: %v", entries)
+	}
+}
+
+// TestFlowFabricUpDownUp adopts a FlowFabric database built by the engine's
+// own migrations with migrate up, takes it down to the adoption and up
+// again: every engine object and every row survives, and down stops at the
+// adoption.
+func TestFlowFabricUpDownUp(t *testing.T) {
+	src := os.Getenv("REGISTRY_FLOWFABRIC_DIR")
+	if src == "" {
+		src = filepath.Join("..", "..", "..", "shared", "flowfabric")
+	}
+	files, _ := filepath.Glob(filepath.Join(src, "sqlite", "*.sql"))
+	if len(files) == 0 {
+		t.Skipf("FlowFabric's migrations are not in %s; set REGISTRY_FLOWFABRIC_DIR", src)
+	}
+	slices.Sort(files)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "flowfabric.db")
+	db, err := sql.Open(registry.DriverName, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(string(text)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO ff_worker_registry VALUES ('ns', 'w', 'pool', 'default', '', 1, 60000, 1);
+		INSERT INTO ff_worker_registry_event VALUES ('ns', 'w', 'registered', 1, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() string {
+		var s string
+		if err := db.QueryRow(`SELECT group_concat(x, char(10)) FROM (
+			SELECT type || ' ' || name || ' ' || coalesce(sql, '') AS x FROM sqlite_master
+			WHERE tbl_name NOT IN ('ff_worker_registry', 'ff_worker_registry_event', ?) AND name NOT LIKE 'ff\_worker\_registry\_%' ESCAPE '\'
+			UNION ALL SELECT namespace || worker_instance_id || last_heartbeat_ms FROM ff_worker_registry
+			UNION ALL SELECT rowid || event_kind FROM ff_worker_registry_event ORDER BY 1)`, registry.VersionTable).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := snapshot()
+	for _, step := range []struct {
+		args []string
+		code int
+	}{{[]string{"up"}, 0}, {[]string{"down-to", "3"}, 0}, {[]string{"down"}, 1}, {[]string{"up"}, 0}} {
+		res := migrate(t, dir, nil, append([]string{"-db", path}, step.args...)...)
+		if res.code != step.code {
+			t.Fatalf("%q: exit %d, want %d\nstdout %s\nstderr %s", step.args, res.code, step.code, res.stdout, res.stderr)
+		}
+		if got := snapshot(); got != before {
+			t.Fatalf("after %q the engine's objects or the rows changed:\n%s\nwant\n%s", step.args, got, before)
+		}
+	}
+}

@@ -210,13 +210,18 @@ func leasesExpired(flags *flag.FlagSet) runFunc {
 		after.ExecutionID, err = registry.ParseExecutionID(s)
 		return err
 	})
+	flags.Func("after-attempt", "start after this attempt `N` of -after-execution (default 0)", func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 32)
+		after.AttemptIndex = uint32(n)
+		return err
+	})
 	return func(ctx context.Context, reg *registry.Registry, out *output) error {
 		// One as-of for every page, and in the continuation flags, so that
 		// paging walks a single set of leases.
 		if args.AsOf.IsZero() {
 			args.AsOf = time.Now()
 		}
-		if flagSet(flags, "after-expires") || flagSet(flags, "after-execution") {
+		if flagSet(flags, "after-expires") || flagSet(flags, "after-execution") || flagSet(flags, "after-attempt") {
 			args.After = &after
 		}
 		var leases []registry.ExpiredLease
@@ -236,7 +241,8 @@ func leasesExpired(flags *flag.FlagSet) runFunc {
 		}
 		if next := args.After; next != nil {
 			out.more("leases", "-as-of", formatTime(args.AsOf),
-				"-after-expires", formatTime(next.ExpiresAt), "-after-execution", next.ExecutionID.String())
+				"-after-expires", formatTime(next.ExpiresAt), "-after-execution", next.ExecutionID.String(),
+				"-after-attempt", strconv.FormatUint(uint64(next.AttemptIndex), 10))
 		}
 		return nil
 	}

@@ -42,8 +42,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5/stdlib"
-
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -191,33 +189,17 @@ func flagError(flags *flag.FlagSet, err error, cmd, help string, stderr io.Write
 // openRegistry opens the existing database that dsn names, ds being its
 // parse. registry.Open would create a missing file, which for an
 // operator's typo means an empty registry that looks healthy.
+// openRegistry opens an existing registry at this binary's schema version.
+// registryctl never creates or upgrades a schema: pointed by mistake at
+// another database, an empty file or an older registry, it says what to
+// run and leaves the database as it was.
 func openRegistry(ctx context.Context, dsn string, ds registry.DataSource) (*registry.Registry, error) {
-	if ds.Store() == registry.StorePostgres {
-		if err := checkPostgresRegistry(ctx, ds); err != nil {
-			return nil, fmt.Errorf("%s: %w", ds, err)
+	if ds.Store() == registry.StoreSQLite {
+		if _, err := os.Stat(ds.Path()); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: no such database file", ds.Path())
 		}
-		return registry.Open(ctx, dsn)
 	}
-	path := ds.Path()
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: no such database file", path)
-	}
-	return registry.Open(ctx, path)
-}
-
-// checkPostgresRegistry refuses a Postgres database without the registry's
-// tables, which for a wrong URL would otherwise be migrated into.
-func checkPostgresRegistry(ctx context.Context, ds registry.DataSource) error {
-	sqlDB := stdlib.OpenDB(*ds.PoolConfig().ConnConfig)
-	defer sqlDB.Close()
-	var exists bool
-	if err := sqlDB.QueryRowContext(ctx, `SELECT to_regclass('ff_worker_registry') IS NOT NULL`).Scan(&exists); err != nil {
-		return ds.RedactError(err)
-	}
-	if !exists {
-		return errors.New("no worker registry in this database (create one with 'migrate up')")
-	}
-	return nil
+	return registry.Open(ctx, dsn, registry.WithAutoMigrate(false))
 }
 
 func topUsage() string {

@@ -914,3 +914,69 @@ func TestPostgresWithoutRegistry(t *testing.T) {
 		t.Fatalf("tables in the schema: %d, %v; want none", tables, err)
 	}
 }
+
+// TestNeverCreatesOrUpgrades points every command, reading or writing, at
+// SQLite files that are not a registry at this version: another
+// application's database, an empty file and an older registry. Each
+// command exits 1 saying what to run, and the file keeps its bytes with no
+// -wal or -shm left beside it.
+func TestNeverCreatesOrUpgrades(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	foreign := filepath.Join(dir, "other.db")
+	db, err := sql.Open(registry.DriverName, foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE foo (x INTEGER); INSERT INTO foo VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	older := filepath.Join(dir, "older.db")
+	db, err = registry.OpenSQLiteForMigration(older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.MigrateTo(ctx, db, 2); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	listing := func() []string {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, e.Name()+" "+strconv.Itoa(len(b))+" "+string(b))
+		}
+		return names
+	}
+	before := listing()
+	for _, path := range []string{foreign, empty, older} {
+		for _, args := range [][]string{
+			{"workers", "list"},
+			{"workers", "events", "-namespace", "ns"},
+			{"leases", "expired"},
+			{"sweep"},
+			{"workers", "drain", "-namespace", "ns", "-instance", "i"},
+			{"workers", "kill", "-namespace", "ns", "-instance", "i", "-reason", "r"},
+		} {
+			res := registryctl(t, dir, nil, append([]string{"-db", path}, args...)...)
+			if res.code != 1 || !strings.Contains(res.stderr, "migrate up") {
+				t.Errorf("%s %q: exit %d, stderr %q; want 1 and a pointer to 'migrate up'", filepath.Base(path), args, res.code, res.stderr)
+			}
+		}
+	}
+	if after := listing(); !slices.Equal(after, before) {
+		t.Errorf("registryctl changed the files it refused")
+	}
+}

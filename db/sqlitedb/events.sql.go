@@ -12,12 +12,13 @@ import (
 
 const deleteEventsBefore = `-- name: DeleteEventsBefore :execrows
 DELETE FROM ff_worker_registry_event
-WHERE event_id IN (
-    SELECT old.event_id FROM ff_worker_registry_event AS old
+WHERE rowid IN (
+    SELECT old.rowid FROM ff_worker_registry_event AS old
     WHERE old.event_at_ms < ?1
     ORDER BY old.event_at_ms
     LIMIT ?2
 )
+AND rowid < (SELECT max(newest.rowid) FROM ff_worker_registry_event AS newest)
 `
 
 type DeleteEventsBeforeParams struct {
@@ -26,6 +27,9 @@ type DeleteEventsBeforeParams struct {
 }
 
 // One pruning batch, oldest first through ff_worker_registry_event_at_idx.
+// The newest event always stays: a rowid table hands out max(rowid) + 1,
+// so deleting the newest would reuse its ID and a reader paging forward
+// would skip the events written after.
 func (q *Queries) DeleteEventsBefore(ctx context.Context, arg DeleteEventsBeforeParams) (int64, error) {
 	result, err := q.exec(ctx, q.deleteEventsBeforeStmt, deleteEventsBefore, arg.BeforeMs, arg.BatchSize)
 	if err != nil {
@@ -34,9 +38,11 @@ func (q *Queries) DeleteEventsBefore(ctx context.Context, arg DeleteEventsBefore
 	return result.RowsAffected()
 }
 
-const insertEvent = `-- name: InsertEvent :exec
+const insertEvent = `-- name: InsertEvent :execrows
+
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
 VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT DO NOTHING
 `
 
 type InsertEventParams struct {
@@ -47,22 +53,32 @@ type InsertEventParams struct {
 	Reason           sql.NullString
 }
 
-func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error {
-	_, err := q.exec(ctx, q.insertEventStmt, insertEvent,
+// The audit log is FlowFabric's ff_worker_registry_event. Its key is
+// (namespace, instance, time, kind), so an insert that finds its key taken
+// writes nothing and the caller moves the event to the next millisecond;
+// the event ID is the rowid, which orders events as they were written.
+func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) (int64, error) {
+	result, err := q.exec(ctx, q.insertEventStmt, insertEvent,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.EventKind,
 		arg.EventAtMs,
 		arg.Reason,
 	)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }
 
-const insertEvents = `-- name: InsertEvents :exec
+const insertEvents = `-- name: InsertEvents :many
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?1, ?2, NULL
 FROM json_each(?3)
+WHERE true -- ends the SELECT, so that ON CONFLICT is not read as a join
 ORDER BY key
+ON CONFLICT DO NOTHING
+RETURNING namespace, worker_instance_id
 `
 
 type InsertEventsParams struct {
@@ -71,18 +87,42 @@ type InsertEventsParams struct {
 	Keys      interface{}
 }
 
+type InsertEventsRow struct {
+	Namespace        string
+	WorkerInstanceID string
+}
+
 // Many events of one kind and time as one statement. keys is a JSON array
-// of [namespace, instance] pairs, recorded in array order.
-func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) error {
-	_, err := q.exec(ctx, q.insertEventsStmt, insertEvents, arg.EventKind, arg.EventAtMs, arg.Keys)
-	return err
+// of [namespace, instance] pairs, recorded in array order; it returns the
+// pairs it recorded.
+func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) ([]InsertEventsRow, error) {
+	rows, err := q.query(ctx, q.insertEventsStmt, insertEvents, arg.EventKind, arg.EventAtMs, arg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []InsertEventsRow{}
+	for rows.Next() {
+		var i InsertEventsRow
+		if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listEventsAsc = `-- name: ListEventsAsc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE namespace = ?1 AND event_id > ?2
-ORDER BY event_id
+WHERE namespace = ?1 AND rowid > cast(?2 AS INTEGER)
+ORDER BY rowid
 LIMIT ?3
 `
 
@@ -92,15 +132,24 @@ type ListEventsAscParams struct {
 	RowLimit  int64
 }
 
-func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([]FfWorkerRegistryEvent, error) {
+type ListEventsAscRow struct {
+	EventID          int64
+	Namespace        string
+	WorkerInstanceID string
+	EventKind        string
+	EventAtMs        int64
+	Reason           sql.NullString
+}
+
+func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([]ListEventsAscRow, error) {
 	rows, err := q.query(ctx, q.listEventsAscStmt, listEventsAsc, arg.Namespace, arg.AfterID, arg.RowLimit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []FfWorkerRegistryEvent{}
+	items := []ListEventsAscRow{}
 	for rows.Next() {
-		var i FfWorkerRegistryEvent
+		var i ListEventsAscRow
 		if err := rows.Scan(
 			&i.EventID,
 			&i.Namespace,
@@ -123,10 +172,10 @@ func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([
 }
 
 const listEventsDesc = `-- name: ListEventsDesc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE namespace = ?1 AND event_id < ?2
-ORDER BY event_id DESC
+WHERE namespace = ?1 AND rowid < cast(?2 AS INTEGER)
+ORDER BY rowid DESC
 LIMIT ?3
 `
 
@@ -136,15 +185,24 @@ type ListEventsDescParams struct {
 	RowLimit  int64
 }
 
-func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) ([]FfWorkerRegistryEvent, error) {
+type ListEventsDescRow struct {
+	EventID          int64
+	Namespace        string
+	WorkerInstanceID string
+	EventKind        string
+	EventAtMs        int64
+	Reason           sql.NullString
+}
+
+func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) ([]ListEventsDescRow, error) {
 	rows, err := q.query(ctx, q.listEventsDescStmt, listEventsDesc, arg.Namespace, arg.BeforeID, arg.RowLimit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []FfWorkerRegistryEvent{}
+	items := []ListEventsDescRow{}
 	for rows.Next() {
-		var i FfWorkerRegistryEvent
+		var i ListEventsDescRow
 		if err := rows.Scan(
 			&i.EventID,
 			&i.Namespace,
@@ -167,11 +225,11 @@ func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) 
 }
 
 const listInstanceEventsAsc = `-- name: ListInstanceEventsAsc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
 WHERE namespace = ?1 AND worker_instance_id = ?2
-  AND event_id > ?3
-ORDER BY event_id
+  AND rowid > cast(?3 AS INTEGER)
+ORDER BY rowid
 LIMIT ?4
 `
 
@@ -182,7 +240,16 @@ type ListInstanceEventsAscParams struct {
 	RowLimit         int64
 }
 
-func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEventsAscParams) ([]FfWorkerRegistryEvent, error) {
+type ListInstanceEventsAscRow struct {
+	EventID          int64
+	Namespace        string
+	WorkerInstanceID string
+	EventKind        string
+	EventAtMs        int64
+	Reason           sql.NullString
+}
+
+func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEventsAscParams) ([]ListInstanceEventsAscRow, error) {
 	rows, err := q.query(ctx, q.listInstanceEventsAscStmt, listInstanceEventsAsc,
 		arg.Namespace,
 		arg.WorkerInstanceID,
@@ -193,9 +260,9 @@ func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEve
 		return nil, err
 	}
 	defer rows.Close()
-	items := []FfWorkerRegistryEvent{}
+	items := []ListInstanceEventsAscRow{}
 	for rows.Next() {
-		var i FfWorkerRegistryEvent
+		var i ListInstanceEventsAscRow
 		if err := rows.Scan(
 			&i.EventID,
 			&i.Namespace,
@@ -218,11 +285,11 @@ func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEve
 }
 
 const listInstanceEventsDesc = `-- name: ListInstanceEventsDesc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
 WHERE namespace = ?1 AND worker_instance_id = ?2
-  AND event_id < ?3
-ORDER BY event_id DESC
+  AND rowid < cast(?3 AS INTEGER)
+ORDER BY rowid DESC
 LIMIT ?4
 `
 
@@ -233,7 +300,16 @@ type ListInstanceEventsDescParams struct {
 	RowLimit         int64
 }
 
-func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEventsDescParams) ([]FfWorkerRegistryEvent, error) {
+type ListInstanceEventsDescRow struct {
+	EventID          int64
+	Namespace        string
+	WorkerInstanceID string
+	EventKind        string
+	EventAtMs        int64
+	Reason           sql.NullString
+}
+
+func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEventsDescParams) ([]ListInstanceEventsDescRow, error) {
 	rows, err := q.query(ctx, q.listInstanceEventsDescStmt, listInstanceEventsDesc,
 		arg.Namespace,
 		arg.WorkerInstanceID,
@@ -244,9 +320,9 @@ func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEv
 		return nil, err
 	}
 	defer rows.Close()
-	items := []FfWorkerRegistryEvent{}
+	items := []ListInstanceEventsDescRow{}
 	for rows.Next() {
-		var i FfWorkerRegistryEvent
+		var i ListInstanceEventsDescRow
 		if err := rows.Scan(
 			&i.EventID,
 			&i.Namespace,

@@ -22,21 +22,22 @@ WHERE c.partition_key = a.partition_key
   AND a.lease_expires_at_ms IS NOT NULL
   AND a.worker_instance_id IS NOT NULL
   AND a.lease_expires_at_ms <= cast(?1 AS INTEGER)
-  AND (a.lease_expires_at_ms, a.partition_key, a.execution_id)
-      > (cast(?2 AS INTEGER), ?3, cast(?4 AS BLOB))
+  AND (a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index)
+      > (cast(?2 AS INTEGER), ?3, cast(?4 AS BLOB), ?5)
   AND c.public_state IN ('active', 'claimed', 'running')
-  AND (cast(?5 AS TEXT) = '' OR json_extract(c.raw_fields, '$.namespace') = cast(?5 AS TEXT))
-ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id
-LIMIT ?6
+  AND (cast(?6 AS TEXT) = '' OR json_extract(c.raw_fields, '$.namespace') = cast(?6 AS TEXT))
+ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index
+LIMIT ?7
 `
 
 type ListExpiredLeasesParams struct {
-	AsOfMs           int64
-	AfterExpiresAtMs int64
-	AfterPartition   sql.NullInt64
-	AfterExecutionID []byte
-	Namespace        string
-	RowLimit         int64
+	AsOfMs            int64
+	AfterExpiresAtMs  int64
+	AfterPartition    sql.NullInt64
+	AfterExecutionID  []byte
+	AfterAttemptIndex sql.NullInt64
+	Namespace         string
+	RowLimit          int64
 }
 
 type ListExpiredLeasesRow struct {
@@ -49,10 +50,12 @@ type ListExpiredLeasesRow struct {
 	Namespace        string
 }
 
-// Walks ff_attempt_lease_expiry_idx from the cursor. CROSS JOIN pins
+// Walks ff_worker_registry_lease_idx from the cursor. CROSS JOIN pins
 // ff_attempt as the outer loop so that the planner never trades the walk
 // for the namespace index plus a sort of every expired lease. The cursor
-// is a row value over the index's leading columns. (A CAST on the
+// is a row value over the index's leading columns; the attempt orders two
+// held attempts of one execution that share an expiry, which the engine's
+// tables allow. (A CAST on the
 // partition parameter would stop SQLite from seeking on the whole row value,
 // hence its nullable Go type.) An empty namespace means every namespace.
 func (q *Queries) ListExpiredLeases(ctx context.Context, arg ListExpiredLeasesParams) ([]ListExpiredLeasesRow, error) {
@@ -61,6 +64,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, arg ListExpiredLeasesPa
 		arg.AfterExpiresAtMs,
 		arg.AfterPartition,
 		arg.AfterExecutionID,
+		arg.AfterAttemptIndex,
 		arg.Namespace,
 		arg.RowLimit,
 	)

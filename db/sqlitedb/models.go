@@ -33,15 +33,14 @@ type FfWorkerRegistry struct {
 	LastHeartbeatMs  int64
 	LivenessTtlMs    int64
 	RegisteredAtMs   int64
-	ExpiresAtMs      int64
 	Draining         int64
 }
 
 type FfWorkerRegistryEvent struct {
-	EventID          int64
 	Namespace        string
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
 	Reason           sql.NullString
+	Rowid            int64
 }

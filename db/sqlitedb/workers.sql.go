@@ -11,11 +11,11 @@ import (
 
 const deleteExpiredWorkers = `-- name: DeleteExpiredWorkers :many
 DELETE FROM ff_worker_registry
-WHERE (namespace, worker_instance_id) IN (
-    SELECT old.namespace, old.worker_instance_id
+WHERE rowid IN (
+    SELECT old.rowid
     FROM ff_worker_registry AS old
-    WHERE old.expires_at_ms <= ?1
-    ORDER BY old.expires_at_ms
+    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= ?1
+    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms
     LIMIT ?2
 )
 RETURNING namespace, worker_instance_id
@@ -32,7 +32,7 @@ type DeleteExpiredWorkersRow struct {
 }
 
 // One sweep batch: the oldest expiries first, found through
-// ff_worker_registry_expires_idx, so that a sweep with nothing to do is a
+// ff_worker_registry_expiry_idx, so that a sweep with nothing to do is a
 // single index probe.
 func (q *Queries) DeleteExpiredWorkers(ctx context.Context, arg DeleteExpiredWorkersParams) ([]DeleteExpiredWorkersRow, error) {
 	rows, err := q.query(ctx, q.deleteExpiredWorkersStmt, deleteExpiredWorkers, arg.NowMs, arg.BatchSize)
@@ -61,7 +61,7 @@ const deleteLiveWorker = `-- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id = ?2
-  AND +expires_at_ms > ?3
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
 `
 
 type DeleteLiveWorkerParams struct {
@@ -80,7 +80,7 @@ func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerPara
 
 const getWorker = `-- name: GetWorker :one
 
-SELECT worker_id, registered_at_ms, expires_at_ms
+SELECT worker_id, registered_at_ms, last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms
 FROM ff_worker_registry
 WHERE namespace = ?1 AND worker_instance_id = ?2
 `
@@ -96,10 +96,13 @@ type GetWorkerRow struct {
 	ExpiresAtMs    int64
 }
 
-// Liveness is "+expires_at_ms > now": the unary + keeps the planner from
-// driving these statements from the expiry index once ANALYZE has run,
-// which would turn key lookups and key-ordered pages into range scans and
-// sorts. Only the sweep should use that index.
+// The expiry is last_heartbeat_ms + liveness_ttl_ms, the engine's own
+// definition, indexed by ff_worker_registry_expiry_idx, so that it follows
+// heartbeats whoever writes them. Liveness is
+// "+(last_heartbeat_ms + liveness_ttl_ms) > now": the unary + keeps the
+// planner from driving these statements from the expiry index once ANALYZE
+// has run, which would turn key lookups and key-ordered pages into range
+// scans and sorts. Only the sweep should use that index.
 // Reads a registration whether or not it is live; the caller decides.
 func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorkerRow, error) {
 	row := q.queryRow(ctx, q.getWorkerStmt, getWorker, arg.Namespace, arg.WorkerInstanceID)
@@ -110,12 +113,11 @@ func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorker
 
 const heartbeatLiveWorker = `-- name: HeartbeatLiveWorker :many
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = ?1,
-    expires_at_ms     = ?1 + liveness_ttl_ms
+SET last_heartbeat_ms = ?1
 WHERE namespace = ?2
   AND worker_instance_id = ?3
-  AND +expires_at_ms > ?1
-RETURNING expires_at_ms, draining
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?1
+RETURNING last_heartbeat_ms, liveness_ttl_ms, draining
 `
 
 type HeartbeatLiveWorkerParams struct {
@@ -125,8 +127,9 @@ type HeartbeatLiveWorkerParams struct {
 }
 
 type HeartbeatLiveWorkerRow struct {
-	ExpiresAtMs int64
-	Draining    int64
+	LastHeartbeatMs int64
+	LivenessTtlMs   int64
+	Draining        int64
 }
 
 // Refreshes a live row only; an expired row is left for the sweep. It runs
@@ -143,7 +146,7 @@ func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWork
 	items := []HeartbeatLiveWorkerRow{}
 	for rows.Next() {
 		var i HeartbeatLiveWorkerRow
-		if err := rows.Scan(&i.ExpiresAtMs, &i.Draining); err != nil {
+		if err := rows.Scan(&i.LastHeartbeatMs, &i.LivenessTtlMs, &i.Draining); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -159,13 +162,12 @@ func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWork
 
 const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = ?1,
-    expires_at_ms     = ?1 + liveness_ttl_ms
+SET last_heartbeat_ms = ?1
 WHERE (namespace, worker_instance_id) IN (
         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
         FROM json_each(?2))
-  AND +expires_at_ms > ?1
-RETURNING namespace, worker_instance_id, expires_at_ms, draining
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?1
+RETURNING namespace, worker_instance_id, last_heartbeat_ms, liveness_ttl_ms, draining
 `
 
 type HeartbeatLiveWorkersParams struct {
@@ -176,7 +178,8 @@ type HeartbeatLiveWorkersParams struct {
 type HeartbeatLiveWorkersRow struct {
 	Namespace        string
 	WorkerInstanceID string
-	ExpiresAtMs      int64
+	LastHeartbeatMs  int64
+	LivenessTtlMs    int64
 	Draining         int64
 }
 
@@ -195,7 +198,8 @@ func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWor
 		if err := rows.Scan(
 			&i.Namespace,
 			&i.WorkerInstanceID,
-			&i.ExpiresAtMs,
+			&i.LastHeartbeatMs,
+			&i.LivenessTtlMs,
 			&i.Draining,
 		); err != nil {
 			return nil, err
@@ -213,10 +217,11 @@ func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWor
 
 const listLiveWorkers = `-- name: ListLiveWorkers :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
+       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) > (cast(?1 AS TEXT), cast(?2 AS TEXT))
-  AND +expires_at_ms > ?3
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
   AND (cast(?4 AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(?4 AS TEXT) || ',') > 0)
   AND (cast(?5 AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(?5 AS TEXT) || ',') > 0)
 ORDER BY namespace, worker_instance_id
@@ -232,9 +237,22 @@ type ListLiveWorkersParams struct {
 	RowLimit        int64
 }
 
+type ListLiveWorkersRow struct {
+	Namespace        string
+	WorkerInstanceID string
+	WorkerID         string
+	Lanes            string
+	CapabilitiesCsv  string
+	LastHeartbeatMs  int64
+	LivenessTtlMs    int64
+	RegisteredAtMs   int64
+	ExpiresAtMs      int64
+	Draining         int64
+}
+
 // All namespaces. The cursor is a row value over the primary key, so a page
 // is a range walk of the key in (namespace, instance) byte order.
-func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams) ([]FfWorkerRegistry, error) {
+func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams) ([]ListLiveWorkersRow, error) {
 	rows, err := q.query(ctx, q.listLiveWorkersStmt, listLiveWorkers,
 		arg.AfterNamespace,
 		arg.AfterInstanceID,
@@ -247,9 +265,9 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 		return nil, err
 	}
 	defer rows.Close()
-	items := []FfWorkerRegistry{}
+	items := []ListLiveWorkersRow{}
 	for rows.Next() {
-		var i FfWorkerRegistry
+		var i ListLiveWorkersRow
 		if err := rows.Scan(
 			&i.Namespace,
 			&i.WorkerInstanceID,
@@ -277,11 +295,12 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 
 const listLiveWorkersInNamespace = `-- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
+       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id > cast(?2 AS TEXT)
-  AND +expires_at_ms > ?3
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
   AND (cast(?4 AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(?4 AS TEXT) || ',') > 0)
   AND (cast(?5 AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(?5 AS TEXT) || ',') > 0)
 ORDER BY worker_instance_id
@@ -297,7 +316,20 @@ type ListLiveWorkersInNamespaceParams struct {
 	RowLimit        int64
 }
 
-func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]FfWorkerRegistry, error) {
+type ListLiveWorkersInNamespaceRow struct {
+	Namespace        string
+	WorkerInstanceID string
+	WorkerID         string
+	Lanes            string
+	CapabilitiesCsv  string
+	LastHeartbeatMs  int64
+	LivenessTtlMs    int64
+	RegisteredAtMs   int64
+	ExpiresAtMs      int64
+	Draining         int64
+}
+
+func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]ListLiveWorkersInNamespaceRow, error) {
 	rows, err := q.query(ctx, q.listLiveWorkersInNamespaceStmt, listLiveWorkersInNamespace,
 		arg.Namespace,
 		arg.AfterInstanceID,
@@ -310,9 +342,9 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 		return nil, err
 	}
 	defer rows.Close()
-	items := []FfWorkerRegistry{}
+	items := []ListLiveWorkersInNamespaceRow{}
 	for rows.Next() {
-		var i FfWorkerRegistry
+		var i ListLiveWorkersInNamespaceRow
 		if err := rows.Scan(
 			&i.Namespace,
 			&i.WorkerInstanceID,
@@ -343,7 +375,7 @@ UPDATE ff_worker_registry
 SET draining = 1
 WHERE namespace = ?1
   AND worker_instance_id = ?2
-  AND +expires_at_ms > ?3
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
 `
 
 type RequestDrainParams struct {
@@ -363,12 +395,11 @@ func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int
 const upsertWorker = `-- name: UpsertWorker :exec
 INSERT INTO ff_worker_registry (
     namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
 ) VALUES (
     ?1, ?2, ?3,
     ?4, ?5,
-    ?6, ?7, ?8,
-    ?9, 0
+    ?6, ?7, ?8, 0
 )
 ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -377,7 +408,6 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    expires_at_ms     = excluded.expires_at_ms,
     draining          = 0
 `
 
@@ -390,7 +420,6 @@ type UpsertWorkerParams struct {
 	NowMs            int64
 	LivenessTtlMs    int64
 	RegisteredAtMs   int64
-	ExpiresAtMs      int64
 }
 
 // Writes a registration over whatever row is there. Registering always clears
@@ -405,7 +434,6 @@ func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) erro
 		arg.NowMs,
 		arg.LivenessTtlMs,
 		arg.RegisteredAtMs,
-		arg.ExpiresAtMs,
 	)
 	return err
 }

@@ -1,51 +1,65 @@
--- name: InsertEvent :exec
-INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
-VALUES (sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(event_kind), sqlc.arg(event_at_ms), sqlc.narg(reason));
+-- The audit log is FlowFabric's ff_worker_registry_event. Its key is
+-- (namespace, instance, time, kind), so an insert that finds its key taken
+-- writes nothing and the caller moves the event to the next millisecond;
+-- the event ID is the rowid, which orders events as they were written.
 
--- name: InsertEvents :exec
+-- name: InsertEvent :execrows
+INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
+VALUES (sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(event_kind), sqlc.arg(event_at_ms), sqlc.narg(reason))
+ON CONFLICT DO NOTHING;
+
+-- name: InsertEvents :many
 -- Many events of one kind and time as one statement. keys is a JSON array
--- of [namespace, instance] pairs, recorded in array order.
+-- of [namespace, instance] pairs, recorded in array order; it returns the
+-- pairs it recorded.
 INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), sqlc.arg(event_kind), sqlc.arg(event_at_ms), NULL
 FROM json_each(sqlc.arg(keys))
-ORDER BY key;
+WHERE true -- ends the SELECT, so that ON CONFLICT is not read as a join
+ORDER BY key
+ON CONFLICT DO NOTHING
+RETURNING namespace, worker_instance_id;
 
 -- name: DeleteEventsBefore :execrows
 -- One pruning batch, oldest first through ff_worker_registry_event_at_idx.
+-- The newest event always stays: a rowid table hands out max(rowid) + 1,
+-- so deleting the newest would reuse its ID and a reader paging forward
+-- would skip the events written after.
 DELETE FROM ff_worker_registry_event
-WHERE event_id IN (
-    SELECT old.event_id FROM ff_worker_registry_event AS old
+WHERE rowid IN (
+    SELECT old.rowid FROM ff_worker_registry_event AS old
     WHERE old.event_at_ms < sqlc.arg(before_ms)
     ORDER BY old.event_at_ms
     LIMIT sqlc.arg(batch_size)
-);
+)
+AND rowid < (SELECT max(newest.rowid) FROM ff_worker_registry_event AS newest);
 
 -- name: ListEventsAsc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE namespace = sqlc.arg(namespace) AND event_id > sqlc.arg(after_id)
-ORDER BY event_id
+WHERE namespace = sqlc.arg(namespace) AND rowid > cast(sqlc.arg(after_id) AS INTEGER)
+ORDER BY rowid
 LIMIT sqlc.arg(row_limit);
 
 -- name: ListEventsDesc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE namespace = sqlc.arg(namespace) AND event_id < sqlc.arg(before_id)
-ORDER BY event_id DESC
+WHERE namespace = sqlc.arg(namespace) AND rowid < cast(sqlc.arg(before_id) AS INTEGER)
+ORDER BY rowid DESC
 LIMIT sqlc.arg(row_limit);
 
 -- name: ListInstanceEventsAsc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
 WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND event_id > sqlc.arg(after_id)
-ORDER BY event_id
+  AND rowid > cast(sqlc.arg(after_id) AS INTEGER)
+ORDER BY rowid
 LIMIT sqlc.arg(row_limit);
 
 -- name: ListInstanceEventsDesc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
 WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND event_id < sqlc.arg(before_id)
-ORDER BY event_id DESC
+  AND rowid < cast(sqlc.arg(before_id) AS INTEGER)
+ORDER BY rowid DESC
 LIMIT sqlc.arg(row_limit);

@@ -1,8 +1,10 @@
 -- name: ListExpiredLeases :many
--- Walks ff_attempt_lease_expiry_idx from the cursor. CROSS JOIN pins
+-- Walks ff_worker_registry_lease_idx from the cursor. CROSS JOIN pins
 -- ff_attempt as the outer loop so that the planner never trades the walk
 -- for the namespace index plus a sort of every expired lease. The cursor
--- is a row value over the index's leading columns. (A CAST on the
+-- is a row value over the index's leading columns; the attempt orders two
+-- held attempts of one execution that share an expiry, which the engine's
+-- tables allow. (A CAST on the
 -- partition parameter would stop SQLite from seeking on the whole row value,
 -- hence its nullable Go type.) An empty namespace means every namespace.
 SELECT a.partition_key, a.execution_id, a.attempt_index, a.lease_epoch,
@@ -16,9 +18,9 @@ WHERE c.partition_key = a.partition_key
   AND a.lease_expires_at_ms IS NOT NULL
   AND a.worker_instance_id IS NOT NULL
   AND a.lease_expires_at_ms <= cast(sqlc.arg(as_of_ms) AS INTEGER)
-  AND (a.lease_expires_at_ms, a.partition_key, a.execution_id)
-      > (cast(sqlc.arg(after_expires_at_ms) AS INTEGER), sqlc.arg(after_partition), cast(sqlc.arg(after_execution_id) AS BLOB))
+  AND (a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index)
+      > (cast(sqlc.arg(after_expires_at_ms) AS INTEGER), sqlc.arg(after_partition), cast(sqlc.arg(after_execution_id) AS BLOB), sqlc.arg(after_attempt_index))
   AND c.public_state IN ('active', 'claimed', 'running')
   AND (cast(sqlc.arg(namespace) AS TEXT) = '' OR json_extract(c.raw_fields, '$.namespace') = cast(sqlc.arg(namespace) AS TEXT))
-ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id
+ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index
 LIMIT sqlc.arg(row_limit);

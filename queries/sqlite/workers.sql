@@ -1,11 +1,14 @@
--- Liveness is "+expires_at_ms > now": the unary + keeps the planner from
--- driving these statements from the expiry index once ANALYZE has run,
--- which would turn key lookups and key-ordered pages into range scans and
--- sorts. Only the sweep should use that index.
+-- The expiry is last_heartbeat_ms + liveness_ttl_ms, the engine's own
+-- definition, indexed by ff_worker_registry_expiry_idx, so that it follows
+-- heartbeats whoever writes them. Liveness is
+-- "+(last_heartbeat_ms + liveness_ttl_ms) > now": the unary + keeps the
+-- planner from driving these statements from the expiry index once ANALYZE
+-- has run, which would turn key lookups and key-ordered pages into range
+-- scans and sorts. Only the sweep should use that index.
 
 -- name: GetWorker :one
 -- Reads a registration whether or not it is live; the caller decides.
-SELECT worker_id, registered_at_ms, expires_at_ms
+SELECT worker_id, registered_at_ms, last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms
 FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_instance_id);
 
@@ -14,12 +17,11 @@ WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_i
 -- a pending drain: the new process has not been asked to stop.
 INSERT INTO ff_worker_registry (
     namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
 ) VALUES (
     sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(worker_id),
     sqlc.arg(lanes), sqlc.arg(capabilities_csv),
-    sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms),
-    sqlc.arg(expires_at_ms), 0
+    sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms), 0
 )
 ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -28,7 +30,6 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    expires_at_ms     = excluded.expires_at_ms,
     draining          = 0;
 
 -- name: HeartbeatLiveWorker :many
@@ -38,27 +39,27 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
 -- steps to SQLITE_DONE commits without running SQLite's WAL hook, the one
 -- place where the automatic checkpoint runs. The WAL then never restarts.
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = sqlc.arg(now_ms),
-    expires_at_ms     = sqlc.arg(now_ms) + liveness_ttl_ms
+SET last_heartbeat_ms = sqlc.arg(now_ms)
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND +expires_at_ms > sqlc.arg(now_ms)
-RETURNING expires_at_ms, draining;
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
+RETURNING last_heartbeat_ms, liveness_ttl_ms, draining;
 
 -- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND +expires_at_ms > sqlc.arg(now_ms);
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms);
 
 -- name: ListLiveWorkers :many
 -- All namespaces. The cursor is a row value over the primary key, so a page
 -- is a range walk of the key in (namespace, instance) byte order.
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
+       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) > (cast(sqlc.arg(after_namespace) AS TEXT), cast(sqlc.arg(after_instance_id) AS TEXT))
-  AND +expires_at_ms > sqlc.arg(now_ms)
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
   AND (cast(sqlc.arg(lane) AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(sqlc.arg(lane) AS TEXT) || ',') > 0)
   AND (cast(sqlc.arg(capability) AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(sqlc.arg(capability) AS TEXT) || ',') > 0)
 ORDER BY namespace, worker_instance_id
@@ -66,11 +67,12 @@ LIMIT sqlc.arg(row_limit);
 
 -- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
+       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id > cast(sqlc.arg(after_instance_id) AS TEXT)
-  AND +expires_at_ms > sqlc.arg(now_ms)
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
   AND (cast(sqlc.arg(lane) AS TEXT) = '' OR instr(',' || lanes || ',', ',' || cast(sqlc.arg(lane) AS TEXT) || ',') > 0)
   AND (cast(sqlc.arg(capability) AS TEXT) = '' OR instr(',' || capabilities_csv || ',', ',' || cast(sqlc.arg(capability) AS TEXT) || ',') > 0)
 ORDER BY worker_instance_id
@@ -81,31 +83,30 @@ LIMIT sqlc.arg(row_limit);
 -- [namespace, instance] pairs (sqlc cannot type a json_each argument, hence
 -- its interface{} parameter).
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = sqlc.arg(now_ms),
-    expires_at_ms     = sqlc.arg(now_ms) + liveness_ttl_ms
+SET last_heartbeat_ms = sqlc.arg(now_ms)
 WHERE (namespace, worker_instance_id) IN (
         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
         FROM json_each(sqlc.arg(keys)))
-  AND +expires_at_ms > sqlc.arg(now_ms)
-RETURNING namespace, worker_instance_id, expires_at_ms, draining;
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
+RETURNING namespace, worker_instance_id, last_heartbeat_ms, liveness_ttl_ms, draining;
 
 -- name: RequestDrain :execrows
 UPDATE ff_worker_registry
 SET draining = 1
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND +expires_at_ms > sqlc.arg(now_ms);
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms);
 
 -- name: DeleteExpiredWorkers :many
 -- One sweep batch: the oldest expiries first, found through
--- ff_worker_registry_expires_idx, so that a sweep with nothing to do is a
+-- ff_worker_registry_expiry_idx, so that a sweep with nothing to do is a
 -- single index probe.
 DELETE FROM ff_worker_registry
-WHERE (namespace, worker_instance_id) IN (
-    SELECT old.namespace, old.worker_instance_id
+WHERE rowid IN (
+    SELECT old.rowid
     FROM ff_worker_registry AS old
-    WHERE old.expires_at_ms <= sqlc.arg(now_ms)
-    ORDER BY old.expires_at_ms
+    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= sqlc.arg(now_ms)
+    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms
     LIMIT sqlc.arg(batch_size)
 )
 RETURNING namespace, worker_instance_id;

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +140,18 @@ func writeBatch(ctx context.Context, sqlDB *sql.DB, start, end int, lease func(i
 		return err
 	}
 	defer tx.Rollback()
+	extra, err := engineColumns(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if len(extra) > 0 {
+		for _, l := range batch {
+			if err := insertEngineLease(ctx, tx, extra, l); err != nil {
+				return fmt.Errorf("lease %v: %w", l.ExecutionID, err)
+			}
+		}
+		return tx.Commit()
+	}
 	q, err := sqlitedb.Prepare(ctx, tx)
 	if err != nil {
 		return err
@@ -150,6 +163,102 @@ func writeBatch(ctx context.Context, sqlDB *sql.DB, start, end int, lease func(i
 		}
 	}
 	return tx.Commit()
+}
+
+// engineColumns returns, by table, the NOT NULL columns without a default
+// that FlowFabric's ff_exec_core and ff_attempt have beyond the registry's,
+// each with the value a fixture gives it: none on a database the registry
+// made, the engine's lane, phases, states and creation time on a FlowFabric
+// database.
+func engineColumns(ctx context.Context, tx *sql.Tx) (map[string][]engineColumn, error) {
+	known := map[string]bool{
+		"partition_key": true, "execution_id": true, "public_state": true, "raw_fields": true,
+		"attempt_index": true, "worker_instance_id": true, "lease_epoch": true, "lease_expires_at_ms": true,
+	}
+	out := map[string][]engineColumn{}
+	for _, table := range []string{"ff_exec_core", "ff_attempt"} {
+		rows, err := tx.QueryContext(ctx, `SELECT name, type FROM pragma_table_info(?) WHERE "notnull" AND dflt_value IS NULL AND pk = 0`, table)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var name, typ string
+			if err := rows.Scan(&name, &typ); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if !known[name] {
+				out[table] = append(out[table], engineColumn{name, fixtureValue(name, typ)})
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+type engineColumn struct {
+	name  string
+	value any
+}
+
+// fixtureValue is what a fixture writes in an engine column it does not
+// model: a plausible value for the columns FlowFabric has, else a zero.
+func fixtureValue(name, typ string) any {
+	switch name {
+	case "lane_id":
+		return "default"
+	case "lifecycle_phase":
+		return "active"
+	case "ownership_state":
+		return "leased"
+	case "eligibility_state":
+		return "not_applicable"
+	case "attempt_state":
+		return "running_attempt"
+	}
+	switch strings.ToUpper(typ) {
+	case "TEXT":
+		return ""
+	case "BLOB":
+		return []byte{}
+	}
+	return 0
+}
+
+// insertEngineLease writes one lease where FlowFabric's tables need more
+// columns than the registry's fixtures know.
+func insertEngineLease(ctx context.Context, tx *sql.Tx, extra map[string][]engineColumn, l Lease) error {
+	id := l.ExecutionID
+	raw, err := rawFields(l)
+	if err != nil {
+		return err
+	}
+	insert := func(table string, cols []string, vals []any) error {
+		for _, c := range extra[table] {
+			cols, vals = append(cols, c.name), append(vals, c.value)
+		}
+		q := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) + ")"
+		_, err := tx.ExecContext(ctx, q, vals...)
+		return err
+	}
+	if err := insert("ff_exec_core", []string{"partition_key", "execution_id", "public_state", "raw_fields"},
+		[]any{int64(id.Partition), id.UUID[:], state(l), string(raw)}); err != nil {
+		return err
+	}
+	var holder, expires any
+	if l.WorkerInstanceID != "" {
+		holder = l.WorkerInstanceID
+	}
+	if !l.ExpiresAt.IsZero() {
+		expires = l.ExpiresAt.UnixMilli()
+	}
+	return insert("ff_attempt", []string{"partition_key", "execution_id", "attempt_index", "worker_instance_id", "lease_epoch", "lease_expires_at_ms"},
+		[]any{int64(id.Partition), id.UUID[:], int64(l.AttemptIndex), holder, int64(l.LeaseEpoch), expires})
 }
 
 // copyBatch writes a batch to Postgres with COPY, in one transaction on
