@@ -9,6 +9,7 @@ import (
 type DrainArgs struct {
 	Namespace        string
 	WorkerInstanceID string
+	Reason           string    // at most 256 bytes; recorded in the event, "" for none
 	Now              time.Time // zero: the registry's clock
 }
 
@@ -16,6 +17,8 @@ type DrainArgs struct {
 // more: its next heartbeats return DirectiveDrain, and ListWorkers shows it
 // as Draining. A new registration of the instance clears the request.
 // Requesting again records another event and changes nothing else.
+// The drain_requested event carries Reason, which an operator gives to say
+// why; an empty Reason records none (NULL), as drains did before it existed.
 func (r *Registry) RequestDrain(ctx context.Context, args DrainArgs) (DrainOutcome, error) {
 	outcome, err := r.requestDrain(ctx, args)
 	if err != nil {
@@ -27,6 +30,13 @@ func (r *Registry) RequestDrain(ctx context.Context, args DrainArgs) (DrainOutco
 func (r *Registry) requestDrain(ctx context.Context, args DrainArgs) (DrainOutcome, error) {
 	if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
 		return 0, err
+	}
+	if err := validateReason(args.Reason); err != nil {
+		return 0, err
+	}
+	var reason *string
+	if args.Reason != "" {
+		reason = &args.Reason
 	}
 	now, err := r.millis("now", args.Now)
 	if err != nil {
@@ -41,7 +51,7 @@ func (r *Registry) requestDrain(ctx context.Context, args DrainArgs) (DrainOutco
 			return err
 		}
 		outcome = DrainRequested
-		return insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventDrainRequested, now, nil)
+		return insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventDrainRequested, now, reason)
 	})
 	if err != nil {
 		return 0, err

@@ -2,6 +2,8 @@ package registry_test
 
 import (
 	"context"
+	"database/sql"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,4 +73,53 @@ func TestOutcomeStrings(t *testing.T) {
 	} {
 		equal(t, "String", tc.got, tc.want)
 	}
+}
+
+func TestDrainRecordsReason(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		r, b := setup(t)
+		ctx := context.Background()
+		mustRegister(t, r, registerArgs("ns", "w", t0))
+		const reason = "host retired: rack 12 ✓"
+		for _, args := range []registry.DrainArgs{
+			{Namespace: "ns", WorkerInstanceID: "w", Reason: reason, Now: t0.Add(time.Second)},
+			{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(2 * time.Second)},
+		} {
+			if o, err := r.RequestDrain(ctx, args); err != nil || o != registry.DrainRequested {
+				t.Fatalf("RequestDrain(%+v) = %v, %v", args, o, err)
+			}
+		}
+		events := b.events(t)
+		equal(t, "kinds", b.eventKinds(t), []string{"registered", "drain_requested", "drain_requested"})
+		equal(t, "reason of the first drain", events[1].Reason, sql.NullString{String: reason, Valid: true})
+		equal(t, "reason of the second drain", events[2].Reason, sql.NullString{})
+
+		page, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "w"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reasons []string
+		for _, e := range page.Events {
+			reasons = append(reasons, e.Reason)
+		}
+		equal(t, "listed reasons", reasons, []string{"", reason, ""})
+	})
+}
+
+func TestDrainReasonValidation(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		r, b := setup(t)
+		ctx := context.Background()
+		mustRegister(t, r, registerArgs("ns", "w", t0))
+		before := b.snapshot(t)
+		for _, reason := range []string{strings.Repeat("r", 257), "bell\a", "tab\there", "bad \xff utf-8"} {
+			_, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w", Reason: reason, Now: t0})
+			wantValidation(t, err, "reason")
+		}
+		equal(t, "database", b.snapshot(t), before)
+		// 256 bytes is the limit, not past it.
+		if o, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w", Reason: strings.Repeat("r", 256), Now: t0}); err != nil || o != registry.DrainRequested {
+			t.Fatalf("RequestDrain with a 256-byte reason = %v, %v", o, err)
+		}
+	})
 }
