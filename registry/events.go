@@ -30,8 +30,8 @@ func insertEvent(ctx context.Context, q storeWriter, namespace, instanceID, kind
 
 // ListWorkerEventsArgs are the arguments of ListWorkerEvents.
 type ListWorkerEventsArgs struct {
-	Namespace        string
-	WorkerInstanceID string // "" lists every instance of the namespace
+	Namespace        string // "" lists every namespace
+	WorkerInstanceID string // "" lists every instance; set only with a Namespace
 	After            int64  // event ID the page starts after; 0 starts at the beginning (or end, NewestFirst)
 	Limit            int    // 0: DefaultLimit; above MaxLimit: MaxLimit
 	NewestFirst      bool
@@ -53,12 +53,15 @@ type WorkerEvent struct {
 	// Kind is registered, refreshed, heartbeat, marked_dead, ttl_swept or
 	// drain_requested.
 	Kind   string
-	Reason string // marked_dead's reason; "" otherwise
+	Reason string // marked_dead's or drain_requested's reason; "" otherwise
 	At     time.Time
 }
 
-// ListWorkerEvents returns a page of a namespace's audit log, oldest first
-// unless NewestFirst, optionally of one worker instance.
+// ListWorkerEvents returns a page of the audit log, oldest first unless
+// NewestFirst: of one namespace, optionally of one worker instance, or with
+// an empty Namespace of every namespace, for operators. A WorkerInstanceID
+// without a Namespace is invalid, since instance IDs are unique only within
+// a namespace.
 func (r *Registry) ListWorkerEvents(ctx context.Context, args ListWorkerEventsArgs) (ListWorkerEventsResult, error) {
 	res, err := r.listWorkerEvents(ctx, args)
 	if err != nil {
@@ -68,8 +71,12 @@ func (r *Registry) ListWorkerEvents(ctx context.Context, args ListWorkerEventsAr
 }
 
 func (r *Registry) listWorkerEvents(ctx context.Context, args ListWorkerEventsArgs) (ListWorkerEventsResult, error) {
-	if err := validateID("namespace", args.Namespace); err != nil {
-		return ListWorkerEventsResult{}, err
+	if args.Namespace != "" {
+		if err := validateID("namespace", args.Namespace); err != nil {
+			return ListWorkerEventsResult{}, err
+		}
+	} else if args.WorkerInstanceID != "" {
+		return ListWorkerEventsResult{}, invalid("worker_instance_id", "needs a namespace")
 	}
 	if args.WorkerInstanceID != "" {
 		if err := validateID("worker_instance_id", args.WorkerInstanceID); err != nil {

@@ -92,7 +92,8 @@ func TestListWorkerEvents(t *testing.T) {
 			args  registry.ListWorkerEventsArgs
 			field string
 		}{
-			{registry.ListWorkerEventsArgs{}, "namespace"},
+			{registry.ListWorkerEventsArgs{Namespace: " ns"}, "namespace"},
+			{registry.ListWorkerEventsArgs{WorkerInstanceID: "a"}, "worker_instance_id"}, // an instance needs its namespace
 			{registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a\n"}, "worker_instance_id"},
 			{registry.ListWorkerEventsArgs{Namespace: "ns", After: -1}, "after"},
 			{registry.ListWorkerEventsArgs{Namespace: "ns", Limit: -1}, "limit"},

@@ -261,6 +261,10 @@ func (s postgresQueries) listEvents(ctx context.Context, q eventQuery) ([]eventR
 	var err error
 	limit := int32(q.RowLimit)
 	switch {
+	case q.Namespace == "" && !q.NewestFirst:
+		rows, err = s.q.ListAllEventsAsc(ctx, pgdb.ListAllEventsAscParams{AfterID: q.After, RowLimit: limit})
+	case q.Namespace == "":
+		rows, err = s.q.ListAllEventsDesc(ctx, pgdb.ListAllEventsDescParams{BeforeID: q.Before, RowLimit: limit})
 	case q.Instance == "" && !q.NewestFirst:
 		rows, err = s.q.ListEventsAsc(ctx, pgdb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
 	case q.Instance == "":

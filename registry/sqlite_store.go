@@ -258,6 +258,12 @@ func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]worker
 func (s sqliteQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow, error) {
 	limit := int64(q.RowLimit)
 	switch {
+	case q.Namespace == "" && !q.NewestFirst:
+		rows, err := s.q.ListAllEventsAsc(ctx, sqlitedb.ListAllEventsAscParams{AfterID: q.After, RowLimit: limit})
+		return eventRows(rows, err, func(r sqlitedb.ListAllEventsAscRow) sqlitedb.ListEventsAscRow { return sqlitedb.ListEventsAscRow(r) })
+	case q.Namespace == "":
+		rows, err := s.q.ListAllEventsDesc(ctx, sqlitedb.ListAllEventsDescParams{BeforeID: q.Before, RowLimit: limit})
+		return eventRows(rows, err, func(r sqlitedb.ListAllEventsDescRow) sqlitedb.ListEventsAscRow { return sqlitedb.ListEventsAscRow(r) })
 	case q.Instance == "" && !q.NewestFirst:
 		rows, err := s.q.ListEventsAsc(ctx, sqlitedb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
 		return eventRows(rows, err, func(r sqlitedb.ListEventsAscRow) sqlitedb.ListEventsAscRow { return r })
@@ -279,7 +285,7 @@ func (s sqliteQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow
 	}
 }
 
-// eventRows maps the four event listings' identical row types, through
+// eventRows maps the six event listings' identical row types, through
 // conv, to eventRow.
 func eventRows[T any](rows []T, err error, conv func(T) sqlitedb.ListEventsAscRow) ([]eventRow, error) {
 	if err != nil {

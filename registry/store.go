@@ -129,8 +129,9 @@ type workerQuery struct {
 	RowLimit                      int
 }
 
-// eventQuery selects a page of events of one namespace, and of one instance
-// when Instance is set. Ascending pages start after After; descending ones
+// eventQuery selects a page of events of one namespace, or of all when
+// Namespace is empty, and of one instance when Instance is set (only with
+// a Namespace). Ascending pages start after After; descending ones
 // before Before.
 type eventQuery struct {
 	Namespace, Instance string

@@ -82,6 +82,87 @@ func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) erro
 	return err
 }
 
+const listAllEventsAsc = `-- name: ListAllEventsAsc :many
+SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE event_id > $1
+ORDER BY event_id
+LIMIT $2
+`
+
+type ListAllEventsAscParams struct {
+	AfterID  int64
+	RowLimit int32
+}
+
+// Every namespace, for operators: a walk of the primary key.
+func (q *Queries) ListAllEventsAsc(ctx context.Context, arg ListAllEventsAscParams) ([]FfWorkerRegistryEvent, error) {
+	rows, err := q.db.Query(ctx, listAllEventsAsc, arg.AfterID, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FfWorkerRegistryEvent{}
+	for rows.Next() {
+		var i FfWorkerRegistryEvent
+		if err := rows.Scan(
+			&i.EventID,
+			&i.Namespace,
+			&i.WorkerInstanceID,
+			&i.EventKind,
+			&i.EventAtMs,
+			&i.Reason,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listAllEventsDesc = `-- name: ListAllEventsDesc :many
+SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE event_id < $1
+ORDER BY event_id DESC
+LIMIT $2
+`
+
+type ListAllEventsDescParams struct {
+	BeforeID int64
+	RowLimit int32
+}
+
+func (q *Queries) ListAllEventsDesc(ctx context.Context, arg ListAllEventsDescParams) ([]FfWorkerRegistryEvent, error) {
+	rows, err := q.db.Query(ctx, listAllEventsDesc, arg.BeforeID, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FfWorkerRegistryEvent{}
+	for rows.Next() {
+		var i FfWorkerRegistryEvent
+		if err := rows.Scan(
+			&i.EventID,
+			&i.Namespace,
+			&i.WorkerInstanceID,
+			&i.EventKind,
+			&i.EventAtMs,
+			&i.Reason,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listEventsAsc = `-- name: ListEventsAsc :many
 SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event

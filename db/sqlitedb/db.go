@@ -54,6 +54,12 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.insertExecutionStmt, err = db.PrepareContext(ctx, insertExecution); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertExecution: %w", err)
 	}
+	if q.listAllEventsAscStmt, err = db.PrepareContext(ctx, listAllEventsAsc); err != nil {
+		return nil, fmt.Errorf("error preparing query ListAllEventsAsc: %w", err)
+	}
+	if q.listAllEventsDescStmt, err = db.PrepareContext(ctx, listAllEventsDesc); err != nil {
+		return nil, fmt.Errorf("error preparing query ListAllEventsDesc: %w", err)
+	}
 	if q.listEventsAscStmt, err = db.PrepareContext(ctx, listEventsAsc); err != nil {
 		return nil, fmt.Errorf("error preparing query ListEventsAsc: %w", err)
 	}
@@ -134,6 +140,16 @@ func (q *Queries) Close() error {
 	if q.insertExecutionStmt != nil {
 		if cerr := q.insertExecutionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertExecutionStmt: %w", cerr)
+		}
+	}
+	if q.listAllEventsAscStmt != nil {
+		if cerr := q.listAllEventsAscStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listAllEventsAscStmt: %w", cerr)
+		}
+	}
+	if q.listAllEventsDescStmt != nil {
+		if cerr := q.listAllEventsDescStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listAllEventsDescStmt: %w", cerr)
 		}
 	}
 	if q.listEventsAscStmt != nil {
@@ -230,6 +246,8 @@ type Queries struct {
 	insertEventStmt                *sql.Stmt
 	insertEventsStmt               *sql.Stmt
 	insertExecutionStmt            *sql.Stmt
+	listAllEventsAscStmt           *sql.Stmt
+	listAllEventsDescStmt          *sql.Stmt
 	listEventsAscStmt              *sql.Stmt
 	listEventsDescStmt             *sql.Stmt
 	listExpiredLeasesStmt          *sql.Stmt
@@ -255,6 +273,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		insertEventStmt:                q.insertEventStmt,
 		insertEventsStmt:               q.insertEventsStmt,
 		insertExecutionStmt:            q.insertExecutionStmt,
+		listAllEventsAscStmt:           q.listAllEventsAscStmt,
+		listAllEventsDescStmt:          q.listAllEventsDescStmt,
 		listEventsAscStmt:              q.listEventsAscStmt,
 		listEventsDescStmt:             q.listEventsDescStmt,
 		listExpiredLeasesStmt:          q.listExpiredLeasesStmt,

@@ -118,6 +118,111 @@ func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) ([]I
 	return items, nil
 }
 
+const listAllEventsAsc = `-- name: ListAllEventsAsc :many
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE rowid > cast(?1 AS INTEGER)
+ORDER BY rowid
+LIMIT ?2
+`
+
+type ListAllEventsAscParams struct {
+	AfterID  int64
+	RowLimit int64
+}
+
+type ListAllEventsAscRow struct {
+	EventID          int64
+	Namespace        string
+	WorkerInstanceID string
+	EventKind        string
+	EventAtMs        int64
+	Reason           sql.NullString
+}
+
+// Every namespace, for operators: a walk of the rowid.
+func (q *Queries) ListAllEventsAsc(ctx context.Context, arg ListAllEventsAscParams) ([]ListAllEventsAscRow, error) {
+	rows, err := q.query(ctx, q.listAllEventsAscStmt, listAllEventsAsc, arg.AfterID, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListAllEventsAscRow{}
+	for rows.Next() {
+		var i ListAllEventsAscRow
+		if err := rows.Scan(
+			&i.EventID,
+			&i.Namespace,
+			&i.WorkerInstanceID,
+			&i.EventKind,
+			&i.EventAtMs,
+			&i.Reason,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listAllEventsDesc = `-- name: ListAllEventsDesc :many
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE rowid < cast(?1 AS INTEGER)
+ORDER BY rowid DESC
+LIMIT ?2
+`
+
+type ListAllEventsDescParams struct {
+	BeforeID int64
+	RowLimit int64
+}
+
+type ListAllEventsDescRow struct {
+	EventID          int64
+	Namespace        string
+	WorkerInstanceID string
+	EventKind        string
+	EventAtMs        int64
+	Reason           sql.NullString
+}
+
+func (q *Queries) ListAllEventsDesc(ctx context.Context, arg ListAllEventsDescParams) ([]ListAllEventsDescRow, error) {
+	rows, err := q.query(ctx, q.listAllEventsDescStmt, listAllEventsDesc, arg.BeforeID, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListAllEventsDescRow{}
+	for rows.Next() {
+		var i ListAllEventsDescRow
+		if err := rows.Scan(
+			&i.EventID,
+			&i.Namespace,
+			&i.WorkerInstanceID,
+			&i.EventKind,
+			&i.EventAtMs,
+			&i.Reason,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listEventsAsc = `-- name: ListEventsAsc :many
 SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event

@@ -64,3 +64,18 @@ WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_i
   AND event_id < sqlc.arg(before_id)
 ORDER BY event_id DESC
 LIMIT sqlc.arg(row_limit);
+
+-- name: ListAllEventsAsc :many
+-- Every namespace, for operators: a walk of the primary key.
+SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE event_id > sqlc.arg(after_id)
+ORDER BY event_id
+LIMIT sqlc.arg(row_limit);
+
+-- name: ListAllEventsDesc :many
+SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE event_id < sqlc.arg(before_id)
+ORDER BY event_id DESC
+LIMIT sqlc.arg(row_limit);

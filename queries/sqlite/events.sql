@@ -63,3 +63,18 @@ WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_i
   AND rowid < cast(sqlc.arg(before_id) AS INTEGER)
 ORDER BY rowid DESC
 LIMIT sqlc.arg(row_limit);
+
+-- name: ListAllEventsAsc :many
+-- Every namespace, for operators: a walk of the rowid.
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE rowid > cast(sqlc.arg(after_id) AS INTEGER)
+ORDER BY rowid
+LIMIT sqlc.arg(row_limit);
+
+-- name: ListAllEventsDesc :many
+SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+FROM ff_worker_registry_event
+WHERE rowid < cast(sqlc.arg(before_id) AS INTEGER)
+ORDER BY rowid DESC
+LIMIT sqlc.arg(row_limit);
