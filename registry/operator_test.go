@@ -70,3 +70,59 @@ func TestEventsOfEveryNamespace(t *testing.T) {
 		equal(t, "namespace a", names(list(registry.ListWorkerEventsArgs{Namespace: "a"}).Events), []string{"a/w1", "a/w2"})
 	})
 }
+
+// TestListWorkersIncludingExpired lists registrations whose TTL ran out
+// before the sweep removed them, with ListWorkers' filters and paging;
+// ListWorkers leaves them out, and after a sweep both agree.
+func TestListWorkersIncludingExpired(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		r, _ := setup(t)
+		ctx := context.Background()
+		now := t0.Add(time.Minute)
+		mustRegister(t, r, registerArgs("a", "live", now))
+		mustRegister(t, r, registerArgs("a", "expired", t0)) // 10 s TTL
+		mustRegister(t, r, registerArgs("b", "expired", t0))
+		gpu := registerArgs("b", "live-gpu", now)
+		gpu.Lanes = []string{"gpu"}
+		mustRegister(t, r, gpu)
+		if o, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "a", WorkerInstanceID: "live", Now: now}); err != nil || o != registry.DrainRequested {
+			t.Fatalf("RequestDrain = %v, %v", o, err)
+		}
+		list := func(args registry.ListWorkersArgs) registry.ListWorkersResult {
+			t.Helper()
+			res, err := r.ListWorkersIncludingExpired(ctx, args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+
+		all := list(registry.ListWorkersArgs{Now: now})
+		equal(t, "including expired", instances(all.Workers), []string{"a/expired", "a/live", "b/expired", "b/live-gpu"})
+		equal(t, "expiry of the expired", all.Workers[0].ExpiresAt, t0.Add(10*time.Second))
+		equal(t, "draining", all.Workers[1].Draining, true)
+		equal(t, "live only", instances(mustList(t, r, registry.ListWorkersArgs{Now: now}).Workers), []string{"a/live", "b/live-gpu"})
+
+		equal(t, "namespace b", instances(list(registry.ListWorkersArgs{Namespace: "b"}).Workers), []string{"b/expired", "b/live-gpu"})
+		equal(t, "lane default", instances(list(registry.ListWorkersArgs{Lane: "default"}).Workers), []string{"a/expired", "a/live", "b/expired"})
+		var paged []string
+		args := registry.ListWorkersArgs{Limit: 3}
+		for range 5 {
+			page := list(args)
+			paged = append(paged, instances(page.Workers)...)
+			if page.Next == nil {
+				break
+			}
+			args.After = page.Next
+		}
+		equal(t, "paged", paged, instances(all.Workers))
+
+		_, err := r.ListWorkersIncludingExpired(ctx, registry.ListWorkersArgs{Limit: -1})
+		wantValidation(t, err, "limit")
+
+		if _, err := r.SweepExpiredWorkers(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "after the sweep", instances(list(registry.ListWorkersArgs{}).Workers), []string{"a/live", "b/live-gpu"})
+	})
+}
