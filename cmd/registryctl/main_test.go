@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,6 +70,21 @@ func ctl(t *testing.T, path string, code int, args ...string) result {
 	return res
 }
 
+// ctlAt is ctl with registryctl's clock fixed at now, so that relative
+// ages print the same on every run.
+func ctlAt(t *testing.T, path string, now time.Time, code int, args ...string) result {
+	t.Helper()
+	dir := filepath.Dir(path)
+	if registry.IsPostgresDSN(path) {
+		dir = t.TempDir()
+	}
+	res := registryctl(t, dir, []string{"REGISTRYCTL_TEST_NOW=" + now.Format(time.RFC3339Nano)}, append([]string{"-db", path}, args...)...)
+	if res.code != code {
+		t.Fatalf("registryctl %q: exit %d, want %d\nstdout: %s\nstderr: %s", args, res.code, code, res.stdout, res.stderr)
+	}
+	return res
+}
+
 // newDB creates a registry database, lets seed fill it through the library
 // and closes it, so that the command under test is alone with the file. It
 // returns the -db argument: a file path, or under eachStore's "postgres"
@@ -121,27 +137,54 @@ func live(t *testing.T, reg *registry.Registry, namespace, instance string) {
 	register(t, reg, namespace, instance, "pool", []string{"default"}, nil, time.Hour, time.Now())
 }
 
-// rows splits a table into its header and rows of whitespace-separated
-// fields.
+// rows splits a table into its header and rows. Columns are found where
+// the header's names start (names are separated by two spaces or more, and
+// may hold one, as "LAST SEEN"); a cell is the text under its name, up to
+// the next name, trimmed.
 func rows(t *testing.T, table string) (header []string, body [][]string) {
 	t.Helper()
 	lines := strings.Split(strings.TrimRight(table, "\n"), "\n")
 	if len(lines) == 0 || lines[0] == "" {
 		t.Fatalf("no table header in %q", table)
 	}
-	for _, line := range lines[1:] {
-		body = append(body, strings.Fields(line))
+	head := []rune(lines[0])
+	var starts []int
+	for i := 0; i < len(head); {
+		if head[i] == ' ' {
+			i++
+			continue
+		}
+		start := i
+		for i < len(head) && !(head[i] == ' ' && (i+1 == len(head) || head[i+1] == ' ')) {
+			i++
+		}
+		starts = append(starts, start)
+		header = append(header, string(head[start:i]))
 	}
-	return strings.Fields(lines[0]), body
+	for _, line := range lines[1:] {
+		r := []rune(line)
+		row := make([]string, len(starts))
+		for j, start := range starts {
+			end := len(r)
+			if j+1 < len(starts) {
+				end = min(end, starts[j+1])
+			}
+			if start < len(r) {
+				row[j] = strings.TrimSpace(string(r[start:end]))
+			}
+		}
+		body = append(body, row)
+	}
+	return header, body
 }
 
-// column returns field i of every row.
-func column(body [][]string, i int) []string {
-	var col []string
+// col returns field i of every row.
+func col(body [][]string, i int) []string {
+	var c []string
 	for _, row := range body {
-		col = append(col, row[i])
+		c = append(c, row[i])
 	}
-	return col
+	return c
 }
 
 func decode[T any](t *testing.T, s string) T {
@@ -164,6 +207,7 @@ type (
 		Namespace        string   `json:"namespace"`
 		WorkerID         string   `json:"worker_id"`
 		WorkerInstanceID string   `json:"worker_instance_id"`
+		Status           string   `json:"status"`
 		Lanes            []string `json:"lanes"`
 		Capabilities     []string `json:"capabilities"`
 		LastHeartbeat    string   `json:"last_heartbeat"`
@@ -203,8 +247,9 @@ type (
 	jsonLeases struct {
 		Leases []jsonLease `json:"leases"`
 		Next   *struct {
-			ExpiresAt   string `json:"expires_at"`
-			ExecutionID string `json:"execution_id"`
+			ExpiresAt    string `json:"expires_at"`
+			ExecutionID  string `json:"execution_id"`
+			AttemptIndex uint32 `json:"attempt_index"`
 		} `json:"next"`
 	}
 	jsonOutcome struct {
@@ -222,26 +267,29 @@ func workerNames(ws []jsonWorker) []string {
 	return names
 }
 
+// t0 is the fixed clock of the tests that show relative ages.
+var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
 func TestWorkersList(t *testing.T) {
 	eachStore(t, func(t *testing.T) {
-		now := time.Now()
+		now := t0.Add(4 * time.Second)
 		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
-			register(t, reg, "beta", "b-1", "gpu-pool", []string{"gpu"}, []string{"fp16", "cuda"}, time.Hour, now)
-			register(t, reg, "alpha", "a-2", "cpu-pool", []string{"default"}, nil, 2*time.Hour, now)
-			register(t, reg, "alpha", "a-1", "gpu-pool", []string{"gpu", "default"}, []string{"cuda"}, time.Hour, now)
-			register(t, reg, "alpha", "a-expired", "gpu-pool", []string{"gpu"}, nil, time.Minute, now.Add(-time.Hour))
+			register(t, reg, "beta", "b-1", "gpu-pool", []string{"gpu"}, []string{"fp16", "cuda"}, time.Hour, t0)
+			register(t, reg, "alpha", "a-2", "cpu-pool", []string{"default"}, nil, 2*time.Hour, t0)
+			register(t, reg, "alpha", "a-1", "gpu-pool", []string{"gpu", "default"}, []string{"cuda"}, 30*time.Second, t0)
+			register(t, reg, "alpha", "a-expired", "gpu-pool", []string{"gpu"}, nil, time.Minute, t0.Add(-time.Hour))
 		})
 
 		t.Run("table", func(t *testing.T) {
-			res := ctl(t, path, 0, "workers", "list")
+			res := ctlAt(t, path, now, 0, "workers", "list")
 			header, body := rows(t, res.stdout)
-			if want := []string{"NAMESPACE", "INSTANCE", "WORKER", "LANES", "CAPABILITIES", "LAST_HEARTBEAT", "EXPIRES", "DRAINING"}; !slices.Equal(header, want) {
+			if want := []string{"NAMESPACE", "INSTANCE", "STATUS", "LANES", "CAPABILITIES", "LAST SEEN", "EXPIRES", "TTL"}; !slices.Equal(header, want) {
 				t.Fatalf("header = %q, want %q", header, want)
 			}
 			want := [][]string{
-				{"alpha", "a-1", "gpu-pool", "default,gpu", "cuda", ms(now), ms(now.Add(time.Hour)), "false"},
-				{"alpha", "a-2", "cpu-pool", "default", "-", ms(now), ms(now.Add(2 * time.Hour)), "false"},
-				{"beta", "b-1", "gpu-pool", "gpu", "cuda,fp16", ms(now), ms(now.Add(time.Hour)), "false"},
+				{"alpha", "a-1", "live", "default,gpu", "cuda", "4s ago", "in 26s", "30s"},
+				{"alpha", "a-2", "live", "default", "-", "4s ago", "in 1h59m", "2h"},
+				{"beta", "b-1", "live", "gpu", "cuda,fp16", "4s ago", "in 59m56s", "1h"},
 			}
 			if !slices.EqualFunc(body, want, slices.Equal) {
 				t.Fatalf("rows =\n%q\nwant\n%q", body, want)
@@ -252,19 +300,19 @@ func TestWorkersList(t *testing.T) {
 		})
 
 		t.Run("json", func(t *testing.T) {
-			res := ctl(t, path, 0, "-json", "workers", "list")
+			res := ctlAt(t, path, now, 0, "-json", "workers", "list")
 			got := decode[jsonWorkers](t, res.stdout)
 			if got.Next != nil || len(got.Workers) != 3 {
 				t.Fatalf("workers = %+v, next %+v", got.Workers, got.Next)
 			}
 			want := jsonWorker{
-				Namespace: "alpha", WorkerID: "cpu-pool", WorkerInstanceID: "a-2",
+				Namespace: "alpha", WorkerID: "cpu-pool", WorkerInstanceID: "a-2", Status: "live",
 				Lanes: []string{"default"}, Capabilities: []string{},
-				LastHeartbeat: ms(now), RegisteredAt: ms(now), ExpiresAt: ms(now.Add(2 * time.Hour)),
-				LivenessTTLMS: 7_200_000,
+				LastHeartbeat: "2026-01-01T12:00:00.000Z", RegisteredAt: "2026-01-01T12:00:00.000Z",
+				ExpiresAt: "2026-01-01T14:00:00.000Z", LivenessTTLMS: 7_200_000,
 			}
 			if w := got.Workers[1]; w.Namespace != want.Namespace || w.WorkerID != want.WorkerID ||
-				w.WorkerInstanceID != want.WorkerInstanceID || !slices.Equal(w.Lanes, want.Lanes) ||
+				w.WorkerInstanceID != want.WorkerInstanceID || w.Status != want.Status || !slices.Equal(w.Lanes, want.Lanes) ||
 				w.Capabilities == nil || len(w.Capabilities) != 0 || w.LastHeartbeat != want.LastHeartbeat ||
 				w.RegisteredAt != want.RegisteredAt || w.ExpiresAt != want.ExpiresAt ||
 				w.LivenessTTLMS != want.LivenessTTLMS || w.Draining {
@@ -281,7 +329,7 @@ func TestWorkersList(t *testing.T) {
 			}
 			slices.Sort(keys)
 			wantKeys := []string{"capabilities", "draining", "expires_at", "lanes", "last_heartbeat",
-				"liveness_ttl_ms", "namespace", "registered_at", "worker_id", "worker_instance_id"}
+				"liveness_ttl_ms", "namespace", "registered_at", "status", "worker_id", "worker_instance_id"}
 			if !slices.Equal(keys, wantKeys) {
 				t.Errorf("keys = %q, want %q", keys, wantKeys)
 			}
@@ -296,12 +344,13 @@ func TestWorkersList(t *testing.T) {
 			{[]string{"-lane", "gpu"}, []string{"alpha/a-1", "beta/b-1"}},
 			{[]string{"-capability", "fp16"}, []string{"beta/b-1"}},
 			{[]string{"-namespace", "alpha", "-lane", "gpu"}, []string{"alpha/a-1"}},
+			{[]string{"-namespace", "alpha", "-lane", "gpu", "-all"}, []string{"alpha/a-1", "alpha/a-expired"}},
 			{[]string{"-capability", "tpu"}, nil},
 			{[]string{"-namespace", "gamma"}, nil},
 		}
 		for _, f := range filters {
 			t.Run("filter "+strings.Join(f.args, " "), func(t *testing.T) {
-				_, body := rows(t, ctl(t, path, 0, append([]string{"workers", "list"}, f.args...)...).stdout)
+				_, body := rows(t, ctlAt(t, path, now, 0, append([]string{"workers", "list"}, f.args...)...).stdout)
 				var got []string
 				for _, row := range body {
 					got = append(got, row[0]+"/"+row[1])
@@ -309,11 +358,60 @@ func TestWorkersList(t *testing.T) {
 				if !slices.Equal(got, f.want) {
 					t.Errorf("table: workers = %q, want %q", got, f.want)
 				}
-				res := ctl(t, path, 0, append([]string{"-json", "workers", "list"}, f.args...)...)
+				res := ctlAt(t, path, now, 0, append([]string{"-json", "workers", "list"}, f.args...)...)
 				if got := workerNames(decode[jsonWorkers](t, res.stdout).Workers); !slices.Equal(got, f.want) {
 					t.Errorf("json: workers = %q, want %q", got, f.want)
 				}
 			})
+		}
+	})
+}
+
+// TestWorkersListAll shows a registration whose TTL ran out, until the
+// sweep removes it: -all lists it as expired, a plain list does not.
+func TestWorkersListAll(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		now := t0.Add(time.Minute)
+		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+			register(t, reg, "ns", "gone", "pool", []string{"default"}, nil, 30*time.Second, t0)
+			register(t, reg, "ns", "live", "pool", []string{"default"}, nil, time.Hour, t0)
+			register(t, reg, "ns", "quiet", "pool", []string{"default"}, nil, 10*time.Second, t0.Add(40*time.Second))
+			if _, err := reg.RequestDrain(context.Background(), registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "live", Now: t0}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		_, body := rows(t, ctlAt(t, path, now, 0, "workers", "list").stdout)
+		if got := col(body, 1); !slices.Equal(got, []string{"live"}) {
+			t.Fatalf("workers list = %q, want only the live worker", got)
+		}
+		_, body = rows(t, ctlAt(t, path, now, 0, "workers", "list", "-all", "-limit", "1").stdout)
+		want := [][]string{
+			{"ns", "gone", "expired", "default", "-", "1m ago", "30s ago", "30s"},
+			{"ns", "live", "draining", "default", "-", "1m ago", "in 59m", "1h"},
+			{"ns", "quiet", "expired", "default", "-", "20s ago", "10s ago", "10s"},
+		}
+		if !slices.EqualFunc(body, want, slices.Equal) {
+			t.Fatalf("-all rows =\n%q\nwant\n%q", body, want)
+		}
+		got := decode[jsonWorkers](t, ctlAt(t, path, now, 0, "-json", "workers", "list", "-all").stdout)
+		var statuses []string
+		for _, w := range got.Workers {
+			statuses = append(statuses, w.WorkerInstanceID+":"+w.Status)
+		}
+		if want := []string{"gone:expired", "live:draining", "quiet:expired"}; !slices.Equal(statuses, want) || got.Next != nil {
+			t.Fatalf("-json -all: %q next %+v, want %q", statuses, got.Next, want)
+		}
+		if w := got.Workers[0]; w.ExpiresAt != "2026-01-01T12:00:30.000Z" || w.LastHeartbeat != "2026-01-01T12:00:00.000Z" {
+			t.Fatalf("-json keeps absolute times: %+v", w)
+		}
+
+		rep := decode[map[string]int](t, ctlAt(t, path, now, 0, "-json", "sweep").stdout)
+		if rep["swept"] != 2 {
+			t.Fatalf("sweep = %v, want the two expired swept", rep)
+		}
+		_, body = rows(t, ctlAt(t, path, now, 0, "workers", "list", "-all").stdout)
+		if got := col(body, 1); !slices.Equal(got, []string{"live"}) {
+			t.Fatalf("-all after the sweep = %q, want only the live worker", got)
 		}
 	})
 }
@@ -407,15 +505,16 @@ func TestDrainAndKill(t *testing.T) {
 			return got
 		}
 
-		if res := ctl(t, path, 0, "workers", "drain", "-namespace", "ns", "-instance", "w1"); res.stdout != "drain_requested\n" || res.stderr != "" {
+		const drainReason = "rack 12: disk replacement"
+		if res := ctl(t, path, 0, "workers", "drain", "-namespace", "ns", "-instance", "w1", "-reason", drainReason); res.stdout != "drain_requested\n" || res.stderr != "" {
 			t.Fatalf("drain: stdout %q, stderr %q", res.stdout, res.stderr)
 		}
 		if got := draining(); !got["w1"] || got["w2"] || len(got) != 2 {
 			t.Fatalf("draining after drain of w1 = %v", got)
 		}
 		_, body := rows(t, ctl(t, path, 0, "workers", "list").stdout)
-		if got := column(body, 7); !slices.Equal(got, []string{"true", "false"}) {
-			t.Fatalf("DRAINING column = %q", got)
+		if got := col(body, 2); !slices.Equal(got, []string{"draining", "live"}) {
+			t.Fatalf("STATUS column = %q", got)
 		}
 		out := decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "drain", "-namespace", "ns", "-instance", "w2").stdout)
 		if out != (jsonOutcome{"ns", "w2", "drain_requested"}) {
@@ -436,6 +535,9 @@ func TestDrainAndKill(t *testing.T) {
 		}
 		if want := []string{"registered", "drain_requested", "marked_dead"}; !slices.Equal(kinds, want) {
 			t.Fatalf("events of w1 = %q, want %q", kinds, want)
+		}
+		if drain := events[1]; drain.Reason != drainReason {
+			t.Fatalf("drain_requested event = %+v, want reason %q", drain, drainReason)
 		}
 		if last := events[2]; last.Reason != reason || last.WorkerInstanceID != "w1" {
 			t.Fatalf("marked_dead event = %+v, want reason %q", last, reason)
@@ -482,7 +584,7 @@ func TestDrainAndKill(t *testing.T) {
 
 func TestWorkersEvents(t *testing.T) {
 	eachStore(t, func(t *testing.T) {
-		now := time.Now()
+		now := time.Now().Truncate(time.Second) // stored times are milliseconds: -since compares exactly
 		t1, t2, t3 := now.Add(-3*time.Minute), now.Add(-2*time.Minute), now.Add(-time.Minute)
 		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
 			register(t, reg, "ns", "w1", "pool", []string{"default"}, nil, time.Hour, t1)
@@ -511,23 +613,23 @@ func TestWorkersEvents(t *testing.T) {
 			t.Fatalf("rows = %q, want %q", body, want)
 		}
 
-		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").stdout); !slices.Equal(column(body, 4), []string{"registered", "refreshed"}) {
-			t.Errorf("-instance w1: kinds %q", column(body, 4))
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").stdout); !slices.Equal(col(body, 4), []string{"registered", "refreshed"}) {
+			t.Errorf("-instance w1: kinds %q", col(body, 4))
 		}
-		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-newest").stdout); !slices.Equal(column(body, 0), []string{ids[2], ids[1], ids[0]}) {
-			t.Errorf("-newest: ids %q, want %q reversed", column(body, 0), ids)
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-newest").stdout); !slices.Equal(col(body, 0), []string{ids[2], ids[1], ids[0]}) {
+			t.Errorf("-newest: ids %q, want %q reversed", col(body, 0), ids)
 		}
 
 		res := ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-limit", "2")
-		if _, body := rows(t, res.stdout); !slices.Equal(column(body, 0), ids[:2]) {
-			t.Errorf("-limit 2: ids %q, want %q", column(body, 0), ids[:2])
+		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), ids[:2]) {
+			t.Errorf("-limit 2: ids %q, want %q", col(body, 0), ids[:2])
 		}
 		if want := "more events: continue with -after " + ids[1] + "\n"; res.stderr != want {
 			t.Fatalf("-limit 2: stderr %q, want %q", res.stderr, want)
 		}
 		res = ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-limit", "2", "-after", ids[1])
-		if _, body := rows(t, res.stdout); !slices.Equal(column(body, 0), ids[2:]) || res.stderr != "" {
-			t.Errorf("-after %s: ids %q, stderr %q; want %q and no hint", ids[1], column(body, 0), res.stderr, ids[2:])
+		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), ids[2:]) || res.stderr != "" {
+			t.Errorf("-after %s: ids %q, stderr %q; want %q and no hint", ids[1], col(body, 0), res.stderr, ids[2:])
 		}
 
 		page := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-limit", "2").stdout)
@@ -542,15 +644,59 @@ func TestWorkersEvents(t *testing.T) {
 			e.WorkerInstanceID != "w2" || e.Kind != "registered" || e.Reason != "" {
 			t.Fatalf("-json event = %+v", e)
 		}
-		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "other").stdout); !slices.Equal(column(body, 3), []string{"w3"}) {
-			t.Errorf("-namespace other: instances %q, want only w3", column(body, 3))
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "other").stdout); !slices.Equal(col(body, 3), []string{"w3"}) {
+			t.Errorf("-namespace other: instances %q, want only w3", col(body, 3))
+		}
+
+		// Without -namespace: every namespace, in ID order.
+		_, body = rows(t, ctl(t, path, 0, "workers", "events").stdout)
+		var all []string
+		for _, row := range body {
+			all = append(all, row[2]+"/"+row[3]+"/"+row[4])
+		}
+		if want := []string{"ns/w1/registered", "ns/w1/refreshed", "other/w3/registered", "ns/w2/registered"}; !slices.Equal(all, want) {
+			t.Fatalf("every namespace: %q, want %q", all, want)
+		}
+		allIDs := col(body, 0)
+		page = decode[jsonEvents](t, ctl(t, path, 0, "workers", "events", "-json", "-limit", "3").stdout)
+		if len(page.Events) != 3 || page.Events[2].Namespace != "other" || page.Next == nil || strconv.FormatInt(*page.Next, 10) != allIDs[2] {
+			t.Fatalf("every namespace -json -limit 3: %+v", page)
+		}
+		res = ctl(t, path, 0, "workers", "events", "-newest", "-limit", "1")
+		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), allIDs[3:]) || res.stderr != "more events: continue with -after "+allIDs[3]+"\n" {
+			t.Fatalf("every namespace -newest -limit 1: ids %q, stderr %q", col(body, 0), res.stderr)
+		}
+
+		// -since: a time, or a duration back from the clock.
+		since := []struct {
+			args []string
+			want []string // IDs
+		}{
+			{[]string{"-since", t2.UTC().Format(time.RFC3339Nano)}, allIDs[1:]},
+			{[]string{"-since", "150s"}, allIDs[1:]},
+			{[]string{"-since", "1m"}, allIDs[3:]},
+			{[]string{"-since", "1d"}, allIDs},
+			{[]string{"-since", "1s"}, nil},
+			{[]string{"-since", "150s", "-namespace", "ns"}, []string{ids[1], ids[2]}},
+			{[]string{"-since", "150s", "-newest"}, []string{allIDs[3], allIDs[2], allIDs[1]}},
+			{[]string{"-since", "150s", "-after", allIDs[2]}, allIDs[3:]},
+		}
+		for _, tc := range since {
+			res := ctlAt(t, path, now, 0, append([]string{"workers", "events"}, tc.args...)...)
+			if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), tc.want) || res.stderr != "" {
+				t.Errorf("%q: ids %q, stderr %q; want %q", tc.args, col(body, 0), res.stderr, tc.want)
+			}
+		}
+		res = ctlAt(t, path, now, 0, "workers", "events", "-since", "150s", "-limit", "2")
+		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), allIDs[1:3]) || res.stderr != "more events: continue with -after "+allIDs[2]+"\n" {
+			t.Errorf("-since 150s -limit 2: ids %q, stderr %q", col(body, 0), res.stderr)
 		}
 	})
 }
 
 func TestLeasesExpired(t *testing.T) {
 	eachStore(t, func(t *testing.T) {
-		now := time.Now()
+		now := t0
 		fixed, err := registry.ParseExecutionID("{fp:7}:11111111-2222-3333-4444-555555555555")
 		if err != nil {
 			t.Fatal(err)
@@ -569,23 +715,30 @@ func TestLeasesExpired(t *testing.T) {
 		})
 		expired := []string{ids[0].String(), ids[1].String(), ids[2].String()}
 
-		header, body := rows(t, ctl(t, path, 0, "leases", "expired").stdout)
-		if want := []string{"EXECUTION", "LEASE_ID", "EPOCH", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRES"}; !slices.Equal(header, want) {
+		header, body := rows(t, ctlAt(t, path, now, 0, "leases", "expired").stdout)
+		if want := []string{"EXECUTION", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRED"}; !slices.Equal(header, want) {
 			t.Fatalf("header = %q, want %q", header, want)
 		}
-		if got := column(body, 0); !slices.Equal(got, expired) {
+		if got := col(body, 0); !slices.Equal(got, expired) {
 			t.Fatalf("executions = %q, want %q", got, expired)
 		}
-		// The lease ID of DESIGN.md's first vector.
-		if want := []string{"{fp:7}:11111111-2222-3333-4444-555555555555", "11111111-2222-3332-4444-555555555555",
-			"1", "0", "w1", "alpha", ms(now.Add(-2 * time.Hour))}; !slices.Equal(body[0], want) {
+		if want := []string{"{fp:7}:11111111-2222-3333-4444-555555555555", "0", "w1", "alpha", "2h ago"}; !slices.Equal(body[0], want) {
 			t.Fatalf("first row = %q, want %q", body[0], want)
 		}
-		if want := []string{"2", "1", "w2", "beta", ms(now.Add(-time.Hour))}; !slices.Equal(body[1][2:], want) {
-			t.Fatalf("second row = %q, want (after the IDs) %q", body[1], want)
+		header, body = rows(t, ctlAt(t, path, now, 0, "leases", "expired", "-wide").stdout)
+		if want := []string{"EXECUTION", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRED", "LEASE ID", "EPOCH", "EXPIRES AT"}; !slices.Equal(header, want) {
+			t.Fatalf("-wide header = %q, want %q", header, want)
+		}
+		// The lease ID of DESIGN.md's first vector.
+		if want := []string{"{fp:7}:11111111-2222-3333-4444-555555555555", "0", "w1", "alpha", "2h ago",
+			"11111111-2222-3332-4444-555555555555", "1", ms(now.Add(-2 * time.Hour))}; !slices.Equal(body[0], want) {
+			t.Fatalf("-wide first row = %q, want %q", body[0], want)
+		}
+		if want := []string{"1", "w2", "beta", "1h ago"}; !slices.Equal(body[1][1:5], want) || body[1][6] != "2" || body[1][7] != ms(now.Add(-time.Hour)) {
+			t.Fatalf("-wide second row = %q, want %q, epoch 2 and the absolute expiry", body[1], want)
 		}
 
-		got := decode[jsonLeases](t, ctl(t, path, 0, "-json", "leases", "expired").stdout)
+		got := decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired").stdout)
 		if len(got.Leases) != 3 || got.Next != nil {
 			t.Fatalf("-json: %+v", got)
 		}
@@ -605,25 +758,25 @@ func TestLeasesExpired(t *testing.T) {
 			{[]string{"-namespace", "gamma"}, nil},
 		}
 		for _, f := range filters {
-			_, body := rows(t, ctl(t, path, 0, append([]string{"leases", "expired"}, f.args...)...).stdout)
-			if got := column(body, 0); !slices.Equal(got, f.want) {
+			_, body := rows(t, ctlAt(t, path, now, 0, append([]string{"leases", "expired"}, f.args...)...).stdout)
+			if got := col(body, 0); !slices.Equal(got, f.want) {
 				t.Errorf("%q: executions %q, want %q", f.args, got, f.want)
 			}
 		}
 
 		// Follow the hints on stderr page by page.
-		args := []string{"leases", "expired", "-limit", "1"}
+		args := []string{"leases", "expired", "-wide", "-limit", "1"}
 		var walked []string
 		for page := 0; ; page++ {
 			if page > 3 {
 				t.Fatalf("still paging after %d pages: %q", page, walked)
 			}
-			res := ctl(t, path, 0, args...)
+			res := ctlAt(t, path, now, 0, args...)
 			_, body := rows(t, res.stdout)
 			if len(body) > 1 {
 				t.Fatalf("page of %d rows with -limit 1", len(body))
 			}
-			walked = append(walked, column(body, 0)...)
+			walked = append(walked, col(body, 0)...)
 			if res.stderr == "" {
 				break
 			}
@@ -631,10 +784,10 @@ func TestLeasesExpired(t *testing.T) {
 			// The as-of of the first page carries over, so that the walk
 			// lists one set of leases.
 			if !ok || !strings.HasPrefix(hint, "-as-of ") ||
-				!strings.Contains(hint, "-after-execution '"+body[0][0]+"'") || !strings.Contains(hint, "-after-expires "+body[0][6]) {
+				!strings.Contains(hint, "-after-execution '"+body[0][0]+"'") || !strings.Contains(hint, "-after-expires "+body[0][7]) {
 				t.Fatalf("stderr = %q, want the continuation after %s", res.stderr, body[0][0])
 			}
-			args = []string{"leases", "expired", "-limit", "1"}
+			args = []string{"leases", "expired", "-wide", "-limit", "1"}
 			for _, word := range strings.Fields(hint) {
 				args = append(args, strings.Trim(word, "'"))
 			}
@@ -643,15 +796,15 @@ func TestLeasesExpired(t *testing.T) {
 			t.Fatalf("pages walked %q, want %q", walked, expired)
 		}
 
-		res := ctl(t, path, 0, "leases", "expired", "-limit", "1", "-all")
-		if _, body := rows(t, res.stdout); !slices.Equal(column(body, 0), expired) || res.stderr != "" {
-			t.Fatalf("-all: executions %q, stderr %q", column(body, 0), res.stderr)
+		res := ctlAt(t, path, now, 0, "leases", "expired", "-limit", "1", "-all")
+		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), expired) || res.stderr != "" {
+			t.Fatalf("-all: executions %q, stderr %q", col(body, 0), res.stderr)
 		}
-		got = decode[jsonLeases](t, ctl(t, path, 0, "-json", "leases", "expired", "-limit", "2").stdout)
-		if len(got.Leases) != 2 || got.Next == nil || got.Next.ExecutionID != expired[1] || got.Next.ExpiresAt != ms(now.Add(-time.Hour)) {
+		got = decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2").stdout)
+		if len(got.Leases) != 2 || got.Next == nil || got.Next.ExecutionID != expired[1] || got.Next.ExpiresAt != ms(now.Add(-time.Hour)) || got.Next.AttemptIndex != 1 {
 			t.Fatalf("-json -limit 2: %+v next %+v", got.Leases, got.Next)
 		}
-		got = decode[jsonLeases](t, ctl(t, path, 0, "-json", "leases", "expired", "-limit", "2", "-all").stdout)
+		got = decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2", "-all").stdout)
 		if len(got.Leases) != 3 || got.Next != nil {
 			t.Fatalf("-json -all: %+v next %+v", got.Leases, got.Next)
 		}
@@ -670,7 +823,7 @@ func TestSweep(t *testing.T) {
 		})
 		kinds := func(instance string) []string {
 			_, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", instance).stdout)
-			return column(body, 4)
+			return col(body, 4)
 		}
 
 		rep := decode[map[string]int](t, ctl(t, path, 0, "-json", "sweep").stdout)
@@ -688,11 +841,11 @@ func TestSweep(t *testing.T) {
 		}
 
 		header, body := rows(t, ctl(t, path, 0, "sweep").stdout)
-		if !slices.Equal(header, []string{"SWEPT", "PRUNED_EVENTS"}) || len(body) != 1 || !slices.Equal(body[0], []string{"0", "0"}) {
+		if !slices.Equal(header, []string{"SWEPT", "PRUNED EVENTS"}) || len(body) != 1 || !slices.Equal(body[0], []string{"0", "0"}) {
 			t.Fatalf("second sweep printed %q %q, want nothing swept", header, body)
 		}
 		_, body = rows(t, ctl(t, path, 0, "workers", "list").stdout)
-		if got := column(body, 1); !slices.Equal(got, []string{"live"}) {
+		if got := col(body, 1); !slices.Equal(got, []string{"live"}) {
 			t.Fatalf("workers after sweep = %q, want only live", got)
 		}
 	})
@@ -720,10 +873,26 @@ func TestDatabaseLocation(t *testing.T) {
 			if res.code != 0 {
 				t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
 			}
-			if _, body := rows(t, res.stdout); !slices.Equal(column(body, 1), []string{tc.want}) {
-				t.Fatalf("workers = %q, want %s", column(body, 1), tc.want)
+			if _, body := rows(t, res.stdout); !slices.Equal(col(body, 1), []string{tc.want}) {
+				t.Fatalf("workers = %q, want %s", col(body, 1), tc.want)
 			}
 		})
+	}
+}
+
+// wantError fails the test unless res exited with code, printing nothing
+// on stdout and one line on stderr that contains message.
+func wantError(t *testing.T, res result, code int, message string) {
+	t.Helper()
+	if res.code != code {
+		t.Fatalf("exit %d, want %d (stderr %q)", res.code, code, res.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "registryctl: ") || !strings.Contains(lines[0], message) {
+		t.Fatalf("stderr = %q, want one line containing %q", res.stderr, message)
+	}
+	if res.stdout != "" {
+		t.Fatalf("stdout = %q, want nothing", res.stdout)
 	}
 }
 
@@ -742,36 +911,85 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown subcommand", []string{"workers", "frob"}, `unknown workers subcommand "frob"`},
 		{"no subcommand", []string{"leases"}, "leases: no subcommand given"},
 		{"unknown global flag", []string{"-x", "sweep"}, "flag provided but not defined: -x"},
-		{"unknown subcommand flag", []string{"workers", "list", "-x"}, "flag provided but not defined: -x (see 'registryctl workers list -h')"},
-		{"global flag after the command", []string{"workers", "list", "-json"}, "flag provided but not defined: -json"},
+		{"unknown subcommand flag", []string{"workers", "list", "-x"}, "flag provided but not defined: -x (see 'registryctl help workers list')"},
+		{"global flag without its value after the command", []string{"workers", "list", "-db"}, "flag needs an argument: -db"},
 		{"extra argument", []string{"sweep", "now"}, `sweep takes no arguments (got "now")`},
-		{"events without -namespace", []string{"workers", "events", "-instance", "w"}, "workers events: -namespace is required"},
+		{"help of an unknown command", []string{"help", "frob"}, `help: unknown command "frob"`},
+		{"instance without namespace", []string{"workers", "events", "-instance", "w"}, "-instance needs -namespace"},
+		{"follow newest first", []string{"workers", "events", "-follow", "-newest"}, "-follow and -newest do not go together"},
 		{"drain without -namespace", []string{"workers", "drain", "-instance", "w"}, "workers drain: -namespace is required"},
 		{"drain without -instance", []string{"workers", "drain", "-namespace", "ns"}, "workers drain: -instance is required"},
 		{"kill without -instance", []string{"workers", "kill", "-namespace", "ns", "-reason", "r"}, "workers kill: -instance is required"},
 		{"kill with empty -namespace", []string{"workers", "kill", "-namespace", "", "-instance", "w"}, "workers kill: -namespace is required"},
 		{"limit not a number", []string{"workers", "list", "-limit", "many"}, `invalid value "many" for flag -limit`},
 		{"after not a number", []string{"workers", "events", "-namespace", "ns", "-after", "x"}, `invalid value "x" for flag -after`},
+		{"since not a time", []string{"workers", "events", "-since", "yesterday"}, `invalid value "yesterday" for flag -since`},
+		{"since negative", []string{"workers", "events", "-since", "-5m"}, `invalid value "-5m" for flag -since`},
 		{"as-of not a time", []string{"leases", "expired", "-as-of", "yesterday"}, `invalid value "yesterday" for flag -as-of`},
 		{"after-execution not an ID", []string{"leases", "expired", "-after-execution", "x"}, `invalid value "x" for flag -after-execution`},
+		{"empty -db", []string{"-db", "", "workers", "list"}, "-db: "},
+		{"empty -db after the command", []string{"stats", "-db", ""}, "-db: "},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := registryctl(t, dir, nil, append([]string{"-db", missing}, tc.args...)...)
-			if res.code != 2 {
-				t.Fatalf("exit %d, want 2 (stderr %q)", res.code, res.stderr)
-			}
-			lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
-			if len(lines) != 1 || !strings.HasPrefix(lines[0], "registryctl: ") || !strings.Contains(lines[0], tc.message) {
-				t.Fatalf("stderr = %q, want one line containing %q", res.stderr, tc.message)
-			}
-			if res.stdout != "" {
-				t.Fatalf("stdout = %q, want nothing", res.stdout)
-			}
+			wantError(t, registryctl(t, dir, nil, append([]string{"-db", missing}, tc.args...)...), 2, tc.message)
 		})
 	}
 	if _, err := os.Stat(missing); err == nil {
 		t.Error("a bad command line created the database file")
+	}
+}
+
+// TestBadFlagValues gives flags values that parse but that the registry
+// rejects: each is a bad command line, exit status 2, and the message
+// names the flag, never the argument's field in the library.
+func TestBadFlagValues(t *testing.T) {
+	dir := t.TempDir()
+	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "w1") })
+	cases := []struct {
+		name    string
+		args    []string
+		message string
+	}{
+		{"namespace with a leading space", []string{"workers", "list", "-namespace", " ns"}, "-namespace: must not have leading or trailing space"},
+		{"lane with a comma", []string{"workers", "list", "-lane", "a,b"}, "-lane: must not contain ','"},
+		{"capability with a space", []string{"workers", "list", "-capability", "a b"}, "-capability: "},
+		{"negative limit", []string{"workers", "list", "-limit", "-1"}, "-limit: must not be negative"},
+		{"negative limit, -all", []string{"workers", "list", "-all", "-limit", "-1"}, "-limit: must not be negative"},
+		{"cursor of another namespace", []string{"workers", "list", "-namespace", "ns", "-after-namespace", "other", "-after-instance", "w"}, "-after-namespace: cursor is from namespace"},
+		{"cursor instance with a control character", []string{"workers", "list", "-after-namespace", "ns", "-after-instance", "w\x01"}, "-after-instance: "},
+		{"cursor without an instance", []string{"workers", "list", "-after-namespace", "ns"}, "-after-instance: must not be empty"},
+		{"events of a namespace with a trailing space", []string{"workers", "events", "-namespace", "ns "}, "-namespace: must not have leading or trailing space"},
+		{"negative event cursor", []string{"workers", "events", "-namespace", "ns", "-after", "-5"}, "-after: must not be negative"},
+		{"negative event limit", []string{"workers", "events", "-limit", "-5"}, "-limit: must not be negative"},
+		{"negative event limit, following", []string{"workers", "events", "-follow", "-limit", "-5"}, "-limit: must not be negative"},
+		{"drain of an instance with a leading space", []string{"workers", "drain", "-namespace", "ns", "-instance", " w1"}, "-instance: must not have leading or trailing space"},
+		{"drain with a long reason", []string{"workers", "drain", "-namespace", "ns", "-instance", "w1", "-reason", strings.Repeat("r", 257)}, "-reason: exceeds 256 bytes (got 257)"},
+		{"kill with a long reason", []string{"workers", "kill", "-namespace", "ns", "-instance", "w1", "-reason", strings.Repeat("r", 257)}, "-reason: exceeds 256 bytes (got 257)"},
+		{"kill with a control character in the reason", []string{"workers", "kill", "-namespace", "ns", "-instance", "w1", "-reason", "a\x1b[31m"}, "-reason: "},
+		{"lease cursor without expiry", []string{"leases", "expired", "-after-execution", "{fp:1}:11111111-2222-3333-4444-555555555555"}, "-after-expires: must be set"},
+		{"as-of before 1970", []string{"leases", "expired", "-as-of", "1969-12-31T23:59:59Z"}, "-as-of: is before 1970"},
+		{"negative lease limit", []string{"leases", "expired", "-limit", "-1"}, "-limit: must not be negative"},
+		{"stats of a namespace with a trailing space", []string{"stats", "-namespace", "ns "}, "-namespace: must not have leading or trailing space"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := registryctl(t, dir, nil, append([]string{"-db", path}, tc.args...)...)
+			wantError(t, res, 2, tc.message)
+			for _, field := range []string{"worker_instance_id", "after.", "as_of", "list workers", "request drain"} {
+				if strings.Contains(res.stderr, field) {
+					t.Errorf("stderr %q names %q, not the flag", res.stderr, field)
+				}
+			}
+		})
+	}
+	// The rejected drain and kills changed nothing.
+	res := ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns")
+	if events := decode[jsonEvents](t, res.stdout).Events; len(events) != 1 || events[0].Kind != "registered" {
+		t.Errorf("events after rejected calls = %+v, want only the registration", events)
+	}
+	if _, body := rows(t, ctl(t, path, 0, "workers", "list").stdout); !slices.Equal(col(body, 1), []string{"w1"}) || !slices.Equal(col(body, 2), []string{"live"}) {
+		t.Errorf("workers after rejected calls = %q, want w1 still live", body)
 	}
 }
 
@@ -783,7 +1001,6 @@ func TestFailures(t *testing.T) {
 	if err := os.WriteFile(garbage, junk, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "w1") })
 
 	cases := []struct {
 		name    string
@@ -793,26 +1010,10 @@ func TestFailures(t *testing.T) {
 	}{
 		{"missing file", missing, []string{"workers", "list"}, missing + ": no such database file"},
 		{"not a database", garbage, []string{"sweep"}, "file is not a database"},
-		{"namespace with a leading space", path, []string{"workers", "list", "-namespace", " ns"}, "namespace: must not have leading or trailing space"},
-		{"lane with a comma", path, []string{"workers", "list", "-lane", "a,b"}, "lane: must not contain ','"},
-		{"negative limit", path, []string{"workers", "list", "-limit", "-1"}, "limit: must not be negative"},
-		{"events of a namespace with a trailing space", path, []string{"workers", "events", "-namespace", "ns "}, "namespace: must not have leading or trailing space"},
-		{"negative event cursor", path, []string{"workers", "events", "-namespace", "ns", "-after", "-5"}, "after: must not be negative"},
-		{"drain of an instance with a leading space", path, []string{"workers", "drain", "-namespace", "ns", "-instance", " w1"}, "worker_instance_id: must not have leading or trailing space"},
-		{"kill with a long reason", path, []string{"workers", "kill", "-namespace", "ns", "-instance", "w1", "-reason", strings.Repeat("r", 257)}, "reason: exceeds 256 bytes (got 257)"},
-		{"lease cursor without expiry", path, []string{"leases", "expired", "-after-execution", "{fp:1}:11111111-2222-3333-4444-555555555555"}, "after.expires_at: must be set"},
-		{"as-of before 1970", path, []string{"leases", "expired", "-as-of", "1969-12-31T23:59:59Z"}, "as_of: is before 1970"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := registryctl(t, dir, nil, append([]string{"-db", tc.db}, tc.args...)...)
-			if res.code != 1 {
-				t.Fatalf("exit %d, want 1 (stderr %q)", res.code, res.stderr)
-			}
-			lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
-			if len(lines) != 1 || !strings.HasPrefix(lines[0], "registryctl: ") || !strings.Contains(lines[0], tc.message) {
-				t.Fatalf("stderr = %q, want one line containing %q", res.stderr, tc.message)
-			}
+			wantError(t, registryctl(t, dir, nil, append([]string{"-db", tc.db}, tc.args...)...), 1, tc.message)
 		})
 	}
 	if _, err := os.Stat(missing); err == nil {
@@ -821,27 +1022,26 @@ func TestFailures(t *testing.T) {
 	if b, _ := os.ReadFile(garbage); !bytes.Equal(b, junk) {
 		t.Error("the file that is not a database was changed")
 	}
-	// The rejected kill changed nothing.
-	if _, body := rows(t, ctl(t, path, 0, "workers", "list").stdout); !slices.Equal(column(body, 1), []string{"w1"}) {
-		t.Errorf("workers after rejected calls = %q, want w1 still live", column(body, 1))
-	}
 }
 
 func TestHelp(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.db") // help never opens the database
 	flagsOf := map[string][]string{
-		"workers list":   {"-namespace", "-lane", "-capability", "-limit", "-all", "-after-namespace", "-after-instance"},
-		"workers events": {"-namespace", "-instance", "-limit", "-newest", "-after"},
-		"workers drain":  {"-namespace", "-instance"},
+		"workers list":   {"-namespace", "-lane", "-capability", "-limit", "-all", "-wide", "-after-namespace", "-after-instance"},
+		"workers events": {"-namespace", "-instance", "-limit", "-newest", "-after", "-since", "-follow"},
+		"workers drain":  {"-namespace", "-instance", "-reason"},
 		"workers kill":   {"-namespace", "-instance", "-reason"},
-		"leases expired": {"-namespace", "-limit", "-as-of", "-all", "-after-expires", "-after-execution"},
+		"leases expired": {"-namespace", "-limit", "-as-of", "-all", "-wide", "-after-expires", "-after-execution", "-after-attempt"},
 		"sweep":          nil,
+		"stats":          {"-namespace"},
+		"version":        nil,
 	}
 	if len(flagsOf) != len(commands) {
 		t.Fatalf("%d commands, %d described here: add the new one", len(commands), len(flagsOf))
 	}
-	help := func(t *testing.T, args ...string) string {
+	// -h prints on stderr, help on stdout: both exit 0.
+	dashH := func(t *testing.T, args ...string) string {
 		t.Helper()
 		res := registryctl(t, dir, nil, append([]string{"-db", missing}, args...)...)
 		if res.code != 0 || res.stdout != "" {
@@ -849,10 +1049,21 @@ func TestHelp(t *testing.T) {
 		}
 		return res.stderr
 	}
+	help := func(t *testing.T, args ...string) string {
+		t.Helper()
+		res := registryctl(t, dir, nil, append([]string{"-db", missing, "help"}, args...)...)
+		if res.code != 0 || res.stderr != "" {
+			t.Fatalf("help %q: exit %d, stderr %q; want 0 and help on stdout", args, res.code, res.stderr)
+		}
+		return res.stdout
+	}
 	for _, c := range commands {
 		t.Run(c.name, func(t *testing.T) {
-			out := help(t, append(strings.Fields(c.name), "-h")...)
-			want := append([]string{"usage: registryctl [-db PATH|URL] [-json] " + c.name, "-json prints"}, flagsOf[c.name]...)
+			out := dashH(t, append(strings.Fields(c.name), "-h")...)
+			if got := help(t, strings.Fields(c.name)...); got != out {
+				t.Errorf("help %s differs from %s -h:\n%s\n---\n%s", c.name, c.name, got, out)
+			}
+			want := append([]string{"usage: registryctl [-db PATH|URL] [-json] " + c.name, "-json prints", "Global flags, before or after the command:"}, flagsOf[c.name]...)
 			for _, s := range want {
 				if !strings.Contains(out, s+"\n") && !strings.Contains(out, s+" ") {
 					t.Errorf("help does not mention %q:\n%s", s, out)
@@ -861,16 +1072,22 @@ func TestHelp(t *testing.T) {
 		})
 	}
 	t.Run("top level", func(t *testing.T) {
-		out := help(t, "-h")
-		for _, s := range []string{"workers list", "workers events", "workers drain", "workers kill", "leases expired", "sweep",
-			"Exit status", "3  drain or kill", "-db PATH", "-json"} {
+		out := dashH(t, "-h")
+		if got := help(t); got != out {
+			t.Errorf("help differs from -h:\n%s\n---\n%s", got, out)
+		}
+		for _, s := range []string{"workers list", "workers events", "workers drain", "workers kill", "leases expired", "sweep", "stats",
+			"help [COMMAND]", "version", "Exit status", "3  drain or kill", "2  bad command line", "-db PATH", "-json", "before or after the command"} {
 			if !strings.Contains(out, s) {
 				t.Errorf("help does not mention %q:\n%s", s, out)
 			}
 		}
 	})
 	t.Run("workers group", func(t *testing.T) {
-		out := help(t, "workers", "-h")
+		out := dashH(t, "workers", "-h")
+		if got := help(t, "workers"); got != out {
+			t.Errorf("help workers differs from workers -h:\n%s\n---\n%s", got, out)
+		}
 		for _, s := range []string{"workers list", "workers events", "workers drain", "workers kill"} {
 			if !strings.Contains(out, s) {
 				t.Errorf("help does not mention %q:\n%s", s, out)
@@ -880,6 +1097,89 @@ func TestHelp(t *testing.T) {
 			t.Errorf("workers help lists another group's command:\n%s", out)
 		}
 	})
+	t.Run("help help", func(t *testing.T) {
+		if out := help(t, "help"); !strings.HasPrefix(out, "usage: registryctl help [COMMAND]") {
+			t.Errorf("help help = %q", out)
+		}
+	})
+}
+
+func TestVersion(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.db") // version never opens the database
+	res := registryctl(t, dir, nil, "-db", missing, "version")
+	if res.code != 0 || res.stderr != "" {
+		t.Fatalf("version: exit %d, stderr %q", res.code, res.stderr)
+	}
+	// The test binary stands in for the command: its build info is the
+	// module's, unstamped.
+	if want := "registryctl (devel) " + runtime.Version() + "\n"; res.stdout != want {
+		t.Fatalf("version = %q, want %q", res.stdout, want)
+	}
+	for _, args := range [][]string{{"-json", "version"}, {"version", "-json"}} {
+		res := registryctl(t, dir, nil, append([]string{"-db", missing}, args...)...)
+		if res.code != 0 {
+			t.Fatalf("%q: exit %d, stderr %q", args, res.code, res.stderr)
+		}
+		v := decode[map[string]any](t, res.stdout)
+		if v["version"] != "(devel)" || v["module"] != "github.com/flowfabric/workerregistry" || v["go"] != runtime.Version() ||
+			v["revision"] != "" || v["modified"] != false || len(v) != 5 {
+			t.Fatalf("%q = %v", args, v)
+		}
+	}
+	if res := registryctl(t, dir, nil, "version", "extra"); res.code != 2 {
+		t.Fatalf("version extra: exit %d, want 2", res.code)
+	}
+}
+
+// TestGlobalFlagsAnywhere gives -db and -json before the command, after
+// it, and both: the last one given wins.
+func TestGlobalFlagsAnywhere(t *testing.T) {
+	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "here") })
+	other := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "there") })
+	dir := t.TempDir() // no registry.db here
+	for _, args := range [][]string{
+		{"-db", path, "-json", "workers", "list"},
+		{"workers", "list", "-json", "-db", path},
+		{"-json", "workers", "list", "-db", path},
+		{"-db", path, "workers", "list", "-json"},
+		{"-db", other, "workers", "list", "-db", path, "-json"},
+		{"workers", "list", "-json=true", "-namespace", "ns", "-db", path},
+	} {
+		res := registryctl(t, dir, nil, args...)
+		if res.code != 0 {
+			t.Fatalf("%q: exit %d, stderr %q", args, res.code, res.stderr)
+		}
+		if got := workerNames(decode[jsonWorkers](t, res.stdout).Workers); !slices.Equal(got, []string{"ns/here"}) {
+			t.Errorf("%q: workers %q, want ns/here", args, got)
+		}
+	}
+	// -json=false after the command overrides -json before it.
+	res := registryctl(t, dir, nil, "-json", "-db", path, "workers", "list", "-json=false")
+	if header, _ := rows(t, res.stdout); res.code != 0 || header[0] != "NAMESPACE" {
+		t.Fatalf("-json=false after the command: exit %d, stdout %q", res.code, res.stdout)
+	}
+}
+
+// TestSecretsNeverPrinted points registryctl at Postgres DSNs whose
+// password must not appear in any message, whether the DSN is refused
+// or the server cannot be reached.
+func TestSecretsNeverPrinted(t *testing.T) {
+	const secret = "s3cr3t-pa55"
+	for _, tc := range []struct {
+		dsn  string
+		code int
+	}{
+		{"postgres://registry:" + secret + "@127.0.0.1:1/registry?connect_timeout=5", 1},
+		{"host=127.0.0.1 port=1 user=registry password=" + secret + " dbname=registry connect_timeout=5", 1},
+		{"postgres://registry:" + secret + "@x@127.0.0.1:1/registry", 2},
+		{"host=127.0.0.1 password=" + secret + " bogus=1", 2},
+	} {
+		res := registryctl(t, t.TempDir(), nil, "workers", "list", "-db", tc.dsn)
+		if res.code != tc.code || strings.Contains(res.stdout+res.stderr, secret) || res.stderr == "" {
+			t.Errorf("%s: exit %d (want %d), output %q %q; want a message without the password", registry.RedactDSN(tc.dsn), res.code, tc.code, res.stdout, res.stderr)
+		}
+	}
 }
 
 func TestShellQuote(t *testing.T) {

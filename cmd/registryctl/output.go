@@ -6,7 +6,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/flowfabric/workerregistry/registry"
@@ -17,6 +16,7 @@ import (
 type output struct {
 	json           bool
 	stdout, stderr io.Writer
+	now            func() time.Time // what relative ages count from
 }
 
 // timeLayout is RFC 3339 with milliseconds, the registry's precision, so
@@ -36,6 +36,7 @@ type (
 		Namespace        string   `json:"namespace"`
 		WorkerID         string   `json:"worker_id"`
 		WorkerInstanceID string   `json:"worker_instance_id"`
+		Status           string   `json:"status"`
 		Lanes            []string `json:"lanes"`
 		Capabilities     []string `json:"capabilities"`
 		LastHeartbeat    string   `json:"last_heartbeat"`
@@ -74,8 +75,9 @@ type (
 		ExpiresAt        string `json:"expires_at"`
 	}
 	leaseCursorJSON struct {
-		ExpiresAt   string `json:"expires_at"`
-		ExecutionID string `json:"execution_id"`
+		ExpiresAt    string `json:"expires_at"`
+		ExecutionID  string `json:"execution_id"`
+		AttemptIndex uint32 `json:"attempt_index"`
 	}
 	outcomeJSON struct {
 		Namespace        string `json:"namespace"`
@@ -86,9 +88,27 @@ type (
 		Swept        int `json:"swept"`
 		PrunedEvents int `json:"pruned_events"`
 	}
+	versionJSON struct {
+		Version  string `json:"version"`
+		Module   string `json:"module"`
+		Revision string `json:"revision"` // "" when the build recorded none
+		Modified bool   `json:"modified"`
+		Go       string `json:"go"`
+	}
 )
 
-func (o *output) workers(workers []registry.WorkerInfo, next *registry.WorkerCursor) error {
+// status is what the table and JSON call a worker's state at now.
+func status(w registry.WorkerInfo, now time.Time) string {
+	switch {
+	case !w.ExpiresAt.After(now):
+		return "expired"
+	case w.Draining:
+		return "draining"
+	}
+	return "live"
+}
+
+func (o *output) workers(workers []registry.WorkerInfo, next *registry.WorkerCursor, now time.Time, wide bool) error {
 	if o.json {
 		v := workersJSON{Workers: make([]workerJSON, len(workers))}
 		for i, w := range workers {
@@ -96,6 +116,7 @@ func (o *output) workers(workers []registry.WorkerInfo, next *registry.WorkerCur
 				Namespace:        w.Namespace,
 				WorkerID:         w.WorkerID,
 				WorkerInstanceID: w.WorkerInstanceID,
+				Status:           status(w, now),
 				Lanes:            nonNil(w.Lanes),
 				Capabilities:     nonNil(w.Capabilities),
 				LastHeartbeat:    formatTime(w.LastHeartbeat),
@@ -110,35 +131,94 @@ func (o *output) workers(workers []registry.WorkerInfo, next *registry.WorkerCur
 		}
 		return o.writeJSON(v)
 	}
+	if wide {
+		rows := make([][]string, len(workers))
+		for i, w := range workers {
+			rows[i] = []string{w.Namespace, w.WorkerInstanceID, w.WorkerID, status(w, now),
+				strings.Join(w.Lanes, ","), strings.Join(w.Capabilities, ","),
+				relative(w.RegisteredAt, now), relative(w.LastHeartbeat, now), relative(w.ExpiresAt, now),
+				ttl(w.LivenessTTL), formatTime(w.LastHeartbeat), formatTime(w.ExpiresAt)}
+		}
+		return newTable(o.stdout, column{name: "NAMESPACE"}, column{name: "INSTANCE"}, column{name: "WORKER"},
+			column{name: "STATUS"}, column{name: "LANES"}, column{name: "CAPABILITIES"}, column{name: "REGISTERED"},
+			column{name: "LAST SEEN"}, column{name: "EXPIRES"}, column{name: "TTL"},
+			column{name: "HEARTBEAT AT"}, column{name: "EXPIRES AT"}).write(rows)
+	}
 	rows := make([][]string, len(workers))
 	for i, w := range workers {
-		rows[i] = []string{w.Namespace, w.WorkerInstanceID, w.WorkerID,
+		rows[i] = []string{w.Namespace, w.WorkerInstanceID, status(w, now),
 			strings.Join(w.Lanes, ","), strings.Join(w.Capabilities, ","),
-			formatTime(w.LastHeartbeat), formatTime(w.ExpiresAt), strconv.FormatBool(w.Draining)}
+			relative(w.LastHeartbeat, now), relative(w.ExpiresAt, now), ttl(w.LivenessTTL)}
 	}
-	return o.table([]string{"NAMESPACE", "INSTANCE", "WORKER", "LANES", "CAPABILITIES", "LAST_HEARTBEAT", "EXPIRES", "DRAINING"}, rows)
+	// At most 120 columns, whatever the values; usually far fewer.
+	return newTable(o.stdout, column{name: "NAMESPACE", max: 16}, column{name: "INSTANCE", max: 26},
+		column{name: "STATUS"}, column{name: "LANES", max: 14}, column{name: "CAPABILITIES", max: 14},
+		column{name: "LAST SEEN", max: 10}, column{name: "EXPIRES", max: 10}, column{name: "TTL", max: 8}).write(rows)
+}
+
+func eventToJSON(e registry.WorkerEvent) eventJSON {
+	return eventJSON{ID: e.ID, At: formatTime(e.At), Namespace: e.Namespace,
+		WorkerInstanceID: e.WorkerInstanceID, Kind: e.Kind, Reason: e.Reason}
 }
 
 func (o *output) events(events []registry.WorkerEvent, next int64) error {
 	if o.json {
 		v := eventsJSON{Events: make([]eventJSON, len(events))}
 		for i, e := range events {
-			v.Events[i] = eventJSON{ID: e.ID, At: formatTime(e.At), Namespace: e.Namespace,
-				WorkerInstanceID: e.WorkerInstanceID, Kind: e.Kind, Reason: e.Reason}
+			v.Events[i] = eventToJSON(e)
 		}
 		if next != 0 {
 			v.Next = &next
 		}
 		return o.writeJSON(v)
 	}
+	return o.eventStream().write(events)
+}
+
+// eventStream prints events as they come: table rows under one header, or
+// with -json one object per line.
+type eventStream struct {
+	o     *output
+	table *table
+}
+
+func (o *output) eventStream() *eventStream {
+	// Minimum widths keep a followed table aligned for common values.
+	return &eventStream{o, newTable(o.stdout, column{name: "ID", min: 6}, column{name: "AT", min: len("2006-01-02T15:04:05.000Z")},
+		column{name: "NAMESPACE", min: 12}, column{name: "INSTANCE", min: 16}, column{name: "KIND", min: len("drain_requested")},
+		column{name: "REASON"})}
+}
+
+// start prints the table's header, so that a follower shows it is running
+// before the first event arrives.
+func (s *eventStream) start() error {
+	if s.o.json {
+		return nil
+	}
+	return s.table.write(nil)
+}
+
+func (s *eventStream) write(events []registry.WorkerEvent) error {
+	if s.o.json {
+		enc := json.NewEncoder(s.o.stdout)
+		for _, e := range events {
+			if err := enc.Encode(eventToJSON(e)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(events) == 0 && s.table.widths != nil {
+		return nil
+	}
 	rows := make([][]string, len(events))
 	for i, e := range events {
 		rows[i] = []string{strconv.FormatInt(e.ID, 10), formatTime(e.At), e.Namespace, e.WorkerInstanceID, e.Kind, e.Reason}
 	}
-	return o.table([]string{"ID", "AT", "NAMESPACE", "INSTANCE", "KIND", "REASON"}, rows)
+	return s.table.write(rows)
 }
 
-func (o *output) leases(leases []registry.ExpiredLease, next *registry.LeaseCursor) error {
+func (o *output) leases(leases []registry.ExpiredLease, next *registry.LeaseCursor, now time.Time, wide bool) error {
 	if o.json {
 		v := leasesJSON{Leases: make([]leaseJSON, len(leases))}
 		for i, l := range leases {
@@ -153,17 +233,27 @@ func (o *output) leases(leases []registry.ExpiredLease, next *registry.LeaseCurs
 			}
 		}
 		if next != nil {
-			v.Next = &leaseCursorJSON{ExpiresAt: formatTime(next.ExpiresAt), ExecutionID: next.ExecutionID.String()}
+			v.Next = &leaseCursorJSON{ExpiresAt: formatTime(next.ExpiresAt), ExecutionID: next.ExecutionID.String(), AttemptIndex: next.AttemptIndex}
 		}
 		return o.writeJSON(v)
 	}
 	rows := make([][]string, len(leases))
 	for i, l := range leases {
-		rows[i] = []string{l.ExecutionID.String(), l.LeaseID.String(),
-			strconv.FormatUint(l.LeaseEpoch, 10), strconv.FormatUint(uint64(l.AttemptIndex), 10),
-			l.WorkerInstanceID, l.Namespace, formatTime(l.ExpiresAt)}
+		attempt := strconv.FormatUint(uint64(l.AttemptIndex), 10)
+		if wide {
+			rows[i] = []string{l.ExecutionID.String(), attempt, l.WorkerInstanceID, l.Namespace, relative(l.ExpiresAt, now),
+				l.LeaseID.String(), strconv.FormatUint(l.LeaseEpoch, 10), formatTime(l.ExpiresAt)}
+		} else {
+			rows[i] = []string{l.ExecutionID.String(), attempt, l.WorkerInstanceID, l.Namespace, relative(l.ExpiresAt, now)}
+		}
 	}
-	return o.table([]string{"EXECUTION", "LEASE_ID", "EPOCH", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRES"}, rows)
+	if wide {
+		return newTable(o.stdout, column{name: "EXECUTION"}, column{name: "ATTEMPT"}, column{name: "INSTANCE"},
+			column{name: "NAMESPACE"}, column{name: "EXPIRED"}, column{name: "LEASE ID"}, column{name: "EPOCH"},
+			column{name: "EXPIRES AT"}).write(rows)
+	}
+	return newTable(o.stdout, column{name: "EXECUTION"}, column{name: "ATTEMPT"}, column{name: "INSTANCE", max: 26},
+		column{name: "NAMESPACE", max: 16}, column{name: "EXPIRED", max: 10}).write(rows)
 }
 
 // outcome prints what a drain or kill did. The outcome is printed even when
@@ -185,23 +275,23 @@ func (o *output) sweep(rep registry.SweepReport) error {
 	if o.json {
 		return o.writeJSON(sweepJSON{Swept: rep.Swept, PrunedEvents: rep.PrunedEvents})
 	}
-	return o.table([]string{"SWEPT", "PRUNED_EVENTS"}, [][]string{{strconv.Itoa(rep.Swept), strconv.Itoa(rep.PrunedEvents)}})
+	return newTable(o.stdout, column{name: "SWEPT"}, column{name: "PRUNED EVENTS"}).
+		write([][]string{{strconv.Itoa(rep.Swept), strconv.Itoa(rep.PrunedEvents)}})
 }
 
-// table prints rows aligned under a header. An empty cell prints as "-", so
-// that every row splits into as many fields as the header.
-func (o *output) table(header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(o.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, row := range rows {
-		for i, cell := range row {
-			if cell == "" {
-				row[i] = "-"
-			}
-		}
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
+func (o *output) version(v versionJSON) error {
+	if o.json {
+		return o.writeJSON(v)
 	}
-	return tw.Flush()
+	line := "registryctl " + v.Version
+	if v.Revision != "" {
+		line += " " + v.Revision
+		if v.Modified {
+			line += " (modified)"
+		}
+	}
+	_, err := fmt.Fprintln(o.stdout, line+" "+v.Go)
+	return err
 }
 
 func (o *output) writeJSON(v any) error {

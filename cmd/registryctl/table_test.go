@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/flowfabric/workerregistry/registry"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// TestWorkersTableGolden pins the layout of workers list, default, -wide
+// and -all, on a clock fixed at 12:00:04: relative ages, the STATUS of a
+// live, a draining, an expired and a skewed worker, and long values cut to
+// keep the default table within 120 columns. Run with -update to rewrite.
+func TestWorkersTableGolden(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		ctx := context.Background()
+		now := t0.Add(4 * time.Second)
+		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+			register(t, reg, "prod", "gpu-pool-1-7f3a", "gpu-pool-1", []string{"default", "gpu"}, []string{"cuda", "fp16"}, 30*time.Second, t0)
+			register(t, reg, "prod", "gpu-pool-1-8c21", "gpu-pool-1", []string{"gpu"}, []string{"cuda"}, 2*time.Hour, t0.Add(-time.Hour))
+			if _, err := reg.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "prod", WorkerInstanceID: "gpu-pool-1-8c21", Now: t0.Add(-2 * time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := reg.RequestDrain(ctx, registry.DrainArgs{Namespace: "prod", WorkerInstanceID: "gpu-pool-1-8c21", Reason: "retire", Now: t0}); err != nil {
+				t.Fatal(err)
+			}
+			register(t, reg, "prod", "cpu-7", "cpu", []string{"default"}, nil, 10*time.Second, t0.Add(-20*time.Second))
+			register(t, reg, "prod", "clock-skew", "cpu", []string{"default"}, nil, time.Minute, t0.Add(10*time.Second))
+			register(t, reg, "staging-eu-west-1-reporting", "batch-worker-with-a-very-long-instance-name-0001", "batch",
+				[]string{"default", "batch", "reports", "exports", "imports"}, []string{"avx512", "bigmem", "ssd", "tpu-v5e"},
+				1500*time.Millisecond, t0.Add(3*time.Second))
+			register(t, reg, "ops", "sweeper-0", "ops", []string{"maintenance"}, nil, 24*time.Hour, t0.Add(-26*time.Hour-5*time.Minute))
+		})
+		for _, tc := range []struct {
+			golden string
+			args   []string
+		}{
+			{"workers-list.golden", nil},
+			{"workers-list-wide.golden", []string{"-wide"}},
+			{"workers-list-all.golden", []string{"-all"}},
+		} {
+			res := ctlAt(t, path, now, 0, append([]string{"workers", "list"}, tc.args...)...)
+			file := filepath.Join("testdata", tc.golden)
+			if *update && strings.HasSuffix(t.Name(), "/sqlite") {
+				if err := os.WriteFile(file, []byte(res.stdout), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.stdout != string(want) {
+				t.Errorf("workers list %q differs from %s:\n%s\nwant:\n%s", tc.args, file, res.stdout, want)
+			}
+			if tc.args == nil || tc.args[0] == "-all" {
+				for _, line := range strings.Split(strings.TrimSpace(res.stdout), "\n") {
+					if n := utf8.RuneCountInString(line); n > 120 {
+						t.Errorf("workers list %q: a line of %d columns, want at most 120:\n%s", tc.args, n, line)
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestAges(t *testing.T) {
+	now := t0
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{now, "<1s ago"},
+		{now.Add(-999 * time.Millisecond), "<1s ago"},
+		{now.Add(500 * time.Millisecond), "in <1s"},
+		{now.Add(-time.Second), "1s ago"},
+		{now.Add(-4 * time.Second), "4s ago"},
+		{now.Add(26500 * time.Millisecond), "in 26s"},
+		{now.Add(-59 * time.Second), "59s ago"},
+		{now.Add(-time.Minute), "1m ago"},
+		{now.Add(-192 * time.Second), "3m12s ago"},
+		{now.Add(time.Hour - time.Second), "in 59m59s"},
+		{now.Add(-2*time.Hour - 5*time.Minute - 30*time.Second), "2h5m ago"},
+		{now.Add(24 * time.Hour), "in 1d"},
+		{now.Add(-76 * time.Hour), "3d4h ago"},
+	} {
+		if got := relative(tc.at, now); got != tc.want {
+			t.Errorf("relative(now%+v) = %q, want %q", tc.at.Sub(now), got, tc.want)
+		}
+	}
+	for d, want := range map[time.Duration]string{
+		30 * time.Second:                 "30s",
+		90 * time.Second:                 "1m30s",
+		time.Hour:                        "1h",
+		90 * time.Minute:                 "1h30m",
+		24 * time.Hour:                   "24h",
+		1500 * time.Millisecond:          "1.5s",
+		250 * time.Millisecond:           "250ms",
+		time.Hour + 500*time.Millisecond: "1h0m0.5s",
+	} {
+		if got := ttl(d); got != want {
+			t.Errorf("ttl(%v) = %q, want %q", d, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"", 5, "-"}, {"abc", 5, "abc"}, {"abcde", 5, "abcde"}, {"abcdef", 5, "abcd…"}, {"ünïcödé", 4, "ünï…"}, {"abcdef", 0, "abcdef"},
+	} {
+		if got := cut(tc.s, tc.n); got != tc.want {
+			t.Errorf("cut(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}
