@@ -1,8 +1,25 @@
-# The benchmark suite and its report: see BENCHMARKS.md.
-.PHONY: bench bench-postgres test soak
+# Everyday targets. `make check` is what CI runs (.ci/run), minus starting
+# a Postgres server: set REGISTRY_TEST_POSTGRES for the Postgres half.
+.PHONY: check generate lint test bench bench-postgres soak
 
+check:
+	.ci/run
+
+# sqlc v1.31.1 regenerates db/ from schema/ and queries/ (see tools/go.mod).
+generate:
+	go generate ./...
+
+# gofmt, go vet and staticcheck (pinned in tools/go.mod).
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	go tool -modfile=tools/go.mod staticcheck ./...
+
+# The README's test command.
 test:
 	go test -race ./...
+
+# The benchmark suite and its report: see BENCHMARKS.md.
 
 bench:
 	REGISTRY_TEST_POSTGRES= go test -run='^$$' -bench=. -timeout=30m ./registry/ | tee bench.txt

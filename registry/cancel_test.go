@@ -54,7 +54,7 @@ func (c *cancelAfter) Err() error {
 // point it can be cancelled and checks that each attempt either failed and
 // changed nothing, or succeeded with its whole effect.
 func TestCancelledWritesAreAllOrNothing(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachEngine(t, func(t *testing.T) {
 		ops := []struct {
 			name string
 			// prepare brings a fresh registry to the operation's start.

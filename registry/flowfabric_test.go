@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,32 +42,60 @@ func sharedPath(t testing.TB, env, rel string) string {
 	return dir
 }
 
-// flowfabricSQLite builds a FlowFabric SQLite database the way a deployment
-// has one, by applying the engine's migrations 0001-0022 in order, and
-// returns its path.
+// flowfabricSQLite returns the path of a new FlowFabric SQLite database,
+// as a deployment has one: the engine's migrations 0001-0022 applied in
+// order. They are applied once per test process, and each call gets a copy.
 func flowfabricSQLite(t testing.TB) string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(flowfabricDir(t), "sqlite", "*.sql"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no FlowFabric SQLite migrations: %v", err)
+	dir := flowfabricDir(t) // skips the test where the files are absent
+	flowfabricTemplate.once.Do(func() { flowfabricTemplate.bytes, flowfabricTemplate.err = buildFlowFabricSQLite(dir) })
+	if flowfabricTemplate.err != nil {
+		t.Fatal(flowfabricTemplate.err)
 	}
-	slices.Sort(files)
 	path := filepath.Join(t.TempDir(), "flowfabric.db")
-	db, err := sql.Open(registry.DriverName, "file:"+path+"?_pragma=foreign_keys(1)")
-	if err != nil {
+	if err := os.WriteFile(path, flowfabricTemplate.bytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	return path
+}
+
+var flowfabricTemplate struct {
+	once  sync.Once
+	bytes []byte
+	err   error
+}
+
+func buildFlowFabricSQLite(src string) ([]byte, error) {
+	files, err := filepath.Glob(filepath.Join(src, "sqlite", "*.sql"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("no FlowFabric SQLite migrations: %v", err)
+	}
+	slices.Sort(files)
+	dir, err := os.MkdirTemp("", "flowfabric")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "flowfabric.db")
+	db, err := sql.Open(registry.DriverName, "file:"+path+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range files {
 		text, err := os.ReadFile(f)
 		if err != nil {
-			t.Fatal(err)
+			db.Close()
+			return nil, err
 		}
 		if _, err := db.Exec(string(text)); err != nil {
-			t.Fatalf("FlowFabric migration %s: %v", filepath.Base(f), err)
+			db.Close()
+			return nil, fmt.Errorf("FlowFabric migration %s: %w", filepath.Base(f), err)
 		}
 	}
-	return path
+	if err := db.Close(); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
 }
 
 // engineSQL holds the engine's worker-registry statements, read verbatim
@@ -581,8 +610,10 @@ func TestUpgradeFromVersion2(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upgrade from version 2: %v", err)
 	}
-	if len(res) != 2 {
-		t.Errorf("upgrade applied %d migrations, want 2", len(res))
+	for i, m := range res {
+		if m.Source.Version != int64(3+i) {
+			t.Errorf("upgrade applied version %d as its migration %d, want %d", m.Source.Version, i, 3+i)
+		}
 	}
 	if got, want := sharedRows(t, db), []string{
 		fmt.Sprintf("w ns/a pool default cuda %d 1000 %d", ms, ms),

@@ -179,7 +179,7 @@ func TestExpiredLeaseWalkThroughPreEpochExpiry(t *testing.T) {
 // 2 of the reference, whose text cursor skipped and repeated leases when
 // equal expiries spanned partitions of different digit counts.
 func TestExpiredLeaseWalkVisitsEveryLeaseOnce(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachEngine(t, func(t *testing.T) {
 		seed := uint64(time.Now().UnixNano())
 		t.Logf("seed %d", seed)
 		rng := rand.New(rand.NewPCG(seed, 0))

@@ -257,7 +257,7 @@ func TestHeartbeatBatchCommitsChunkByChunk(t *testing.T) {
 // with instances repeated across them, registrations that expire part way
 // and times that go back and forth.
 func TestLargeHeartbeatBatchMatchesSingleCalls(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachEngine(t, func(t *testing.T) {
 		ctx := context.Background()
 		const workers, n = 700, 1700
 		prepare := func(t *testing.T, r *registry.Registry) {

@@ -47,7 +47,7 @@ func soakCalls(t *testing.T) int {
 		}
 		return n / soakPhase * soakPhase
 	}
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		return 4 * soakPhase
 	}
 	return 8 * soakPhase

@@ -28,9 +28,26 @@ const (
 	storeFlowFabric = "flowfabric"
 )
 
+// eachStore runs the stores' subtests in parallel: each has a database of
+// its own, and Postgres round trips overlap SQLite's work.
 func eachStore(t *testing.T, body func(t *testing.T)) {
-	for _, store := range []string{storeSQLite, storePostgres, storeFlowFabric} {
-		t.Run(store, body)
+	runStores(t, body, storeSQLite, storePostgres, storeFlowFabric)
+}
+
+// eachEngine is eachStore for the long tests of concurrency, cancellation
+// and scale, which exercise the engines' code paths rather than the
+// database's shape: on SQLite, an adopted database runs the same code as
+// the registry's own, so they run on sqlite and postgres only.
+func eachEngine(t *testing.T, body func(t *testing.T)) {
+	runStores(t, body, storeSQLite, storePostgres)
+}
+
+func runStores(t *testing.T, body func(t *testing.T), stores ...string) {
+	for _, store := range stores {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			body(t)
+		})
 	}
 }
 

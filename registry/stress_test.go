@@ -144,7 +144,7 @@ func TestStressInvariants(t *testing.T) {
 	t.Logf("seed %d, %d goroutines x %d ops per subtest (replay with %s=%d)", seed, stressGoroutines, ops, stressSeedEnv, seed)
 	// Heartbeats are a single statement without events and a transaction
 	// with them: both paths must hold up.
-	eachStore(t, func(t *testing.T) {
+	eachEngine(t, func(t *testing.T) {
 		for i, heartbeatEvents := range []bool{true, false} {
 			t.Run(fmt.Sprintf("heartbeat_events=%v", heartbeatEvents), func(t *testing.T) {
 				runStress(t, seed+uint64(i), ops, heartbeatEvents)

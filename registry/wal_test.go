@@ -30,7 +30,7 @@ func walSize(t *testing.T, path string) int64 {
 // the checkpoint.
 func TestWALBoundedByEachWrite(t *testing.T) {
 	ctx := context.Background()
-	const workers, calls = 100, 3000 // about 24 MB of frames without checkpoints
+	const workers, calls = 100, 1500 // about 12 MB of frames without checkpoints
 	kinds := []struct {
 		name string
 		opts []registry.Option
