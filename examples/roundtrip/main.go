@@ -81,6 +81,7 @@ type scenario struct {
 func (s *scenario) step(offset time.Duration, what string, got, want any) error {
 	fmt.Fprintf(s.out, "T+%-8s %-42s %v\n", offset, what, got)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
+		//lint:ignore ST1005 "T+5s" is a time on the scenario's timeline, not a capitalised word.
 		return fmt.Errorf("T+%s %s: got %v, want %v", offset, what, got, want)
 	}
 	return nil
