@@ -112,10 +112,15 @@ func newDB(t *testing.T, seed func(reg *registry.Registry, sqlDB *sql.DB)) strin
 }
 
 // eachStore runs body against a SQLite file and a Postgres schema, as the
-// subtests "sqlite" and "postgres"; newDB reads which from the name.
+// subtests "sqlite" and "postgres"; newDB reads which from the name. They
+// run in parallel: each has a database of its own, and most of their time
+// is spent waiting for the command's processes.
 func eachStore(t *testing.T, body func(t *testing.T)) {
 	for _, store := range []string{"sqlite", "postgres"} {
-		t.Run(store, body)
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			body(t)
+		})
 	}
 }
 
