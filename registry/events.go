@@ -14,6 +14,8 @@ const (
 	eventMarkedDead     = "marked_dead"
 	eventTTLSwept       = "ttl_swept"
 	eventDrainRequested = "drain_requested"
+	eventDeregistered   = "deregistered"
+	eventResumed        = "resumed"
 )
 
 // insertEvent records an event in the caller's transaction, so that the
@@ -50,8 +52,8 @@ type WorkerEvent struct {
 	ID               int64 // increases with every event, never reused
 	Namespace        string
 	WorkerInstanceID string
-	// Kind is registered, refreshed, heartbeat, marked_dead, ttl_swept or
-	// drain_requested.
+	// Kind is registered, refreshed, heartbeat, marked_dead, ttl_swept,
+	// drain_requested, resumed or deregistered.
 	Kind   string
 	Reason string // marked_dead's or drain_requested's reason; "" otherwise
 	At     time.Time

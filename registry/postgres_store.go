@@ -191,6 +191,13 @@ func (s postgresQueries) requestDrain(ctx context.Context, k instanceKey, nowMS 
 	return n > 0, err
 }
 
+func (s postgresQueries) resumeWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+	n, err := s.q.ResumeWorker(ctx, pgdb.ResumeWorkerParams{
+		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+	})
+	return n > 0, err
+}
+
 func (s postgresQueries) deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) ([]instanceKey, error) {
 	rows, err := s.q.DeleteExpiredWorkers(ctx, pgdb.DeleteExpiredWorkersParams{NowMs: nowMS, BatchSize: int32(limit)})
 	if err != nil {
@@ -318,6 +325,19 @@ func (s postgresQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([
 		}
 	}
 	return out, nil
+}
+
+func (s postgresQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (workerRow, bool, error) {
+	row, err := s.q.GetLiveWorker(ctx, pgdb.GetLiveWorkerParams{
+		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return workerRow{}, false, nil
+	}
+	if err != nil {
+		return workerRow{}, false, err
+	}
+	return workerRow(row), true, nil
 }
 
 // keyColumns splits keys into the parallel arrays that the Postgres

@@ -144,6 +144,13 @@ func (s sqliteQueries) requestDrain(ctx context.Context, k instanceKey, nowMS in
 	return n > 0, err
 }
 
+func (s sqliteQueries) resumeWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+	n, err := s.q.ResumeWorker(ctx, sqlitedb.ResumeWorkerParams{
+		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+	})
+	return n > 0, err
+}
+
 func (s sqliteQueries) deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) ([]instanceKey, error) {
 	rows, err := s.q.DeleteExpiredWorkers(ctx, sqlitedb.DeleteExpiredWorkersParams{NowMs: nowMS, BatchSize: int64(limit)})
 	if err != nil {
@@ -334,6 +341,30 @@ func (s sqliteQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([]l
 		}
 	}
 	return out, nil
+}
+
+func (s sqliteQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (workerRow, bool, error) {
+	row, err := s.q.GetLiveWorker(ctx, sqlitedb.GetLiveWorkerParams{
+		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return workerRow{}, false, nil
+	}
+	if err != nil {
+		return workerRow{}, false, err
+	}
+	return workerRow{
+		Namespace:        row.Namespace,
+		WorkerInstanceID: row.WorkerInstanceID,
+		WorkerID:         row.WorkerID,
+		Lanes:            row.Lanes,
+		CapabilitiesCsv:  row.CapabilitiesCsv,
+		LastHeartbeatMs:  row.LastHeartbeatMs,
+		LivenessTtlMs:    row.LivenessTtlMs,
+		RegisteredAtMs:   row.RegisteredAtMs,
+		ExpiresAtMs:      row.ExpiresAtMs,
+		Draining:         row.Draining != 0,
+	}, true, nil
 }
 
 // keyArray encodes keys as the JSON array of [namespace, instance] pairs

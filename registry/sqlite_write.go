@@ -231,6 +231,14 @@ func (a sqliteAutocommit) requestDrain(ctx context.Context, k instanceKey, nowMS
 	return ok, err
 }
 
+func (a sqliteAutocommit) resumeWorker(ctx context.Context, k instanceKey, nowMS int64) (ok bool, err error) {
+	err = a.do(ctx, func() error {
+		ok, err = a.q.resumeWorker(ctx, k, nowMS)
+		return err
+	})
+	return ok, err
+}
+
 func (a sqliteAutocommit) deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) (keys []instanceKey, err error) {
 	err = a.doBulk(ctx, func() error {
 		keys, err = a.q.deleteExpiredWorkers(ctx, nowMS, limit)

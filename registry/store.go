@@ -39,6 +39,8 @@ type storeReader interface {
 	listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error)
 	listEvents(ctx context.Context, q eventQuery) ([]eventRow, error)
 	listExpiredLeases(ctx context.Context, q leaseQuery) ([]leaseRow, error)
+	// getLiveWorker reads a registration live at nowMS.
+	getLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (workerRow, bool, error)
 }
 
 type storeWriter interface {
@@ -63,6 +65,7 @@ type storeWriter interface {
 	heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error)
 	deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error)
 	requestDrain(ctx context.Context, k instanceKey, nowMS int64) (bool, error)
+	resumeWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error)
 	deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) ([]instanceKey, error)
 	insertEvent(ctx context.Context, e eventRow) error
 	// insertEvents records events of one kind and time, in the order of

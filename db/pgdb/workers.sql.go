@@ -82,6 +82,39 @@ func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerPara
 	return result.RowsAffected(), nil
 }
 
+const getLiveWorker = `-- name: GetLiveWorker :one
+SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+FROM ff_worker_registry
+WHERE namespace = $1
+  AND worker_instance_id = $2
+  AND expires_at_ms > $3
+`
+
+type GetLiveWorkerParams struct {
+	Namespace        string
+	WorkerInstanceID string
+	NowMs            int64
+}
+
+func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (FfWorkerRegistry, error) {
+	row := q.db.QueryRow(ctx, getLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	var i FfWorkerRegistry
+	err := row.Scan(
+		&i.Namespace,
+		&i.WorkerInstanceID,
+		&i.WorkerID,
+		&i.Lanes,
+		&i.CapabilitiesCsv,
+		&i.LastHeartbeatMs,
+		&i.LivenessTtlMs,
+		&i.RegisteredAtMs,
+		&i.ExpiresAtMs,
+		&i.Draining,
+	)
+	return i, err
+}
+
 const getWorker = `-- name: GetWorker :one
 SELECT worker_id, registered_at_ms, expires_at_ms
 FROM ff_worker_registry
@@ -417,6 +450,28 @@ type RequestDrainParams struct {
 
 func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int64, error) {
 	result, err := q.db.Exec(ctx, requestDrain, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const resumeWorker = `-- name: ResumeWorker :execrows
+UPDATE ff_worker_registry
+SET draining = false
+WHERE namespace = $1
+  AND worker_instance_id = $2
+  AND expires_at_ms > $3
+`
+
+type ResumeWorkerParams struct {
+	Namespace        string
+	WorkerInstanceID string
+	NowMs            int64
+}
+
+func (q *Queries) ResumeWorker(ctx context.Context, arg ResumeWorkerParams) (int64, error) {
+	result, err := q.db.Exec(ctx, resumeWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
 	if err != nil {
 		return 0, err
 	}

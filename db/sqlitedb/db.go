@@ -33,6 +33,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.deleteLiveWorkerStmt, err = db.PrepareContext(ctx, deleteLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteLiveWorker: %w", err)
 	}
+	if q.getLiveWorkerStmt, err = db.PrepareContext(ctx, getLiveWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query GetLiveWorker: %w", err)
+	}
 	if q.getWorkerStmt, err = db.PrepareContext(ctx, getWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query GetWorker: %w", err)
 	}
@@ -84,6 +87,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.requestDrainStmt, err = db.PrepareContext(ctx, requestDrain); err != nil {
 		return nil, fmt.Errorf("error preparing query RequestDrain: %w", err)
 	}
+	if q.resumeWorkerStmt, err = db.PrepareContext(ctx, resumeWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query ResumeWorker: %w", err)
+	}
 	if q.upsertWorkerStmt, err = db.PrepareContext(ctx, upsertWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query UpsertWorker: %w", err)
 	}
@@ -105,6 +111,11 @@ func (q *Queries) Close() error {
 	if q.deleteLiveWorkerStmt != nil {
 		if cerr := q.deleteLiveWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteLiveWorkerStmt: %w", cerr)
+		}
+	}
+	if q.getLiveWorkerStmt != nil {
+		if cerr := q.getLiveWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getLiveWorkerStmt: %w", cerr)
 		}
 	}
 	if q.getWorkerStmt != nil {
@@ -192,6 +203,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing requestDrainStmt: %w", cerr)
 		}
 	}
+	if q.resumeWorkerStmt != nil {
+		if cerr := q.resumeWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing resumeWorkerStmt: %w", cerr)
+		}
+	}
 	if q.upsertWorkerStmt != nil {
 		if cerr := q.upsertWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing upsertWorkerStmt: %w", cerr)
@@ -239,6 +255,7 @@ type Queries struct {
 	deleteEventsBeforeStmt         *sql.Stmt
 	deleteExpiredWorkersStmt       *sql.Stmt
 	deleteLiveWorkerStmt           *sql.Stmt
+	getLiveWorkerStmt              *sql.Stmt
 	getWorkerStmt                  *sql.Stmt
 	heartbeatLiveWorkerStmt        *sql.Stmt
 	heartbeatLiveWorkersStmt       *sql.Stmt
@@ -256,6 +273,7 @@ type Queries struct {
 	listLiveWorkersStmt            *sql.Stmt
 	listLiveWorkersInNamespaceStmt *sql.Stmt
 	requestDrainStmt               *sql.Stmt
+	resumeWorkerStmt               *sql.Stmt
 	upsertWorkerStmt               *sql.Stmt
 }
 
@@ -266,6 +284,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		deleteEventsBeforeStmt:         q.deleteEventsBeforeStmt,
 		deleteExpiredWorkersStmt:       q.deleteExpiredWorkersStmt,
 		deleteLiveWorkerStmt:           q.deleteLiveWorkerStmt,
+		getLiveWorkerStmt:              q.getLiveWorkerStmt,
 		getWorkerStmt:                  q.getWorkerStmt,
 		heartbeatLiveWorkerStmt:        q.heartbeatLiveWorkerStmt,
 		heartbeatLiveWorkersStmt:       q.heartbeatLiveWorkersStmt,
@@ -283,6 +302,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listLiveWorkersStmt:            q.listLiveWorkersStmt,
 		listLiveWorkersInNamespaceStmt: q.listLiveWorkersInNamespaceStmt,
 		requestDrainStmt:               q.requestDrainStmt,
+		resumeWorkerStmt:               q.resumeWorkerStmt,
 		upsertWorkerStmt:               q.upsertWorkerStmt,
 	}
 }

@@ -78,6 +78,53 @@ func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerPara
 	return result.RowsAffected()
 }
 
+const getLiveWorker = `-- name: GetLiveWorker :one
+SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
+       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
+FROM ff_worker_registry
+WHERE namespace = ?1
+  AND worker_instance_id = ?2
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
+`
+
+type GetLiveWorkerParams struct {
+	Namespace        string
+	WorkerInstanceID string
+	NowMs            int64
+}
+
+type GetLiveWorkerRow struct {
+	Namespace        string
+	WorkerInstanceID string
+	WorkerID         string
+	Lanes            string
+	CapabilitiesCsv  string
+	LastHeartbeatMs  int64
+	LivenessTtlMs    int64
+	RegisteredAtMs   int64
+	ExpiresAtMs      int64
+	Draining         int64
+}
+
+func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (GetLiveWorkerRow, error) {
+	row := q.queryRow(ctx, q.getLiveWorkerStmt, getLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	var i GetLiveWorkerRow
+	err := row.Scan(
+		&i.Namespace,
+		&i.WorkerInstanceID,
+		&i.WorkerID,
+		&i.Lanes,
+		&i.CapabilitiesCsv,
+		&i.LastHeartbeatMs,
+		&i.LivenessTtlMs,
+		&i.RegisteredAtMs,
+		&i.ExpiresAtMs,
+		&i.Draining,
+	)
+	return i, err
+}
+
 const getWorker = `-- name: GetWorker :one
 
 SELECT worker_id, registered_at_ms, last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms
@@ -386,6 +433,28 @@ type RequestDrainParams struct {
 
 func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int64, error) {
 	result, err := q.exec(ctx, q.requestDrainStmt, requestDrain, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
+const resumeWorker = `-- name: ResumeWorker :execrows
+UPDATE ff_worker_registry
+SET draining = 0
+WHERE namespace = ?1
+  AND worker_instance_id = ?2
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
+`
+
+type ResumeWorkerParams struct {
+	Namespace        string
+	WorkerInstanceID string
+	NowMs            int64
+}
+
+func (q *Queries) ResumeWorker(ctx context.Context, arg ResumeWorkerParams) (int64, error) {
+	result, err := q.exec(ctx, q.resumeWorkerStmt, resumeWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
 	if err != nil {
 		return 0, err
 	}

@@ -148,3 +148,18 @@ FROM target
 WHERE w.namespace = target.namespace
   AND w.worker_instance_id = target.worker_instance_id
 RETURNING w.expires_at_ms, w.draining;
+
+-- name: GetLiveWorker :one
+SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+FROM ff_worker_registry
+WHERE namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND expires_at_ms > sqlc.arg(now_ms);
+
+-- name: ResumeWorker :execrows
+UPDATE ff_worker_registry
+SET draining = false
+WHERE namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND expires_at_ms > sqlc.arg(now_ms);

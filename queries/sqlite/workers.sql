@@ -110,3 +110,19 @@ WHERE rowid IN (
     LIMIT sqlc.arg(batch_size)
 )
 RETURNING namespace, worker_instance_id;
+
+-- name: GetLiveWorker :one
+SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
+       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
+FROM ff_worker_registry
+WHERE namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms);
+
+-- name: ResumeWorker :execrows
+UPDATE ff_worker_registry
+SET draining = 0
+WHERE namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms);
