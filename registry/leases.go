@@ -60,61 +60,82 @@ func (r *Registry) ListExpiredLeases(ctx context.Context, args ListExpiredLeases
 }
 
 func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeasesArgs) (ListExpiredLeasesResult, error) {
-	if args.Namespace != "" {
-		if err := validateID("namespace", args.Namespace); err != nil {
-			return ListExpiredLeasesResult{}, err
-		}
-	}
-	limit, err := pageLimit(args.Limit)
+	params, limit, err := r.leaseQuery(args.AsOf, args.Namespace, args.After, args.Limit)
 	if err != nil {
 		return ListExpiredLeasesResult{}, err
-	}
-	asOf, err := r.millis("as_of", args.AsOf)
-	if err != nil {
-		return ListExpiredLeasesResult{}, err
-	}
-	// Below every stored key: partitions start at 0.
-	params := leaseQuery{
-		AsOfMs:           asOf,
-		AfterExpiresAtMs: math.MinInt64,
-		AfterPartition:   -1,
-		AfterExecutionID: []byte{},
-		Namespace:        args.Namespace,
-		RowLimit:         limit + 1,
-	}
-	if c := args.After; c != nil {
-		if c.ExpiresAt.IsZero() {
-			// Zero would otherwise mean the clock, which is never meant.
-			return ListExpiredLeasesResult{}, invalid("after.expires_at", "must be set")
-		}
-		// Any time a stored lease has is a valid position, even one before
-		// 1970: the engine, not this library, writes the expiries.
-		if params.AfterExpiresAtMs, err = storedMillis("after.expires_at", c.ExpiresAt); err != nil {
-			return ListExpiredLeasesResult{}, err
-		}
-		params.AfterPartition = int64(c.ExecutionID.Partition)
-		params.AfterExecutionID = c.ExecutionID.UUID[:]
-		params.AfterAttemptIndex = int64(c.AttemptIndex)
 	}
 	rows, err := r.st.reader().listExpiredLeases(ctx, params)
 	if err != nil {
 		return ListExpiredLeasesResult{}, err
 	}
+	leases, next, err := leasePage(rows, limit)
+	if err != nil {
+		return ListExpiredLeasesResult{}, err
+	}
+	return ListExpiredLeasesResult{Leases: leases, Next: next}, nil
+}
+
+// leaseQuery validates the arguments of a lease listing and returns its
+// query, which asks for one row more than the page, and the page's size.
+func (r *Registry) leaseQuery(asOf time.Time, namespace string, after *LeaseCursor, pageSize int) (leaseQuery, int, error) {
+	if namespace != "" {
+		if err := validateID("namespace", namespace); err != nil {
+			return leaseQuery{}, 0, err
+		}
+	}
+	limit, err := pageLimit(pageSize)
+	if err != nil {
+		return leaseQuery{}, 0, err
+	}
+	asOfMS, err := r.millis("as_of", asOf)
+	if err != nil {
+		return leaseQuery{}, 0, err
+	}
+	// Below every stored key: partitions start at 0.
+	params := leaseQuery{
+		AsOfMs:           asOfMS,
+		AfterExpiresAtMs: math.MinInt64,
+		AfterPartition:   -1,
+		AfterExecutionID: []byte{},
+		Namespace:        namespace,
+		RowLimit:         limit + 1,
+	}
+	if c := after; c != nil {
+		if c.ExpiresAt.IsZero() {
+			// Zero would otherwise mean the clock, which is never meant.
+			return leaseQuery{}, 0, invalid("after.expires_at", "must be set")
+		}
+		// Any time a stored lease has is a valid position, even one before
+		// 1970: the engine, not this library, writes the expiries.
+		if params.AfterExpiresAtMs, err = storedMillis("after.expires_at", c.ExpiresAt); err != nil {
+			return leaseQuery{}, 0, err
+		}
+		params.AfterPartition = int64(c.ExecutionID.Partition)
+		params.AfterExecutionID = c.ExecutionID.UUID[:]
+		params.AfterAttemptIndex = int64(c.AttemptIndex)
+	}
+	return params, limit, nil
+}
+
+// leasePage decodes a page of rows, which hold one more than limit when
+// another page follows, and returns the cursor of that page.
+func leasePage(rows []leaseRow, limit int) ([]ExpiredLease, *LeaseCursor, error) {
 	more := len(rows) > limit
 	if more {
 		rows = rows[:limit]
 	}
-	res := ListExpiredLeasesResult{Leases: make([]ExpiredLease, len(rows))}
+	leases := make([]ExpiredLease, len(rows))
 	for i, row := range rows {
-		if res.Leases[i], err = decodeLease(row); err != nil {
-			return ListExpiredLeasesResult{}, err
+		var err error
+		if leases[i], err = decodeLease(row); err != nil {
+			return nil, nil, err
 		}
 	}
-	if more {
-		last := res.Leases[limit-1]
-		res.Next = &LeaseCursor{ExpiresAt: last.ExpiresAt, ExecutionID: last.ExecutionID, AttemptIndex: last.AttemptIndex}
+	if !more {
+		return leases, nil, nil
 	}
-	return res, nil
+	last := leases[limit-1]
+	return leases, &LeaseCursor{ExpiresAt: last.ExpiresAt, ExecutionID: last.ExecutionID, AttemptIndex: last.AttemptIndex}, nil
 }
 
 func decodeLease(row leaseRow) (ExpiredLease, error) {

@@ -340,6 +340,53 @@ func (s postgresQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS
 	return workerRow(row), true, nil
 }
 
+func (s postgresQueries) listDeadHolders(ctx context.Context, asOfMS int64) ([]string, error) {
+	return s.q.ListDeadHolders(ctx, asOfMS)
+}
+
+// listHolderLeases reads every holder's leases in one statement, one
+// round trip, whatever the number of holders.
+func (s postgresQueries) listHolderLeases(ctx context.Context, q holderLeaseQuery) ([]leaseRow, error) {
+	params := pgdb.ListHolderLeasesParams{
+		Holders:             q.Holders,
+		Namespace:           q.Namespace,
+		AfterExpiresAtMs:    make([]int64, len(q.After)),
+		AfterPartitions:     make([]int32, len(q.After)),
+		AfterExecutionIds:   make([]uuid.UUID, len(q.After)),
+		AfterAttemptIndexes: make([]int32, len(q.After)),
+		RowLimit:            int32(q.PerHolder),
+	}
+	for i, after := range q.After {
+		params.AfterExpiresAtMs[i] = after.ExpiresAtMs
+		params.AfterPartitions[i] = int32(after.Partition)
+		params.AfterAttemptIndexes[i] = int32(after.AttemptIndex)
+		if len(after.ExecutionID) > 0 {
+			id, err := uuid.FromBytes(after.ExecutionID)
+			if err != nil {
+				return nil, fmt.Errorf("lease cursor: %w", err)
+			}
+			params.AfterExecutionIds[i] = id
+		}
+	}
+	rows, err := s.q.ListHolderLeases(ctx, params)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]leaseRow, len(rows))
+	for i, row := range rows {
+		out[i] = leaseRow{
+			PartitionKey:     int64(row.PartitionKey),
+			ExecutionID:      row.ExecutionID[:],
+			AttemptIndex:     int64(row.AttemptIndex),
+			LeaseEpoch:       row.LeaseEpoch,
+			WorkerInstanceID: row.WorkerInstanceID,
+			LeaseExpiresAtMs: row.LeaseExpiresAtMs,
+			Namespace:        row.Namespace,
+		}
+	}
+	return out, nil
+}
+
 // keyColumns splits keys into the parallel arrays that the Postgres
 // statements unnest.
 func keyColumns(keys []instanceKey) (namespaces, instances []string) {

@@ -367,6 +367,36 @@ func (s sqliteQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS i
 	}, true, nil
 }
 
+func (s sqliteQueries) listDeadHolders(ctx context.Context, asOfMS int64) ([]string, error) {
+	return s.q.ListDeadHolders(ctx, asOfMS)
+}
+
+// listHolderLeases runs one statement per holder: in process, a statement
+// costs microseconds, and one per holder keeps each a range scan of the
+// holder's index entries.
+func (s sqliteQueries) listHolderLeases(ctx context.Context, q holderLeaseQuery) ([]leaseRow, error) {
+	var out []leaseRow
+	for i, holder := range q.Holders {
+		after := q.After[i]
+		rows, err := s.q.ListHolderLeases(ctx, sqlitedb.ListHolderLeasesParams{
+			Holder:            holder,
+			AfterExpiresAtMs:  after.ExpiresAtMs,
+			AfterPartition:    sql.NullInt64{Int64: after.Partition, Valid: true},
+			AfterExecutionID:  after.ExecutionID,
+			AfterAttemptIndex: sql.NullInt64{Int64: after.AttemptIndex, Valid: true},
+			Namespace:         q.Namespace,
+			RowLimit:          int64(q.PerHolder),
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			out = append(out, leaseRow(row))
+		}
+	}
+	return out, nil
+}
+
 // keyArray encodes keys as the JSON array of [namespace, instance] pairs
 // that the SQLite statements unpack with json_each.
 func keyArray(keys []instanceKey) (string, error) {

@@ -41,6 +41,12 @@ type storeReader interface {
 	listExpiredLeases(ctx context.Context, q leaseQuery) ([]leaseRow, error)
 	// getLiveWorker reads a registration live at nowMS.
 	getLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (workerRow, bool, error)
+	// listDeadHolders returns the holders of leases unexpired at asOfMS
+	// that have no registration live at asOfMS in any namespace.
+	listDeadHolders(ctx context.Context, asOfMS int64) ([]string, error)
+	// listHolderLeases returns, for each holder of q, up to q.PerHolder of
+	// its leases after its cursor, each holder's in lease order.
+	listHolderLeases(ctx context.Context, q holderLeaseQuery) ([]leaseRow, error)
 }
 
 type storeWriter interface {
@@ -156,4 +162,24 @@ type leaseQuery struct {
 	AfterAttemptIndex int64
 	Namespace         string
 	RowLimit          int
+}
+
+// leaseKey is a lease's position in the order of the lease walks:
+// (expiry, partition, execution UUID bytes, attempt).
+type leaseKey struct {
+	ExpiresAtMs  int64
+	Partition    int64
+	ExecutionID  []byte
+	AttemptIndex int64
+}
+
+// holderLeaseQuery selects, for each of Holders, its leases after the
+// key of the same index in After, in the execution states that hold a
+// lease and, when Namespace is set, of that namespace: at most PerHolder
+// per holder.
+type holderLeaseQuery struct {
+	Holders   []string
+	After     []leaseKey
+	Namespace string
+	PerHolder int
 }

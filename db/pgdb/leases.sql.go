@@ -11,6 +11,55 @@ import (
 	"github.com/google/uuid"
 )
 
+const listDeadHolders = `-- name: ListDeadHolders :many
+WITH RECURSIVE holders(holder) AS (
+    SELECT (SELECT min(first.worker_instance_id) FROM ff_attempt AS first
+            WHERE first.worker_instance_id IS NOT NULL AND first.lease_expires_at_ms IS NOT NULL)
+    UNION ALL
+    SELECT (SELECT min(nxt.worker_instance_id) FROM ff_attempt AS nxt
+            WHERE nxt.worker_instance_id > holders.holder AND nxt.lease_expires_at_ms IS NOT NULL)
+    FROM holders
+    WHERE holders.holder IS NOT NULL
+)
+SELECT holders.holder::text AS worker_instance_id
+FROM holders
+WHERE holders.holder IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM ff_worker_registry AS w
+      WHERE w.worker_instance_id = holders.holder
+        AND w.expires_at_ms > $1::bigint)
+  AND EXISTS (
+      SELECT 1 FROM ff_attempt AS held
+      WHERE held.worker_instance_id = holders.holder
+        AND held.lease_expires_at_ms > $1::bigint)
+`
+
+// The holders of leases unexpired at as_of that have no registration live
+// at as_of, in any namespace. The recursive CTE skips from one holder to
+// the next through ff_worker_registry_holder_lease_idx, one index probe
+// each (a loose index scan), so that the cost follows the number of
+// holders, not of held leases; each holder then costs a probe of
+// ff_worker_registry_instance_idx and one of its unexpired leases.
+func (q *Queries) ListDeadHolders(ctx context.Context, asOfMs int64) ([]string, error) {
+	rows, err := q.db.Query(ctx, listDeadHolders, asOfMs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var worker_instance_id string
+		if err := rows.Scan(&worker_instance_id); err != nil {
+			return nil, err
+		}
+		items = append(items, worker_instance_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listExpiredLeases = `-- name: ListExpiredLeases :many
 SELECT a.partition_key, a.execution_id, a.attempt_index, a.lease_epoch,
        a.worker_instance_id::text AS worker_instance_id,
@@ -77,6 +126,96 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, arg ListExpiredLeasesPa
 	items := []ListExpiredLeasesRow{}
 	for rows.Next() {
 		var i ListExpiredLeasesRow
+		if err := rows.Scan(
+			&i.PartitionKey,
+			&i.ExecutionID,
+			&i.AttemptIndex,
+			&i.LeaseEpoch,
+			&i.WorkerInstanceID,
+			&i.LeaseExpiresAtMs,
+			&i.Namespace,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listHolderLeases = `-- name: ListHolderLeases :many
+SELECT l.partition_key, l.execution_id, l.attempt_index, l.lease_epoch,
+       l.worker_instance_id, l.lease_expires_at_ms, l.namespace
+FROM unnest($1::text[]) WITH ORDINALITY AS h(holder, ord)
+CROSS JOIN LATERAL (
+    SELECT a.partition_key, a.execution_id, a.attempt_index, a.lease_epoch,
+           a.worker_instance_id::text AS worker_instance_id,
+           a.lease_expires_at_ms::bigint AS lease_expires_at_ms,
+           c.namespace::text AS namespace
+    FROM ff_attempt AS a
+    CROSS JOIN LATERAL (
+        SELECT coalesce(e.raw_fields ->> 'namespace', '') AS namespace
+        FROM ff_exec_core AS e
+        WHERE e.partition_key = a.partition_key
+          AND e.execution_id = a.execution_id
+          AND e.public_state IN ('active', 'claimed', 'running')
+          AND ($2::text = '' OR e.raw_fields ->> 'namespace' = $2::text)
+        OFFSET 0
+    ) AS c
+    WHERE a.worker_instance_id = h.holder
+      AND a.lease_expires_at_ms IS NOT NULL
+      AND (a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index)
+          > (($3::bigint[])[h.ord], ($4::integer[])[h.ord],
+             ($5::uuid[])[h.ord], ($6::integer[])[h.ord])
+    ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index
+    LIMIT $7
+) AS l
+`
+
+type ListHolderLeasesParams struct {
+	Holders             []string
+	Namespace           string
+	AfterExpiresAtMs    []int64
+	AfterPartitions     []int32
+	AfterExecutionIds   []uuid.UUID
+	AfterAttemptIndexes []int32
+	RowLimit            int32
+}
+
+type ListHolderLeasesRow struct {
+	PartitionKey     int32
+	ExecutionID      uuid.UUID
+	AttemptIndex     int32
+	LeaseEpoch       int64
+	WorkerInstanceID string
+	LeaseExpiresAtMs int64
+	Namespace        string
+}
+
+// Several holders' leases, each after a cursor of its own, at most
+// row_limit per holder: each holder is a walk of
+// ff_worker_registry_holder_lease_idx from its cursor (the arrays are
+// parallel, one element per holder), and the caller merges them in cursor
+// order. The execution is looked up per lease, as in ListExpiredLeases.
+func (q *Queries) ListHolderLeases(ctx context.Context, arg ListHolderLeasesParams) ([]ListHolderLeasesRow, error) {
+	rows, err := q.db.Query(ctx, listHolderLeases,
+		arg.Holders,
+		arg.Namespace,
+		arg.AfterExpiresAtMs,
+		arg.AfterPartitions,
+		arg.AfterExecutionIds,
+		arg.AfterAttemptIndexes,
+		arg.RowLimit,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListHolderLeasesRow{}
+	for rows.Next() {
+		var i ListHolderLeasesRow
 		if err := rows.Scan(
 			&i.PartitionKey,
 			&i.ExecutionID,

@@ -63,6 +63,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listAllEventsDescStmt, err = db.PrepareContext(ctx, listAllEventsDesc); err != nil {
 		return nil, fmt.Errorf("error preparing query ListAllEventsDesc: %w", err)
 	}
+	if q.listDeadHoldersStmt, err = db.PrepareContext(ctx, listDeadHolders); err != nil {
+		return nil, fmt.Errorf("error preparing query ListDeadHolders: %w", err)
+	}
 	if q.listEventsAscStmt, err = db.PrepareContext(ctx, listEventsAsc); err != nil {
 		return nil, fmt.Errorf("error preparing query ListEventsAsc: %w", err)
 	}
@@ -71,6 +74,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.listExpiredLeasesStmt, err = db.PrepareContext(ctx, listExpiredLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query ListExpiredLeases: %w", err)
+	}
+	if q.listHolderLeasesStmt, err = db.PrepareContext(ctx, listHolderLeases); err != nil {
+		return nil, fmt.Errorf("error preparing query ListHolderLeases: %w", err)
 	}
 	if q.listInstanceEventsAscStmt, err = db.PrepareContext(ctx, listInstanceEventsAsc); err != nil {
 		return nil, fmt.Errorf("error preparing query ListInstanceEventsAsc: %w", err)
@@ -163,6 +169,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listAllEventsDescStmt: %w", cerr)
 		}
 	}
+	if q.listDeadHoldersStmt != nil {
+		if cerr := q.listDeadHoldersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listDeadHoldersStmt: %w", cerr)
+		}
+	}
 	if q.listEventsAscStmt != nil {
 		if cerr := q.listEventsAscStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listEventsAscStmt: %w", cerr)
@@ -176,6 +187,11 @@ func (q *Queries) Close() error {
 	if q.listExpiredLeasesStmt != nil {
 		if cerr := q.listExpiredLeasesStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listExpiredLeasesStmt: %w", cerr)
+		}
+	}
+	if q.listHolderLeasesStmt != nil {
+		if cerr := q.listHolderLeasesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listHolderLeasesStmt: %w", cerr)
 		}
 	}
 	if q.listInstanceEventsAscStmt != nil {
@@ -265,9 +281,11 @@ type Queries struct {
 	insertExecutionStmt            *sql.Stmt
 	listAllEventsAscStmt           *sql.Stmt
 	listAllEventsDescStmt          *sql.Stmt
+	listDeadHoldersStmt            *sql.Stmt
 	listEventsAscStmt              *sql.Stmt
 	listEventsDescStmt             *sql.Stmt
 	listExpiredLeasesStmt          *sql.Stmt
+	listHolderLeasesStmt           *sql.Stmt
 	listInstanceEventsAscStmt      *sql.Stmt
 	listInstanceEventsDescStmt     *sql.Stmt
 	listLiveWorkersStmt            *sql.Stmt
@@ -294,9 +312,11 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		insertExecutionStmt:            q.insertExecutionStmt,
 		listAllEventsAscStmt:           q.listAllEventsAscStmt,
 		listAllEventsDescStmt:          q.listAllEventsDescStmt,
+		listDeadHoldersStmt:            q.listDeadHoldersStmt,
 		listEventsAscStmt:              q.listEventsAscStmt,
 		listEventsDescStmt:             q.listEventsDescStmt,
 		listExpiredLeasesStmt:          q.listExpiredLeasesStmt,
+		listHolderLeasesStmt:           q.listHolderLeasesStmt,
 		listInstanceEventsAscStmt:      q.listInstanceEventsAscStmt,
 		listInstanceEventsDescStmt:     q.listInstanceEventsDescStmt,
 		listLiveWorkersStmt:            q.listLiveWorkersStmt,

@@ -10,6 +10,58 @@ import (
 	"database/sql"
 )
 
+const listDeadHolders = `-- name: ListDeadHolders :many
+WITH RECURSIVE holders(holder) AS (
+    SELECT (SELECT min(first.worker_instance_id) FROM ff_attempt AS first
+            WHERE first.worker_instance_id IS NOT NULL AND first.lease_expires_at_ms IS NOT NULL)
+    UNION ALL
+    SELECT (SELECT min(nxt.worker_instance_id) FROM ff_attempt AS nxt
+            WHERE nxt.worker_instance_id > holders.holder AND nxt.lease_expires_at_ms IS NOT NULL)
+    FROM holders
+    WHERE holders.holder IS NOT NULL
+)
+SELECT cast(holders.holder AS TEXT) AS worker_instance_id
+FROM holders
+WHERE holders.holder IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM ff_worker_registry AS w
+      WHERE w.worker_instance_id = holders.holder
+        AND +(w.last_heartbeat_ms + w.liveness_ttl_ms) > cast(?1 AS INTEGER))
+  AND EXISTS (
+      SELECT 1 FROM ff_attempt AS held
+      WHERE held.worker_instance_id = holders.holder
+        AND held.lease_expires_at_ms > cast(?1 AS INTEGER))
+`
+
+// The holders of leases unexpired at as_of that have no registration live
+// at as_of, in any namespace. The recursive CTE skips from one holder to
+// the next through ff_worker_registry_holder_lease_idx, one seek each, so
+// that the cost follows the number of holders, not of held leases; each
+// holder then costs a probe of ff_worker_registry_instance_idx and one of
+// its unexpired leases.
+func (q *Queries) ListDeadHolders(ctx context.Context, asOfMs int64) ([]string, error) {
+	rows, err := q.query(ctx, q.listDeadHoldersStmt, listDeadHolders, asOfMs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var worker_instance_id string
+		if err := rows.Scan(&worker_instance_id); err != nil {
+			return nil, err
+		}
+		items = append(items, worker_instance_id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listExpiredLeases = `-- name: ListExpiredLeases :many
 SELECT a.partition_key, a.execution_id, a.attempt_index, a.lease_epoch,
        cast(a.worker_instance_id AS TEXT) AS worker_instance_id,
@@ -75,6 +127,88 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, arg ListExpiredLeasesPa
 	items := []ListExpiredLeasesRow{}
 	for rows.Next() {
 		var i ListExpiredLeasesRow
+		if err := rows.Scan(
+			&i.PartitionKey,
+			&i.ExecutionID,
+			&i.AttemptIndex,
+			&i.LeaseEpoch,
+			&i.WorkerInstanceID,
+			&i.LeaseExpiresAtMs,
+			&i.Namespace,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listHolderLeases = `-- name: ListHolderLeases :many
+SELECT a.partition_key, a.execution_id, a.attempt_index, a.lease_epoch,
+       cast(a.worker_instance_id AS TEXT) AS worker_instance_id,
+       cast(a.lease_expires_at_ms AS INTEGER) AS lease_expires_at_ms,
+       cast(coalesce(json_extract(c.raw_fields, '$.namespace'), '') AS TEXT) AS namespace
+FROM ff_attempt AS a
+CROSS JOIN ff_exec_core AS c
+WHERE a.worker_instance_id = cast(?1 AS TEXT)
+  AND a.lease_expires_at_ms IS NOT NULL
+  AND (a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index)
+      > (cast(?2 AS INTEGER), ?3, cast(?4 AS BLOB), ?5)
+  AND c.partition_key = a.partition_key
+  AND c.execution_id = a.execution_id
+  AND c.public_state IN ('active', 'claimed', 'running')
+  AND (cast(?6 AS TEXT) = '' OR json_extract(c.raw_fields, '$.namespace') = cast(?6 AS TEXT))
+ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index
+LIMIT ?7
+`
+
+type ListHolderLeasesParams struct {
+	Holder            string
+	AfterExpiresAtMs  int64
+	AfterPartition    sql.NullInt64
+	AfterExecutionID  []byte
+	AfterAttemptIndex sql.NullInt64
+	Namespace         string
+	RowLimit          int64
+}
+
+type ListHolderLeasesRow struct {
+	PartitionKey     int64
+	ExecutionID      []byte
+	AttemptIndex     int64
+	LeaseEpoch       int64
+	WorkerInstanceID string
+	LeaseExpiresAtMs int64
+	Namespace        string
+}
+
+// One holder's leases after the cursor, walking
+// ff_worker_registry_holder_lease_idx from it; the caller merges holders'
+// pages in cursor order. The cursor's expiry is past as_of (the caller
+// makes it so), so every lease listed is unexpired.
+func (q *Queries) ListHolderLeases(ctx context.Context, arg ListHolderLeasesParams) ([]ListHolderLeasesRow, error) {
+	rows, err := q.query(ctx, q.listHolderLeasesStmt, listHolderLeases,
+		arg.Holder,
+		arg.AfterExpiresAtMs,
+		arg.AfterPartition,
+		arg.AfterExecutionID,
+		arg.AfterAttemptIndex,
+		arg.Namespace,
+		arg.RowLimit,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListHolderLeasesRow{}
+	for rows.Next() {
+		var i ListHolderLeasesRow
 		if err := rows.Scan(
 			&i.PartitionKey,
 			&i.ExecutionID,

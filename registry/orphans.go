@@ -1,0 +1,197 @@
+package registry
+
+import (
+	"bytes"
+	"cmp"
+	"container/heap"
+	"context"
+	"math"
+	"time"
+)
+
+// ListOrphanedLeasesArgs are the arguments of ListOrphanedLeases.
+type ListOrphanedLeasesArgs struct {
+	AsOf      time.Time    // leases unexpired at it whose holder is not live at it; zero: the registry's clock
+	Namespace string       // the executions' namespace; "" lists every namespace
+	After     *LeaseCursor // nil starts at the beginning
+	Limit     int          // 0: DefaultLimit; above MaxLimit: MaxLimit
+}
+
+// ListOrphanedLeasesResult is a page of orphaned leases.
+type ListOrphanedLeasesResult struct {
+	Leases []ExpiredLease
+	// Next is the cursor for the following page, nil when no more orphaned
+	// leases matched as of the call.
+	Next *LeaseCursor
+}
+
+// ListOrphanedLeases returns a page of the leases that a dead worker
+// still holds: attempts whose lease has not expired at AsOf, on an
+// execution that is active, claimed or running, whose holder has no
+// registration live at AsOf. The engine can reclaim them at once instead
+// of waiting for them to expire (ListExpiredLeases lists them then).
+//
+// A holder is live while a registration of its instance ID is live in any
+// namespace. ff_attempt names a holder by instance ID alone, and the
+// namespace of a lease is its execution's: matching each lease against a
+// registration in that namespace would mean reading every held lease,
+// where this way the cost follows the holders and the orphans. So an
+// instance live in one namespace keeps its leases in every other until
+// they expire, which never takes a lease from a live process.
+//
+// Pages are ordered, and the cursor is, as ListExpiredLeases': (expiry,
+// partition, execution UUID bytes, attempt). Walking them with Next
+// visits every orphaned lease exactly once, while holders neither die nor
+// come back. A page costs one index probe per distinct holder of a held
+// lease, plus a range scan of each dead holder's leases from the cursor.
+func (r *Registry) ListOrphanedLeases(ctx context.Context, args ListOrphanedLeasesArgs) (ListOrphanedLeasesResult, error) {
+	res, err := r.listOrphanedLeases(ctx, args)
+	if err != nil {
+		return ListOrphanedLeasesResult{}, opError(ctx, "list orphaned leases", err)
+	}
+	return res, nil
+}
+
+func (r *Registry) listOrphanedLeases(ctx context.Context, args ListOrphanedLeasesArgs) (ListOrphanedLeasesResult, error) {
+	q, limit, err := r.leaseQuery(args.AsOf, args.Namespace, args.After, args.Limit)
+	if err != nil {
+		return ListOrphanedLeasesResult{}, err
+	}
+	start := leaseKey{q.AfterExpiresAtMs, q.AfterPartition, q.AfterExecutionID, q.AfterAttemptIndex}
+	// Past every key that expires at AsOf: partitions are below MaxInt32.
+	if unexpired := (leaseKey{q.AsOfMs, math.MaxInt32, []byte{}, 0}); compareKeys(start, unexpired) < 0 {
+		start = unexpired
+	}
+	holders, err := r.st.reader().listDeadHolders(ctx, q.AsOfMs)
+	if err != nil {
+		return ListOrphanedLeasesResult{}, err
+	}
+	rows, err := mergeHolderLeases(ctx, r.st.reader(), holders, start, q.Namespace, q.RowLimit)
+	if err != nil {
+		return ListOrphanedLeasesResult{}, err
+	}
+	leases, next, err := leasePage(rows, limit)
+	if err != nil {
+		return ListOrphanedLeasesResult{}, err
+	}
+	return ListOrphanedLeasesResult{Leases: leases, Next: next}, nil
+}
+
+// minHolderChunk is the fewest leases a holder's walk reads at a time.
+const minHolderChunk = 8
+
+// mergeHolderLeases returns the first want leases after start of the
+// holders' walks, merged in lease order. Each walk reads a chunk at a
+// time: at first twice its share of want, so that holders whose leases
+// interleave fill the page from one read each; a walk that runs out reads
+// again, twice as much, so that one holder holding the whole page costs a
+// few reads. A lease that two walks return (it moved between holders
+// while they read) is taken once.
+func mergeHolderLeases(ctx context.Context, rd storeReader, holders []string, start leaseKey, namespace string, want int) ([]leaseRow, error) {
+	if len(holders) == 0 {
+		return nil, nil
+	}
+	chunk := min(want, max(minHolderChunk, 2*((want+len(holders)-1)/len(holders))))
+	after := make([]leaseKey, len(holders))
+	for i := range after {
+		after[i] = start
+	}
+	rows, err := rd.listHolderLeases(ctx, holderLeaseQuery{Holders: holders, After: after, Namespace: namespace, PerHolder: chunk})
+	if err != nil {
+		return nil, err
+	}
+	walks := make(map[string]*holderWalk, len(holders))
+	for _, h := range holders {
+		walks[h] = &holderWalk{holder: h, chunk: chunk}
+	}
+	for _, row := range rows {
+		if w := walks[row.WorkerInstanceID]; w != nil {
+			w.rows = append(w.rows, row)
+		}
+	}
+	var pending walkHeap
+	for _, w := range walks {
+		w.done = len(w.rows) < chunk
+		if len(w.rows) > 0 {
+			pending = append(pending, w)
+		}
+	}
+	heap.Init(&pending)
+
+	out := make([]leaseRow, 0, want)
+	seen := make(map[string]bool, want)
+	for len(out) < want && len(pending) > 0 {
+		w := pending[0]
+		row := w.rows[0]
+		w.rows = w.rows[1:]
+		if id := leaseIdentity(row); !seen[id] {
+			seen[id] = true
+			out = append(out, row)
+		}
+		if len(w.rows) == 0 && !w.done && len(out) < want {
+			w.chunk = min(2*w.chunk, want)
+			n := min(w.chunk, want-len(out))
+			more, err := rd.listHolderLeases(ctx, holderLeaseQuery{
+				Holders: []string{w.holder}, After: []leaseKey{rowKey(row)}, Namespace: namespace, PerHolder: n,
+			})
+			if err != nil {
+				return nil, err
+			}
+			w.rows, w.done = more, len(more) < n
+		}
+		if len(w.rows) > 0 {
+			heap.Fix(&pending, 0)
+		} else {
+			heap.Pop(&pending)
+		}
+	}
+	return out, nil
+}
+
+// holderWalk is the part of one holder's walk read and not yet merged.
+type holderWalk struct {
+	holder string
+	rows   []leaseRow
+	chunk  int  // rows the last read asked for
+	done   bool // the last read returned fewer: the walk has no more
+}
+
+// walkHeap orders walks by their next lease.
+type walkHeap []*holderWalk
+
+func (h walkHeap) Len() int { return len(h) }
+func (h walkHeap) Less(i, j int) bool {
+	return compareKeys(rowKey(h[i].rows[0]), rowKey(h[j].rows[0])) < 0
+}
+func (h walkHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *walkHeap) Push(x any)   { *h = append(*h, x.(*holderWalk)) }
+func (h *walkHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return w
+}
+
+func rowKey(row leaseRow) leaseKey {
+	return leaseKey{row.LeaseExpiresAtMs, row.PartitionKey, row.ExecutionID, row.AttemptIndex}
+}
+
+// compareKeys orders lease keys as the lease walks do, execution UUIDs
+// by their bytes.
+func compareKeys(a, b leaseKey) int {
+	return cmp.Or(
+		cmp.Compare(a.ExpiresAtMs, b.ExpiresAtMs),
+		cmp.Compare(a.Partition, b.Partition),
+		bytes.Compare(a.ExecutionID, b.ExecutionID),
+		cmp.Compare(a.AttemptIndex, b.AttemptIndex))
+}
+
+// leaseIdentity names an attempt, whoever holds it and until when.
+func leaseIdentity(row leaseRow) string {
+	var b [16]byte
+	for i := range 8 {
+		b[i] = byte(row.PartitionKey >> (56 - 8*i))
+		b[8+i] = byte(row.AttemptIndex >> (56 - 8*i))
+	}
+	return string(b[:]) + string(row.ExecutionID)
+}
