@@ -104,6 +104,10 @@ func TestCLIsLeakNoPassword(t *testing.T) {
 		{"keyword/value, misspelt keyword", "host=127.0.0.1 port=1 passwrod=S3cretPw", "S3cretPw", bad, `unknown keyword "passwrod"`},
 		{"keyword/value, unquoted space in the password", "host=127.0.0.1 port=1 password=S3cret Pw9=x", "S3cret Pw9=x", bad, "unknown keyword after a password"},
 		{"other scheme", "mysql://u:S3cretPw@127.0.0.1:1/db", "S3cretPw", bad, "unsupported URL scheme"},
+		{"quoted URL", `"postgres://u:S3cretPw@127.0.0.1:1/db"`, "S3cretPw", bad, "looks like a URL"},
+		{"scheme without slashes", "postgres:u:S3cretPw@localhost", "S3cretPw", bad, "looks like a URL"},
+		{"environment assignment", "DATABASE_URL=postgres://u:S3cretPw@127.0.0.1:1/db", "S3cretPw", bad, "looks like a URL"},
+		{"SQLite URI", "file:reg.db?mode=ro", "", bad, "looks like a URL"},
 		{"empty", "", "", bad, "-db: must not be empty"},
 	}
 	commands := []struct {

@@ -121,7 +121,9 @@ func scrub(s string, secrets []string) string {
 //     be one that pgx uses: ParseDSN refuses an unknown keyword, naming it,
 //     rather than passing it to the server. Server settings go in
 //     options='-c name=value'.
-//   - Any other URL (scheme://...) is refused.
+//   - Any other URL (scheme://...) is refused, as is what looks like a
+//     URL gone wrong: "://" anywhere, a leading quote, or a scheme such as
+//     postgres:, file: or jdbc: without its slashes. None is shown.
 //   - Anything else is the path of a SQLite file. ":memory:" is a private
 //     in-memory database.
 //
@@ -160,8 +162,21 @@ func parseDSN(dsn string) (DataSource, error) {
 	if keywordDSN.MatchString(dsn) {
 		return parseKeywordValue(dsn)
 	}
+	if looksLikeURL.MatchString(trimmed) {
+		// A URL gone wrong (a quote, a missing slash, a JDBC prefix, an
+		// environment assignment) may hold a password: never show it, and
+		// never take it for a file name.
+		return DataSource{redacted: mask}, invalid("dsn", "looks like a URL or connection string, not a file path (want postgres://..., host=... or the path of a SQLite file); not shown, as it may hold a password")
+	}
 	return DataSource{store: StoreSQLite, path: dsn, redacted: dsn}, nil
 }
+
+// looksLikeURL matches what is meant as a URL but is not one Open takes:
+// "://" anywhere, a leading quote, or a scheme of a database or file URI
+// without its slashes ("postgres:u:pw@host", "file:registry.db",
+// "jdbc:postgresql:...") or without its colon ("postgres//..."). A Windows
+// drive letter ("C:") is a path.
+var looksLikeURL = regexp.MustCompile(`://|^["'` + "`" + `]|(?i)^(postgres|postgresql|jdbc|file|sqlite|sqlite3|mysql|http|https):|(?i)^postgres(ql)?//`)
 
 // asciiSpaces are the characters libpq takes for white space.
 const asciiSpaces = " \t\n\v\f\r"

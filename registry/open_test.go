@@ -222,3 +222,40 @@ func TestMigrateAppliesPendingInOneTransaction(t *testing.T) {
 		t.Errorf("the pool's connection is unusable after a failed Migrate: %v", err)
 	}
 }
+
+// TestOpenWaitsToSwitchToWAL: a registry file in rollback-journal mode (as
+// migrate up leaves a new one) that another connection is reading cannot
+// switch to WAL until the read ends; Open waits for it rather than failing
+// with SQLITE_BUSY while its context lives.
+func TestOpenWaitsToSwitchToWAL(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "r.db")
+	if _, err := registry.MigrateSQLiteFile(ctx, path, 1<<62); err != nil {
+		t.Fatal(err)
+	}
+	if got := journalMode(t, path); got != "delete" {
+		t.Fatalf("journal mode after MigrateSQLiteFile = %s, want delete", got)
+	}
+	reader, err := sql.Open(registry.DriverName, "file:"+path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	tx, err := reader.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow(`SELECT count(*) FROM ff_worker_registry`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(1500*time.Millisecond, func() { tx.Rollback() })
+	r, err := registry.Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open behind a reader: %v", err)
+	}
+	r.Close()
+	if got := journalMode(t, path); got != "wal" {
+		t.Errorf("journal mode after Open = %s, want wal", got)
+	}
+}

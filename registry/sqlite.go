@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -133,13 +136,13 @@ func openSQLite(ctx context.Context, path string, opts []Option) (*Registry, err
 	case current < latest && !cfg.autoMigrate:
 		return nil, notMigratedError(current, latest)
 	case current < latest:
-		if err := migrateSQLiteFile(ctx, path); err != nil {
+		if _, err := MigrateSQLiteFile(ctx, path, latest); err != nil {
 			return nil, err
 		}
 	}
 	// Only now, with the schema in place, does the writer switch the file
 	// to WAL.
-	writer, err := OpenDB(path)
+	writer, err := openWriter(ctx, path)
 	if err != nil {
 		return nil, err
 	}
@@ -207,27 +210,63 @@ func inspectSQLite(ctx context.Context, path string) (int64, error) {
 	return current, err
 }
 
-// migrateSQLiteFile migrates the file at path, creating it when missing,
-// through a connection that leaves the journal mode alone: a file that
-// fails to migrate must not have been switched to WAL. A file it created
-// is removed again on failure.
-func migrateSQLiteFile(ctx context.Context, path string) (err error) {
-	created, err := createPrivate(path)
-	if err != nil {
-		return err
+// MigrateSQLiteFile migrates the SQLite file at path up to and including
+// version, as MigrateTo does, and returns what it applied. A missing file
+// is built under a temporary name beside path and appears at path only
+// once migrated, so a failure leaves no file behind, and a process that
+// fails never removes a file that another process is creating or using.
+// The journal mode is left alone (see OpenSQLiteForMigration).
+func MigrateSQLiteFile(ctx context.Context, path string, version int64) ([]*goose.MigrationResult, error) {
+	if path == "" {
+		return nil, invalid("path", "must not be empty")
 	}
-	defer func() {
-		if err != nil && created {
-			os.Remove(path)
-			os.Remove(path + "-journal")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		res, err := createSQLiteFile(ctx, path, version)
+		if !errors.Is(err, fs.ErrExist) {
+			return res, err
 		}
-	}()
+		// Another process made the file first: migrate theirs, which
+		// waits for them to finish.
+	}
 	db, err := OpenSQLiteForMigration(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer db.Close()
-	return Migrate(ctx, db)
+	return MigrateTo(ctx, db, version)
+}
+
+// createSQLiteFile migrates a new database under a temporary name in
+// path's directory and links it to path, failing with an error matching
+// fs.ErrExist when path appeared meanwhile.
+func createSQLiteFile(ctx context.Context, path string, version int64) ([]*goose.MigrationResult, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*") // mode 0600
+	if err != nil {
+		return nil, err
+	}
+	tmp := f.Name()
+	f.Close()
+	defer func() {
+		// The temporary name is this call's alone.
+		os.Remove(tmp)
+		os.Remove(tmp + "-journal")
+	}()
+	db, err := sql.Open(DriverName, sqliteDSN(tmp))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	res, err := MigrateTo(ctx, db, version)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // OpenSQLiteForMigration opens the SQLite database at path, creating it
@@ -287,6 +326,14 @@ func notMigratedError(current, latest int64) error {
 // pragmas of DSN, and a new file created with mode 0600. It checks that the
 // file is a usable database before returning. Use it with New or Migrate.
 func OpenDB(path string) (*sql.DB, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return openWriter(ctx, path)
+}
+
+// openWriter is OpenDB retrying the switch to WAL while ctx lives (for at
+// most maxWALSwitchWait when ctx has no deadline).
+func openWriter(ctx context.Context, path string) (*sql.DB, error) {
 	if path == "" {
 		return nil, invalid("path", "must not be empty")
 	}
@@ -300,22 +347,36 @@ func OpenDB(path string) (*sql.DB, error) {
 		return nil, err
 	}
 	sqlDB.SetMaxOpenConns(1)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxWALSwitchWait)
+		defer cancel()
+	}
 	// Connecting runs the pragmas, which is where a file that is not a
-	// database is found out. Switching a new file to WAL needs a lock that
-	// SQLite does not wait for, so a connection that loses that race
-	// retries.
-	for wait := time.Millisecond; ; wait *= 2 {
-		err = sqlDB.Ping()
+	// database is found out. Switching a file to WAL needs a lock that
+	// SQLite does not wait for (another connection reading in
+	// rollback-journal mode, a racing opener), so it is retried.
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err = sqlDB.PingContext(ctx)
 		if err == nil {
 			return sqlDB, nil
 		}
-		if !isBusy(err) || wait > 500*time.Millisecond {
+		if !isBusy(err) {
 			sqlDB.Close()
 			return nil, err
 		}
-		time.Sleep(wait)
+		select {
+		case <-ctx.Done():
+			sqlDB.Close()
+			return nil, err
+		case <-time.After(wait + rand.N(wait)):
+		}
 	}
 }
+
+// maxWALSwitchWait bounds how long Open waits to switch a file to WAL
+// when its context has no deadline.
+const maxWALSwitchWait = 10 * time.Second
 
 // New returns a Registry over a SQLite database the caller owns and has
 // already migrated (see Migrate). Close does not close it. Build db with

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"math"
 
 	"github.com/flowfabric/workerregistry/db/sqlitedb"
 )
@@ -53,6 +54,20 @@ func (s *sqliteStore) close() error {
 		err = errors.Join(err, s.readerDB.Close())
 	}
 	return err
+}
+
+// expiryMS is last heartbeat + TTL as SQLite's cast computes it for a row
+// the engine wrote: saturated at the ends of int64 rather than wrapped
+// (the engine stores a TTL as an unsigned value cast to signed).
+func expiryMS(heartbeatMS, ttlMS int64) int64 {
+	sum := heartbeatMS + ttlMS
+	switch {
+	case ttlMS > 0 && sum < heartbeatMS:
+		return math.MaxInt64
+	case ttlMS < 0 && sum > heartbeatMS:
+		return math.MinInt64
+	}
+	return sum
 }
 
 // ignoreDone drops the error that Rollback returns after a cancelled
@@ -107,7 +122,7 @@ func (s sqliteQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, n
 	if err != nil || len(rows) == 0 {
 		return heartbeatRow{}, false, err
 	}
-	return heartbeatRow{Key: k, ExpiresAtMs: rows[0].LastHeartbeatMs + rows[0].LivenessTtlMs, Draining: rows[0].Draining != 0}, true, nil
+	return heartbeatRow{Key: k, ExpiresAtMs: expiryMS(rows[0].LastHeartbeatMs, rows[0].LivenessTtlMs), Draining: rows[0].Draining != 0}, true, nil
 }
 
 func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
@@ -123,7 +138,7 @@ func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, ke
 	for i, row := range rows {
 		out[i] = heartbeatRow{
 			Key:         instanceKey{row.Namespace, row.WorkerInstanceID},
-			ExpiresAtMs: row.LastHeartbeatMs + row.LivenessTtlMs,
+			ExpiresAtMs: expiryMS(row.LastHeartbeatMs, row.LivenessTtlMs),
 			Draining:    row.Draining != 0,
 		}
 	}

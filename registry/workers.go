@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -365,10 +366,15 @@ func (r *Registry) listWorkers(ctx context.Context, args ListWorkersArgs) (ListW
 	return res, nil
 }
 
+// decodeWorker decodes a stored row. The engine writes rows too, with
+// shapes the registry's validation would refuse (no lanes, a TTL of any
+// size, even negative as an unsigned value cast to signed): they decode as
+// stored, with the TTL saturated to what a Duration holds, rather than
+// failing a whole page.
 func decodeWorker(row workerRow) (WorkerInfo, error) {
-	if row.Lanes == "" || row.LivenessTtlMs <= 0 {
-		return WorkerInfo{}, corrupt("worker %q/%q: lanes %q, liveness TTL %dms",
-			row.Namespace, row.WorkerInstanceID, row.Lanes, row.LivenessTtlMs)
+	ttl := time.Duration(math.MaxInt64)
+	if row.LivenessTtlMs < math.MaxInt64/int64(time.Millisecond) {
+		ttl = time.Duration(max(row.LivenessTtlMs, math.MinInt64/int64(time.Millisecond))) * time.Millisecond
 	}
 	return WorkerInfo{
 		Namespace:        row.Namespace,
@@ -379,7 +385,7 @@ func decodeWorker(row workerRow) (WorkerInfo, error) {
 		LastHeartbeat:    fromMillis(row.LastHeartbeatMs),
 		RegisteredAt:     fromMillis(row.RegisteredAtMs),
 		ExpiresAt:        fromMillis(row.ExpiresAtMs),
-		LivenessTTL:      time.Duration(row.LivenessTtlMs) * time.Millisecond,
+		LivenessTTL:      ttl,
 		Draining:         row.Draining,
 	}, nil
 }

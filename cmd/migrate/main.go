@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -101,24 +102,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	creates := cmd == "up" || cmd == "up-to"
-	created := false
-	if ds.Store() == registry.StoreSQLite && creates {
-		_, statErr := os.Stat(ds.Path())
-		created = errors.Is(statErr, fs.ErrNotExist)
+	if ds.Store() == registry.StoreSQLite && (cmd == "up" || cmd == "up-to") {
+		if _, err := os.Stat(ds.Path()); errors.Is(err, fs.ErrNotExist) {
+			return createSQLite(ctx, ds.Path(), cmd, version, stdout)
+		}
 	}
-	sqlDB, err := openDB(ds, creates)
+	sqlDB, err := openDB(ds)
 	if err != nil {
 		return fmt.Errorf("%s: %w", ds, err)
 	}
-	err = execute(ctx, sqlDB, cmd, version, stdout)
-	sqlDB.Close()
-	if err != nil && created {
-		// A failed command leaves no file behind that it created.
-		os.Remove(ds.Path())
-		os.Remove(ds.Path() + "-journal")
+	defer sqlDB.Close()
+	return execute(ctx, sqlDB, cmd, version, stdout)
+}
+
+// createSQLite runs up or up-to on a SQLite file that does not exist yet:
+// the file appears only once migrated, so a failure leaves none behind.
+func createSQLite(ctx context.Context, path, cmd string, version int64, out io.Writer) error {
+	if cmd == "up" {
+		version = math.MaxInt64
 	}
-	return err
+	results, err := registry.MigrateSQLiteFile(ctx, path, version)
+	for _, r := range results {
+		fmt.Fprintln(out, r)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	current := int64(0)
+	if n := len(results); n > 0 {
+		current = results[n-1].Source.Version
+	}
+	fmt.Fprintf(out, "database version %d\n", current)
+	return nil
 }
 
 // parseDB parses -db. A DSN that ParseDSN refuses (empty, malformed) is a
@@ -132,9 +147,8 @@ func parseDB(dsn string) (registry.DataSource, error) {
 	return ds, err
 }
 
-// openDB opens the database that ds names; creates says whether a missing
-// SQLite file may be created.
-func openDB(ds registry.DataSource, creates bool) (*sql.DB, error) {
+// openDB opens the database that ds names, which must exist.
+func openDB(ds registry.DataSource) (*sql.DB, error) {
 	if ds.Store() == registry.StorePostgres {
 		sqlDB := stdlib.OpenDB(*ds.PoolConfig().ConnConfig)
 		if err := sqlDB.Ping(); err != nil {
@@ -144,7 +158,7 @@ func openDB(ds registry.DataSource, creates bool) (*sql.DB, error) {
 		return sqlDB, nil
 	}
 	path := ds.Path()
-	if _, err := os.Stat(path); !creates && errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, errors.New("no such database file (run 'migrate up' to create it)")
 	}
 	// Not OpenDB: that switches the file to WAL, which a command that
@@ -200,10 +214,13 @@ func execute(ctx context.Context, sqlDB *sql.DB, cmd string, version int64, out 
 		return fmt.Errorf("database version %d is newer than this binary's latest migration (%d): use a newer migrate", current, latest)
 	}
 	var results []*goose.MigrationResult
-	switch cmd {
-	case "up":
+	switch {
+	case current == 0 && cmd != "up" && cmd != "up-to":
+		// Nothing to roll back; goose would create its version table in a
+		// database that has none.
+	case cmd == "up":
 		results, err = registry.MigrateTo(ctx, sqlDB, latest)
-	case "up-to":
+	case cmd == "up-to":
 		results, err = registry.MigrateTo(ctx, sqlDB, version)
 	default:
 		results, err = runMigrations(ctx, p, cmd, version)

@@ -227,9 +227,9 @@ func TestFailures(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestFailedUpLeavesFileUnchanged runs up on another application's SQLite
-// database whose ff_exec_core the registry cannot index, and status and
-// version on one with no registry: the file keeps its bytes and journal
-// mode, and nothing is left beside it.
+// database whose ff_exec_core the registry cannot index, and the commands
+// that read or go down on it, which have nothing to do: the file keeps its
+// bytes and journal mode, and nothing is left beside it.
 func TestFailedUpLeavesFileUnchanged(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "other.db")
@@ -245,7 +245,7 @@ func TestFailedUpLeavesFileUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"status"}, {"version"}, {"up"}, {"up-to", "2"}} {
+	for _, args := range [][]string{{"status"}, {"version"}, {"up"}, {"up-to", "2"}, {"down"}, {"redo"}, {"reset"}, {"down-to", "0"}} {
 		res := migrate(t, dir, nil, append([]string{"-db", path}, args...)...)
 		want := 0
 		if args[0] == "up" || args[0] == "up-to" {

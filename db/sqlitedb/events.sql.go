@@ -15,10 +15,10 @@ DELETE FROM ff_worker_registry_event
 WHERE rowid IN (
     SELECT old.rowid FROM ff_worker_registry_event AS old
     WHERE old.event_at_ms < ?1
+      AND old.rowid < (SELECT max(newest.rowid) FROM ff_worker_registry_event AS newest)
     ORDER BY old.event_at_ms
     LIMIT ?2
 )
-AND rowid < (SELECT max(newest.rowid) FROM ff_worker_registry_event AS newest)
 `
 
 type DeleteEventsBeforeParams struct {
@@ -121,7 +121,7 @@ func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) ([]I
 const listAllEventsAsc = `-- name: ListAllEventsAsc :many
 SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE rowid > cast(?1 AS INTEGER)
+WHERE rowid > cast(?1 AS INTEGER) AND namespace <> ''
 ORDER BY rowid
 LIMIT ?2
 `
@@ -140,7 +140,9 @@ type ListAllEventsAscRow struct {
 	Reason           sql.NullString
 }
 
-// Every namespace, for operators: a walk of the rowid.
+// Every namespace, for operators: a walk of the rowid. The empty namespace
+// holds no event, only version 3's placeholder of a pruned ID (see
+// schema/sqlite/00003).
 func (q *Queries) ListAllEventsAsc(ctx context.Context, arg ListAllEventsAscParams) ([]ListAllEventsAscRow, error) {
 	rows, err := q.query(ctx, q.listAllEventsAscStmt, listAllEventsAsc, arg.AfterID, arg.RowLimit)
 	if err != nil {
@@ -174,7 +176,7 @@ func (q *Queries) ListAllEventsAsc(ctx context.Context, arg ListAllEventsAscPara
 const listAllEventsDesc = `-- name: ListAllEventsDesc :many
 SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE rowid < cast(?1 AS INTEGER)
+WHERE rowid < cast(?1 AS INTEGER) AND namespace <> ''
 ORDER BY rowid DESC
 LIMIT ?2
 `

@@ -81,7 +81,7 @@ func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerPara
 const getLiveWorker = `-- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id = ?2
@@ -127,7 +127,7 @@ func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (G
 
 const getWorker = `-- name: GetWorker :one
 
-SELECT worker_id, registered_at_ms, last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms
+SELECT worker_id, registered_at_ms, cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms
 FROM ff_worker_registry
 WHERE namespace = ?1 AND worker_instance_id = ?2
 `
@@ -265,7 +265,7 @@ func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWor
 const listLiveWorkers = `-- name: ListLiveWorkers :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) > (cast(?1 AS TEXT), cast(?2 AS TEXT))
   AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
@@ -343,7 +343,7 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 const listLiveWorkersInNamespace = `-- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id > cast(?2 AS TEXT)

@@ -29,10 +29,10 @@ DELETE FROM ff_worker_registry_event
 WHERE rowid IN (
     SELECT old.rowid FROM ff_worker_registry_event AS old
     WHERE old.event_at_ms < sqlc.arg(before_ms)
+      AND old.rowid < (SELECT max(newest.rowid) FROM ff_worker_registry_event AS newest)
     ORDER BY old.event_at_ms
     LIMIT sqlc.arg(batch_size)
-)
-AND rowid < (SELECT max(newest.rowid) FROM ff_worker_registry_event AS newest);
+);
 
 -- name: ListEventsAsc :many
 SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
@@ -65,16 +65,18 @@ ORDER BY rowid DESC
 LIMIT sqlc.arg(row_limit);
 
 -- name: ListAllEventsAsc :many
--- Every namespace, for operators: a walk of the rowid.
+-- Every namespace, for operators: a walk of the rowid. The empty namespace
+-- holds no event, only version 3's placeholder of a pruned ID (see
+-- schema/sqlite/00003).
 SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE rowid > cast(sqlc.arg(after_id) AS INTEGER)
+WHERE rowid > cast(sqlc.arg(after_id) AS INTEGER) AND namespace <> ''
 ORDER BY rowid
 LIMIT sqlc.arg(row_limit);
 
 -- name: ListAllEventsDesc :many
 SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event
-WHERE rowid < cast(sqlc.arg(before_id) AS INTEGER)
+WHERE rowid < cast(sqlc.arg(before_id) AS INTEGER) AND namespace <> ''
 ORDER BY rowid DESC
 LIMIT sqlc.arg(row_limit);

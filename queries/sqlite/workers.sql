@@ -8,7 +8,7 @@
 
 -- name: GetWorker :one
 -- Reads a registration whether or not it is live; the caller decides.
-SELECT worker_id, registered_at_ms, last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms
+SELECT worker_id, registered_at_ms, cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms
 FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_instance_id);
 
@@ -56,7 +56,7 @@ WHERE namespace = sqlc.arg(namespace)
 -- is a range walk of the key in (namespace, instance) byte order.
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) > (cast(sqlc.arg(after_namespace) AS TEXT), cast(sqlc.arg(after_instance_id) AS TEXT))
   AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
@@ -68,7 +68,7 @@ LIMIT sqlc.arg(row_limit);
 -- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id > cast(sqlc.arg(after_instance_id) AS TEXT)
@@ -114,7 +114,7 @@ RETURNING namespace, worker_instance_id;
 -- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       last_heartbeat_ms + liveness_ttl_ms AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
 FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)

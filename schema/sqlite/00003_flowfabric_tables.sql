@@ -69,21 +69,22 @@ FROM (
         ORDER BY event_at_ms, event_id) AS rn
     FROM ff_worker_registry_event
 );
+-- Version 2's AUTOINCREMENT never handed out an ID twice, even after the
+-- newest events were pruned; a rowid table hands out max(rowid) + 1. A
+-- placeholder at the highest ID ever issued keeps later IDs above it (the
+-- namespace '' holds no worker, and pruning keeps the newest row).
+INSERT INTO ff_worker_registry_event_v3 (rowid, namespace, worker_instance_id, event_kind, event_at_ms, reason)
+SELECT seq, '', '', 'id_floor', 0, NULL FROM sqlite_sequence
+WHERE name = 'ff_worker_registry_event'
+  AND seq > coalesce((SELECT max(event_id) FROM ff_worker_registry_event), 0);
 DROP TABLE ff_worker_registry_event;
 ALTER TABLE ff_worker_registry_event_v3 RENAME TO ff_worker_registry_event;
 
 -- Version 2's indexes on the engine's tables took names of the engine's
--- kind, one of them the engine's own; version 4 puts them back under the
--- registry's names. ff_attempt_lease_expiry_idx is dropped only if it is the
--- registry's definition: an older FlowFabric database has one of its own,
--- which version 2 left in place.
-CREATE TEMP TABLE ff_worker_registry_guard (
-    ok INTEGER NOT NULL CONSTRAINT "ff_attempt_lease_expiry_idx is FlowFabric's index, not the registry's: drop or rename it by hand" CHECK (ok));
-INSERT INTO ff_worker_registry_guard (ok)
-SELECT sql LIKE '%lease_expires_at_ms, partition_key, execution_id, worker_instance_id, lease_epoch%'
-FROM sqlite_master WHERE type = 'index' AND name = 'ff_attempt_lease_expiry_idx';
-DROP TABLE ff_worker_registry_guard;
-DROP INDEX IF EXISTS ff_attempt_lease_expiry_idx;
+-- kind; version 4 puts them back under the registry's names.
+-- ff_attempt_lease_expiry_idx stays: where version 2 made it, it is a
+-- harmless leftover, and on an older FlowFabric database (before its 0021)
+-- that version 2 shared, the name is the engine's own index.
 DROP INDEX IF EXISTS ff_attempt_one_lease_idx;
 DROP INDEX IF EXISTS ff_exec_core_namespace_idx;
 
@@ -150,9 +151,6 @@ CREATE INDEX ff_worker_registry_event_at_idx
 
 CREATE INDEX IF NOT EXISTS ff_exec_core_namespace_idx
     ON ff_exec_core (json_extract(raw_fields, '$.namespace'));
-CREATE INDEX IF NOT EXISTS ff_attempt_lease_expiry_idx
-    ON ff_attempt (lease_expires_at_ms, partition_key, execution_id, worker_instance_id, lease_epoch)
-    WHERE lease_expires_at_ms IS NOT NULL AND worker_instance_id IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS ff_attempt_one_lease_idx
     ON ff_attempt (partition_key, execution_id)
     WHERE lease_expires_at_ms IS NOT NULL AND worker_instance_id IS NOT NULL;
