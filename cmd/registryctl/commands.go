@@ -78,6 +78,20 @@ status "live", "draining" or "expired".
 		setup: workersList,
 	},
 	{
+		name:     "workers get",
+		synopsis: "-namespace NS -instance ID",
+		doc: `Shows one live worker, every field of it. A worker that is not live
+prints not_registered and exits 3.
+
+-json prints the worker as workers list does, {"namespace", "worker_id",
+"worker_instance_id", "status", "lanes", "capabilities", "last_heartbeat",
+"registered_at", "expires_at", "liveness_ttl_ms", "draining"}, or when it is
+not live {"namespace", "worker_instance_id", "outcome": "not_registered"}.
+`,
+		required: []string{"namespace", "instance"},
+		setup:    workersGet,
+	},
+	{
 		name:     "workers events",
 		synopsis: "[-namespace NS [-instance ID]] [-limit N] [-newest] [-after ID] [-since T] [-follow]",
 		doc: `Lists the audit log (registered, refreshed, heartbeat, marked_dead,
@@ -116,6 +130,19 @@ or "not_registered"}.
 		setup:    workersDrain,
 	},
 	{
+		name:     "workers resume",
+		synopsis: "-namespace NS -instance ID",
+		doc: `Withdraws a drain request: the live worker's heartbeats answer "none"
+again, and a resumed event is recorded. Prints resumed, or not_registered
+and exits 3 when the worker is not live.
+
+-json prints {"namespace", "worker_instance_id", "outcome": "resumed" or
+"not_registered"}.
+`,
+		required: []string{"namespace", "instance"},
+		setup:    workersResume,
+	},
+	{
 		name:     "workers kill",
 		synopsis: "-namespace NS -instance ID [-reason TEXT]",
 		doc: `Marks a live worker dead: removes its registration and records a
@@ -142,6 +169,20 @@ epoch and the absolute expiry.
 "next": {"expires_at", "execution_id", "attempt_index"} or null}.
 `,
 		setup: leasesExpired,
+	},
+	{
+		name:     "leases orphaned",
+		synopsis: "[-namespace NS] [-limit N] [-as-of RFC3339] [-all] [-wide]",
+		doc: `Lists the leases that have not expired at -as-of but whose holder is no
+longer live (swept, marked dead, deregistered), on executions still active,
+claimed or running, ordered by expiry: the engine can reclaim them now
+rather than when they expire. One page, and when more exist, the flags that
+continue after it on stderr; -all lists them all. The table shows when each
+expires; -wide adds the lease ID, its epoch and the absolute expiry.
+
+-json prints {"leases": [...], "next": ...} as leases expired does.
+`,
+		setup: leasesOrphaned,
 	},
 	{
 		name: "sweep",
@@ -421,6 +462,36 @@ func workersDrain(flags *flag.FlagSet) runFunc {
 	}
 }
 
+func workersGet(flags *flag.FlagSet) runFunc {
+	var args registry.GetWorkerArgs
+	flags.StringVar(&args.Namespace, "namespace", "", "namespace `NS` of the worker (required)")
+	flags.StringVar(&args.WorkerInstanceID, "instance", "", "worker instance `ID` (required)")
+	return func(ctx context.Context, reg *registry.Registry, out *output) error {
+		args.Now = out.now()
+		w, ok, err := reg.GetWorker(ctx, args)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return out.outcome(args.Namespace, args.WorkerInstanceID, "not_registered", true)
+		}
+		return out.worker(w, args.Now)
+	}
+}
+
+func workersResume(flags *flag.FlagSet) runFunc {
+	var args registry.ResumeWorkerArgs
+	flags.StringVar(&args.Namespace, "namespace", "", "namespace `NS` of the worker (required)")
+	flags.StringVar(&args.WorkerInstanceID, "instance", "", "worker instance `ID` (required)")
+	return func(ctx context.Context, reg *registry.Registry, out *output) error {
+		outcome, err := reg.ResumeWorker(ctx, args)
+		if err != nil {
+			return err
+		}
+		return out.outcome(args.Namespace, args.WorkerInstanceID, outcome.String(), outcome == registry.ResumeNotRegistered)
+	}
+}
+
 func workersKill(flags *flag.FlagSet) runFunc {
 	var args registry.MarkWorkerDeadArgs
 	flags.StringVar(&args.Namespace, "namespace", "", "namespace `NS` of the worker (required)")
@@ -436,13 +507,37 @@ func workersKill(flags *flag.FlagSet) runFunc {
 }
 
 func leasesExpired(flags *flag.FlagSet) runFunc {
-	var args registry.ListExpiredLeasesArgs
+	return leases(flags, "expired at or before", "EXPIRED",
+		func(ctx context.Context, reg *registry.Registry, q leaseQuery) ([]registry.ExpiredLease, *registry.LeaseCursor, error) {
+			res, err := reg.ListExpiredLeases(ctx, registry.ListExpiredLeasesArgs(q))
+			return res.Leases, res.Next, err
+		})
+}
+
+func leasesOrphaned(flags *flag.FlagSet) runFunc {
+	return leases(flags, "held, unexpired, by a worker not live", "EXPIRES",
+		func(ctx context.Context, reg *registry.Registry, q leaseQuery) ([]registry.ExpiredLease, *registry.LeaseCursor, error) {
+			res, err := reg.ListOrphanedLeases(ctx, registry.ListOrphanedLeasesArgs(q))
+			return res.Leases, res.Next, err
+		})
+}
+
+// leaseQuery is a page of a lease listing; both listings take these
+// arguments.
+type leaseQuery = registry.ListExpiredLeasesArgs
+
+// leases is a lease listing's command: its flags, its paging and its
+// output. asOf says which leases -as-of selects; expiry names the column
+// of their relative expiry.
+func leases(flags *flag.FlagSet, asOf, expiry string,
+	list func(context.Context, *registry.Registry, leaseQuery) ([]registry.ExpiredLease, *registry.LeaseCursor, error)) runFunc {
+	var args leaseQuery
 	var after registry.LeaseCursor
 	flags.StringVar(&args.Namespace, "namespace", "", "only leases of namespace `NS` (default all)")
 	flags.IntVar(&args.Limit, "limit", registry.DefaultLimit, "`N` leases per page (at most 10000)")
 	all := flags.Bool("all", false, "list every page")
 	wide := flags.Bool("wide", false, "show every column, in full")
-	flags.Func("as-of", "list leases expired at or before `RFC3339` time (default now)", timeFlag(&args.AsOf))
+	flags.Func("as-of", "list leases "+asOf+" `RFC3339` time (default now)", timeFlag(&args.AsOf))
 	flags.Func("after-expires", "start after the lease of expiry `RFC3339` and -after-execution", timeFlag(&after.ExpiresAt))
 	flags.Func("after-execution", "start after the lease of this execution `ID` ({fp:N}:uuid)", func(s string) (err error) {
 		after.ExecutionID, err = registry.ParseExecutionID(s)
@@ -464,17 +559,17 @@ func leasesExpired(flags *flag.FlagSet) runFunc {
 		}
 		var leases []registry.ExpiredLease
 		for {
-			res, err := reg.ListExpiredLeases(ctx, args)
+			page, next, err := list(ctx, reg, args)
 			if err != nil {
 				return err
 			}
-			leases = append(leases, res.Leases...)
-			args.After = res.Next
-			if res.Next == nil || !*all {
+			leases = append(leases, page...)
+			args.After = next
+			if next == nil || !*all {
 				break
 			}
 		}
-		if err := out.leases(leases, args.After, out.now(), *wide); err != nil {
+		if err := out.leases(leases, args.After, expiry, out.now(), *wide); err != nil {
 			return err
 		}
 		if next := args.After; next != nil {

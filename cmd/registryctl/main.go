@@ -1,17 +1,21 @@
 // Command registryctl is an operator's view of a worker registry database:
-// it lists workers, their audit events and expired leases, follows the
-// audit log, asks a worker to drain, marks one dead, sweeps expired
-// registrations and counts what the registry holds.
+// it lists workers, their audit events and the leases to reclaim (expired,
+// or held by workers that are gone), follows the audit log, asks a worker
+// to drain or to resume, marks one dead, sweeps expired registrations and
+// counts what the registry holds.
 //
 // Usage:
 //
 //	registryctl [-db PATH|URL] [-json] COMMAND [flags]
 //
 //	workers list     [-namespace NS] [-lane L] [-capability C] [-limit N] [-all] [-wide]
+//	workers get      -namespace NS -instance ID
 //	workers events   [-namespace NS [-instance ID]] [-limit N] [-newest] [-after ID] [-since T] [-follow]
 //	workers drain    -namespace NS -instance ID [-reason TEXT]
+//	workers resume   -namespace NS -instance ID
 //	workers kill     -namespace NS -instance ID [-reason TEXT]
 //	leases expired   [-namespace NS] [-limit N] [-as-of RFC3339] [-all] [-wide]
+//	leases orphaned  [-namespace NS] [-limit N] [-as-of RFC3339] [-all] [-wide]
 //	sweep
 //	stats            [-namespace NS]
 //	help             [COMMAND]
@@ -32,8 +36,8 @@
 //
 // Exit status: 0 success; 1 failure (storage, or a file that is not a
 // registry database); 2 a bad command line, including any flag value the
-// registry rejects (the message names the flag); 3 drain or kill of a
-// worker that is not registered (the outcome is still printed).
+// registry rejects (the message names the flag); 3 get, drain, resume or
+// kill of a worker that is not registered (the outcome is still printed).
 package main
 
 import (
@@ -72,7 +76,8 @@ Exit status:
   0  success
   1  failure: storage, or a file that is not a registry database
   2  bad command line: an unknown command or flag, or a bad flag value
-  3  drain or kill: the worker is not registered (the outcome is still printed)
+  3  get, drain, resume or kill: the worker is not registered (the outcome
+     is still printed)
 
 `
 
@@ -109,7 +114,8 @@ func usagef(cmd, format string, args ...any) error {
 	return usageError{fmt.Sprintf(format, args...), cmd}
 }
 
-// notRegisteredError reports a drain or kill of a worker that is not live.
+// notRegisteredError reports a get, drain, resume or kill of a worker that
+// is not live.
 // It has an exit status of its own so that scripts can tell "nothing to do"
 // from a failure.
 type notRegisteredError struct{ namespace, instance string }

@@ -1033,14 +1033,17 @@ func TestHelp(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.db") // help never opens the database
 	flagsOf := map[string][]string{
-		"workers list":   {"-namespace", "-lane", "-capability", "-limit", "-all", "-wide", "-after-namespace", "-after-instance"},
-		"workers events": {"-namespace", "-instance", "-limit", "-newest", "-after", "-since", "-follow"},
-		"workers drain":  {"-namespace", "-instance", "-reason"},
-		"workers kill":   {"-namespace", "-instance", "-reason"},
-		"leases expired": {"-namespace", "-limit", "-as-of", "-all", "-wide", "-after-expires", "-after-execution", "-after-attempt"},
-		"sweep":          nil,
-		"stats":          {"-namespace"},
-		"version":        nil,
+		"workers list":    {"-namespace", "-lane", "-capability", "-limit", "-all", "-wide", "-after-namespace", "-after-instance"},
+		"workers events":  {"-namespace", "-instance", "-limit", "-newest", "-after", "-since", "-follow"},
+		"workers get":     {"-namespace", "-instance"},
+		"workers drain":   {"-namespace", "-instance", "-reason"},
+		"workers resume":  {"-namespace", "-instance"},
+		"workers kill":    {"-namespace", "-instance", "-reason"},
+		"leases expired":  {"-namespace", "-limit", "-as-of", "-all", "-wide", "-after-expires", "-after-execution", "-after-attempt"},
+		"leases orphaned": {"-namespace", "-limit", "-as-of", "-all", "-wide", "-after-expires", "-after-execution", "-after-attempt"},
+		"sweep":           nil,
+		"stats":           {"-namespace"},
+		"version":         nil,
 	}
 	if len(flagsOf) != len(commands) {
 		t.Fatalf("%d commands, %d described here: add the new one", len(commands), len(flagsOf))
@@ -1082,7 +1085,8 @@ func TestHelp(t *testing.T) {
 			t.Errorf("help differs from -h:\n%s\n---\n%s", got, out)
 		}
 		for _, s := range []string{"workers list", "workers events", "workers drain", "workers kill", "leases expired", "sweep", "stats",
-			"help [COMMAND]", "version", "Exit status", "3  drain or kill", "2  bad command line", "-db PATH", "-json", "before or after the command"} {
+			"workers get", "workers resume", "leases orphaned",
+			"help [COMMAND]", "version", "Exit status", "3  get, drain, resume or kill", "2  bad command line", "-db PATH", "-json", "before or after the command"} {
 			if !strings.Contains(out, s) {
 				t.Errorf("help does not mention %q:\n%s", s, out)
 			}
@@ -1093,7 +1097,7 @@ func TestHelp(t *testing.T) {
 		if got := help(t, "workers"); got != out {
 			t.Errorf("help workers differs from workers -h:\n%s\n---\n%s", got, out)
 		}
-		for _, s := range []string{"workers list", "workers events", "workers drain", "workers kill"} {
+		for _, s := range []string{"workers list", "workers get", "workers events", "workers drain", "workers resume", "workers kill"} {
 			if !strings.Contains(out, s) {
 				t.Errorf("help does not mention %q:\n%s", s, out)
 			}
@@ -1274,6 +1278,11 @@ func TestNeverCreatesOrUpgrades(t *testing.T) {
 			{"sweep"},
 			{"workers", "drain", "-namespace", "ns", "-instance", "i"},
 			{"workers", "kill", "-namespace", "ns", "-instance", "i", "-reason", "r"},
+			{"workers", "get", "-namespace", "ns", "-instance", "i"},
+			{"workers", "resume", "-namespace", "ns", "-instance", "i"},
+			{"workers", "events", "-follow"},
+			{"leases", "orphaned"},
+			{"stats"},
 		} {
 			res := registryctl(t, dir, nil, append([]string{"-db", path}, args...)...)
 			if res.code != 1 || !strings.Contains(res.stderr, "migrate up") {

@@ -108,23 +108,54 @@ func status(w registry.WorkerInfo, now time.Time) string {
 	return "live"
 }
 
+func workerToJSON(w registry.WorkerInfo, now time.Time) workerJSON {
+	return workerJSON{
+		Namespace:        w.Namespace,
+		WorkerID:         w.WorkerID,
+		WorkerInstanceID: w.WorkerInstanceID,
+		Status:           status(w, now),
+		Lanes:            nonNil(w.Lanes),
+		Capabilities:     nonNil(w.Capabilities),
+		LastHeartbeat:    formatTime(w.LastHeartbeat),
+		RegisteredAt:     formatTime(w.RegisteredAt),
+		ExpiresAt:        formatTime(w.ExpiresAt),
+		LivenessTTLMS:    w.LivenessTTL.Milliseconds(),
+		Draining:         w.Draining,
+	}
+}
+
+// worker prints one worker, a field a line: relative ages with the
+// absolute times beside them.
+func (o *output) worker(w registry.WorkerInfo, now time.Time) error {
+	if o.json {
+		return o.writeJSON(workerToJSON(w, now))
+	}
+	at := func(t time.Time) string { return relative(t, now) + " (" + formatTime(t) + ")" }
+	fields := [][2]string{
+		{"NAMESPACE", w.Namespace},
+		{"INSTANCE", w.WorkerInstanceID},
+		{"WORKER", w.WorkerID},
+		{"STATUS", status(w, now)},
+		{"LANES", strings.Join(w.Lanes, ",")},
+		{"CAPABILITIES", strings.Join(w.Capabilities, ",")},
+		{"REGISTERED", at(w.RegisteredAt)},
+		{"LAST SEEN", at(w.LastHeartbeat)},
+		{"EXPIRES", at(w.ExpiresAt)},
+		{"TTL", ttl(w.LivenessTTL)},
+	}
+	var b strings.Builder
+	for _, f := range fields {
+		fmt.Fprintf(&b, "%-14s%s\n", f[0], cut(f[1], 0))
+	}
+	_, err := io.WriteString(o.stdout, b.String())
+	return err
+}
+
 func (o *output) workers(workers []registry.WorkerInfo, next *registry.WorkerCursor, now time.Time, wide bool) error {
 	if o.json {
 		v := workersJSON{Workers: make([]workerJSON, len(workers))}
 		for i, w := range workers {
-			v.Workers[i] = workerJSON{
-				Namespace:        w.Namespace,
-				WorkerID:         w.WorkerID,
-				WorkerInstanceID: w.WorkerInstanceID,
-				Status:           status(w, now),
-				Lanes:            nonNil(w.Lanes),
-				Capabilities:     nonNil(w.Capabilities),
-				LastHeartbeat:    formatTime(w.LastHeartbeat),
-				RegisteredAt:     formatTime(w.RegisteredAt),
-				ExpiresAt:        formatTime(w.ExpiresAt),
-				LivenessTTLMS:    w.LivenessTTL.Milliseconds(),
-				Draining:         w.Draining,
-			}
+			v.Workers[i] = workerToJSON(w, now)
 		}
 		if next != nil {
 			v.Next = &workerCursorJSON{Namespace: next.Namespace, WorkerInstanceID: next.WorkerInstanceID}
@@ -218,7 +249,9 @@ func (s *eventStream) write(events []registry.WorkerEvent) error {
 	return s.table.write(rows)
 }
 
-func (o *output) leases(leases []registry.ExpiredLease, next *registry.LeaseCursor, now time.Time, wide bool) error {
+// leases prints a lease listing; expiry names the column of the relative
+// expiry (EXPIRED, or EXPIRES for leases not expired yet).
+func (o *output) leases(leases []registry.ExpiredLease, next *registry.LeaseCursor, expiry string, now time.Time, wide bool) error {
 	if o.json {
 		v := leasesJSON{Leases: make([]leaseJSON, len(leases))}
 		for i, l := range leases {
@@ -249,11 +282,11 @@ func (o *output) leases(leases []registry.ExpiredLease, next *registry.LeaseCurs
 	}
 	if wide {
 		return newTable(o.stdout, column{name: "EXECUTION"}, column{name: "ATTEMPT"}, column{name: "INSTANCE"},
-			column{name: "NAMESPACE"}, column{name: "EXPIRED"}, column{name: "LEASE ID"}, column{name: "EPOCH"},
+			column{name: "NAMESPACE"}, column{name: expiry}, column{name: "LEASE ID"}, column{name: "EPOCH"},
 			column{name: "EXPIRES AT"}).write(rows)
 	}
 	return newTable(o.stdout, column{name: "EXECUTION"}, column{name: "ATTEMPT"}, column{name: "INSTANCE", max: 26},
-		column{name: "NAMESPACE", max: 16}, column{name: "EXPIRED", max: 10}).write(rows)
+		column{name: "NAMESPACE", max: 16}, column{name: expiry, max: 10}).write(rows)
 }
 
 // outcome prints what a drain or kill did. The outcome is printed even when
