@@ -19,6 +19,19 @@ var ErrInstanceReassigned = fmt.Errorf("worker instance is live under another wo
 // other than this library.
 var ErrCorruption = errors.New("corrupt registry row")
 
+// reassignedError is the register refused with ErrInstanceReassigned, with
+// its particulars, in one message.
+type reassignedError struct{ instance, liveWorker, worker string }
+
+func (e *reassignedError) Error() string {
+	return fmt.Sprintf("worker instance %q is live under worker ID %q, not %q", e.instance, e.liveWorker, e.worker)
+}
+
+// Is matches ErrInstanceReassigned and ErrInvalidInput.
+func (e *reassignedError) Is(target error) bool {
+	return target == ErrInstanceReassigned || target == ErrInvalidInput
+}
+
 // ErrNotMigrated reports, under WithAutoMigrate(false), a database that
 // holds no registry or one at an older schema version. Nothing was changed.
 var ErrNotMigrated = errors.New("database not migrated")

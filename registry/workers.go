@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"time"
 )
@@ -135,8 +134,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 		case !found:
 		case prev.ExpiresAtMs > now:
 			if prev.WorkerID != args.WorkerID {
-				return fmt.Errorf("instance %q is live under worker %q: %w",
-					args.WorkerInstanceID, prev.WorkerID, ErrInstanceReassigned)
+				return &reassignedError{instance: args.WorkerInstanceID, liveWorker: prev.WorkerID, worker: args.WorkerID}
 			}
 			outcome, registeredAt = Refreshed, prev.RegisteredAtMs
 		default:

@@ -117,8 +117,8 @@ func TestRegisterLiveUnderOtherWorkerIDIsRejected(t *testing.T) {
 		if !errors.Is(err, registry.ErrInstanceReassigned) || !errors.Is(err, registry.ErrInvalidInput) {
 			t.Fatalf("err = %v, want ErrInstanceReassigned matching ErrInvalidInput", err)
 		}
-		if !strings.HasPrefix(err.Error(), "register worker: ") {
-			t.Errorf("err = %q, want the operation name first", err)
+		if want := `register worker: worker instance "i" is live under worker ID "pool-ns", not "another-pool"`; err.Error() != want {
+			t.Errorf("err = %q, want %q: the operation, then what is wrong, once", err, want)
 		}
 		equal(t, "database", b.snapshot(t), before)
 	})
