@@ -82,16 +82,18 @@ const minHolderChunk = 8
 
 // mergeHolderLeases returns the first want leases after start of the
 // holders' walks, merged in lease order. Each walk reads a chunk at a
-// time: at first twice its share of want, so that holders whose leases
-// interleave fill the page from one read each; a walk that runs out reads
-// again, twice as much, so that one holder holding the whole page costs a
-// few reads. A lease that two walks return (it moved between holders
-// while they read) is taken once.
+// time: at first its share of want and a quarter more, so that holders
+// whose leases interleave fill the page from one read each without
+// reading many leases past it (each costs a lookup of its execution); a
+// walk that runs out reads again, twice as much, so that one holder
+// holding the whole page costs a few reads. A lease that two walks return
+// (it moved between holders while they read) is taken once.
 func mergeHolderLeases(ctx context.Context, rd storeReader, holders []string, start leaseKey, namespace string, want int) ([]leaseRow, error) {
 	if len(holders) == 0 {
 		return nil, nil
 	}
-	chunk := min(want, max(minHolderChunk, 2*((want+len(holders)-1)/len(holders))))
+	share := (want + len(holders) - 1) / len(holders)
+	chunk := min(want, max(minHolderChunk, share+share/4))
 	after := make([]leaseKey, len(holders))
 	for i := range after {
 		after[i] = start
@@ -119,7 +121,7 @@ func mergeHolderLeases(ctx context.Context, rd storeReader, holders []string, st
 	heap.Init(&pending)
 
 	out := make([]leaseRow, 0, want)
-	seen := make(map[string]bool, want)
+	seen := make(map[attemptID]bool, want)
 	for len(out) < want && len(pending) > 0 {
 		w := pending[0]
 		row := w.rows[0]
@@ -186,12 +188,14 @@ func compareKeys(a, b leaseKey) int {
 		cmp.Compare(a.AttemptIndex, b.AttemptIndex))
 }
 
-// leaseIdentity names an attempt, whoever holds it and until when.
-func leaseIdentity(row leaseRow) string {
-	var b [16]byte
-	for i := range 8 {
-		b[i] = byte(row.PartitionKey >> (56 - 8*i))
-		b[8+i] = byte(row.AttemptIndex >> (56 - 8*i))
-	}
-	return string(b[:]) + string(row.ExecutionID)
+// attemptID names an attempt, whoever holds it and until when.
+type attemptID struct {
+	partition, attempt int64
+	execution          [16]byte
+}
+
+func leaseIdentity(row leaseRow) attemptID {
+	id := attemptID{partition: row.PartitionKey, attempt: row.AttemptIndex}
+	copy(id.execution[:], row.ExecutionID)
+	return id
 }
