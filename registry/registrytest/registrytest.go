@@ -145,8 +145,13 @@ func writeBatch(ctx context.Context, sqlDB *sql.DB, start, end int, lease func(i
 		return err
 	}
 	if len(extra) > 0 {
+		ins, err := prepareEngineInserts(ctx, tx, extra)
+		if err != nil {
+			return err
+		}
+		defer ins.close()
 		for _, l := range batch {
-			if err := insertEngineLease(ctx, tx, extra, l); err != nil {
+			if err := ins.insert(ctx, l); err != nil {
 				return fmt.Errorf("lease %v: %w", l.ExecutionID, err)
 			}
 		}
@@ -230,24 +235,51 @@ func fixtureValue(name, typ string) any {
 	return 0
 }
 
-// insertEngineLease writes one lease where FlowFabric's tables need more
-// columns than the registry's fixtures know.
-func insertEngineLease(ctx context.Context, tx *sql.Tx, extra map[string][]engineColumn, l Lease) error {
+// engineInserts writes leases where FlowFabric's tables need more columns
+// than the registry's fixtures know, through two statements prepared once
+// per batch.
+type engineInserts struct {
+	extra         map[string][]engineColumn
+	exec, attempt *sql.Stmt
+}
+
+func prepareEngineInserts(ctx context.Context, tx *sql.Tx, extra map[string][]engineColumn) (*engineInserts, error) {
+	statement := func(table string, cols []string) string {
+		for _, c := range extra[table] {
+			cols = append(cols, c.name)
+		}
+		return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) + ")"
+	}
+	e := &engineInserts{extra: extra}
+	var err error
+	if e.exec, err = tx.PrepareContext(ctx, statement("ff_exec_core", []string{"partition_key", "execution_id", "public_state", "raw_fields"})); err != nil {
+		return nil, err
+	}
+	if e.attempt, err = tx.PrepareContext(ctx, statement("ff_attempt", []string{"partition_key", "execution_id", "attempt_index", "worker_instance_id", "lease_epoch", "lease_expires_at_ms"})); err != nil {
+		e.exec.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *engineInserts) close() {
+	e.exec.Close()
+	e.attempt.Close()
+}
+
+func (e *engineInserts) insert(ctx context.Context, l Lease) error {
 	id := l.ExecutionID
 	raw, err := rawFields(l)
 	if err != nil {
 		return err
 	}
-	insert := func(table string, cols []string, vals []any) error {
-		for _, c := range extra[table] {
-			cols, vals = append(cols, c.name), append(vals, c.value)
+	values := func(table string, vals ...any) []any {
+		for _, c := range e.extra[table] {
+			vals = append(vals, c.value)
 		}
-		q := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) + ")"
-		_, err := tx.ExecContext(ctx, q, vals...)
-		return err
+		return vals
 	}
-	if err := insert("ff_exec_core", []string{"partition_key", "execution_id", "public_state", "raw_fields"},
-		[]any{int64(id.Partition), id.UUID[:], state(l), string(raw)}); err != nil {
+	if _, err := e.exec.ExecContext(ctx, values("ff_exec_core", int64(id.Partition), id.UUID[:], state(l), string(raw))...); err != nil {
 		return err
 	}
 	var holder, expires any
@@ -257,8 +289,8 @@ func insertEngineLease(ctx context.Context, tx *sql.Tx, extra map[string][]engin
 	if !l.ExpiresAt.IsZero() {
 		expires = l.ExpiresAt.UnixMilli()
 	}
-	return insert("ff_attempt", []string{"partition_key", "execution_id", "attempt_index", "worker_instance_id", "lease_epoch", "lease_expires_at_ms"},
-		[]any{int64(id.Partition), id.UUID[:], int64(l.AttemptIndex), holder, int64(l.LeaseEpoch), expires})
+	_, err = e.attempt.ExecContext(ctx, values("ff_attempt", int64(id.Partition), id.UUID[:], int64(l.AttemptIndex), holder, int64(l.LeaseEpoch), expires)...)
+	return err
 }
 
 // copyBatch writes a batch to Postgres with COPY, in one transaction on
