@@ -50,6 +50,7 @@ func (c *command) help() string {
 		b.WriteString("Flags:\n")
 		own.SetOutput(&b)
 		own.PrintDefaults()
+		b.WriteString("\n")
 	}
 	b.WriteString("Global flags, before or after the command: -db PATH|URL, -json (see 'registryctl help').\n")
 	return b.String()

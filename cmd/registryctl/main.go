@@ -63,8 +63,7 @@ const usageHead = `usage: registryctl [-db PATH|URL] [-json] COMMAND [flags]
 Commands:
 `
 
-const usageTail = `  help [COMMAND]   describe a command, its flags and its -json output
-  version          print registryctl's version
+const usageTail = `  help             [COMMAND]
 
 Global flags, before or after the command:
   -db PATH|URL   registry database: a SQLite file, or a Postgres URL or

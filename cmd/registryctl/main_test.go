@@ -1081,12 +1081,15 @@ func TestHelp(t *testing.T) {
 	}
 	t.Run("top level", func(t *testing.T) {
 		out := dashH(t, "-h")
+		if n := strings.Count(out, "\n  version"); n != 1 {
+			t.Errorf("version listed %d times:\n%s", n, out)
+		}
 		if got := help(t); got != out {
 			t.Errorf("help differs from -h:\n%s\n---\n%s", got, out)
 		}
 		for _, s := range []string{"workers list", "workers events", "workers drain", "workers kill", "leases expired", "sweep", "stats",
 			"workers get", "workers resume", "leases orphaned",
-			"help [COMMAND]", "version", "Exit status", "3  get, drain, resume or kill", "2  bad command line", "-db PATH", "-json", "before or after the command"} {
+			"help             [COMMAND]", "version", "Exit status", "3  get, drain, resume or kill", "2  bad command line", "-db PATH", "-json", "before or after the command"} {
 			if !strings.Contains(out, s) {
 				t.Errorf("help does not mention %q:\n%s", s, out)
 			}
