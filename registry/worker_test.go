@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -307,26 +309,37 @@ func TestWorkerContextEndDeregisters(t *testing.T) {
 }
 
 // TestWorkerSurvivesStorageErrors closes the database under a running
-// worker: its heartbeats fail, are logged and retried, and the loop goes
-// on until Stop, whose deregistration fails in turn; then the loop's
-// goroutine is gone.
+// worker's registry: its heartbeats fail, are logged and retried, and the
+// loop goes on until Stop, whose deregistration fails in turn; then the
+// loop's goroutine is gone.
 func TestWorkerSurvivesStorageErrors(t *testing.T) {
 	eachStore(t, func(t *testing.T) {
 		_, b := setup(t)
 		clock := newManualClock()
 		logs := &syncBuffer{}
-		r, err := registry.Open(context.Background(), b.path, registry.WithClock(clock.Now), registry.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
-		if err != nil {
-			t.Fatal(err)
+		opts := []registry.Option{registry.WithClock(clock.Now), registry.WithLogger(slog.New(slog.NewTextHandler(logs, nil)))}
+		// A registry on a database of the test's, closed underneath it.
+		var r *registry.Registry
+		var closeDB func()
+		if b.store == storePostgres {
+			pool, err := pgxpool.New(context.Background(), b.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, closeDB = registry.NewPostgres(pool, opts...), pool.Close
+		} else {
+			db, err := registry.OpenDB(b.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, closeDB = registry.New(db, opts...), func() { db.Close() }
 		}
 		cfg := workerConfig(t, "w")
 		w, err := r.StartWorker(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Close(); err != nil {
-			t.Fatal(err)
-		}
+		closeDB()
 		waitFor(t, "ten failed heartbeats", func() bool { return strings.Count(logs.String(), "heartbeat failed; retrying") >= 10 })
 		if closed(w.Done()) || w.Err() != nil {
 			t.Fatalf("the loop ended on storage errors: %v", w.Err())
@@ -345,6 +358,7 @@ func TestWorkerSurvivesStorageErrors(t *testing.T) {
 		waitLoopGone(t, cfg)
 		// The registration was left to lapse; nothing else was written.
 		equal(t, "events", b.eventKinds(t), []string{"registered"})
+		r.Close()
 	})
 }
 
