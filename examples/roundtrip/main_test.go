@@ -18,20 +18,24 @@ func Example() {
 		panic(err)
 	}
 	// Output:
-	// T+0s       register W1 (pool-a)                       registered
+	// T+0s       start W1's loop (pool-a)                   registered
 	// T+0s       register W2 (pool-b)                       registered
 	// T+0s       register W3 (pool-c)                       registered
 	// T+0s       lease L1 held by W1                        expires T+1m0s
 	// T+0s       lease L2 held by W2                        expires T+12s
 	// T+0s       lease L3 held by W3                        expires T+1m0s
-	// T+5s       heartbeat W1                               refreshed, next expiry T+15s
+	// T+5s       W1's loop heartbeats                       next expiry T+15s
 	// T+5s       heartbeat W2                               refreshed, next expiry T+15s
 	// T+6s       mark W3 dead ("decommissioned")            marked
-	// T+14s      heartbeat W1                               refreshed, next expiry T+24s
+	// T+6s       orphaned leases (holder not live)          [L3 held by W3, expires T+1m0s]
+	// T+6s       engine reclaims L3                         its attempt released
+	// T+6s       orphaned leases (holder not live)          []
+	// T+14s      W1's loop heartbeats                       next expiry T+24s
 	// T+15.001s  heartbeat W2                               not_registered
 	// T+15.001s  sweep: registrations removed               1
 	// T+15.001s  list workers                               [W1]
 	// T+15.001s  expired leases                             [L2 held by W2, expired T+12s]
+	// T+15.001s  stop W1's loop                             deregistered
 	// scenario complete: every step behaved as specified
 }
 
