@@ -38,6 +38,9 @@ type instanceKey struct{ namespace, instanceID string }
 // events on, the events of one time are written together, so their IDs
 // follow time groups rather than input order.
 func (r *Registry) HeartbeatWorkers(ctx context.Context, batch []HeartbeatWorkerArgs) ([]HeartbeatResult, error) {
+	if err := r.check(); err != nil {
+		return nil, opError(ctx, "heartbeat workers", err)
+	}
 	res, err := r.heartbeatWorkers(ctx, batch)
 	if err != nil {
 		return nil, opError(ctx, "heartbeat workers", err)

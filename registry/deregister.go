@@ -90,6 +90,9 @@ var resumeOutcomes = enum{"ResumeOutcome", 1, []string{"resumed", "not_registere
 // that is absent or already expired gets DeregisterNotRegistered and
 // nothing is written. Worker.Stop calls it.
 func (r *Registry) DeregisterWorker(ctx context.Context, args DeregisterWorkerArgs) (DeregisterOutcome, error) {
+	if err := r.check(); err != nil {
+		return 0, opError(ctx, "deregister worker", err)
+	}
 	outcome, err := r.deregisterWorker(ctx, args)
 	if err != nil {
 		return 0, opError(ctx, "deregister worker", err)
@@ -114,6 +117,9 @@ func (r *Registry) deregisterWorker(ctx context.Context, args DeregisterWorkerAr
 // pending, as RequestDrain records every request. A registration that is
 // absent or expired gets ResumeNotRegistered and nothing is written.
 func (r *Registry) ResumeWorker(ctx context.Context, args ResumeWorkerArgs) (ResumeOutcome, error) {
+	if err := r.check(); err != nil {
+		return 0, opError(ctx, "resume worker", err)
+	}
 	outcome, err := r.resumeWorker(ctx, args)
 	if err != nil {
 		return 0, opError(ctx, "resume worker", err)
@@ -161,6 +167,9 @@ func (r *Registry) changeLiveWorker(ctx context.Context, namespace, instanceID s
 // GetWorker returns one registration live at Now, and false when there
 // is none (absent, or expired and not yet swept).
 func (r *Registry) GetWorker(ctx context.Context, args GetWorkerArgs) (WorkerInfo, bool, error) {
+	if err := r.check(); err != nil {
+		return WorkerInfo{}, false, opError(ctx, "get worker", err)
+	}
 	info, ok, err := r.getWorker(ctx, args)
 	if err != nil {
 		return WorkerInfo{}, false, opError(ctx, "get worker", err)

@@ -20,6 +20,9 @@ type DrainArgs struct {
 // The drain_requested event carries Reason, which an operator gives to say
 // why; an empty Reason records none (NULL), as drains did before it existed.
 func (r *Registry) RequestDrain(ctx context.Context, args DrainArgs) (DrainOutcome, error) {
+	if err := r.check(); err != nil {
+		return 0, opError(ctx, "request drain", err)
+	}
 	outcome, err := r.requestDrain(ctx, args)
 	if err != nil {
 		return 0, opError(ctx, "request drain", err)

@@ -32,6 +32,10 @@ func (e *reassignedError) Is(target error) bool {
 	return target == ErrInstanceReassigned || target == ErrInvalidInput
 }
 
+// ErrClosed is matched by the error of every call on a Registry after its
+// Close, or on a Registry that Open, New or NewPostgres did not make.
+var ErrClosed = errors.New("registry is closed")
+
 // ErrNotMigrated reports, under WithAutoMigrate(false), a database that
 // holds no registry or one at an older schema version. Nothing was changed.
 var ErrNotMigrated = errors.New("database not migrated")

@@ -65,6 +65,9 @@ type WorkerEvent struct {
 // without a Namespace is invalid, since instance IDs are unique only within
 // a namespace.
 func (r *Registry) ListWorkerEvents(ctx context.Context, args ListWorkerEventsArgs) (ListWorkerEventsResult, error) {
+	if err := r.check(); err != nil {
+		return ListWorkerEventsResult{}, opError(ctx, "list worker events", err)
+	}
 	res, err := r.listWorkerEvents(ctx, args)
 	if err != nil {
 		return ListWorkerEventsResult{}, opError(ctx, "list worker events", err)

@@ -52,6 +52,9 @@ type ExpiredLease struct {
 // Pages are ordered by (expiry, partition, execution UUID bytes, attempt);
 // walking them with Next visits every such lease exactly once.
 func (r *Registry) ListExpiredLeases(ctx context.Context, args ListExpiredLeasesArgs) (ListExpiredLeasesResult, error) {
+	if err := r.check(); err != nil {
+		return ListExpiredLeasesResult{}, opError(ctx, "list expired leases", err)
+	}
 	res, err := r.listExpiredLeases(ctx, args)
 	if err != nil {
 		return ListExpiredLeasesResult{}, opError(ctx, "list expired leases", err)

@@ -13,6 +13,9 @@ import (
 // registration as absent, and the engine should list workers with
 // ListWorkers.
 func (r *Registry) ListWorkersIncludingExpired(ctx context.Context, args ListWorkersArgs) (ListWorkersResult, error) {
+	if err := r.check(); err != nil {
+		return ListWorkersResult{}, opError(ctx, "list workers including expired", err)
+	}
 	// Every stored registration was live at the Unix epoch: its heartbeat
 	// is not before 1970 and its TTL is positive. So the live listing at
 	// that instant is the whole table, through the same statements.

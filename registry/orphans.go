@@ -45,6 +45,9 @@ type ListOrphanedLeasesResult struct {
 // come back. A page costs one index probe per distinct holder of a held
 // lease, plus a range scan of each dead holder's leases from the cursor.
 func (r *Registry) ListOrphanedLeases(ctx context.Context, args ListOrphanedLeasesArgs) (ListOrphanedLeasesResult, error) {
+	if err := r.check(); err != nil {
+		return ListOrphanedLeasesResult{}, opError(ctx, "list orphaned leases", err)
+	}
 	res, err := r.listOrphanedLeases(ctx, args)
 	if err != nil {
 		return ListOrphanedLeasesResult{}, opError(ctx, "list orphaned leases", err)

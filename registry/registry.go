@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -16,8 +17,9 @@ import (
 // database. It is safe for concurrent use by many goroutines, and many
 // processes may share one database.
 type Registry struct {
-	st  store
-	cfg config
+	st     store
+	cfg    config
+	closed atomic.Bool
 }
 
 // Open opens a registry and migrates its database to the latest schema.
@@ -62,8 +64,25 @@ func IsPostgresDSN(dsn string) bool {
 
 // Close releases what the Registry holds and closes the databases that
 // Open opened; a database given to New or NewPostgres stays open.
+// Calls after Close fail with an error matching ErrClosed; a second Close
+// does nothing.
 func (r *Registry) Close() error {
+	if r == nil || r.st == nil || r.closed.Swap(true) {
+		return nil
+	}
 	return r.st.close()
+}
+
+// check refuses a call on a Registry that is closed or that no constructor
+// made (the zero Registry).
+func (r *Registry) check() error {
+	switch {
+	case r == nil || r.st == nil:
+		return fmt.Errorf("%w: a Registry comes from Open, New or NewPostgres", ErrClosed)
+	case r.closed.Load():
+		return ErrClosed
+	}
+	return nil
 }
 
 // inTx runs fn in one write transaction of the store.

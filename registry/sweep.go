@@ -62,6 +62,9 @@ func (cfg SweeperConfig) resolve(defaultRetention time.Duration) (interval, rete
 // and finds expired rows through the expiry index: with nothing expired it
 // costs an index probe.
 func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (SweepReport, error) {
+	if err := r.check(); err != nil {
+		return SweepReport{}, opError(ctx, "sweep expired workers", err)
+	}
 	rep, err := r.sweep(ctx, now, r.cfg.eventRetention)
 	if err != nil {
 		return rep, opError(ctx, "sweep expired workers", err)
@@ -102,6 +105,9 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 // PruneEvents deletes the events recorded before the given time, in bounded
 // batches, and returns how many it deleted.
 func (r *Registry) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
+	if err := r.check(); err != nil {
+		return 0, opError(ctx, "prune events", err)
+	}
 	if before.IsZero() {
 		return 0, fmt.Errorf("prune events: %w", invalid("before", "must be set"))
 	}
@@ -133,6 +139,9 @@ func (r *Registry) pruneEvents(ctx context.Context, beforeMS int64) (int64, erro
 // and the next one runs as planned. A cfg out of range is rejected at once
 // with an error matching ErrInvalidInput, before any sweep.
 func (r *Registry) RunSweeper(ctx context.Context, cfg SweeperConfig) error {
+	if err := r.check(); err != nil {
+		return opError(ctx, "run sweeper", err)
+	}
 	interval, retention, err := cfg.resolve(r.cfg.eventRetention)
 	if err != nil {
 		return opError(ctx, "run sweeper", err)

@@ -85,6 +85,9 @@ type Worker struct {
 //	<-w.Draining() // or a signal: finish the work in hand
 //	err = w.Stop(ctx)
 func (r *Registry) StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
+	if err := r.check(); err != nil {
+		return nil, opError(ctx, "start worker", err)
+	}
 	w, err := r.startWorker(ctx, cfg)
 	if err != nil {
 		return nil, opError(ctx, "start worker", err)

@@ -90,6 +90,9 @@ type WorkerInfo struct {
 // An instance live under another worker ID is rejected with
 // ErrInstanceReassigned and nothing is written.
 func (r *Registry) RegisterWorker(ctx context.Context, args RegisterWorkerArgs) (RegisterOutcome, error) {
+	if err := r.check(); err != nil {
+		return 0, opError(ctx, "register worker", err)
+	}
 	outcome, err := r.registerWorker(ctx, args)
 	if err != nil {
 		return 0, opError(ctx, "register worker", err)
@@ -182,6 +185,9 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 // even when that is earlier than the stored one. Heartbeat one instance
 // from one goroutine.
 func (r *Registry) HeartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs) (HeartbeatResult, error) {
+	if err := r.check(); err != nil {
+		return HeartbeatResult{}, opError(ctx, "heartbeat worker", err)
+	}
 	res, err := r.heartbeatWorker(ctx, args)
 	if err != nil {
 		return HeartbeatResult{}, opError(ctx, "heartbeat worker", err)
@@ -258,6 +264,9 @@ func heartbeatResult(expiresAtMS int64, draining bool) HeartbeatResult {
 // gets MarkNotRegistered and nothing is written; the sweep records the end
 // of an expired one.
 func (r *Registry) MarkWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) (MarkDeadOutcome, error) {
+	if err := r.check(); err != nil {
+		return 0, opError(ctx, "mark worker dead", err)
+	}
 	outcome, err := r.markWorkerDead(ctx, args)
 	if err != nil {
 		return 0, opError(ctx, "mark worker dead", err)
@@ -297,6 +306,9 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 // namespace then instance ID (byte order), optionally filtered by namespace,
 // lane and capability.
 func (r *Registry) ListWorkers(ctx context.Context, args ListWorkersArgs) (ListWorkersResult, error) {
+	if err := r.check(); err != nil {
+		return ListWorkersResult{}, opError(ctx, "list workers", err)
+	}
 	res, err := r.listWorkers(ctx, args)
 	if err != nil {
 		return ListWorkersResult{}, opError(ctx, "list workers", err)
