@@ -38,14 +38,16 @@ type instanceKey struct{ namespace, instanceID string }
 // events on, the events of one time are written together, so their IDs
 // follow time groups rather than input order.
 func (r *Registry) HeartbeatWorkers(ctx context.Context, batch []HeartbeatWorkerArgs) ([]HeartbeatResult, error) {
+	ctx, c := r.begin(ctx, opHeartbeatWorkers)
 	if err := r.check(); err != nil {
-		return nil, opError(ctx, "heartbeat workers", err)
+		return nil, c.end(ctx, opError(ctx, "heartbeat workers", err))
 	}
 	res, err := r.heartbeatWorkers(ctx, batch)
+	r.countHeartbeats(ctx, res, len(batch), err)
 	if err != nil {
-		return nil, opError(ctx, "heartbeat workers", err)
+		return nil, c.end(ctx, opError(ctx, "heartbeat workers", err))
 	}
-	return res, nil
+	return res, c.end(ctx, nil)
 }
 
 func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorkerArgs) ([]HeartbeatResult, error) {

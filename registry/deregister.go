@@ -90,14 +90,15 @@ var resumeOutcomes = enum{"ResumeOutcome", 1, []string{"resumed", "not_registere
 // that is absent or already expired gets DeregisterNotRegistered and
 // nothing is written. Worker.Stop calls it.
 func (r *Registry) DeregisterWorker(ctx context.Context, args DeregisterWorkerArgs) (DeregisterOutcome, error) {
+	ctx, c := r.begin(ctx, opDeregisterWorker)
 	if err := r.check(); err != nil {
-		return 0, opError(ctx, "deregister worker", err)
+		return 0, c.end(ctx, opError(ctx, "deregister worker", err))
 	}
 	outcome, err := r.deregisterWorker(ctx, args)
 	if err != nil {
-		return 0, opError(ctx, "deregister worker", err)
+		return 0, c.end(ctx, opError(ctx, "deregister worker", err))
 	}
-	return outcome, nil
+	return outcome, c.end(ctx, nil)
 }
 
 func (r *Registry) deregisterWorker(ctx context.Context, args DeregisterWorkerArgs) (DeregisterOutcome, error) {
@@ -117,14 +118,15 @@ func (r *Registry) deregisterWorker(ctx context.Context, args DeregisterWorkerAr
 // pending, as RequestDrain records every request. A registration that is
 // absent or expired gets ResumeNotRegistered and nothing is written.
 func (r *Registry) ResumeWorker(ctx context.Context, args ResumeWorkerArgs) (ResumeOutcome, error) {
+	ctx, c := r.begin(ctx, opResumeWorker)
 	if err := r.check(); err != nil {
-		return 0, opError(ctx, "resume worker", err)
+		return 0, c.end(ctx, opError(ctx, "resume worker", err))
 	}
 	outcome, err := r.resumeWorker(ctx, args)
 	if err != nil {
-		return 0, opError(ctx, "resume worker", err)
+		return 0, c.end(ctx, opError(ctx, "resume worker", err))
 	}
-	return outcome, nil
+	return outcome, c.end(ctx, nil)
 }
 
 func (r *Registry) resumeWorker(ctx context.Context, args ResumeWorkerArgs) (ResumeOutcome, error) {
@@ -167,14 +169,15 @@ func (r *Registry) changeLiveWorker(ctx context.Context, namespace, instanceID s
 // GetWorker returns one registration live at Now, and false when there
 // is none (absent, or expired and not yet swept).
 func (r *Registry) GetWorker(ctx context.Context, args GetWorkerArgs) (WorkerInfo, bool, error) {
+	ctx, c := r.begin(ctx, opGetWorker)
 	if err := r.check(); err != nil {
-		return WorkerInfo{}, false, opError(ctx, "get worker", err)
+		return WorkerInfo{}, false, c.end(ctx, opError(ctx, "get worker", err))
 	}
 	info, ok, err := r.getWorker(ctx, args)
 	if err != nil {
-		return WorkerInfo{}, false, opError(ctx, "get worker", err)
+		return WorkerInfo{}, false, c.end(ctx, opError(ctx, "get worker", err))
 	}
-	return info, ok, nil
+	return info, ok, c.end(ctx, nil)
 }
 
 func (r *Registry) getWorker(ctx context.Context, args GetWorkerArgs) (WorkerInfo, bool, error) {

@@ -20,14 +20,15 @@ type DrainArgs struct {
 // The drain_requested event carries Reason, which an operator gives to say
 // why; an empty Reason records none (NULL), as drains did before it existed.
 func (r *Registry) RequestDrain(ctx context.Context, args DrainArgs) (DrainOutcome, error) {
+	ctx, c := r.begin(ctx, opRequestDrain)
 	if err := r.check(); err != nil {
-		return 0, opError(ctx, "request drain", err)
+		return 0, c.end(ctx, opError(ctx, "request drain", err))
 	}
 	outcome, err := r.requestDrain(ctx, args)
 	if err != nil {
-		return 0, opError(ctx, "request drain", err)
+		return 0, c.end(ctx, opError(ctx, "request drain", err))
 	}
-	return outcome, nil
+	return outcome, c.end(ctx, nil)
 }
 
 func (r *Registry) requestDrain(ctx context.Context, args DrainArgs) (DrainOutcome, error) {

@@ -65,14 +65,15 @@ type WorkerEvent struct {
 // without a Namespace is invalid, since instance IDs are unique only within
 // a namespace.
 func (r *Registry) ListWorkerEvents(ctx context.Context, args ListWorkerEventsArgs) (ListWorkerEventsResult, error) {
+	ctx, c := r.begin(ctx, opListWorkerEvents)
 	if err := r.check(); err != nil {
-		return ListWorkerEventsResult{}, opError(ctx, "list worker events", err)
+		return ListWorkerEventsResult{}, c.end(ctx, opError(ctx, "list worker events", err))
 	}
 	res, err := r.listWorkerEvents(ctx, args)
 	if err != nil {
-		return ListWorkerEventsResult{}, opError(ctx, "list worker events", err)
+		return ListWorkerEventsResult{}, c.end(ctx, opError(ctx, "list worker events", err))
 	}
-	return res, nil
+	return res, c.end(ctx, nil)
 }
 
 func (r *Registry) listWorkerEvents(ctx context.Context, args ListWorkerEventsArgs) (ListWorkerEventsResult, error) {

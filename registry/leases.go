@@ -52,14 +52,15 @@ type ExpiredLease struct {
 // Pages are ordered by (expiry, partition, execution UUID bytes, attempt);
 // walking them with Next visits every such lease exactly once.
 func (r *Registry) ListExpiredLeases(ctx context.Context, args ListExpiredLeasesArgs) (ListExpiredLeasesResult, error) {
+	ctx, c := r.begin(ctx, opListExpiredLeases)
 	if err := r.check(); err != nil {
-		return ListExpiredLeasesResult{}, opError(ctx, "list expired leases", err)
+		return ListExpiredLeasesResult{}, c.end(ctx, opError(ctx, "list expired leases", err))
 	}
 	res, err := r.listExpiredLeases(ctx, args)
 	if err != nil {
-		return ListExpiredLeasesResult{}, opError(ctx, "list expired leases", err)
+		return ListExpiredLeasesResult{}, c.end(ctx, opError(ctx, "list expired leases", err))
 	}
-	return res, nil
+	return res, c.end(ctx, nil)
 }
 
 func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeasesArgs) (ListExpiredLeasesResult, error) {

@@ -4,6 +4,9 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option configures a Registry.
@@ -15,6 +18,9 @@ type config struct {
 	heartbeatEvents bool
 	eventRetention  time.Duration
 	autoMigrate     bool
+	meterProvider   metric.MeterProvider
+	tracerProvider  trace.TracerProvider
+	obs             *observer // nil without either provider
 }
 
 func newConfig(opts []Option) config {
@@ -27,6 +33,7 @@ func newConfig(opts []Option) config {
 	for _, o := range opts {
 		o(&c)
 	}
+	c.obs = newObserver(c.meterProvider, c.tracerProvider)
 	return c
 }
 
@@ -75,4 +82,34 @@ func WithEventRetention(d time.Duration) Option {
 // mistake use it. The default, true, creates and migrates.
 func WithAutoMigrate(on bool) Option {
 	return func(c *config) { c.autoMigrate = on }
+}
+
+// WithMeterProvider records the registry's metrics with mp's meter: a
+// histogram of every call's duration, workerregistry.operation.duration (in
+// seconds; attributes db.system.name, workerregistry.operation and
+// workerregistry.outcome, "ok" or "error"); the counters
+// workerregistry.registrations and workerregistry.heartbeats (by
+// workerregistry.outcome: registered or refreshed, refreshed or
+// not_registered, or error), workerregistry.sweeps,
+// workerregistry.workers.swept and workerregistry.events.pruned; and the
+// gauges workerregistry.workers.live (by workerregistry.namespace) and
+// workerregistry.leases.expired (counted up to 10000). The gauges report
+// what the last sweep counted (SweepExpiredWorkers or RunSweeper's): a
+// collection never queries the database, and a registry that never sweeps
+// reports none. With a meter provider each sweep walks the live
+// registrations, in pages of 1000, and reads up to 10000 rows of the
+// expired-lease index. The default, and a nil mp, records nothing.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) { c.meterProvider = mp }
+}
+
+// WithTracerProvider makes every call of the registry's methods a span of
+// tp's tracer, named workerregistry.<operation> (such as
+// workerregistry.heartbeat_worker), with the attributes db.system.name
+// ("sqlite" or "postgresql"), workerregistry.operation and
+// workerregistry.outcome; a failed call records its error and sets the
+// span's status to Error. Each sweep of RunSweeper is a span of its own.
+// The default, and a nil tp, traces nothing.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) { c.tracerProvider = tp }
 }

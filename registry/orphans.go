@@ -45,14 +45,15 @@ type ListOrphanedLeasesResult struct {
 // come back. A page costs one index probe per distinct holder of a held
 // lease, plus a range scan of each dead holder's leases from the cursor.
 func (r *Registry) ListOrphanedLeases(ctx context.Context, args ListOrphanedLeasesArgs) (ListOrphanedLeasesResult, error) {
+	ctx, c := r.begin(ctx, opListOrphanedLeases)
 	if err := r.check(); err != nil {
-		return ListOrphanedLeasesResult{}, opError(ctx, "list orphaned leases", err)
+		return ListOrphanedLeasesResult{}, c.end(ctx, opError(ctx, "list orphaned leases", err))
 	}
 	res, err := r.listOrphanedLeases(ctx, args)
 	if err != nil {
-		return ListOrphanedLeasesResult{}, opError(ctx, "list orphaned leases", err)
+		return ListOrphanedLeasesResult{}, c.end(ctx, opError(ctx, "list orphaned leases", err))
 	}
-	return res, nil
+	return res, c.end(ctx, nil)
 }
 
 func (r *Registry) listOrphanedLeases(ctx context.Context, args ListOrphanedLeasesArgs) (ListOrphanedLeasesResult, error) {

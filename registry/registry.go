@@ -70,6 +70,7 @@ func (r *Registry) Close() error {
 	if r == nil || r.st == nil || r.closed.Swap(true) {
 		return nil
 	}
+	r.cfg.obs.close()
 	return r.st.close()
 }
 

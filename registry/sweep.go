@@ -62,18 +62,21 @@ func (cfg SweeperConfig) resolve(defaultRetention time.Duration) (interval, rete
 // and finds expired rows through the expiry index: with nothing expired it
 // costs an index probe.
 func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (SweepReport, error) {
+	ctx, c := r.begin(ctx, opSweepExpiredWorkers)
 	if err := r.check(); err != nil {
-		return SweepReport{}, opError(ctx, "sweep expired workers", err)
+		return SweepReport{}, c.end(ctx, opError(ctx, "sweep expired workers", err))
 	}
 	rep, err := r.sweep(ctx, now, r.cfg.eventRetention)
 	if err != nil {
-		return rep, opError(ctx, "sweep expired workers", err)
+		return rep, c.end(ctx, opError(ctx, "sweep expired workers", err))
 	}
-	return rep, nil
+	return rep, c.end(ctx, nil)
 }
 
-func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Duration) (SweepReport, error) {
-	var rep SweepReport
+// sweep is one sweep: of SweepExpiredWorkers, or of RunSweeper. With a meter
+// provider it counts what it removed and refreshes the gauges.
+func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Duration) (rep SweepReport, err error) {
+	defer func() { r.countSweep(ctx, err) }()
 	nowMS, err := r.millis("now", now)
 	if err != nil {
 		return rep, err
@@ -91,6 +94,7 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 		if err != nil {
 			return rep, err
 		}
+		r.countSwept(ctx, n)
 		rep.Swept += n
 		if n < sweepBatchSize {
 			break
@@ -99,33 +103,42 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 	// Cannot overflow: nowMS is at least 0 and a retention at most ~9.2e12 ms.
 	pruned, err := r.pruneEvents(ctx, nowMS-retention.Milliseconds())
 	rep.PrunedEvents = int(pruned)
-	return rep, err
+	if err != nil {
+		return rep, err
+	}
+	if err := r.refreshGauges(ctx, nowMS); err != nil {
+		// The sweep did its work; the gauges keep the last counts.
+		r.cfg.logger.WarnContext(ctx, "worker registry gauges not refreshed", "err", err)
+	}
+	return rep, nil
 }
 
 // PruneEvents deletes the events recorded before the given time, in bounded
 // batches, and returns how many it deleted.
 func (r *Registry) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
+	ctx, c := r.begin(ctx, opPruneEvents)
 	if err := r.check(); err != nil {
-		return 0, opError(ctx, "prune events", err)
+		return 0, c.end(ctx, opError(ctx, "prune events", err))
 	}
 	if before.IsZero() {
-		return 0, fmt.Errorf("prune events: %w", invalid("before", "must be set"))
+		return 0, c.end(ctx, fmt.Errorf("prune events: %w", invalid("before", "must be set")))
 	}
 	beforeMS, err := r.millis("before", before)
 	if err != nil {
-		return 0, opError(ctx, "prune events", err)
+		return 0, c.end(ctx, opError(ctx, "prune events", err))
 	}
 	n, err := r.pruneEvents(ctx, beforeMS)
 	if err != nil {
-		return n, opError(ctx, "prune events", err)
+		return n, c.end(ctx, opError(ctx, "prune events", err))
 	}
-	return n, nil
+	return n, c.end(ctx, nil)
 }
 
 func (r *Registry) pruneEvents(ctx context.Context, beforeMS int64) (int64, error) {
 	var total int64
 	for {
 		n, err := r.st.writer().deleteEventsBefore(ctx, beforeMS, pruneBatchSize)
+		r.countPruned(ctx, n)
 		total += n
 		if err != nil || n < pruneBatchSize {
 			return total, err
@@ -135,8 +148,9 @@ func (r *Registry) pruneEvents(ctx context.Context, beforeMS int64) (int64, erro
 
 // RunSweeper sweeps at once and then every cfg.Interval until ctx is done,
 // and returns ctx's error. Each sweep takes its time from the registry's
-// clock and is logged with the registry's logger; a failed sweep is logged
-// and the next one runs as planned. A cfg out of range is rejected at once
+// clock and is logged with the registry's logger, at INFO when it removed
+// something and at DEBUG when it did not; a failed sweep is logged at
+// ERROR and the next one runs as planned. A cfg out of range is rejected at once
 // with an error matching ErrInvalidInput, before any sweep.
 func (r *Registry) RunSweeper(ctx context.Context, cfg SweeperConfig) error {
 	if err := r.check(); err != nil {
@@ -150,11 +164,18 @@ func (r *Registry) RunSweeper(ctx context.Context, cfg SweeperConfig) error {
 	defer ticker.Stop()
 	for {
 		start := time.Now()
-		rep, err := r.sweep(ctx, time.Time{}, retention)
-		if err != nil && ctx.Err() == nil {
+		sweepCtx, c := r.begin(ctx, opSweepExpiredWorkers)
+		rep, err := r.sweep(sweepCtx, time.Time{}, retention)
+		_ = c.end(sweepCtx, err)
+		switch {
+		case err != nil && ctx.Err() == nil:
 			r.cfg.logger.ErrorContext(ctx, "worker registry sweep failed", "err", err,
 				"swept", rep.Swept, "pruned_events", rep.PrunedEvents)
-		} else if err == nil {
+		case err != nil:
+		case rep.Swept == 0 && rep.PrunedEvents == 0:
+			r.cfg.logger.DebugContext(ctx, "worker registry sweep",
+				"swept", 0, "pruned_events", 0, "took", time.Since(start))
+		default:
 			r.cfg.logger.InfoContext(ctx, "worker registry sweep",
 				"swept", rep.Swept, "pruned_events", rep.PrunedEvents, "took", time.Since(start))
 		}

@@ -168,7 +168,8 @@ func TestRunSweeper(t *testing.T) {
 			now = t
 		}
 		logs := &syncBuffer{}
-		logger := slog.New(slog.NewTextHandler(logs, nil))
+		// A sweep that removes nothing logs at DEBUG.
+		logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		r, b := setup(t, registry.WithClock(clock), registry.WithLogger(logger))
 		mustRegister(t, r, registerArgs("ns", "w", t0)) // TTL 10 s
 

@@ -90,14 +90,16 @@ type WorkerInfo struct {
 // An instance live under another worker ID is rejected with
 // ErrInstanceReassigned and nothing is written.
 func (r *Registry) RegisterWorker(ctx context.Context, args RegisterWorkerArgs) (RegisterOutcome, error) {
+	ctx, c := r.begin(ctx, opRegisterWorker)
 	if err := r.check(); err != nil {
-		return 0, opError(ctx, "register worker", err)
+		return 0, c.end(ctx, opError(ctx, "register worker", err))
 	}
 	outcome, err := r.registerWorker(ctx, args)
+	r.countRegistration(ctx, outcome, err)
 	if err != nil {
-		return 0, opError(ctx, "register worker", err)
+		return 0, c.end(ctx, opError(ctx, "register worker", err))
 	}
-	return outcome, nil
+	return outcome, c.end(ctx, nil)
 }
 
 func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) (RegisterOutcome, error) {
@@ -185,14 +187,16 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 // even when that is earlier than the stored one. Heartbeat one instance
 // from one goroutine.
 func (r *Registry) HeartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs) (HeartbeatResult, error) {
+	ctx, c := r.begin(ctx, opHeartbeatWorker)
 	if err := r.check(); err != nil {
-		return HeartbeatResult{}, opError(ctx, "heartbeat worker", err)
+		return HeartbeatResult{}, c.end(ctx, opError(ctx, "heartbeat worker", err))
 	}
 	res, err := r.heartbeatWorker(ctx, args)
+	r.countHeartbeats(ctx, []HeartbeatResult{res}, 1, err)
 	if err != nil {
-		return HeartbeatResult{}, opError(ctx, "heartbeat worker", err)
+		return HeartbeatResult{}, c.end(ctx, opError(ctx, "heartbeat worker", err))
 	}
-	return res, nil
+	return res, c.end(ctx, nil)
 }
 
 func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs) (HeartbeatResult, error) {
@@ -264,14 +268,15 @@ func heartbeatResult(expiresAtMS int64, draining bool) HeartbeatResult {
 // gets MarkNotRegistered and nothing is written; the sweep records the end
 // of an expired one.
 func (r *Registry) MarkWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) (MarkDeadOutcome, error) {
+	ctx, c := r.begin(ctx, opMarkWorkerDead)
 	if err := r.check(); err != nil {
-		return 0, opError(ctx, "mark worker dead", err)
+		return 0, c.end(ctx, opError(ctx, "mark worker dead", err))
 	}
 	outcome, err := r.markWorkerDead(ctx, args)
 	if err != nil {
-		return 0, opError(ctx, "mark worker dead", err)
+		return 0, c.end(ctx, opError(ctx, "mark worker dead", err))
 	}
-	return outcome, nil
+	return outcome, c.end(ctx, nil)
 }
 
 func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) (MarkDeadOutcome, error) {
@@ -306,14 +311,15 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 // namespace then instance ID (byte order), optionally filtered by namespace,
 // lane and capability.
 func (r *Registry) ListWorkers(ctx context.Context, args ListWorkersArgs) (ListWorkersResult, error) {
+	ctx, c := r.begin(ctx, opListWorkers)
 	if err := r.check(); err != nil {
-		return ListWorkersResult{}, opError(ctx, "list workers", err)
+		return ListWorkersResult{}, c.end(ctx, opError(ctx, "list workers", err))
 	}
 	res, err := r.listWorkers(ctx, args)
 	if err != nil {
-		return ListWorkersResult{}, opError(ctx, "list workers", err)
+		return ListWorkersResult{}, c.end(ctx, opError(ctx, "list workers", err))
 	}
-	return res, nil
+	return res, c.end(ctx, nil)
 }
 
 func (r *Registry) listWorkers(ctx context.Context, args ListWorkersArgs) (ListWorkersResult, error) {
