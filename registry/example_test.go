@@ -137,3 +137,61 @@ func ExampleRegistry_ListExpiredLeases() {
 	// Output:
 	// {fp:7}:11111111-2222-3333-4444-555555555555 attempt 0 held by gpu-pool-7f3a
 }
+
+// A worker process's main needs three calls: StartWorker registers and
+// heartbeats in the background, Draining says when an operator asked it
+// to stop taking work, and Stop deregisters. Here an operator drains the
+// worker, as `registryctl workers drain` would.
+func ExampleRegistry_StartWorker() {
+	ctx := context.Background()
+	reg, err := registry.Open(ctx, ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer reg.Close()
+
+	w, err := reg.StartWorker(ctx, registry.WorkerConfig{
+		Namespace:         "prod",
+		WorkerID:          "gpu-pool",
+		WorkerInstanceID:  "gpu-pool-7f3a",
+		Lanes:             []string{"gpu"},
+		LivenessTTL:       300 * time.Millisecond,
+		HeartbeatInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Elsewhere, an operator.
+	if _, err := reg.RequestDrain(ctx, registry.DrainArgs{Namespace: "prod", WorkerInstanceID: "gpu-pool-7f3a", Reason: "host upgrade"}); err != nil {
+		log.Fatal(err)
+	}
+
+	select {
+	case <-w.Draining(): // finish the work in hand, take no more
+		fmt.Println("draining")
+	case <-w.Done():
+		log.Fatal(w.Err())
+	}
+	if err := w.Stop(ctx); err != nil {
+		log.Fatal(err)
+	}
+	events, err := reg.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "prod"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, e := range events.Events {
+		switch {
+		case e.Kind == "heartbeat":
+		case e.Reason != "":
+			fmt.Println(e.Kind, e.Reason)
+		default:
+			fmt.Println(e.Kind)
+		}
+	}
+	// Output:
+	// draining
+	// registered
+	// drain_requested host upgrade
+	// deregistered
+}

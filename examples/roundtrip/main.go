@@ -269,6 +269,7 @@ func (s *scenario) loopHeartbeat(offset time.Duration, instance string, nextExpi
 			return s.step(offset, instance+"'s loop heartbeats", "next expiry T+"+info.ExpiresAt.Sub(t0).String(), "next expiry T+"+nextExpiry.String())
 		}
 		if time.Now().After(deadline) {
+			//lint:ignore ST1005 "T+5s" is a time on the scenario's timeline, not a capitalised word.
 			return fmt.Errorf("T+%s: %s's loop has not heartbeaten (live %v)", offset, instance, ok)
 		}
 	}
