@@ -139,7 +139,7 @@ func (s postgresQueries) upsertWorker(ctx context.Context, w workerRow) error {
 		Lanes:            w.Lanes,
 		CapabilitiesCsv:  w.CapabilitiesCsv,
 		NowMs:            w.LastHeartbeatMs,
-		LivenessTtlMs:    w.LivenessTtlMs,
+		LivenessTTLMs:    w.LivenessTTLMs,
 		RegisteredAtMs:   w.RegisteredAtMs,
 		ExpiresAtMs:      w.ExpiresAtMs,
 	})

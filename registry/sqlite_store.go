@@ -108,7 +108,7 @@ func (s sqliteQueries) upsertWorker(ctx context.Context, w workerRow) error {
 		Lanes:            w.Lanes,
 		CapabilitiesCsv:  w.CapabilitiesCsv,
 		NowMs:            w.LastHeartbeatMs,
-		LivenessTtlMs:    w.LivenessTtlMs,
+		LivenessTTLMs:    w.LivenessTTLMs,
 		RegisteredAtMs:   w.RegisteredAtMs,
 	})
 }
@@ -122,7 +122,7 @@ func (s sqliteQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, n
 	if err != nil || len(rows) == 0 {
 		return heartbeatRow{}, false, err
 	}
-	return heartbeatRow{Key: k, ExpiresAtMs: expiryMS(rows[0].LastHeartbeatMs, rows[0].LivenessTtlMs), Draining: rows[0].Draining != 0}, true, nil
+	return heartbeatRow{Key: k, ExpiresAtMs: expiryMS(rows[0].LastHeartbeatMs, rows[0].LivenessTTLMs), Draining: rows[0].Draining != 0}, true, nil
 }
 
 func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
@@ -138,7 +138,7 @@ func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, ke
 	for i, row := range rows {
 		out[i] = heartbeatRow{
 			Key:         instanceKey{row.Namespace, row.WorkerInstanceID},
-			ExpiresAtMs: expiryMS(row.LastHeartbeatMs, row.LivenessTtlMs),
+			ExpiresAtMs: expiryMS(row.LastHeartbeatMs, row.LivenessTTLMs),
 			Draining:    row.Draining != 0,
 		}
 	}
@@ -268,7 +268,7 @@ func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]worker
 			Lanes:            row.Lanes,
 			CapabilitiesCsv:  row.CapabilitiesCsv,
 			LastHeartbeatMs:  row.LastHeartbeatMs,
-			LivenessTtlMs:    row.LivenessTtlMs,
+			LivenessTTLMs:    row.LivenessTTLMs,
 			RegisteredAtMs:   row.RegisteredAtMs,
 			ExpiresAtMs:      row.ExpiresAtMs,
 			Draining:         row.Draining != 0,
@@ -375,7 +375,7 @@ func (s sqliteQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS i
 		Lanes:            row.Lanes,
 		CapabilitiesCsv:  row.CapabilitiesCsv,
 		LastHeartbeatMs:  row.LastHeartbeatMs,
-		LivenessTtlMs:    row.LivenessTtlMs,
+		LivenessTTLMs:    row.LivenessTTLMs,
 		RegisteredAtMs:   row.RegisteredAtMs,
 		ExpiresAtMs:      row.ExpiresAtMs,
 		Draining:         row.Draining != 0,

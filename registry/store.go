@@ -88,7 +88,7 @@ type workerRow struct {
 	Lanes            string
 	CapabilitiesCsv  string
 	LastHeartbeatMs  int64
-	LivenessTtlMs    int64
+	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool

@@ -157,7 +157,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 			Lanes:            lanes,
 			CapabilitiesCsv:  caps,
 			LastHeartbeatMs:  now,
-			LivenessTtlMs:    ttl,
+			LivenessTTLMs:    ttl,
 			RegisteredAtMs:   registeredAt,
 			ExpiresAtMs:      now + ttl,
 		}); err != nil {
@@ -389,8 +389,8 @@ func (r *Registry) listWorkers(ctx context.Context, args ListWorkersArgs) (ListW
 // failing a whole page.
 func decodeWorker(row workerRow) (WorkerInfo, error) {
 	ttl := time.Duration(math.MaxInt64)
-	if row.LivenessTtlMs < math.MaxInt64/int64(time.Millisecond) {
-		ttl = time.Duration(max(row.LivenessTtlMs, math.MinInt64/int64(time.Millisecond))) * time.Millisecond
+	if row.LivenessTTLMs < math.MaxInt64/int64(time.Millisecond) {
+		ttl = time.Duration(max(row.LivenessTTLMs, math.MinInt64/int64(time.Millisecond))) * time.Millisecond
 	}
 	return WorkerInfo{
 		Namespace:        row.Namespace,

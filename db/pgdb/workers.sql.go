@@ -107,7 +107,7 @@ func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (F
 		&i.Lanes,
 		&i.CapabilitiesCsv,
 		&i.LastHeartbeatMs,
-		&i.LivenessTtlMs,
+		&i.LivenessTTLMs,
 		&i.RegisteredAtMs,
 		&i.ExpiresAtMs,
 		&i.Draining,
@@ -312,7 +312,7 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 			&i.Lanes,
 			&i.CapabilitiesCsv,
 			&i.LastHeartbeatMs,
-			&i.LivenessTtlMs,
+			&i.LivenessTTLMs,
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
@@ -372,7 +372,7 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 			&i.Lanes,
 			&i.CapabilitiesCsv,
 			&i.LastHeartbeatMs,
-			&i.LivenessTtlMs,
+			&i.LivenessTTLMs,
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
@@ -506,7 +506,7 @@ type UpsertWorkerParams struct {
 	Lanes            string
 	CapabilitiesCsv  string
 	NowMs            int64
-	LivenessTtlMs    int64
+	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 }
@@ -521,7 +521,7 @@ func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) erro
 		arg.Lanes,
 		arg.CapabilitiesCsv,
 		arg.NowMs,
-		arg.LivenessTtlMs,
+		arg.LivenessTTLMs,
 		arg.RegisteredAtMs,
 		arg.ExpiresAtMs,
 	)

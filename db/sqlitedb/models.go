@@ -31,7 +31,7 @@ type FfWorkerRegistry struct {
 	Lanes            string
 	CapabilitiesCsv  string
 	LastHeartbeatMs  int64
-	LivenessTtlMs    int64
+	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	Draining         int64
 }

@@ -101,7 +101,7 @@ type GetLiveWorkerRow struct {
 	Lanes            string
 	CapabilitiesCsv  string
 	LastHeartbeatMs  int64
-	LivenessTtlMs    int64
+	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         int64
@@ -117,7 +117,7 @@ func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (G
 		&i.Lanes,
 		&i.CapabilitiesCsv,
 		&i.LastHeartbeatMs,
-		&i.LivenessTtlMs,
+		&i.LivenessTTLMs,
 		&i.RegisteredAtMs,
 		&i.ExpiresAtMs,
 		&i.Draining,
@@ -175,7 +175,7 @@ type HeartbeatLiveWorkerParams struct {
 
 type HeartbeatLiveWorkerRow struct {
 	LastHeartbeatMs int64
-	LivenessTtlMs   int64
+	LivenessTTLMs   int64
 	Draining        int64
 }
 
@@ -193,7 +193,7 @@ func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWork
 	items := []HeartbeatLiveWorkerRow{}
 	for rows.Next() {
 		var i HeartbeatLiveWorkerRow
-		if err := rows.Scan(&i.LastHeartbeatMs, &i.LivenessTtlMs, &i.Draining); err != nil {
+		if err := rows.Scan(&i.LastHeartbeatMs, &i.LivenessTTLMs, &i.Draining); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -226,7 +226,7 @@ type HeartbeatLiveWorkersRow struct {
 	Namespace        string
 	WorkerInstanceID string
 	LastHeartbeatMs  int64
-	LivenessTtlMs    int64
+	LivenessTTLMs    int64
 	Draining         int64
 }
 
@@ -246,7 +246,7 @@ func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWor
 			&i.Namespace,
 			&i.WorkerInstanceID,
 			&i.LastHeartbeatMs,
-			&i.LivenessTtlMs,
+			&i.LivenessTTLMs,
 			&i.Draining,
 		); err != nil {
 			return nil, err
@@ -291,7 +291,7 @@ type ListLiveWorkersRow struct {
 	Lanes            string
 	CapabilitiesCsv  string
 	LastHeartbeatMs  int64
-	LivenessTtlMs    int64
+	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         int64
@@ -322,7 +322,7 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 			&i.Lanes,
 			&i.CapabilitiesCsv,
 			&i.LastHeartbeatMs,
-			&i.LivenessTtlMs,
+			&i.LivenessTTLMs,
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
@@ -370,7 +370,7 @@ type ListLiveWorkersInNamespaceRow struct {
 	Lanes            string
 	CapabilitiesCsv  string
 	LastHeartbeatMs  int64
-	LivenessTtlMs    int64
+	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         int64
@@ -399,7 +399,7 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 			&i.Lanes,
 			&i.CapabilitiesCsv,
 			&i.LastHeartbeatMs,
-			&i.LivenessTtlMs,
+			&i.LivenessTTLMs,
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
@@ -487,7 +487,7 @@ type UpsertWorkerParams struct {
 	Lanes            string
 	CapabilitiesCsv  string
 	NowMs            int64
-	LivenessTtlMs    int64
+	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 }
 
@@ -501,7 +501,7 @@ func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) erro
 		arg.Lanes,
 		arg.CapabilitiesCsv,
 		arg.NowMs,
-		arg.LivenessTtlMs,
+		arg.LivenessTTLMs,
 		arg.RegisteredAtMs,
 	)
 	return err
