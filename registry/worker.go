@@ -253,6 +253,9 @@ func (w *Worker) nextDelay() time.Duration {
 // for a reason to end the loop; what the next tick may cure is logged.
 func (w *Worker) beat(ctx context.Context) error {
 	hb, err := w.r.HeartbeatWorker(ctx, HeartbeatWorkerArgs{Namespace: w.args.Namespace, WorkerInstanceID: w.args.WorkerInstanceID})
+	if errors.Is(err, ErrClosed) {
+		return err // the Registry was closed under the loop: no tick can cure that
+	}
 	if err != nil {
 		w.retryLater(ctx, "heartbeat", err)
 		return nil

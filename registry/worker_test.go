@@ -408,3 +408,25 @@ func TestStartWorkerRejects(t *testing.T) {
 		equal(t, "loops of w3", loopsOf(t, workerConfig(t, "w3")), 0)
 	})
 }
+
+// TestWorkerEndsWhenRegistryCloses: a Registry closed under a running
+// worker is not a storage error that a later tick can cure: the loop ends
+// with ErrClosed and its goroutine is gone.
+func TestWorkerEndsWhenRegistryCloses(t *testing.T) {
+	eachStore(t, func(t *testing.T) {
+		r, _ := setup(t)
+		cfg := workerConfig(t, "w")
+		w, err := r.StartWorker(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the loop to end", func() bool { return closed(w.Done()) })
+		if !errors.Is(w.Err(), registry.ErrClosed) {
+			t.Errorf("Err() = %v, want ErrClosed", w.Err())
+		}
+		waitLoopGone(t, cfg)
+	})
+}
