@@ -33,7 +33,11 @@
 // Arguments are validated before anything is written. A rejected call
 // returns an error that matches ErrInvalidInput, usually a *ValidationError
 // naming the field, and changes nothing. Storage errors are wrapped with the
-// operation's name ("register worker: ...") and keep their cause.
+// operation's name ("register worker: ...") and keep their cause. A call
+// after Close fails with ErrClosed; Open with WithAutoMigrate(false) fails
+// with ErrNotMigrated on a database it would have had to create or upgrade.
+// On SQLite no call returns SQLITE_BUSY while its context lives: writes
+// wait for the lock, and the context's deadline bounds the wait.
 //
 // # FlowFabric databases
 //
