@@ -10,7 +10,7 @@ import (
 // transaction; at these sizes one stays well under 50 ms, so that writers
 // such as heartbeats never wait long behind a large sweep.
 const (
-	sweepBatchSize = 500
+	sweepBatchSize = 1000
 	pruneBatchSize = 2000
 )
 
