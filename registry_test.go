@@ -71,7 +71,7 @@ func TestEndToEnd(t *testing.T) {
 // version at a time, on a database that holds rows.
 func TestMigrationsUpDownUp(t *testing.T) {
 	ctx := context.Background()
-	sqlDB, err := registry.OpenDB(filepath.Join(t.TempDir(), "m.db"))
+	sqlDB, err := registry.OpenSQLiteDB(filepath.Join(t.TempDir(), "m.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestMigrationsUpDownUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := registry.New(sqlDB)
+	r := registry.NewSQLite(sqlDB)
 	register(t, r, "at-latest")
 	if got := listed(t, r); !slices.Equal(got, []string{"at-latest", "before-later-migrations"}) {
 		t.Fatalf("after up: %v", got)
@@ -131,7 +131,7 @@ func TestMigrationsUpDownUp(t *testing.T) {
 // same migrations as the embedded FS (and no stray Go file).
 func TestSchemaWorksWithStockGoose(t *testing.T) {
 	ctx := context.Background()
-	sqlDB, err := registry.OpenDB(filepath.Join(t.TempDir(), "stock.db"))
+	sqlDB, err := registry.OpenSQLiteDB(filepath.Join(t.TempDir(), "stock.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestSchemaWorksWithStockGoose(t *testing.T) {
 	if _, err := dirProvider.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	register(t, registry.New(sqlDB), "stock")
+	register(t, registry.NewSQLite(sqlDB), "stock")
 }
 
 func TestOpenRejectsNewerSchema(t *testing.T) {
@@ -178,7 +178,7 @@ func TestOpenRejectsNewerSchema(t *testing.T) {
 	register(t, r, "w")
 	r.Close()
 
-	sqlDB, err := registry.OpenDB(path)
+	sqlDB, err := registry.OpenSQLiteDB(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func dump(t *testing.T, sqlDB *sql.DB) string {
 // not only its rows: connecting for writes would switch it to WAL.
 func TestOpenLeavesNewerRollbackJournalFileAlone(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "newer-delete-mode.db")
-	plain, err := sql.Open(registry.DriverName, path)
+	plain, err := sql.Open(registry.SQLiteDriverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func TestHeartbeatWorkersMatchesSingleCalls(t *testing.T) {
 			short.LivenessTTL = 5 * time.Second
 			mustRegister(t, r, short)
 			mustRegister(t, r, registerArgs("other", "live-1", t0))
-			if _, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "draining", Now: t0}); err != nil {
+			if _, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "draining", Now: t0}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -57,7 +57,7 @@ const benchWorkers = 10_000
 // connection, deferred transactions (sqlx's default), WAL.
 func baselineDB(b *testing.B, path string) *sql.DB {
 	b.Helper()
-	sqlDB, err := sql.Open(registry.DriverName, "file:"+path+
+	sqlDB, err := sql.Open(registry.SQLiteDriverName, "file:"+path+
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 	if err != nil {
 		b.Fatal(err)

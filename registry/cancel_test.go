@@ -96,7 +96,7 @@ func TestCancelledWritesAreAllOrNothing(t *testing.T) {
 			{"drain", func(t *testing.T, r *registry.Registry) {
 				mustRegister(t, r, registerArgs("ns", "w", t0))
 			}, func(ctx context.Context, r *registry.Registry) error {
-				_, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0})
+				_, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0})
 				return err
 			}},
 			{"sweep of one batch", func(t *testing.T, r *registry.Registry) {

@@ -158,7 +158,7 @@ func readState(t testing.TB, sqlDB *sql.DB) ([]storedEvent, map[workerKey]stored
 // SQLite answers "ok".
 func integrityCheck(t testing.TB, path string) {
 	t.Helper()
-	sqlDB, err := sql.Open(registry.DriverName, registry.DSN(path))
+	sqlDB, err := sql.Open(registry.SQLiteDriverName, registry.SQLiteDSN(path))
 	if err != nil {
 		t.Fatal(err)
 	}

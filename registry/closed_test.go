@@ -17,7 +17,7 @@ func callEveryMethod(r *registry.Registry) map[string]error {
 	_, errs["HeartbeatWorker"] = r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0})
 	_, errs["HeartbeatWorkers"] = r.HeartbeatWorkers(ctx, []registry.HeartbeatWorkerArgs{{Namespace: "ns", WorkerInstanceID: "w", Now: t0}})
 	_, errs["MarkWorkerDead"] = r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0})
-	_, errs["RequestDrain"] = r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0})
+	_, errs["RequestDrain"] = r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0})
 	_, errs["DeregisterWorker"] = r.DeregisterWorker(ctx, registry.DeregisterWorkerArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0})
 	_, errs["ResumeWorker"] = r.ResumeWorker(ctx, registry.ResumeWorkerArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0})
 	_, _, errs["GetWorker"] = r.GetWorker(ctx, registry.GetWorkerArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0})

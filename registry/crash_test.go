@@ -201,7 +201,7 @@ func (c *crashCheck) round(kill int, rng *rand.Rand, seed uint64) {
 		t.Fatalf("kill %d: Open after the kill: %v", kill, err)
 	}
 	defer r.Close()
-	sqlDB, err := registry.OpenDB(c.path)
+	sqlDB, err := registry.OpenSQLiteDB(c.path)
 	if err != nil {
 		t.Fatal(err)
 	}

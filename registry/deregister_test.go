@@ -55,7 +55,7 @@ func TestResumeWithdrawsDrain(t *testing.T) {
 		r, b := setup(t)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "w", t0))
-		if o, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(time.Second)}); err != nil || o != registry.DrainRequested {
+		if o, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(time.Second)}); err != nil || o != registry.DrainRequested {
 			t.Fatalf("RequestDrain = %v, %v", o, err)
 		}
 		equal(t, "directive while draining", mustHeartbeat(t, r, "ns", "w", t0.Add(2*time.Second)).Directive, registry.DirectiveDrain)

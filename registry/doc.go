@@ -98,8 +98,8 @@
 // two goroutines each, keep a fourth that heartbeats every 20 ms waiting
 // about 120 ms at the 99th percentile (TestMultiProcessFairness).
 //
-// New takes a *sql.DB the caller owns and uses it for reads and writes
-// alike; build it with OpenDB, or with DSN, to get the same guarantees.
+// NewSQLite takes a *sql.DB the caller owns and uses it for reads and writes
+// alike; build it with OpenSQLiteDB, or with DSN, to get the same guarantees.
 //
 // # Postgres and concurrency
 //

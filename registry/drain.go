@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// DrainArgs are the arguments of RequestDrain.
-type DrainArgs struct {
+// RequestDrainArgs are the arguments of RequestDrain.
+type RequestDrainArgs struct {
 	Namespace        string
 	WorkerInstanceID string
 	Reason           string    // at most 256 bytes; recorded in the event, "" for none
@@ -19,7 +19,7 @@ type DrainArgs struct {
 // Requesting again records another event and changes nothing else.
 // The drain_requested event carries Reason, which an operator gives to say
 // why; an empty Reason records none (NULL), as drains did before it existed.
-func (r *Registry) RequestDrain(ctx context.Context, args DrainArgs) (DrainOutcome, error) {
+func (r *Registry) RequestDrain(ctx context.Context, args RequestDrainArgs) (DrainOutcome, error) {
 	ctx, c := r.begin(ctx, opRequestDrain)
 	if err := r.check(); err != nil {
 		return 0, c.end(ctx, opError(ctx, "request drain", err))
@@ -31,7 +31,7 @@ func (r *Registry) RequestDrain(ctx context.Context, args DrainArgs) (DrainOutco
 	return outcome, c.end(ctx, nil)
 }
 
-func (r *Registry) requestDrain(ctx context.Context, args DrainArgs) (DrainOutcome, error) {
+func (r *Registry) requestDrain(ctx context.Context, args RequestDrainArgs) (DrainOutcome, error) {
 	if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
 		return 0, err
 	}

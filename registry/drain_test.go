@@ -17,7 +17,7 @@ func TestDrain(t *testing.T) {
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		mustRegister(t, r, registerArgs("ns", "other", t0))
 
-		o, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(time.Second)})
+		o, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(time.Second)})
 		if err != nil || o != registry.DrainRequested {
 			t.Fatalf("RequestDrain = %v, %v", o, err)
 		}
@@ -40,7 +40,7 @@ func TestDrainOfAbsentOrExpiredWorker(t *testing.T) {
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		before := b.snapshot(t)
-		for _, args := range []registry.DrainArgs{
+		for _, args := range []registry.RequestDrainArgs{
 			{Namespace: "ns", WorkerInstanceID: "unknown", Now: t0},
 			{Namespace: "other", WorkerInstanceID: "w", Now: t0},
 			{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(10 * time.Second)}, // at expiry
@@ -50,7 +50,7 @@ func TestDrainOfAbsentOrExpiredWorker(t *testing.T) {
 				t.Fatalf("RequestDrain(%+v) = %v, %v; want DrainNotRegistered", args, o, err)
 			}
 		}
-		_, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: " w"})
+		_, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: " w"})
 		wantValidation(t, err, "worker_instance_id")
 		equal(t, "database", b.snapshot(t), before)
 	})
@@ -81,7 +81,7 @@ func TestDrainRecordsReason(t *testing.T) {
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		const reason = "host retired: rack 12 ✓"
-		for _, args := range []registry.DrainArgs{
+		for _, args := range []registry.RequestDrainArgs{
 			{Namespace: "ns", WorkerInstanceID: "w", Reason: reason, Now: t0.Add(time.Second)},
 			{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(2 * time.Second)},
 		} {
@@ -113,12 +113,12 @@ func TestDrainReasonValidation(t *testing.T) {
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		before := b.snapshot(t)
 		for _, reason := range []string{strings.Repeat("r", 257), "bell\a", "tab\there", "bad \xff utf-8"} {
-			_, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w", Reason: reason, Now: t0})
+			_, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w", Reason: reason, Now: t0})
 			wantValidation(t, err, "reason")
 		}
 		equal(t, "database", b.snapshot(t), before)
 		// 256 bytes is the limit, not past it.
-		if o, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w", Reason: strings.Repeat("r", 256), Now: t0}); err != nil || o != registry.DrainRequested {
+		if o, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w", Reason: strings.Repeat("r", 256), Now: t0}); err != nil || o != registry.DrainRequested {
 			t.Fatalf("RequestDrain with a 256-byte reason = %v, %v", o, err)
 		}
 	})

@@ -33,7 +33,7 @@ func (e *reassignedError) Is(target error) bool {
 }
 
 // ErrClosed is matched by the error of every call on a Registry after its
-// Close, or on a Registry that Open, New or NewPostgres did not make.
+// Close, or on a Registry that Open, NewSQLite or NewPostgres did not make.
 var ErrClosed = errors.New("registry is closed")
 
 // ErrNotMigrated reports, under WithAutoMigrate(false), a database that

@@ -107,7 +107,7 @@ func ExampleRegistry_ListExpiredLeases() {
 
 	// The engine's side: an execution running on gpu-pool-7f3a, whose lease
 	// ran out at noon.
-	engineDB, err := registry.OpenDB(path)
+	engineDB, err := registry.OpenSQLiteDB(path)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func ExampleRegistry_StartWorker() {
 	}
 
 	// Elsewhere, an operator.
-	if _, err := reg.RequestDrain(ctx, registry.DrainArgs{Namespace: "prod", WorkerInstanceID: "gpu-pool-7f3a", Reason: "host upgrade"}); err != nil {
+	if _, err := reg.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "prod", WorkerInstanceID: "gpu-pool-7f3a", Reason: "host upgrade"}); err != nil {
 		log.Fatal(err)
 	}
 

@@ -77,7 +77,7 @@ func buildFlowFabricSQLite(src string) ([]byte, error) {
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "flowfabric.db")
-	db, err := sql.Open(registry.DriverName, "file:"+path+"?_pragma=foreign_keys(1)")
+	db, err := sql.Open(registry.SQLiteDriverName, "file:"+path+"?_pragma=foreign_keys(1)")
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +146,7 @@ type engine struct {
 
 func newEngine(t testing.TB, path string) *engine {
 	t.Helper()
-	db, err := sql.Open(registry.DriverName, registry.DSN(path))
+	db, err := sql.Open(registry.SQLiteDriverName, registry.SQLiteDSN(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +445,7 @@ func TestAdoptFlowFabricSQLite(t *testing.T) {
 		!w.Workers[1].ExpiresAt.Equal(t0.Add(100*time.Second)) {
 		t.Errorf("after the engine's heartbeat of g1 at +40s, live at +90s: %+v", w.Workers)
 	}
-	if _, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "prod", WorkerInstanceID: "g1", Now: t0.Add(41 * time.Second)}); err != nil {
+	if _, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "prod", WorkerInstanceID: "g1", Now: t0.Add(41 * time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	// The engine's re-registration keeps a drain (its upsert does not know
@@ -505,7 +505,7 @@ func TestFlowFabricMigrateDownAndUp(t *testing.T) {
 	eng := newEngine(t, path)
 	eng.register("prod", "e1", "pool", "default", "", time.Minute, t0)
 	objects, names := engineObjects(t, eng.db), schemaNames(t, eng.db)
-	db, err := registry.OpenDB(path)
+	db, err := registry.OpenSQLiteDB(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,7 +581,7 @@ func TestEngineStatementsOnRegistryDatabase(t *testing.T) {
 func TestUpgradeFromVersion2(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v2.db")
-	db, err := registry.OpenDB(path)
+	db, err := registry.OpenSQLiteDB(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -626,7 +626,7 @@ func TestUpgradeFromVersion2(t *testing.T) {
 	}; !slices.Equal(got, want) {
 		t.Errorf("rows after the upgrade:\n got %q\nwant %q", got, want)
 	}
-	r := registry.New(db)
+	r := registry.NewSQLite(db)
 	hb, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: "b", Now: t0.Add(time.Second)})
 	if err != nil || hb.Directive != registry.DirectiveDrain {
 		t.Errorf("the drain did not survive the upgrade: %+v, %v", hb, err)
@@ -708,7 +708,7 @@ func mapsEqual(a, b map[string]string) bool {
 // it was.
 func TestAdoptionRefusesOtherShapes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "other.db")
-	db, err := sql.Open(registry.DriverName, path)
+	db, err := sql.Open(registry.SQLiteDriverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,7 +132,7 @@ func FuzzHeartbeatAndMarkDeadAndDrain(f *testing.F) {
 			{Namespace: ns, WorkerInstanceID: instance, Now: t0},
 		})
 		checkOutcome(t, b, before, err)
-		_, err = r.RequestDrain(ctx, registry.DrainArgs{Namespace: ns, WorkerInstanceID: instance + "-x", Now: t0})
+		_, err = r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: ns, WorkerInstanceID: instance + "-x", Now: t0})
 		checkOutcome(t, b, state(t, b), err)
 		// Mark dead an instance that is never live, so that the target
 		// keeps its fixture: a rejection must still name its field.
@@ -337,7 +337,7 @@ func FuzzTimes(f *testing.F) {
 		} else if err != nil {
 			t.Fatalf("MarkWorkerDead(now %v): %v", ts, err)
 		}
-		_, err = r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "never", Now: ts})
+		_, err = r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "never", Now: ts})
 		if !okNow {
 			wantRejected(t, err, "now")
 		} else if err != nil {

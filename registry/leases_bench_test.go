@@ -34,7 +34,7 @@ func adoptedLeaseFixture(b *testing.B, n int) (*registry.Registry, *sql.DB) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { r.Close() })
-	sqlDB, err := registry.OpenDB(path)
+	sqlDB, err := registry.OpenSQLiteDB(path)
 	if err != nil {
 		b.Fatal(err)
 	}

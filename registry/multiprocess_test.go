@@ -72,7 +72,7 @@ func TestMultiProcessNoStorageErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sqlDB, err := registry.OpenDB(path)
+			sqlDB, err := registry.OpenSQLiteDB(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -213,7 +213,7 @@ func runMultiProcess(t *testing.T, path string, n, ops int, allEvents bool, env 
 	}
 	equal(t, "final registrations listed", len(finals), n)
 
-	sqlDB, err := registry.OpenDB(path)
+	sqlDB, err := registry.OpenSQLiteDB(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +428,7 @@ func hammerStep(ctx context.Context, r *registry.Registry, rng *rand.Rand, keys 
 			c.marked++
 		}
 	case op < 70:
-		o, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: k.Namespace, WorkerInstanceID: k.Instance})
+		o, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: k.Namespace, WorkerInstanceID: k.Instance})
 		if err != nil {
 			return err
 		}

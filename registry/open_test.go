@@ -48,7 +48,7 @@ func (s fileState) equal(o fileState) bool {
 func foreignDB(t *testing.T, journalMode string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "other.db")
-	db, err := sql.Open(registry.DriverName, "file:"+path+"?_pragma=journal_mode("+journalMode+")")
+	db, err := sql.Open(registry.SQLiteDriverName, "file:"+path+"?_pragma=journal_mode("+journalMode+")")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func foreignDB(t *testing.T, journalMode string) string {
 
 func journalMode(t *testing.T, path string) string {
 	t.Helper()
-	db, err := sql.Open(registry.DriverName, "file:"+path+"?_pragma=query_only(1)")
+	db, err := sql.Open(registry.SQLiteDriverName, "file:"+path+"?_pragma=query_only(1)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestOpenWithoutAutoMigrate(t *testing.T) {
 	r.Close()
 
 	older := filepath.Join(dir, "older.db")
-	db, err := registry.OpenDB(older)
+	db, err := registry.OpenSQLiteDB(older)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestOpenWithoutAutoMigrate(t *testing.T) {
 func TestMigrateAppliesPendingInOneTransaction(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "r.db")
-	db, err := registry.OpenDB(path)
+	db, err := registry.OpenSQLiteDB(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestOpenWaitsToSwitchToWAL(t *testing.T) {
 	if got := journalMode(t, path); got != "delete" {
 		t.Fatalf("journal mode after MigrateSQLiteFile = %s, want delete", got)
 	}
-	reader, err := sql.Open(registry.DriverName, "file:"+path+"?_pragma=query_only(1)")
+	reader, err := sql.Open(registry.SQLiteDriverName, "file:"+path+"?_pragma=query_only(1)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func TestListWorkersIncludingExpired(t *testing.T) {
 		gpu := registerArgs("b", "live-gpu", now)
 		gpu.Lanes = []string{"gpu"}
 		mustRegister(t, r, gpu)
-		if o, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "a", WorkerInstanceID: "live", Now: now}); err != nil || o != registry.DrainRequested {
+		if o, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "a", WorkerInstanceID: "live", Now: now}); err != nil || o != registry.DrainRequested {
 			t.Fatalf("RequestDrain = %v, %v", o, err)
 		}
 		list := func(args registry.ListWorkersArgs) registry.ListWorkersResult {

@@ -63,7 +63,7 @@ func IsPostgresDSN(dsn string) bool {
 }
 
 // Close releases what the Registry holds and closes the databases that
-// Open opened; a database given to New or NewPostgres stays open.
+// Open opened; a database given to NewSQLite or NewPostgres stays open.
 // Calls after Close fail with an error matching ErrClosed; a second Close
 // does nothing.
 func (r *Registry) Close() error {
@@ -79,7 +79,7 @@ func (r *Registry) Close() error {
 func (r *Registry) check() error {
 	switch {
 	case r == nil || r.st == nil:
-		return fmt.Errorf("%w: a Registry comes from Open, New or NewPostgres", ErrClosed)
+		return fmt.Errorf("%w: a Registry comes from Open, NewSQLite or NewPostgres", ErrClosed)
 	case r.closed.Load():
 		return ErrClosed
 	}

@@ -62,7 +62,7 @@ func setupAt(t testing.TB, path string, opts ...registry.Option) (*registry.Regi
 	t.Helper()
 	b := &testBundle{store: storeSQLite, path: path}
 	r := b.open(t, opts...)
-	raw, err := sql.Open(registry.DriverName, registry.DSN(b.path))
+	raw, err := sql.Open(registry.SQLiteDriverName, registry.SQLiteDSN(b.path))
 	if err != nil {
 		t.Fatal(err)
 	}

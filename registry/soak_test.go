@@ -79,7 +79,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer loud.Close()
-	raw, err := registry.OpenDB(path)
+	raw, err := registry.OpenSQLiteDB(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestSoak(t *testing.T) {
 				eventCursor = page.Next
 			}
 		case k < 96:
-			_, err = w.reg.RequestDrain(ctx, registry.DrainArgs{Namespace: w.ns, WorkerInstanceID: w.id})
+			_, err = w.reg.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: w.ns, WorkerInstanceID: w.id})
 		default:
 			_, err = w.reg.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: w.ns, WorkerInstanceID: w.id, Reason: "soak"})
 		}

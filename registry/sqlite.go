@@ -20,9 +20,9 @@ import (
 	"github.com/flowfabric/workerregistry/schema"
 )
 
-// DriverName is the database/sql driver the registry uses for SQLite
+// SQLiteDriverName is the database/sql driver the registry uses for SQLite
 // (modernc.org/sqlite, pure Go).
-const DriverName = "sqlite"
+const SQLiteDriverName = "sqlite"
 
 // busyTimeoutMS bounds how long a statement of a reader, or of a
 // connection that migrates, waits for a lock before failing with
@@ -39,13 +39,13 @@ const writerBusyTimeoutMS = 5
 // memoryPath is the path that opens a private in-memory database.
 const memoryPath = ":memory:"
 
-// DSN returns the data source name that Open uses for its writer connection
-// to the database file at path. Use it with sql.Open(DriverName, DSN(path))
+// SQLiteDSN returns the data source name that Open uses for its writer connection
+// to the database file at path. Use it with sql.Open(SQLiteDriverName, SQLiteDSN(path))
 // to build a *sql.DB for New: it turns on WAL, synchronous=NORMAL, foreign
 // keys, immediate write transactions and a busy timeout of a few
 // milliseconds. The registry retries SQLITE_BUSY itself; statements of your
 // own on such a *sql.DB must expect it sooner than with SQLite's defaults.
-func DSN(path string) string {
+func SQLiteDSN(path string) string {
 	return sqliteDSNBusy(path, writerBusyTimeoutMS, "_txlock=immediate",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous(NORMAL)",
@@ -146,7 +146,7 @@ func openSQLite(ctx context.Context, path string, opts []Option) (*Registry, err
 	if err != nil {
 		return nil, err
 	}
-	reader, err := sql.Open(DriverName, readerDSN(path))
+	reader, err := sql.Open(SQLiteDriverName, readerDSN(path))
 	if err != nil {
 		writer.Close()
 		return nil, err
@@ -167,7 +167,7 @@ func openSQLite(ctx context.Context, path string, opts []Option) (*Registry, err
 // :memory: is a database of its own, so the writer's one connection serves
 // reads too.
 func openSQLiteMemory(ctx context.Context, cfg config) (*Registry, error) {
-	db, err := OpenDB(memoryPath)
+	db, err := OpenSQLiteDB(memoryPath)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,7 @@ func inspectSQLite(ctx context.Context, path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ro, err := sql.Open(DriverName, sqliteDSN(path, "_pragma=query_only(1)"))
+	ro, err := sql.Open(SQLiteDriverName, sqliteDSN(path, "_pragma=query_only(1)"))
 	if err != nil {
 		return 0, err
 	}
@@ -251,7 +251,7 @@ func createSQLiteFile(ctx context.Context, path string, version int64) ([]*goose
 		os.Remove(tmp)
 		os.Remove(tmp + "-journal")
 	}()
-	db, err := sql.Open(DriverName, sqliteDSN(tmp))
+	db, err := sql.Open(SQLiteDriverName, sqliteDSN(tmp))
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +274,7 @@ func createSQLiteFile(ctx context.Context, path string, version int64) ([]*goose
 // timeout, and the journal mode left as the file has it, so that a
 // migration that fails, or a command that only reads, never switches a
 // file to WAL. Use it with Migrate, MigrateTo, SchemaVersion and
-// NewMigrationProvider; Open and OpenDB switch a migrated file to WAL.
+// NewMigrationProvider; Open and OpenSQLiteDB switch a migrated file to WAL.
 func OpenSQLiteForMigration(path string) (*sql.DB, error) {
 	if path == "" {
 		return nil, invalid("path", "must not be empty")
@@ -284,7 +284,7 @@ func OpenSQLiteForMigration(path string) (*sql.DB, error) {
 			return nil, err
 		}
 	}
-	db, err := sql.Open(DriverName, sqliteDSN(path))
+	db, err := sql.Open(SQLiteDriverName, sqliteDSN(path))
 	if err != nil {
 		return nil, err
 	}
@@ -321,17 +321,17 @@ func notMigratedError(current, latest int64) error {
 	return fmt.Errorf("%w: database schema version %d, this library's is %d (upgrade it with 'migrate up')", ErrNotMigrated, current, latest)
 }
 
-// OpenDB opens the SQLite database at path for writing, as Open does for its
+// OpenSQLiteDB opens the SQLite database at path for writing, as Open does for its
 // writer, without migrating it: one connection, immediate transactions, the
-// pragmas of DSN, and a new file created with mode 0600. It checks that the
+// pragmas of SQLiteDSN, and a new file created with mode 0600. It checks that the
 // file is a usable database before returning. Use it with New or Migrate.
-func OpenDB(path string) (*sql.DB, error) {
+func OpenSQLiteDB(path string) (*sql.DB, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	return openWriter(ctx, path)
 }
 
-// openWriter is OpenDB retrying the switch to WAL while ctx lives (for at
+// openWriter is OpenSQLiteDB retrying the switch to WAL while ctx lives (for at
 // most maxWALSwitchWait when ctx has no deadline).
 func openWriter(ctx context.Context, path string) (*sql.DB, error) {
 	if path == "" {
@@ -342,7 +342,7 @@ func openWriter(ctx context.Context, path string) (*sql.DB, error) {
 			return nil, err
 		}
 	}
-	sqlDB, err := sql.Open(DriverName, DSN(path))
+	sqlDB, err := sql.Open(SQLiteDriverName, SQLiteDSN(path))
 	if err != nil {
 		return nil, err
 	}
@@ -378,21 +378,21 @@ func openWriter(ctx context.Context, path string) (*sql.DB, error) {
 // when its context has no deadline.
 const maxWALSwitchWait = 10 * time.Second
 
-// New returns a Registry over a SQLite database the caller owns and has
+// NewSQLite returns a Registry over a SQLite database the caller owns and has
 // already migrated (see Migrate). Close does not close it. Build db with
-// OpenDB, or with sql.Open(DriverName, DSN(path)), so that write
+// OpenSQLiteDB, or with sql.Open(SQLiteDriverName, SQLiteDSN(path)), so that write
 // transactions are immediate: with SQLite's default deferred transactions,
-// concurrent writers fail with SQLITE_BUSY instead of waiting. New panics
+// concurrent writers fail with SQLITE_BUSY instead of waiting. NewSQLite panics
 // when db is a Postgres database: use NewPostgres.
 //
-// New prepares its statements on db. If that fails, because db is not
+// NewSQLite prepares its statements on db. If that fails, because db is not
 // migrated yet for instance, the Registry runs them unprepared: slower, but
 // correct once the schema is in place.
-func New(db *sql.DB, opts ...Option) *Registry {
+func NewSQLite(db *sql.DB, opts ...Option) *Registry {
 	if isPostgresDB(db) {
 		// SQLite's statements would fail one by one on the first call
 		// instead; say what is wrong where it happens.
-		panic("registry.New: db uses pgx's driver; use NewPostgres with a pgxpool.Pool")
+		panic("registry.NewSQLite: db uses pgx's driver; use NewPostgres with a pgxpool.Pool")
 	}
 	cfg := newConfig(opts)
 	st, err := newSQLiteStore(context.Background(), db, db)

@@ -407,7 +407,7 @@ func (s *stressRun) step(ctx context.Context, rng *rand.Rand, g, i int, obs *str
 		}
 	case op < 62:
 		k := s.randomKey(rng)
-		o, err := s.r.RequestDrain(ctx, registry.DrainArgs{Namespace: k.Namespace, WorkerInstanceID: k.Instance})
+		o, err := s.r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: k.Namespace, WorkerInstanceID: k.Instance})
 		switch {
 		case err != nil:
 			return err

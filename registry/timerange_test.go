@@ -79,7 +79,7 @@ func TestTimesOutOfRangeAreRejected(t *testing.T) {
 		}
 		drain := func(now time.Time) func() error {
 			return func() error {
-				_, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "i", Now: now})
+				_, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "i", Now: now})
 				return err
 			}
 		}
@@ -194,7 +194,7 @@ func TestTimesAtTheirEdgesAreAccepted(t *testing.T) {
 			t.Fatal(err)
 		}
 		equal(t, "batch at the last time", res[0].NextExpiry, lastNow.Add(24*time.Hour))
-		if o, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "last", Now: lastNow}); err != nil || o != registry.DrainRequested {
+		if o, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "last", Now: lastNow}); err != nil || o != registry.DrainRequested {
 			t.Fatalf("drain at the last time = %v, %v", o, err)
 		}
 		workers := mustList(t, r, registry.ListWorkersArgs{Now: lastNow}).Workers
@@ -361,7 +361,7 @@ func TestClockReadAgainOutOfRange(t *testing.T) {
 			calls.Store(0)
 			mustHeartbeat(t, r, "ns", "i", time.Time{})
 			calls.Store(0)
-			if _, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "i"}); err != nil {
+			if _, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "i"}); err != nil {
 				t.Fatal(err)
 			}
 			var heartbeatMS, expiresMS int64

@@ -55,7 +55,7 @@ func TestWALBoundedByEachWrite(t *testing.T) {
 			return registerAt(ctx, r, fmt.Sprint("w", i%workers), now)
 		}},
 		{"drains", nil, func(r *registry.Registry, i int, now time.Time) error {
-			_, err := r.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: fmt.Sprint("w", i%workers), Now: now})
+			_, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: fmt.Sprint("w", i%workers), Now: now})
 			return err
 		}},
 	}
@@ -115,7 +115,7 @@ func TestWALShrinksAfterBurst(t *testing.T) {
 			}
 		}
 	}
-	reader, err := sql.Open(registry.DriverName, "file:"+path+"?_pragma=query_only(1)") // deferred transactions
+	reader, err := sql.Open(registry.SQLiteDriverName, "file:"+path+"?_pragma=query_only(1)") // deferred transactions
 	if err != nil {
 		t.Fatal(err)
 	}

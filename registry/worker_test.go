@@ -150,7 +150,7 @@ func TestWorkerDrainReachesDraining(t *testing.T) {
 		cfg.HeartbeatInterval = 200 * time.Millisecond
 		id := cfg.WorkerInstanceID
 		w := startWorker(t, r, cfg)
-		if o, err := r.RequestDrain(context.Background(), registry.DrainArgs{Namespace: "ns", WorkerInstanceID: id}); err != nil || o != registry.DrainRequested {
+		if o, err := r.RequestDrain(context.Background(), registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: id}); err != nil || o != registry.DrainRequested {
 			t.Fatalf("RequestDrain = %v, %v", o, err)
 		}
 		select {
@@ -179,7 +179,7 @@ func TestWorkerDrainReachesDraining(t *testing.T) {
 		cfg2 := workerConfig(t, "w2")
 		w2 := startWorker(t, r2, cfg2)
 		ctx := context.Background()
-		r2.RequestDrain(ctx, registry.DrainArgs{Namespace: "ns", WorkerInstanceID: cfg2.WorkerInstanceID})
+		r2.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: cfg2.WorkerInstanceID})
 		<-w2.Draining()
 		if o, err := r2.ResumeWorker(ctx, registry.ResumeWorkerArgs{Namespace: "ns", WorkerInstanceID: cfg2.WorkerInstanceID}); err != nil || o != registry.Resumed {
 			t.Fatalf("ResumeWorker = %v, %v", o, err)
@@ -328,11 +328,11 @@ func TestWorkerSurvivesStorageErrors(t *testing.T) {
 			}
 			r, closeDB = registry.NewPostgres(pool, opts...), pool.Close
 		} else {
-			db, err := registry.OpenDB(b.path)
+			db, err := registry.OpenSQLiteDB(b.path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, closeDB = registry.New(db, opts...), func() { db.Close() }
+			r, closeDB = registry.NewSQLite(db, opts...), func() { db.Close() }
 		}
 		cfg := workerConfig(t, "w")
 		w, err := r.StartWorker(context.Background(), cfg)

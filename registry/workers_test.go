@@ -539,7 +539,7 @@ func TestNewRefusesPostgres(t *testing.T) {
 			t.Fatalf("recover() = %v, want a panic pointing to NewPostgres", p)
 		}
 	}()
-	registry.New(sqlDB)
+	registry.NewSQLite(sqlDB)
 }
 
 // TestClockIsReadAfterWaitingForWriters registers with a zero Now while

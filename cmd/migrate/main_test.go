@@ -173,7 +173,7 @@ func TestFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	newer := filepath.Join(dir, "newer.db")
-	sqlDB, err := registry.OpenDB(newer)
+	sqlDB, err := registry.OpenSQLiteDB(newer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestFailedUpLeavesFileUnchanged(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "other.db")
-	db, err := sql.Open(registry.DriverName, path)
+	db, err := sql.Open(registry.SQLiteDriverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func TestFlowFabricUpDownUp(t *testing.T) {
 	slices.Sort(files)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "flowfabric.db")
-	db, err := sql.Open(registry.DriverName, path)
+	db, err := sql.Open(registry.SQLiteDriverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}

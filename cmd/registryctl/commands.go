@@ -450,7 +450,7 @@ func (s sinceValue) from(now time.Time) time.Time {
 }
 
 func workersDrain(flags *flag.FlagSet) runFunc {
-	var args registry.DrainArgs
+	var args registry.RequestDrainArgs
 	flags.StringVar(&args.Namespace, "namespace", "", "namespace `NS` of the worker (required)")
 	flags.StringVar(&args.WorkerInstanceID, "instance", "", "worker instance `ID` (required)")
 	flags.StringVar(&args.Reason, "reason", "", "`TEXT` recorded in the drain_requested event (at most 256 bytes)")

@@ -119,7 +119,7 @@ func TestWorkersEventsFollow(t *testing.T) {
 		reg := openTestRegistry(t, path)
 		live(t, reg, "ns", "w1")
 		live(t, reg, "other", "w2")
-		if o, err := reg.RequestDrain(context.Background(), registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w1", Reason: "follow me"}); err != nil || o != registry.DrainRequested {
+		if o, err := reg.RequestDrain(context.Background(), registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w1", Reason: "follow me"}); err != nil || o != registry.DrainRequested {
 			t.Fatalf("RequestDrain = %v, %v", o, err)
 		}
 		f.waitFor(t, "the drain", func(line string) bool { return strings.Contains(line, "drain_requested") })

@@ -92,7 +92,7 @@ func ctlAt(t *testing.T, path string, now time.Time, code int, args ...string) r
 func newDB(t *testing.T, seed func(reg *registry.Registry, sqlDB *sql.DB)) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "registry.db")
-	driver, dsn := registry.DriverName, registry.DSN(path)
+	driver, dsn := registry.SQLiteDriverName, registry.SQLiteDSN(path)
 	if strings.HasSuffix(t.Name(), "/postgres") {
 		path = registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
 		driver, dsn = "pgx", path
@@ -381,7 +381,7 @@ func TestWorkersListAll(t *testing.T) {
 			register(t, reg, "ns", "gone", "pool", []string{"default"}, nil, 30*time.Second, t0)
 			register(t, reg, "ns", "live", "pool", []string{"default"}, nil, time.Hour, t0)
 			register(t, reg, "ns", "quiet", "pool", []string{"default"}, nil, 10*time.Second, t0.Add(40*time.Second))
-			if _, err := reg.RequestDrain(context.Background(), registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "live", Now: t0}); err != nil {
+			if _, err := reg.RequestDrain(context.Background(), registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "live", Now: t0}); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -1236,7 +1236,7 @@ func TestNeverCreatesOrUpgrades(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	foreign := filepath.Join(dir, "other.db")
-	db, err := sql.Open(registry.DriverName, foreign)
+	db, err := sql.Open(registry.SQLiteDriverName, foreign)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func TestStats(t *testing.T) {
 			register(t, reg, "alpha", "a-2", "pool", []string{"default"}, nil, time.Hour, t0)
 			register(t, reg, "alpha", "a-gone", "pool", []string{"default"}, nil, 10*time.Second, t0) // expired, not swept
 			register(t, reg, "beta", "b-1", "pool", []string{"gpu"}, nil, time.Hour, t0)
-			if _, err := reg.RequestDrain(context.Background(), registry.DrainArgs{Namespace: "alpha", WorkerInstanceID: "a-1", Now: t0}); err != nil {
+			if _, err := reg.RequestDrain(context.Background(), registry.RequestDrainArgs{Namespace: "alpha", WorkerInstanceID: "a-1", Now: t0}); err != nil {
 				t.Fatal(err)
 			}
 			registrytest.InsertLeases(t, sqlDB,

@@ -30,7 +30,7 @@ func TestWorkersTableGolden(t *testing.T) {
 			if _, err := reg.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "prod", WorkerInstanceID: "gpu-pool-1-8c21", Now: t0.Add(-2 * time.Second)}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := reg.RequestDrain(ctx, registry.DrainArgs{Namespace: "prod", WorkerInstanceID: "gpu-pool-1-8c21", Reason: "retire", Now: t0}); err != nil {
+			if _, err := reg.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "prod", WorkerInstanceID: "gpu-pool-1-8c21", Reason: "retire", Now: t0}); err != nil {
 				t.Fatal(err)
 			}
 			register(t, reg, "prod", "cpu-7", "cpu", []string{"default"}, nil, 10*time.Second, t0.Add(-20*time.Second))

@@ -18,7 +18,7 @@ func TestWorkersGetAndResume(t *testing.T) {
 		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
 			register(t, reg, "ns", "w1", "gpu-pool", []string{"gpu", "default"}, []string{"cuda"}, 30*time.Second, t0)
 			register(t, reg, "ns", "idle", "gpu-pool", []string{"default"}, nil, 30*time.Second, t0)
-			if _, err := reg.RequestDrain(context.Background(), registry.DrainArgs{Namespace: "ns", WorkerInstanceID: "w1", Now: t0}); err != nil {
+			if _, err := reg.RequestDrain(context.Background(), registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w1", Now: t0}); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -326,7 +326,7 @@ func (s *scenario) engineDB(path string) (*sql.DB, error) {
 	if registry.IsPostgresDSN(path) {
 		return sql.Open("pgx", path)
 	}
-	return registry.OpenDB(path)
+	return registry.OpenSQLiteDB(path)
 }
 
 // writeLeases plays the engine, which owns executions and attempts and

@@ -61,7 +61,7 @@ func Open(tb testing.TB, opts ...registry.Option) (*registry.Registry, *sql.DB) 
 		tb.Fatalf("registrytest: %v", err)
 	}
 	tb.Cleanup(func() { r.Close() })
-	sqlDB, err := registry.OpenDB(path)
+	sqlDB, err := registry.OpenSQLiteDB(path)
 	if err != nil {
 		tb.Fatalf("registrytest: %v", err)
 	}
