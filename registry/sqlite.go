@@ -202,12 +202,7 @@ func inspectSQLite(ctx context.Context, path string) (int64, error) {
 		return 0, err
 	}
 	defer ro.Close()
-	var current int64
-	err = ro.QueryRowContext(ctx, `SELECT coalesce((SELECT max(version_id) FROM `+VersionTable+`), 0)`).Scan(&current)
-	if err != nil && strings.Contains(err.Error(), "no such table") {
-		return 0, nil // a SQLite database this library has not migrated yet
-	}
-	return current, err
+	return SchemaVersion(ctx, ro)
 }
 
 // MigrateSQLiteFile migrates the SQLite file at path up to and including
