@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -19,9 +20,9 @@ import (
 
 // sqliteMigration is one embedded goose migration of the SQLite store.
 type sqliteMigration struct {
-	version  int64
-	name     string // file name, for messages and goose results
-	up, down string // the SQL of each direction, run as one script each
+	version int64
+	name    string // file name, for messages and goose results
+	up      string // the Up section's SQL, run as one script; down goes through goose
 }
 
 // sqliteMigrations reads the embedded SQLite migrations in version order.
@@ -40,51 +41,48 @@ func sqliteMigrations(fsys fs.FS) ([]sqliteMigration, error) {
 		if err != nil {
 			return nil, err
 		}
-		up, down, err := splitGooseSQL(string(text))
+		up, err := gooseUpSection(string(text))
 		if err != nil {
 			return nil, fmt.Errorf("migration %s: %w", name, err)
 		}
-		out = append(out, sqliteMigration{version: v, name: name, up: up, down: down})
+		out = append(out, sqliteMigration{version: v, name: name, up: up})
 	}
-	slices.SortFunc(out, func(a, b sqliteMigration) int { return int(a.version - b.version) })
+	slices.SortFunc(out, func(a, b sqliteMigration) int { return cmp.Compare(a.version, b.version) })
 	return out, nil
 }
 
-// splitGooseSQL splits a goose SQL file into the text of its Up and Down
-// sections. SQLite runs a section as one script, so statements need not be
+// gooseUpSection returns the text of a goose SQL file's Up section. SQLite runs a section as one script, so statements need not be
 // split; the annotations that would change how goose runs a file (no
 // transaction, environment substitution) are refused, since the runner
 // applies every pending file in one transaction.
-func splitGooseSQL(text string) (up, down string, err error) {
-	var section *strings.Builder
-	var u, d strings.Builder
+func gooseUpSection(text string) (string, error) {
+	var up strings.Builder
+	inUp := false
 	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		line := sc.Text()
 		if ann, ok := strings.CutPrefix(strings.TrimSpace(line), "-- +goose "); ok {
 			switch ann = strings.TrimSpace(ann); {
-			case strings.EqualFold(ann, "Up"):
-				section = &u
-			case strings.EqualFold(ann, "Down"):
-				section = &d
+			case strings.EqualFold(ann, "Up"), strings.EqualFold(ann, "Down"):
+				inUp = strings.EqualFold(ann, "Up")
 			case strings.EqualFold(ann, "StatementBegin"), strings.EqualFold(ann, "StatementEnd"):
 			default:
-				return "", "", fmt.Errorf("annotation %q is not supported by the SQLite runner", ann)
+				return "", fmt.Errorf("annotation %q is not supported by the SQLite runner", ann)
 			}
 			continue
 		}
-		if section != nil {
-			section.WriteString(line)
-			section.WriteByte('\n')
+		if inUp {
+			up.WriteString(line)
+			up.WriteByte('\n')
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return "", "", err
+		return "", err
 	}
-	if u.Len() == 0 {
-		return "", "", errors.New("no -- +goose Up section")
+	if up.Len() == 0 {
+		return "", errors.New("no -- +goose Up section")
 	}
-	return u.String(), d.String(), nil
+	return up.String(), nil
 }
 
 // migrateSQLite applies the pending SQLite migrations up to target (all of

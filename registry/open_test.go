@@ -259,3 +259,45 @@ func TestOpenWaitsToSwitchToWAL(t *testing.T) {
 		t.Errorf("journal mode after Open = %s, want wal", got)
 	}
 }
+
+// TestRunnerMatchesGoose: the registry's own SQLite runner, which applies
+// the goose files' Up sections in one transaction, builds the same schema
+// and version history as goose does running them file by file.
+func TestRunnerMatchesGoose(t *testing.T) {
+	ctx := context.Background()
+	schemaOf := func(db *sql.DB) string {
+		var s string
+		if err := db.QueryRow(`SELECT group_concat(type || ' ' || name || ' ' || coalesce(sql, ''), char(10))
+			FROM (SELECT * FROM sqlite_master ORDER BY name)`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		var versions string
+		if err := db.QueryRow(`SELECT group_concat(version_id || ':' || is_applied, ',') FROM (SELECT * FROM ` + registry.VersionTable + ` ORDER BY id)`).Scan(&versions); err != nil {
+			t.Fatal(err)
+		}
+		return s + "\n" + versions
+	}
+	ours, err := registry.OpenSQLiteForMigration(filepath.Join(t.TempDir(), "ours.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ours.Close()
+	if err := registry.Migrate(ctx, ours); err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := registry.OpenSQLiteForMigration(filepath.Join(t.TempDir(), "goose.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer theirs.Close()
+	p, err := registry.NewMigrationProvider(theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := schemaOf(ours), schemaOf(theirs); a != b {
+		t.Errorf("the runner's schema:\n%s\ngoose's:\n%s", a, b)
+	}
+}
