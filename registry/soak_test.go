@@ -29,7 +29,8 @@ import (
 //
 // The README's test command runs a short soak. `make soak` runs the long one
 // (REGISTRY_SOAK_CALLS=1000000) and writes its figures to soak.md, which
-// benchreport puts in BENCHMARKS.md.
+// benchreport puts in BENCHMARKS.md. REGISTRY_SOAK_FLOWFABRIC=1 runs it on
+// a database built by FlowFabric's migrations and adopted by the registry.
 
 // soakMaxWAL is DESIGN.md's bound on the WAL at every point of a soak.
 const soakMaxWAL = 32 << 20
@@ -66,6 +67,9 @@ func TestSoak(t *testing.T) {
 	calls := soakCalls(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "soak.db")
+	if os.Getenv("REGISTRY_SOAK_FLOWFABRIC") != "" {
+		path = flowfabricSQLite(t) // FlowFabric's own database, adopted
+	}
 	var clockMS int64 = t0.UnixMilli()
 	clock := func() time.Time { return time.UnixMilli(clockMS).UTC() }
 	opts := []registry.Option{registry.WithClock(clock), registry.WithEventRetention(30 * time.Second)}
