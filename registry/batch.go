@@ -98,13 +98,9 @@ func (r *Registry) heartbeatChunk(ctx context.Context, batch []HeartbeatWorkerAr
 		seen[keys[i]] = true
 		anyClock = anyClock || args.Now.IsZero()
 	}
-	inTx := r.inTx
-	if r.cfg.heartbeatEvents {
-		inTx = r.inEventTx
-	}
 	nows := make([]int64, len(batch))
 	var took time.Duration
-	err := inTx(ctx, func(q storeWriter) error {
+	err := r.inTx(ctx, func(q storeWriter) error {
 		start := time.Now()
 		defer func() { took = time.Since(start) }()
 		// The clock can only have moved forward, so the first times lock

@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -127,30 +128,38 @@ func TestCancelledWritesAreAllOrNothing(t *testing.T) {
 				want := registryAndEvents(bw.snapshot(t))
 
 				cancelledAt := 0
-				for n := 0; ; n++ {
+				for n, done := 0, false; !done; n++ {
 					if n > 200 {
 						t.Fatal("operation never completed")
 					}
-					r, b := setup(t, registry.WithHeartbeatEvents(true))
-					if op.prepare != nil {
-						op.prepare(t, r)
+					// A subtest per run, so that its database is released
+					// (a Postgres schema goes back to the pool) before the next.
+					t.Run(fmt.Sprint("cancel after ", n), func(t *testing.T) {
+						r, b := setup(t, registry.WithHeartbeatEvents(true))
+						if op.prepare != nil {
+							op.prepare(t, r)
+						}
+						before := registryAndEvents(b.snapshot(t))
+						err := op.run(newCancelAfter(n), r)
+						after := registryAndEvents(b.snapshot(t))
+						if err == nil {
+							equal(t, "database after a completed run", after, want)
+							done = true
+							return
+						}
+						if !errors.Is(err, context.Canceled) {
+							t.Fatalf("cancelled at check %d: error %v does not match context.Canceled", n, err)
+						}
+						// A single autocommit statement may finish before the
+						// driver notices the cancellation: whole, then, not partial.
+						if !slices.Equal(after, before) && !slices.Equal(after, want) {
+							t.Fatalf("run cancelled at check %d left a partial write:\n%q\nbefore:\n%q\nwhole:\n%q", n, after, before, want)
+						}
+						cancelledAt++
+					})
+					if t.Failed() {
+						return
 					}
-					before := registryAndEvents(b.snapshot(t))
-					err := op.run(newCancelAfter(n), r)
-					after := registryAndEvents(b.snapshot(t))
-					if err == nil {
-						equal(t, "database after a completed run", after, want)
-						break
-					}
-					if !errors.Is(err, context.Canceled) {
-						t.Fatalf("cancelled at check %d: error %v does not match context.Canceled", n, err)
-					}
-					// A single autocommit statement may finish before the
-					// driver notices the cancellation: whole, then, not partial.
-					if !slices.Equal(after, before) && !slices.Equal(after, want) {
-						t.Fatalf("run cancelled at check %d left a partial write:\n%q\nbefore:\n%q\nwhole:\n%q", n, after, before, want)
-					}
-					cancelledAt++
 				}
 				if cancelledAt == 0 {
 					t.Fatal("no run was cancelled: the test proves nothing")

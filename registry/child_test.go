@@ -134,7 +134,7 @@ func readState(t testing.TB, sqlDB *sql.DB) ([]storedEvent, map[workerKey]stored
 	}
 	rows.Close()
 	rows, err = tx.QueryContext(ctx, raw.rebind(`SELECT namespace, worker_instance_id, worker_id, last_heartbeat_ms,
-		liveness_ttl_ms, registered_at_ms, expires_at_ms, draining FROM ff_worker_registry`))
+		liveness_ttl_ms, registered_at_ms, last_heartbeat_ms + liveness_ttl_ms, draining FROM ff_worker_registry`))
 	if err != nil {
 		t.Fatalf("read workers: %v", err)
 	}

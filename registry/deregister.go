@@ -153,7 +153,7 @@ func (r *Registry) changeLiveWorker(ctx context.Context, namespace, instanceID s
 		return false, err
 	}
 	live := false
-	err = r.inEventTx(ctx, func(q storeWriter) error {
+	err = r.inTx(ctx, func(q storeWriter) error {
 		now = r.lockedNow(at, now)
 		live = false // this run's, should an earlier one have failed
 		ok, err := change(q, ctx, instanceKey{namespace, instanceID}, now)

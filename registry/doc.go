@@ -114,17 +114,25 @@
 //     commits. With writers in parallel, ID 11 could commit before ID 10,
 //     and a reader paging the audit log forward from 11 would never see 10.
 //
-// So every transaction that writes events (register, mark-dead, drain, a
-// sweep batch, and heartbeats when heartbeat events are on) first takes
-// one transaction-scoped advisory lock: they commit one at a time, in ID
-// order, and the losing registration sees the winner's row. Heartbeats
-// without events, the hot path, take no such lock. A heartbeat batch locks
-// its rows in key order before it writes them, so that two batches sharing
-// workers cannot deadlock. A sweep batch selects
-// its rows FOR UPDATE SKIP LOCKED and checks the expiry again as it
-// deletes, so it never waits on a row another transaction holds, and does
-// not remove a worker that a heartbeat has just refreshed. (It does wait
-// for the audit-log lock, like every event writer.)
+// So a register first takes a transaction-scoped advisory lock on its
+// key, in a statement of its own, and the losing registration then reads
+// the winner's row. And an event's ID is its column's default, drawn under
+// one transaction-scoped advisory lock (the audit-log lock), which the
+// transaction holds from its first event until it commits: event writers,
+// the engine's own statements included, commit one at a time, in ID order.
+// Every writer takes its row locks first and the audit-log lock last, as
+// the engine's statements do, and takes no row lock after it, so the lock
+// joins no deadlock. Heartbeats without events, the hot path, take no such
+// lock. A heartbeat batch locks its rows in key order before it writes
+// them, so that two batches sharing workers cannot deadlock. A sweep batch
+// is one statement that selects its rows FOR UPDATE SKIP LOCKED and checks
+// the expiry again as it deletes, so it never waits on a row another
+// transaction holds, and does not remove a worker that a heartbeat has just
+// refreshed.
+//
+// The tables are FlowFabric's, hash-partitioned 256 ways by partition_key;
+// every statement about one worker names its partition, and the registry
+// computes it as the engine does.
 //
 // Open builds a pgx pool from the URL (pgxpool.ParseConfig's parameters,
 // such as pool_max_conns, apply), refuses a database whose encoding is not

@@ -47,7 +47,7 @@ func (r *Registry) requestDrain(ctx context.Context, args RequestDrainArgs) (Dra
 		return 0, err
 	}
 	outcome := DrainNotRegistered
-	err = r.inEventTx(ctx, func(q storeWriter) error {
+	err = r.inTx(ctx, func(q storeWriter) error {
 		now = r.lockedNow(args.Now, now)
 		outcome = DrainNotRegistered // this run's, should an earlier one have failed
 		ok, err := q.requestDrain(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)

@@ -134,9 +134,10 @@ func TestEventIDsAreNotReusedAfterPruning(t *testing.T) {
 func TestListWorkerEventsLimits(t *testing.T) {
 	eachStore(t, func(t *testing.T) {
 		r, b := setup(t)
+		col, val := b.partitionColumn("'w'")
 		if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 10001)
-		INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms)
-		SELECT 'ns', 'w', 'heartbeat', CAST(?1 AS BIGINT) + i FROM s`, t0.UnixMilli()); err != nil {
+		INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms`+col+`)
+		SELECT 'ns', 'w', 'heartbeat', CAST(?1 AS BIGINT) + i`+val+` FROM s`, t0.UnixMilli()); err != nil {
 			t.Fatal(err)
 		}
 		for _, tc := range []struct{ limit, want int }{{0, registry.DefaultLimit}, {10_000, registry.MaxLimit}, {50_000, registry.MaxLimit}} {

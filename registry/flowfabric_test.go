@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -109,11 +110,11 @@ type engineSQL struct {
 	sweep, sweepEvent                             string
 }
 
-var rustQuery = regexp.MustCompile(`(?s)sqlx::query(?:_scalar|_as)?(?:::<[^>]*>)?\(\s*"((?:[^"\\]|\\.)*)"`)
-
-func engineStatements(t testing.TB) engineSQL {
+// rustStatements reads the SQL of the sqlx queries in a Rust module, in
+// order, and fails unless there are want of them.
+func rustStatements(t testing.TB, path string, want int) []string {
 	t.Helper()
-	text, err := os.ReadFile(filepath.Join(sharedPath(t, "REGISTRY_FLOWFABRIC_SEED", "seed"), "worker_registry.rs.txt"))
+	text, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,9 +125,17 @@ func engineStatements(t testing.TB) engineSQL {
 		q := regexp.MustCompile(`\\\n\s*`).ReplaceAllString(m[1], "")
 		qs = append(qs, strings.ReplaceAll(q, `\"`, `"`))
 	}
-	if len(qs) != 11 {
-		t.Fatalf("found %d statements in the engine's module, want 11: has it changed?", len(qs))
+	if len(qs) != want {
+		t.Fatalf("found %d statements in the engine's module %s, want %d: has it changed?", len(qs), filepath.Base(path), want)
 	}
+	return qs
+}
+
+var rustQuery = regexp.MustCompile(`(?s)sqlx::query(?:_scalar|_as)?(?:::<[^>]*>)?\(\s*"((?:[^"\\]|\\.)*)"`)
+
+func engineStatements(t testing.TB) engineSQL {
+	t.Helper()
+	qs := rustStatements(t, filepath.Join(sharedPath(t, "REGISTRY_FLOWFABRIC_SEED", "seed"), "worker_registry.rs.txt"), 11)
 	return engineSQL{
 		registerSelect: qs[0], registerUpsert: qs[1], registerEvent: qs[2],
 		heartbeat: qs[3], heartbeatEvent: qs[4],
@@ -139,9 +148,15 @@ func engineStatements(t testing.TB) engineSQL {
 // engine runs the engine's statements on a database, one transaction per
 // operation as the engine does.
 type engine struct {
-	t   testing.TB
-	db  *sql.DB
+	engineConn
 	sql engineSQL
+}
+
+// engineConn runs an engine's statements, each operation in a transaction
+// of its own, failing the test on any error.
+type engineConn struct {
+	t  testing.TB
+	db *sql.DB
 }
 
 func newEngine(t testing.TB, path string) *engine {
@@ -151,10 +166,10 @@ func newEngine(t testing.TB, path string) *engine {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &engine{t: t, db: db, sql: engineStatements(t)}
+	return &engine{engineConn: engineConn{t: t, db: db}, sql: engineStatements(t)}
 }
 
-func (e *engine) tx(fn func(tx *sql.Tx)) {
+func (e engineConn) tx(fn func(tx *sql.Tx)) {
 	e.t.Helper()
 	tx, err := e.db.Begin()
 	if err != nil {
@@ -166,7 +181,7 @@ func (e *engine) tx(fn func(tx *sql.Tx)) {
 	}
 }
 
-func (e *engine) exec(tx *sql.Tx, q string, args ...any) sql.Result {
+func (e engineConn) exec(tx *sql.Tx, q string, args ...any) sql.Result {
 	e.t.Helper()
 	res, err := tx.Exec(q, args...)
 	if err != nil {
@@ -327,13 +342,19 @@ func engineObjects(t testing.TB, db *sql.DB) map[string]string {
 // sharedRows returns every row of the two shared tables, as text.
 func sharedRows(t testing.TB, db *sql.DB) []string {
 	t.Helper()
-	var out []string
-	for _, q := range []string{
+	return textRows(t, db,
 		`SELECT 'w ' || namespace || '/' || worker_instance_id || ' ' || worker_id || ' ' || lanes || ' ' || capabilities_csv || ' ' ||
 			last_heartbeat_ms || ' ' || liveness_ttl_ms || ' ' || registered_at_ms FROM ff_worker_registry ORDER BY 1`,
 		`SELECT 'e ' || rowid || ' ' || namespace || '/' || worker_instance_id || ' ' || event_kind || ' ' || event_at_ms || ' ' || coalesce(reason, '-')
-			FROM ff_worker_registry_event ORDER BY rowid`,
-	} {
+			FROM ff_worker_registry_event ORDER BY rowid`)
+}
+
+// textRows returns the rows of queries that select one text column, in
+// order.
+func textRows(t testing.TB, db *sql.DB, queries ...string) []string {
+	t.Helper()
+	var out []string
+	for _, q := range queries {
 		rows, err := db.Query(q)
 		if err != nil {
 			t.Fatal(err)
@@ -345,7 +366,9 @@ func sharedRows(t testing.TB, db *sql.DB) []string {
 			}
 			out = append(out, s)
 		}
-		rows.Close()
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return out
 }

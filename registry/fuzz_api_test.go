@@ -58,7 +58,7 @@ func state(tb testing.TB, b *testBundle) string {
 	}
 	err := b.raw.QueryRow(`SELECT
 		(SELECT count(*) FROM ff_worker_registry) || '/' ||
-		coalesce((SELECT ` + fmt.Sprintf(concat, "namespace || ':' || worker_instance_id || ':' || expires_at_ms || ':' || draining") + ` FROM ff_worker_registry), '') || '/' ||
+		coalesce((SELECT ` + fmt.Sprintf(concat, "namespace || ':' || worker_instance_id || ':' || (last_heartbeat_ms + liveness_ttl_ms) || ':' || draining") + ` FROM ff_worker_registry), '') || '/' ||
 		coalesce((SELECT max(event_id) FROM ff_worker_registry_event), 0)`).Scan(&s)
 	if err != nil {
 		tb.Fatal(err)
@@ -297,7 +297,7 @@ func FuzzTimes(f *testing.F) {
 			t.Fatalf("RegisterWorker(now %v): %v", ts, err)
 		} else {
 			var heartbeatMS, expiresMS int64
-			if err := b.raw.QueryRow(`SELECT last_heartbeat_ms, expires_at_ms FROM ff_worker_registry WHERE namespace = 'ns' AND worker_instance_id = 'fz'`).Scan(&heartbeatMS, &expiresMS); err != nil {
+			if err := b.raw.QueryRow(`SELECT last_heartbeat_ms, last_heartbeat_ms + liveness_ttl_ms FROM ff_worker_registry WHERE namespace = 'ns' AND worker_instance_id = 'fz'`).Scan(&heartbeatMS, &expiresMS); err != nil {
 				t.Fatal(err)
 			}
 			if heartbeatMS != nowMS || expiresMS != nowMS+86_400_000 {
@@ -366,7 +366,7 @@ func FuzzTimes(f *testing.F) {
 			wantRejected(t, err, "now")
 		} else if err != nil {
 			t.Fatalf("SweepExpiredWorkers(%v): %v", ts, err)
-		} else if n := countRows(t, b, `SELECT count(*) FROM ff_worker_registry WHERE expires_at_ms <= ?`, nowMS); n != 0 {
+		} else if n := countRows(t, b, `SELECT count(*) FROM ff_worker_registry WHERE last_heartbeat_ms + liveness_ttl_ms <= ?`, nowMS); n != 0 {
 			t.Fatalf("sweep at %v left %d expired rows", ts, n)
 		}
 

@@ -349,7 +349,7 @@ func setupLeases(t *testing.T) (*registry.Registry, *sql.DB) {
 }
 
 // TestPostgresExpiredLeaseQueryPlan checks on Postgres, with statistics,
-// that a page walks ff_attempt_lease_expiry_idx from the cursor and never
+// that a page walks ff_worker_registry_lease_idx from the cursor and never
 // sorts: not when a namespace filter makes the namespace index tempting,
 // not deep in the walk.
 func TestPostgresExpiredLeaseQueryPlan(t *testing.T) {
@@ -377,6 +377,8 @@ func TestPostgresExpiredLeaseQueryPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
+		// The connection goes back to a pool that later tests share.
+		defer conn.ExecContext(context.Background(), "RESET plan_cache_mode")
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			if _, err := conn.ExecContext(context.Background(), "SET plan_cache_mode = "+mode); err != nil {
 				t.Fatal(err)
@@ -393,7 +395,7 @@ func TestPostgresExpiredLeaseQueryPlan(t *testing.T) {
 				var plan string
 				values := map[string]any{
 					"namespace": tc.namespace, "as_of_ms": asOf, "after_expires_at_ms": tc.after,
-					"after_partition": -1, "after_execution_id": uuid.Nil, "row_limit": 1001,
+					"after_partition": -1, "after_execution_id": uuid.Nil, "after_attempt_index": -1, "row_limit": 1001,
 				}
 				args := make([]any, len(params))
 				for i, name := range params {
@@ -404,7 +406,7 @@ func TestPostgresExpiredLeaseQueryPlan(t *testing.T) {
 					t.Fatal(err)
 				}
 				if strings.Contains(plan, `"Node Type": "Sort"`) || strings.Contains(plan, `"Node Type": "Incremental Sort"`) ||
-					!strings.Contains(plan, `"Index Name": "ff_attempt_lease_expiry_idx"`) {
+					!strings.Contains(plan, `"Index Name": "ff_worker_registry_lease_idx"`) {
 					t.Errorf("%s, %s: the plan is not a walk of the expiry index:\n%s", mode, tc.name, plan)
 				}
 			}

@@ -179,7 +179,7 @@ func TestHeartbeatTimeIsReadAfterTheLock(t *testing.T) {
 							return
 						}
 						var lastBeat, expires int64
-						if err := b.raw.QueryRow(`SELECT last_heartbeat_ms, expires_at_ms FROM ff_worker_registry
+						if err := b.raw.QueryRow(`SELECT last_heartbeat_ms, last_heartbeat_ms + liveness_ttl_ms FROM ff_worker_registry
 							WHERE namespace = 'ns' AND worker_instance_id = 'w'`).Scan(&lastBeat, &expires); err != nil {
 							t.Fatal(err)
 						}

@@ -23,7 +23,7 @@ import (
 
 // dbSystem is the db.system.name that t's store reports.
 func dbSystem(t *testing.T) string {
-	if storeOf(t) == storePostgres {
+	if s := storeOf(t); s == storePostgres || s == storeFlowFabricPostgres {
 		return "postgresql"
 	}
 	return "sqlite"

@@ -145,15 +145,15 @@ func pgWorkerFixture(b *testing.B, n, maxConns int, opts ...registry.Option) (*r
 		b.Fatal(err)
 	}
 	for _, table := range []string{"ff_worker_registry", "ref_worker_registry"} {
-		extra, extraValues := ", expires_at_ms", ", $1::bigint + 3600000"
+		extra, extraValues, lanes := ", partition_key", ", ff_worker_registry_partition_key(id)", "'{build,default}'"
 		if table == "ref_worker_registry" {
-			extra, extraValues = "", ""
+			extra, extraValues, lanes = "", "", "'build,default'"
 		}
 		_, err := base.Exec(ctx, `INSERT INTO `+table+` (namespace, worker_instance_id, worker_id, lanes,
 				capabilities_csv, last_heartbeat_ms, liveness_ttl_ms, registered_at_ms`+extra+`)
-			SELECT 'ns', 'w' || lpad(i::text, greatest(5, length(i::text)), '0'), 'pool', 'build,default', 'cuda',
-				$1::bigint, 3600000, $1::bigint`+extraValues+`
-			FROM generate_series(0, $2::integer - 1) AS s(i)`,
+			SELECT 'ns', id, 'pool', `+lanes+`, 'cuda', $1::bigint, 3600000, $1::bigint`+extraValues+`
+			FROM generate_series(0, $2::integer - 1) AS s(i),
+			     LATERAL (SELECT 'w' || lpad(i::text, greatest(5, length(i::text)), '0') AS id) AS k`,
 			t0.UnixMilli(), n)
 		if err != nil {
 			b.Fatal(err)
@@ -164,6 +164,57 @@ func pgWorkerFixture(b *testing.B, n, maxConns int, opts ...registry.Option) (*r
 	pgSettle(b, sqlDB, "ff_worker_registry", "ref_worker_registry")
 	return r, base
 }
+
+// pgV5Fixture is pgWorkerFixture's workers in the Postgres store's tables
+// as they were at schema version 5, before they took FlowFabric's
+// partitioned shape: the baseline that the partitioned tables are measured
+// against in the same run. It returns a pool on that schema.
+func pgV5Fixture(b *testing.B, n int) *pgxpool.Pool {
+	b.Helper()
+	ctx := context.Background()
+	dsn := postgresBenchSchema(b)
+	base, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(base.Close)
+	sqlDB := stdlib.OpenDBFromPool(base)
+	defer sqlDB.Close()
+	if _, err := registry.MigrateTo(ctx, sqlDB, 5); err != nil {
+		b.Fatal(err)
+	}
+	_, err = base.Exec(ctx, `INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes,
+			capabilities_csv, last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms)
+		SELECT 'ns', 'w' || lpad(i::text, greatest(5, length(i::text)), '0'), 'pool', 'build,default', 'cuda',
+			$1::bigint, 3600000, $1::bigint, $1::bigint + 3600000
+		FROM generate_series(0, $2::integer - 1) AS s(i)`, t0.UnixMilli(), n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pgSettle(b, sqlDB, "ff_worker_registry")
+	return base
+}
+
+// The version-5 store's statements: a heartbeat with an explicit time and
+// events off (one autocommit statement), and a sweep (a transaction that
+// takes the audit-log lock and deletes a batch, then a pruning batch).
+const (
+	pgV5Heartbeat = `UPDATE ff_worker_registry
+		SET last_heartbeat_ms = $1, expires_at_ms = $1 + liveness_ttl_ms
+		WHERE namespace = $2 AND worker_instance_id = $3 AND expires_at_ms > $1
+		RETURNING expires_at_ms, draining`
+	pgV5AuditLock = `SELECT pg_advisory_xact_lock(1717657458,
+		('ff_worker_registry_event'::regclass::oid::bigint % 2147483647)::integer)`
+	pgV5SweepBatch = `DELETE FROM ff_worker_registry AS w
+		USING (SELECT old.namespace, old.worker_instance_id FROM ff_worker_registry AS old
+		       WHERE old.expires_at_ms <= $1 ORDER BY old.expires_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED) AS expired
+		WHERE w.namespace = expired.namespace AND w.worker_instance_id = expired.worker_instance_id
+		  AND w.expires_at_ms <= $1
+		RETURNING w.namespace, w.worker_instance_id`
+	pgV5Prune = `DELETE FROM ff_worker_registry_event WHERE event_id IN (
+		SELECT old.event_id FROM ff_worker_registry_event AS old
+		WHERE old.event_at_ms < $1 ORDER BY old.event_at_ms LIMIT $2)`
+)
 
 // pgSettle is settle for Postgres: VACUUM sets the visibility map and the
 // tuples' hint bits, so that the first runs do not pay for them; ANALYZE
@@ -231,6 +282,21 @@ func BenchmarkPostgresHeartbeat(b *testing.B) {
 		for b.Loop() {
 			if err := pgReferenceHeartbeat(ctx, base, instanceID(i), clock.next()); err != nil {
 				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	// The version-5 store's heartbeat, on its unpartitioned table: what
+	// registry/events=false did before FlowFabric's shape.
+	b.Run("baseline=v5", func(b *testing.B) {
+		base := pgV5Fixture(b, benchWorkers)
+		var clock clockMS
+		i := 0
+		for b.Loop() {
+			var expires int64
+			var draining bool
+			if err := base.QueryRow(ctx, pgV5Heartbeat, clock.next(), "ns", instanceID(i)).Scan(&expires, &draining); err != nil {
+				b.Fatalf("v5 heartbeat: %v", err)
 			}
 			i++
 		}
@@ -408,6 +474,32 @@ func BenchmarkPostgresSweepNothingExpired(b *testing.B) {
 			rep, err := r.SweepExpiredWorkers(context.Background(), now)
 			if err != nil || rep.Swept != 0 {
 				b.Fatalf("sweep: %+v, %v", rep, err)
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("workers=%d/baseline=v5", n), func(b *testing.B) {
+		ctx := context.Background()
+		v5 := pgV5Fixture(b, n)
+		cutoff := now.Add(-registry.DefaultEventRetention).UnixMilli()
+		for b.Loop() {
+			// The version-5 store's sweep with nothing expired: a
+			// transaction that takes the audit-log lock and finds no
+			// batch, then a pruning batch that finds nothing.
+			err := pgx.BeginFunc(ctx, v5, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, pgV5AuditLock); err != nil {
+					return err
+				}
+				tag, err := tx.Exec(ctx, pgV5SweepBatch, now.UnixMilli(), 1000)
+				if err == nil && tag.RowsAffected() != 0 {
+					err = fmt.Errorf("v5 swept %d", tag.RowsAffected())
+				}
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := v5.Exec(ctx, pgV5Prune, cutoff, 1000); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})

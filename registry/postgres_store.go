@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,10 +15,15 @@ import (
 	"github.com/flowfabric/workerregistry/db/pgdb"
 )
 
-// postgresStore runs the registry's statements on a pgx pool. Postgres has
-// row locks and many concurrent writers, so unlike SQLite nothing
-// serialises write transactions: the statements themselves carry the locks
-// (lockAuditLog, getWorker's FOR UPDATE, the sweep's SKIP LOCKED).
+// postgresStore runs the registry's statements on a pgx pool, on
+// FlowFabric's partitioned tables. Postgres has row locks and many
+// concurrent writers, so unlike SQLite nothing serialises write
+// transactions: the statements carry the locks. Every writer locks rows
+// first (getWorker's advisory lock on the key and FOR UPDATE, lockWorkers
+// in key order, the sweep's SKIP LOCKED) and takes the audit-log lock last,
+// at its first event (the event ID's column default), as the engine's own
+// statements do; so no lock order can deadlock, with each other or with
+// the engine.
 type postgresStore struct {
 	pool  *pgxpool.Pool
 	q     *pgdb.Queries
@@ -52,7 +58,7 @@ func (s *postgresStore) inTx(ctx context.Context, fn func(storeWriter) error) er
 // in a transaction every time would cost three times as much (measured).
 func (s *postgresStore) heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (heartbeatRow, bool, error) {
 	row, err := s.q.HeartbeatLiveWorkerNoWait(ctx, pgdb.HeartbeatLiveWorkerNoWaitParams{
-		NowMs: now(), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+		NowMs: now(), PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
 	})
 	switch {
 	case err == nil:
@@ -101,14 +107,10 @@ func (s *postgresStore) close() error {
 // storeWriter.
 type postgresQueries struct{ q *pgdb.Queries }
 
-func (s postgresQueries) lockAuditLog(ctx context.Context) error {
-	return s.q.LockAuditLog(ctx)
-}
-
 func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey, minNowMS int64) (map[instanceKey]bool, error) {
-	namespaces, instances := keyColumns(keys)
+	partitions, namespaces, instances := keyColumns(keys)
 	rows, err := s.q.LockWorkers(ctx, pgdb.LockWorkersParams{
-		Namespaces: namespaces, InstanceIds: instances, MinNowMs: minNowMS,
+		PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances, MinNowMs: minNowMS,
 	})
 	if err != nil {
 		return nil, err
@@ -121,7 +123,12 @@ func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey, mi
 }
 
 func (s postgresQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
-	row, err := s.q.GetWorker(ctx, pgdb.GetWorkerParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})
+	if err := s.q.LockWorkerKey(ctx, pgdb.LockWorkerKeyParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID}); err != nil {
+		return registration{}, false, err
+	}
+	row, err := s.q.GetWorker(ctx, pgdb.GetWorkerParams{
+		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return registration{}, false, nil
 	}
@@ -132,22 +139,23 @@ func (s postgresQueries) getWorker(ctx context.Context, k instanceKey) (registra
 }
 
 func (s postgresQueries) upsertWorker(ctx context.Context, w workerRow) error {
+	// Lanes are sorted and de-duplicated, as the engine stores them.
 	return s.q.UpsertWorker(ctx, pgdb.UpsertWorkerParams{
+		PartitionKey:     partitionKey(w.WorkerInstanceID),
 		Namespace:        w.Namespace,
 		WorkerInstanceID: w.WorkerInstanceID,
 		WorkerID:         w.WorkerID,
-		Lanes:            w.Lanes,
+		Lanes:            strings.Split(w.Lanes, ","),
 		CapabilitiesCsv:  w.CapabilitiesCsv,
 		NowMs:            w.LastHeartbeatMs,
 		LivenessTTLMs:    w.LivenessTTLMs,
 		RegisteredAtMs:   w.RegisteredAtMs,
-		ExpiresAtMs:      w.ExpiresAtMs,
 	})
 }
 
 func (s postgresQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
 	row, err := s.q.HeartbeatLiveWorker(ctx, pgdb.HeartbeatLiveWorkerParams{
-		NowMs: nowMS, Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+		NowMs: nowMS, PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return heartbeatRow{}, false, nil
@@ -159,9 +167,9 @@ func (s postgresQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey,
 }
 
 func (s postgresQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
-	namespaces, instances := keyColumns(keys)
+	partitions, namespaces, instances := keyColumns(keys)
 	rows, err := s.q.HeartbeatLiveWorkers(ctx, pgdb.HeartbeatLiveWorkersParams{
-		NowMs: nowMS, Namespaces: namespaces, InstanceIds: instances,
+		NowMs: nowMS, PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances,
 	})
 	if err != nil {
 		return nil, err
@@ -179,60 +187,87 @@ func (s postgresQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, 
 
 func (s postgresQueries) deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
 	n, err := s.q.DeleteLiveWorker(ctx, pgdb.DeleteLiveWorkerParams{
-		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
 	})
 	return n > 0, err
 }
 
 func (s postgresQueries) requestDrain(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
 	n, err := s.q.RequestDrain(ctx, pgdb.RequestDrainParams{
-		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
 	})
 	return n > 0, err
 }
 
 func (s postgresQueries) resumeWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
 	n, err := s.q.ResumeWorker(ctx, pgdb.ResumeWorkerParams{
-		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
 	})
 	return n > 0, err
 }
 
-func (s postgresQueries) deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) ([]instanceKey, error) {
-	rows, err := s.q.DeleteExpiredWorkers(ctx, pgdb.DeleteExpiredWorkersParams{NowMs: nowMS, BatchSize: int32(limit)})
-	if err != nil {
-		return nil, err
+// sweepExpiredWorkers is one statement, atomic without a transaction: with
+// nothing expired, one round trip.
+func (s postgresQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
+	row, err := s.q.SweepExpiredWorkers(ctx, pgdb.SweepExpiredWorkersParams{NowMs: nowMS, BatchSize: int64(limit)})
+	if err == nil && row.Recorded != row.Swept {
+		// Cannot happen: the statement moves each event to a free key.
+		err = fmt.Errorf("sweep recorded %d events for %d workers", row.Recorded, row.Swept)
 	}
-	keys := make([]instanceKey, len(rows))
-	for i, row := range rows {
-		keys[i] = instanceKey{row.Namespace, row.WorkerInstanceID}
-	}
-	return keys, nil
+	return int(row.Swept), err
 }
 
+// insertEvent records e. The engine's table keys events by (instance, time,
+// kind), so an event whose key is taken moves to the next free millisecond
+// rather than being lost; a racing insert of the same key waits for the
+// other to commit and then finds it taken.
 func (s postgresQueries) insertEvent(ctx context.Context, e eventRow) error {
-	return s.q.InsertEvent(ctx, pgdb.InsertEventParams{
-		Namespace:        e.Namespace,
-		WorkerInstanceID: e.WorkerInstanceID,
-		EventKind:        e.EventKind,
-		EventAtMs:        e.EventAtMs,
-		Reason:           e.Reason,
-	})
+	pk := partitionKey(e.WorkerInstanceID)
+	for at := e.EventAtMs; ; at++ {
+		n, err := s.q.InsertEvent(ctx, pgdb.InsertEventParams{
+			PartitionKey:     pk,
+			Namespace:        e.Namespace,
+			WorkerInstanceID: e.WorkerInstanceID,
+			EventKind:        e.EventKind,
+			EventAtMs:        at,
+			Reason:           e.Reason,
+		})
+		if err != nil || n > 0 {
+			return err
+		}
+	}
 }
 
+// insertEvents records events of one kind and time as one statement; the
+// few whose key is taken follow one by one (see insertEvent).
 func (s postgresQueries) insertEvents(ctx context.Context, kind string, atMS int64, keys []instanceKey) error {
-	namespaces, instances := keyColumns(keys)
-	return s.q.InsertEvents(ctx, pgdb.InsertEventsParams{
-		EventKind: kind, EventAtMs: atMS, Namespaces: namespaces, InstanceIds: instances,
+	partitions, namespaces, instances := keyColumns(keys)
+	rows, err := s.q.InsertEvents(ctx, pgdb.InsertEventsParams{
+		EventKind: kind, EventAtMs: atMS, PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances,
 	})
+	if err != nil || len(rows) == len(keys) {
+		return err
+	}
+	written := make(map[instanceKey]bool, len(rows))
+	for _, row := range rows {
+		written[instanceKey{row.Namespace, row.WorkerInstanceID}] = true
+	}
+	for _, k := range keys {
+		if !written[k] {
+			if err := s.insertEvent(ctx, eventRow{Namespace: k.namespace, WorkerInstanceID: k.instanceID, EventKind: kind, EventAtMs: atMS + 1}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s postgresQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {
-	return s.q.DeleteEventsBefore(ctx, pgdb.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: int32(limit)})
+	return s.q.DeleteEventsBefore(ctx, pgdb.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: int64(limit)})
 }
 
 func (s postgresQueries) listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error) {
-	var rows []pgdb.FfWorkerRegistry
+	var rows []pgdb.ListLiveWorkersRow
 	var err error
 	if q.Namespace == "" {
 		rows, err = s.q.ListLiveWorkers(ctx, pgdb.ListLiveWorkersParams{
@@ -241,24 +276,28 @@ func (s postgresQueries) listWorkers(ctx context.Context, q workerQuery) ([]work
 			NowMs:           q.NowMs,
 			Lane:            q.Lane,
 			Capability:      q.Capability,
-			RowLimit:        int32(q.RowLimit),
+			RowLimit:        int64(q.RowLimit),
 		})
 	} else {
-		rows, err = s.q.ListLiveWorkersInNamespace(ctx, pgdb.ListLiveWorkersInNamespaceParams{
+		var inNS []pgdb.ListLiveWorkersInNamespaceRow
+		inNS, err = s.q.ListLiveWorkersInNamespace(ctx, pgdb.ListLiveWorkersInNamespaceParams{
 			Namespace:       q.Namespace,
 			AfterInstanceID: q.AfterInstance,
 			NowMs:           q.NowMs,
 			Lane:            q.Lane,
 			Capability:      q.Capability,
-			RowLimit:        int32(q.RowLimit),
+			RowLimit:        int64(q.RowLimit),
 		})
+		for _, row := range inNS {
+			rows = append(rows, pgdb.ListLiveWorkersRow(row))
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	out := make([]workerRow, len(rows))
 	for i, row := range rows {
-		out[i] = workerRow(row)
+		out[i] = pgWorkerRow(row)
 	}
 	return out, nil
 }
@@ -266,7 +305,7 @@ func (s postgresQueries) listWorkers(ctx context.Context, q workerQuery) ([]work
 func (s postgresQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow, error) {
 	var rows []pgdb.FfWorkerRegistryEvent
 	var err error
-	limit := int32(q.RowLimit)
+	limit := int64(q.RowLimit)
 	switch {
 	case q.Namespace == "" && !q.NewestFirst:
 		rows, err = s.q.ListAllEventsAsc(ctx, pgdb.ListAllEventsAscParams{AfterID: q.After, RowLimit: limit})
@@ -278,28 +317,29 @@ func (s postgresQueries) listEvents(ctx context.Context, q eventQuery) ([]eventR
 		rows, err = s.q.ListEventsDesc(ctx, pgdb.ListEventsDescParams{Namespace: q.Namespace, BeforeID: q.Before, RowLimit: limit})
 	case !q.NewestFirst:
 		rows, err = s.q.ListInstanceEventsAsc(ctx, pgdb.ListInstanceEventsAscParams{
-			Namespace: q.Namespace, WorkerInstanceID: q.Instance, AfterID: q.After, RowLimit: limit})
+			PartitionKey: partitionKey(q.Instance), Namespace: q.Namespace, WorkerInstanceID: q.Instance, AfterID: q.After, RowLimit: limit})
 	default:
 		rows, err = s.q.ListInstanceEventsDesc(ctx, pgdb.ListInstanceEventsDescParams{
-			Namespace: q.Namespace, WorkerInstanceID: q.Instance, BeforeID: q.Before, RowLimit: limit})
+			PartitionKey: partitionKey(q.Instance), Namespace: q.Namespace, WorkerInstanceID: q.Instance, BeforeID: q.Before, RowLimit: limit})
 	}
 	if err != nil {
 		return nil, err
 	}
 	out := make([]eventRow, len(rows))
 	for i, row := range rows {
-		out[i] = eventRow(row)
+		out[i] = eventRow{row.EventID, row.Namespace, row.WorkerInstanceID, row.EventKind, row.EventAtMs, row.Reason}
 	}
 	return out, nil
 }
 
 func (s postgresQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([]leaseRow, error) {
 	params := pgdb.ListExpiredLeasesParams{
-		AsOfMs:           q.AsOfMs,
-		AfterExpiresAtMs: q.AfterExpiresAtMs,
-		AfterPartition:   int32(q.AfterPartition),
-		Namespace:        q.Namespace,
-		RowLimit:         int32(q.RowLimit),
+		AsOfMs:            q.AsOfMs,
+		AfterExpiresAtMs:  q.AfterExpiresAtMs,
+		AfterPartition:    int32(q.AfterPartition),
+		AfterAttemptIndex: int32(q.AfterAttemptIndex),
+		Namespace:         q.Namespace,
+		RowLimit:          int64(q.RowLimit),
 	}
 	if len(q.AfterExecutionID) > 0 {
 		id, err := uuid.FromBytes(q.AfterExecutionID)
@@ -329,7 +369,7 @@ func (s postgresQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([
 
 func (s postgresQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (workerRow, bool, error) {
 	row, err := s.q.GetLiveWorker(ctx, pgdb.GetLiveWorkerParams{
-		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return workerRow{}, false, nil
@@ -337,7 +377,7 @@ func (s postgresQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS
 	if err != nil {
 		return workerRow{}, false, err
 	}
-	return workerRow(row), true, nil
+	return pgWorkerRow(pgdb.ListLiveWorkersRow(row)), true, nil
 }
 
 func (s postgresQueries) listDeadHolders(ctx context.Context, asOfMS int64) ([]string, error) {
@@ -354,7 +394,7 @@ func (s postgresQueries) listHolderLeases(ctx context.Context, q holderLeaseQuer
 		AfterPartitions:     make([]int32, len(q.After)),
 		AfterExecutionIds:   make([]uuid.UUID, len(q.After)),
 		AfterAttemptIndexes: make([]int32, len(q.After)),
-		RowLimit:            int32(q.PerHolder),
+		RowLimit:            int64(q.PerHolder),
 	}
 	for i, after := range q.After {
 		params.AfterExpiresAtMs[i] = after.ExpiresAtMs
@@ -389,11 +429,36 @@ func (s postgresQueries) listHolderLeases(ctx context.Context, q holderLeaseQuer
 
 // keyColumns splits keys into the parallel arrays that the Postgres
 // statements unnest.
-func keyColumns(keys []instanceKey) (namespaces, instances []string) {
+func keyColumns(keys []instanceKey) (partitions []int16, namespaces, instances []string) {
+	partitions = make([]int16, len(keys))
 	namespaces = make([]string, len(keys))
 	instances = make([]string, len(keys))
 	for i, k := range keys {
-		namespaces[i], instances[i] = k.namespace, k.instanceID
+		partitions[i], namespaces[i], instances[i] = partitionKey(k.instanceID), k.namespace, k.instanceID
 	}
-	return namespaces, instances
+	return partitions, namespaces, instances
+}
+
+// partitionKey is FlowFabric's partition_key of an instance ID: FNV-1a 64
+// of its bytes, modulo 256, as the engine computes it, so that a row either
+// side writes is where the other looks for it.
+func partitionKey(instanceID string) int16 {
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for i := 0; i < len(instanceID); i++ {
+		h ^= uint64(instanceID[i])
+		h *= prime64
+	}
+	return int16(h % 256)
+}
+
+// pgWorkerRow is a registration as the store's statements return it; lanes
+// are the engine's text[], joined as on SQLite.
+func pgWorkerRow(r pgdb.ListLiveWorkersRow) workerRow {
+	return workerRow{
+		Namespace: r.Namespace, WorkerInstanceID: r.WorkerInstanceID, WorkerID: r.WorkerID,
+		Lanes: strings.Join(r.Lanes, ","), CapabilitiesCsv: r.CapabilitiesCsv,
+		LastHeartbeatMs: r.LastHeartbeatMs, LivenessTTLMs: r.LivenessTTLMs, RegisteredAtMs: r.RegisteredAtMs,
+		ExpiresAtMs: r.ExpiresAtMs, Draining: r.Draining,
+	}
 }

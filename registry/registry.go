@@ -91,17 +91,6 @@ func (r *Registry) inTx(ctx context.Context, fn func(q storeWriter) error) error
 	return r.st.inTx(ctx, fn)
 }
 
-// inEventTx is inTx for a transaction that writes events: it takes the
-// audit-log lock before anything else (see storeWriter.lockAuditLog).
-func (r *Registry) inEventTx(ctx context.Context, fn func(q storeWriter) error) error {
-	return r.st.inTx(ctx, func(q storeWriter) error {
-		if err := q.lockAuditLog(ctx); err != nil {
-			return err
-		}
-		return fn(q)
-	})
-}
-
 // Migrate brings the database to the latest schema version. The database
 // is SQLite or Postgres according to db's driver (modernc.org/sqlite, or
 // pgx's database/sql driver, github.com/jackc/pgx/v5/stdlib). It fails
@@ -117,8 +106,10 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 // and returns what it applied, in order (nothing when the database is
 // there already). On SQLite they are applied in one transaction, so a
 // failure leaves the database as it was; processes that migrate one file
-// at once wait for each other. On Postgres goose's session lock serialises
-// migrators, and each migration is a transaction of its own.
+// at once wait for each other. On Postgres each migration is a transaction
+// of its own, under an advisory lock that serialises migrators (goose's
+// commands in cmd/migrate take it too), and a FlowFabric database is
+// adopted in the transaction of the first migration that runs.
 func MigrateTo(ctx context.Context, db *sql.DB, version int64) ([]*goose.MigrationResult, error) {
 	if isPostgresDB(db) {
 		return migratePostgres(ctx, db, version)
@@ -136,33 +127,6 @@ func MigrateTo(ctx context.Context, db *sql.DB, version int64) ([]*goose.Migrati
 		case <-time.After(wait):
 		}
 	}
-}
-
-func migratePostgres(ctx context.Context, db *sql.DB, version int64) ([]*goose.MigrationResult, error) {
-	p, err := NewMigrationProvider(db)
-	if err != nil {
-		return nil, err
-	}
-	current, latest, err := p.GetVersions(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read schema version: %w", err)
-	}
-	if current > latest {
-		return nil, newerSchemaError(current, latest)
-	}
-	if current >= min(version, latest) {
-		return nil, nil
-	}
-	var res []*goose.MigrationResult
-	if version >= latest {
-		res, err = p.Up(ctx)
-	} else {
-		res, err = p.UpTo(ctx, version)
-	}
-	if err != nil {
-		return res, fmt.Errorf("migrate: %w", err)
-	}
-	return res, nil
 }
 
 // SchemaVersion returns the registry schema version of the database, 0

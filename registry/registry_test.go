@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/flowfabric/workerregistry/registry"
+	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
 // t0 is the start of every test's timeline. Tests pass times explicitly so
@@ -26,6 +29,9 @@ type testBundle struct {
 	store string // storeSQLite or storePostgres
 	path  string // the SQLite file, or the Postgres DSN with the test's schema
 	raw   rawDB  // a separate connection for inspecting rows
+	// pool, on Postgres, is the connection pool that the test's registries
+	// share, open from test to test.
+	pool *pgxpool.Pool
 }
 
 // setup opens a fresh registry on the store that eachStore chose for t
@@ -45,15 +51,16 @@ func setupStore(t testing.TB, store string, opts ...registry.Option) (*registry.
 	case storeSQLite:
 		return setupAt(t, filepath.Join(t.TempDir(), "registry.db"), opts...)
 	}
-	b := &testBundle{store: store, path: postgresSchema(t)}
-	r := b.open(t, opts...)
-	raw, err := sql.Open("pgx", b.path)
-	if err != nil {
-		t.Fatal(err)
+	// A schema and connections that earlier tests warmed up (see
+	// registrytest.PooledSchema).
+	var s registrytest.PooledSchema
+	if store == storeFlowFabricPostgres {
+		s = flowfabricPostgres(t)
+	} else {
+		s = registrytest.PooledPostgresSchema(t, registrytest.PostgresDSN(t), "registry", nil)
 	}
-	t.Cleanup(func() { raw.Close() })
-	b.raw = rawDB{DB: raw, postgres: true}
-	return r, b
+	b := &testBundle{store: storePostgres, path: s.DSN, pool: s.Pool, raw: rawDB{DB: s.DB, postgres: true}}
+	return b.open(t, opts...), b
 }
 
 // setupAt is setup on the SQLite file at path, which may hold a database
@@ -75,6 +82,15 @@ func setupAt(t testing.TB, path string, opts ...registry.Option) (*registry.Regi
 // ends.
 func (b *testBundle) open(t testing.TB, opts ...registry.Option) *registry.Registry {
 	t.Helper()
+	if b.pool != nil {
+		r := registry.NewPostgres(b.pool, opts...)
+		t.Cleanup(func() {
+			if err := r.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return r
+	}
 	r, err := registry.Open(context.Background(), b.path, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -134,12 +150,21 @@ func (d rawDB) rebind(query string) string {
 	})
 }
 
-// expiresColumn returns what an INSERT into ff_worker_registry adds for the
-// stored expiry, given its SQL expression: a column on Postgres, nothing on
-// SQLite, where the expiry is computed from the heartbeat and the TTL.
-func (b *testBundle) expiresColumn(expr string) (column, value string) {
+// lanesLiteral is the SQL literal of comma-joined lanes in the store's
+// lanes column: text on SQLite, the engine's text[] on Postgres.
+func (b *testBundle) lanesLiteral(lanes string) string {
 	if b.store == storePostgres {
-		return ", expires_at_ms", ", " + expr
+		return "'{" + lanes + "}'"
+	}
+	return "'" + lanes + "'"
+}
+
+// partitionColumn returns what an INSERT into ff_worker_registry adds for
+// the partition key, given the instance ID's SQL expression: a column on
+// Postgres, whose tables are partitioned, nothing on SQLite.
+func (b *testBundle) partitionColumn(instance string) (column, value string) {
+	if b.store == storePostgres {
+		return ", partition_key", ", ff_worker_registry_partition_key(" + instance + ")"
 	}
 	return "", ""
 }
@@ -149,10 +174,7 @@ func (b *testBundle) expiresColumn(expr string) (column, value string) {
 // SQLite, whose audit log is FlowFabric's and keyed by (instance, time,
 // kind), each one moves to the next free millisecond.
 func (b *testBundle) eventTime(ms int64, n int) int64 {
-	if b.store == storeSQLite {
-		return ms + int64(n)
-	}
-	return ms
+	return ms + int64(n)
 }
 
 // pruned is what PruneEvents reports when it finds n events to remove and
@@ -222,12 +244,25 @@ func (b *testBundle) snapshot(t testing.TB) string {
 	defer tx.Rollback()
 	tables := []string{"ff_worker_registry", "ff_worker_registry_event", registry.VersionTable, "sqlite_sequence"}
 	if b.store == storePostgres {
-		// The identity sequence stands in for sqlite_sequence.
-		tables[3] = "ff_worker_registry_event_event_id_seq"
+		// The event ID sequence stands in for sqlite_sequence.
+		tables[3] = "ff_worker_registry_event_id_seq"
 	}
 	var sb strings.Builder
 	for _, table := range tables {
-		rows, err := tx.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
+		query := "SELECT * FROM " + table + " ORDER BY 1, 2, 3"
+		switch {
+		case table == "ff_worker_registry_event" && b.store == storePostgres:
+			// Without the event ID, which a rolled-back transaction may
+			// have drawn from the sequence (the sequence's row shows
+			// that); the key orders the rows.
+			query = `SELECT partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason
+				FROM ff_worker_registry_event ORDER BY 1, 2, 3, 5, 4`
+		case table == "ff_worker_registry_event":
+			query = "SELECT * FROM ff_worker_registry_event ORDER BY 1, 2, 4, 3"
+		case table != "ff_worker_registry":
+			query = "SELECT * FROM " + table + " ORDER BY 1, 2"
+		}
+		rows, err := tx.Query(query)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -351,9 +386,10 @@ func TestConcurrentFirstOpen(t *testing.T) {
 	}
 }
 
-// holdWriteLock takes, on a connection of its own, the lock that the
-// registry's event-writing transactions wait for first: SQLite's write
-// lock, or the Postgres audit-log lock. It returns the release.
+// holdWriteLock takes, on a connection of its own, the locks that the
+// registry's writers of existing rows wait for: SQLite's write lock, or on
+// Postgres every registration's row lock and the audit-log lock. It
+// returns the release.
 func (b *testBundle) holdWriteLock(t *testing.T) (release func()) {
 	t.Helper()
 	ctx := context.Background()
@@ -366,7 +402,8 @@ func (b *testBundle) holdWriteLock(t *testing.T) (release func()) {
 		if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
 			t.Fatal(err)
 		}
-		lock = `SELECT pg_advisory_xact_lock(1717657458, ('ff_worker_registry_event'::regclass::oid::bigint % 2147483647)::integer)`
+		lock = `SELECT pg_advisory_xact_lock(1717657458, ('ff_worker_registry_event_id_seq'::regclass::oid::bigint % 2147483647)::integer),
+			(SELECT count(*) FROM (SELECT 1 FROM ff_worker_registry FOR UPDATE) AS rows)`
 	}
 	if _, err := conn.ExecContext(ctx, lock); err != nil {
 		t.Fatal(err)

@@ -83,8 +83,6 @@ func ignoreDone(err error) error {
 // storeWriter.
 type sqliteQueries struct{ q *sqlitedb.Queries }
 
-func (sqliteQueries) lockAuditLog(context.Context) error { return nil }
-
 func (sqliteQueries) lockWorkers(context.Context, []instanceKey, int64) (map[instanceKey]bool, error) {
 	return nil, nil
 }
@@ -166,16 +164,18 @@ func (s sqliteQueries) resumeWorker(ctx context.Context, k instanceKey, nowMS in
 	return n > 0, err
 }
 
-func (s sqliteQueries) deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) ([]instanceKey, error) {
+// sweepExpiredWorkers deletes a batch and records its events; q must be a
+// transaction's.
+func (s sqliteQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
 	rows, err := s.q.DeleteExpiredWorkers(ctx, sqlitedb.DeleteExpiredWorkersParams{NowMs: nowMS, BatchSize: int64(limit)})
-	if err != nil {
-		return nil, err
+	if err != nil || len(rows) == 0 {
+		return 0, err
 	}
 	keys := make([]instanceKey, len(rows))
 	for i, row := range rows {
 		keys[i] = instanceKey{row.Namespace, row.WorkerInstanceID}
 	}
-	return keys, nil
+	return len(keys), s.insertEvents(ctx, eventTTLSwept, nowMS, keys)
 }
 
 // insertEvent records e. The engine's table keys events by (namespace,

@@ -110,8 +110,7 @@ func (s *sqliteStore) write(ctx context.Context, attempt func() (held time.Durat
 
 // inTx runs fn in a transaction that the writer's DSN makes BEGIN
 // IMMEDIATE: the write lock is taken up front and waits out other writers
-// instead of failing half way. That also serialises every write, so
-// lockAuditLog has nothing to do. A transaction that fails with
+// instead of failing half way. That also serialises every write. A transaction that fails with
 // SQLITE_BUSY has written nothing, so it runs again, fn included.
 func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
 	return s.write(ctx, func() (time.Duration, error) {
@@ -181,8 +180,6 @@ func (a sqliteAutocommit) doBulk(ctx context.Context, stmt func() error) error {
 	})
 }
 
-func (sqliteAutocommit) lockAuditLog(context.Context) error { return nil }
-
 func (sqliteAutocommit) lockWorkers(context.Context, []instanceKey, int64) (map[instanceKey]bool, error) {
 	return nil, nil
 }
@@ -239,12 +236,13 @@ func (a sqliteAutocommit) resumeWorker(ctx context.Context, k instanceKey, nowMS
 	return ok, err
 }
 
-func (a sqliteAutocommit) deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) (keys []instanceKey, err error) {
-	err = a.doBulk(ctx, func() error {
-		keys, err = a.q.deleteExpiredWorkers(ctx, nowMS, limit)
+// sweepExpiredWorkers is two statements, so it is a transaction of its own.
+func (a sqliteAutocommit) sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (n int, err error) {
+	err = a.s.inTx(ctx, func(q storeWriter) error {
+		n, err = q.sweepExpiredWorkers(ctx, nowMS, limit)
 		return err
 	})
-	return keys, err
+	return n, err
 }
 
 func (a sqliteAutocommit) insertEvent(ctx context.Context, e eventRow) error {

@@ -50,21 +50,14 @@ type storeReader interface {
 }
 
 type storeWriter interface {
-	// lockAuditLog serialises the transactions that write events, so that
-	// event IDs commit in order and a reader paging the log forward misses
-	// none, and so that a register's read-then-write is atomic. Every such
-	// transaction calls it first, before any statement that takes a row
-	// lock. A store whose write transactions are already serial does
-	// nothing.
-	lockAuditLog(ctx context.Context) error
 	// lockWorkers locks the rows of keys that are live at minNowMS, in key
 	// order, so that transactions that write several rows cannot deadlock
 	// on each other, and returns the keys it locked: the transaction must
 	// write no other row. A store whose write transactions are already
 	// serial locks nothing and returns nil, which means every key.
 	lockWorkers(ctx context.Context, keys []instanceKey, minNowMS int64) (map[instanceKey]bool, error)
-	// getWorker reads a registration, live or not, and holds it against
-	// concurrent writers until the transaction ends.
+	// getWorker reads a registration, live or not, and holds it, or its
+	// absence, against concurrent writers until the transaction ends.
 	getWorker(ctx context.Context, k instanceKey) (prev registration, found bool, err error)
 	upsertWorker(ctx context.Context, w workerRow) error
 	heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error)
@@ -72,7 +65,10 @@ type storeWriter interface {
 	deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error)
 	requestDrain(ctx context.Context, k instanceKey, nowMS int64) (bool, error)
 	resumeWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error)
-	deleteExpiredWorkers(ctx context.Context, nowMS int64, limit int) ([]instanceKey, error)
+	// sweepExpiredWorkers deletes up to limit registrations expired at
+	// nowMS, oldest expiry first, each with its ttl_swept event, atomically,
+	// and returns how many. Rows that other transactions hold are skipped.
+	sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error)
 	insertEvent(ctx context.Context, e eventRow) error
 	// insertEvents records events of one kind and time, in the order of
 	// keys.

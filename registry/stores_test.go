@@ -26,12 +26,17 @@ const (
 	// the registry adopted: built by the engine's own migrations, with the
 	// engine's ff_exec_core and ff_attempt. Its bundles say storeSQLite.
 	storeFlowFabric = "flowfabric"
+	// storeFlowFabricPostgres is the Postgres store on a FlowFabric
+	// Postgres database that the registry adopted: the engine's 256-way
+	// partitioned tables and everything else its migrations make. Its
+	// bundles say storePostgres.
+	storeFlowFabricPostgres = "flowfabric-postgres"
 )
 
 // eachStore runs the stores' subtests in parallel: each has a database of
 // its own, and Postgres round trips overlap SQLite's work.
 func eachStore(t *testing.T, body func(t *testing.T)) {
-	runStores(t, body, storeSQLite, storePostgres, storeFlowFabric)
+	runStores(t, body, storeSQLite, storePostgres, storeFlowFabric, storeFlowFabricPostgres)
 }
 
 // eachEngine is eachStore for the long tests of concurrency, cancellation
@@ -40,6 +45,12 @@ func eachStore(t *testing.T, body func(t *testing.T)) {
 // the registry's own, so they run on sqlite and postgres only.
 func eachEngine(t *testing.T, body func(t *testing.T)) {
 	runStores(t, body, storeSQLite, storePostgres)
+}
+
+// eachPostgres is eachStore for tests of the Postgres store's statements:
+// on the registry's own database and on an adopted FlowFabric one.
+func eachPostgres(t *testing.T, body func(t *testing.T)) {
+	runStores(t, body, storePostgres, storeFlowFabricPostgres)
 }
 
 func runStores(t *testing.T, body func(t *testing.T), stores ...string) {
@@ -54,7 +65,7 @@ func runStores(t *testing.T, body func(t *testing.T), stores ...string) {
 // storeOf returns the store eachStore chose for t, or SQLite.
 func storeOf(t testing.TB) string {
 	parts := strings.Split(t.Name(), "/")
-	if len(parts) > 1 && (parts[1] == storePostgres || parts[1] == storeFlowFabric) {
+	if len(parts) > 1 && (parts[1] == storePostgres || parts[1] == storeFlowFabric || parts[1] == storeFlowFabricPostgres) {
 		return parts[1]
 	}
 	return storeSQLite

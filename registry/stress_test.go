@@ -271,9 +271,9 @@ func runStress(t *testing.T, seed uint64, ops int, heartbeatEvents bool) {
 		exactHeartbeat: heartbeatEvents,
 		ttl:            func(k workerKey) time.Duration { return s.ttl[k] },
 	}
-	if b.store == storeSQLite {
-		opts.shiftMS = sqliteShiftMS
-	}
+	// Both stores key events by (instance, time, kind): a second event of
+	// one kind in one millisecond moves to the next.
+	opts.shiftMS = sqliteShiftMS
 	stats := checkHistory(t, events, rows, opts)
 
 	// (c) It records exactly what the callers were told.
@@ -307,8 +307,11 @@ func runStress(t *testing.T, seed uint64, ops int, heartbeatEvents bool) {
 			}
 		}
 	}
-	equal(t, "ttl_swept events at sweep times (sum of SweepReport.Swept)", sweptBySweep, total.swept)
-	equal(t, "ttl_swept events at register times, each written with its registered", sweptByRegister, stats.replaced)
+	// Sweeps run at odd milliseconds and registers at even ones, but an
+	// event whose key was taken moved to the next millisecond, across the
+	// parity: the total is exact, the split is not.
+	equal(t, "ttl_swept events (sum of SweepReport.Swept, and one per register over an expired row)",
+		sweptBySweep+sweptByRegister, total.swept+stats.replaced)
 	t.Logf("audit log: %v; %d ttl_swept by sweeps, %d by registers over an expired row", stats.kinds, sweptBySweep, sweptByRegister)
 	if b.store == storeSQLite {
 		integrityCheck(t, b.path)

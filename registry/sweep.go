@@ -82,15 +82,7 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 		return rep, err
 	}
 	for {
-		var n int
-		err := r.inEventTx(ctx, func(q storeWriter) error {
-			keys, err := q.deleteExpiredWorkers(ctx, nowMS, sweepBatchSize)
-			n = len(keys) // this run's, should an earlier one have failed
-			if err != nil || n == 0 {
-				return err
-			}
-			return q.insertEvents(ctx, eventTTLSwept, nowMS, keys)
-		})
+		n, err := r.st.writer().sweepExpiredWorkers(ctx, nowMS, sweepBatchSize)
 		if err != nil {
 			return rep, err
 		}

@@ -53,11 +53,11 @@ func TestSweepInBatches(t *testing.T) {
 		r, b := setup(t)
 		// More than one batch of expired rows, written directly for speed.
 		const n = 1234
-		col, val := b.expiresColumn("CAST(?1 AS BIGINT) + i + 1000")
+		col, val := b.partitionColumn("'w' || (100000 + i)")
 		if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < CAST(?2 AS INTEGER))
 		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
 			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms`+col+`)
-		SELECT 'ns', 'w' || (100000 + i), 'w', 'default', '', CAST(?1 AS BIGINT) + i, 1000, ?1`+val+` FROM s`, t0.UnixMilli(), n); err != nil {
+		SELECT 'ns', 'w' || (100000 + i), 'w', `+b.lanesLiteral("default")+`, '', CAST(?1 AS BIGINT) + i, 1000, ?1`+val+` FROM s`, t0.UnixMilli(), n); err != nil {
 			t.Fatal(err)
 		}
 		mustRegister(t, r, registerArgs("ns", "live", t0.Add(time.Hour)))

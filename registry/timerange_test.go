@@ -365,7 +365,7 @@ func TestClockReadAgainOutOfRange(t *testing.T) {
 				t.Fatal(err)
 			}
 			var heartbeatMS, expiresMS int64
-			if err := b.raw.QueryRow(`SELECT last_heartbeat_ms, expires_at_ms FROM ff_worker_registry WHERE worker_instance_id = 'i'`).Scan(&heartbeatMS, &expiresMS); err != nil {
+			if err := b.raw.QueryRow(`SELECT last_heartbeat_ms, last_heartbeat_ms + liveness_ttl_ms FROM ff_worker_registry WHERE worker_instance_id = 'i'`).Scan(&heartbeatMS, &expiresMS); err != nil {
 				t.Fatal(err)
 			}
 			equal(t, "stored heartbeat after a clock read of "+bad.String(), heartbeatMS, t0.UnixMilli())

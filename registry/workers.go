@@ -128,11 +128,13 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 
 	outcome := Registered
 	key := instanceKey{args.Namespace, args.WorkerInstanceID}
-	err = r.inEventTx(ctx, func(q storeWriter) error {
-		now = r.lockedNow(args.Now, now)
+	err = r.inTx(ctx, func(q storeWriter) error {
 		outcome = Registered // this run's, should an earlier one have failed
-		registeredAt := now
 		prev, found, err := q.getWorker(ctx, key)
+		// After getWorker, which holds the row (Postgres) if the
+		// transaction did not hold the write lock from its start (SQLite).
+		now = r.lockedNow(args.Now, now)
+		registeredAt := now
 		switch {
 		case err != nil:
 			return err
@@ -224,7 +226,7 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 	}
 	key := instanceKey{args.Namespace, args.WorkerInstanceID}
 	var res HeartbeatResult
-	err = r.inEventTx(ctx, func(q storeWriter) error {
+	err = r.inTx(ctx, func(q storeWriter) error {
 		if args.Now.IsZero() {
 			// Postgres: the row's lock first, then the time.
 			if _, err := q.lockWorkers(ctx, []instanceKey{key}, now); err != nil {
@@ -291,7 +293,7 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 		return 0, err
 	}
 	outcome := MarkNotRegistered
-	err = r.inEventTx(ctx, func(q storeWriter) error {
+	err = r.inTx(ctx, func(q storeWriter) error {
 		now = r.lockedNow(args.Now, now)
 		outcome = MarkNotRegistered // this run's, should an earlier one have failed
 		ok, err := q.deleteLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)

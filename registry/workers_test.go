@@ -394,11 +394,11 @@ func TestListWorkersLimits(t *testing.T) {
 		r, b := setup(t)
 		// 10 001 rows written directly: registering them one by one would only
 		// slow the test down.
-		col, val := b.expiresColumn("CAST(?1 AS BIGINT) + 60000")
+		col, val := b.partitionColumn("'w' || (100000 + i)")
 		_, err := b.raw.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10001)
 		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
 			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms`+col+`)
-		SELECT 'ns', 'w' || (100000 + i), 'w', 'default', '', ?1, 60000, ?1`+val+` FROM n`, t0.UnixMilli())
+		SELECT 'ns', 'w' || (100000 + i), 'w', `+b.lanesLiteral("default")+`, '', ?1, 60000, ?1`+val+` FROM n`, t0.UnixMilli())
 		if err != nil {
 			t.Fatal(err)
 		}

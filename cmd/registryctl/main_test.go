@@ -26,7 +26,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	registrytest.ClosePostgresPool()
+	os.Exit(code)
 }
 
 type result struct {
@@ -88,13 +90,14 @@ func ctlAt(t *testing.T, path string, now time.Time, code int, args ...string) r
 // newDB creates a registry database, lets seed fill it through the library
 // and closes it, so that the command under test is alone with the file. It
 // returns the -db argument: a file path, or under eachStore's "postgres"
-// subtest the URL of a fresh Postgres schema.
+// subtest the URL of a Postgres schema of the test's own, empty.
 func newDB(t *testing.T, seed func(reg *registry.Registry, sqlDB *sql.DB)) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "registry.db")
 	driver, dsn := registry.SQLiteDriverName, registry.SQLiteDSN(path)
 	if strings.HasSuffix(t.Name(), "/postgres") {
-		path = registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+		// A migrated schema from the pool: new ones take seconds to make.
+		path = registrytest.MigratedPostgresSchema(t, registrytest.PostgresDSN(t))
 		driver, dsn = "pgx", path
 	}
 	reg, err := registry.Open(context.Background(), path)

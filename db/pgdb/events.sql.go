@@ -10,21 +10,28 @@ import (
 )
 
 const deleteEventsBefore = `-- name: DeleteEventsBefore :execrows
-DELETE FROM ff_worker_registry_event
-WHERE event_id IN (
-    SELECT old.event_id FROM ff_worker_registry_event AS old
+DELETE FROM ff_worker_registry_event AS e
+USING (
+    SELECT old.partition_key, old.namespace, old.worker_instance_id, old.event_at_ms, old.event_kind
+    FROM ff_worker_registry_event AS old
     WHERE old.event_at_ms < $1
     ORDER BY old.event_at_ms
-    LIMIT $2
-)
+    LIMIT $2::bigint
+) AS doomed
+WHERE e.partition_key = doomed.partition_key
+  AND e.namespace = doomed.namespace
+  AND e.worker_instance_id = doomed.worker_instance_id
+  AND e.event_at_ms = doomed.event_at_ms
+  AND e.event_kind = doomed.event_kind
 `
 
 type DeleteEventsBeforeParams struct {
 	BeforeMs  int64
-	BatchSize int32
+	BatchSize int64
 }
 
 // One pruning batch, oldest first through ff_worker_registry_event_at_idx.
+// IDs come from a sequence, so deleting the newest reuses none.
 func (q *Queries) DeleteEventsBefore(ctx context.Context, arg DeleteEventsBeforeParams) (int64, error) {
 	result, err := q.db.Exec(ctx, deleteEventsBefore, arg.BeforeMs, arg.BatchSize)
 	if err != nil {
@@ -33,12 +40,15 @@ func (q *Queries) DeleteEventsBefore(ctx context.Context, arg DeleteEventsBefore
 	return result.RowsAffected(), nil
 }
 
-const insertEvent = `-- name: InsertEvent :exec
-INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
-VALUES ($1, $2, $3, $4, $5)
+const insertEvent = `-- name: InsertEvent :execrows
+
+INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING
 `
 
 type InsertEventParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	EventKind        string
@@ -46,56 +56,93 @@ type InsertEventParams struct {
 	Reason           *string
 }
 
-func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error {
-	_, err := q.db.Exec(ctx, insertEvent,
+// The audit log is FlowFabric's ff_worker_registry_event, keyed by
+// (partition, namespace, instance, time, kind): an insert that finds its
+// key taken writes nothing and the caller moves the event to the next
+// millisecond, as on SQLite. The event ID is the column's default, drawn
+// under the audit-log lock (schema/postgres/00007_registry_additions.sql),
+// so IDs commit in order whoever inserts.
+func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) (int64, error) {
+	result, err := q.db.Exec(ctx, insertEvent,
+		arg.PartitionKey,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.EventKind,
 		arg.EventAtMs,
 		arg.Reason,
 	)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
-const insertEvents = `-- name: InsertEvents :exec
-INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
-SELECT n.namespace, ($1::text[])[n.ord], $2, $3, NULL
-FROM unnest($4::text[]) WITH ORDINALITY AS n(namespace, ord)
+const insertEvents = `-- name: InsertEvents :many
+INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason)
+SELECT ($1::smallint[])[n.ord], n.namespace, ($2::text[])[n.ord],
+       $3, $4, NULL
+FROM unnest($5::text[]) WITH ORDINALITY AS n(namespace, ord)
 ORDER BY n.ord
+ON CONFLICT DO NOTHING
+RETURNING namespace, worker_instance_id
 `
 
 type InsertEventsParams struct {
-	InstanceIds []string
-	EventKind   string
-	EventAtMs   int64
-	Namespaces  []string
+	PartitionKeys []int16
+	InstanceIds   []string
+	EventKind     string
+	EventAtMs     int64
+	Namespaces    []string
 }
 
-// Many events of one kind and time as one statement, recorded in array order.
-func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) error {
-	_, err := q.db.Exec(ctx, insertEvents,
+type InsertEventsRow struct {
+	Namespace        string
+	WorkerInstanceID string
+}
+
+// Many events of one kind and time as one statement, recorded in array
+// order; it returns the keys it recorded.
+func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) ([]InsertEventsRow, error) {
+	rows, err := q.db.Query(ctx, insertEvents,
+		arg.PartitionKeys,
 		arg.InstanceIds,
 		arg.EventKind,
 		arg.EventAtMs,
 		arg.Namespaces,
 	)
-	return err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []InsertEventsRow{}
+	for rows.Next() {
+		var i InsertEventsRow
+		if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listAllEventsAsc = `-- name: ListAllEventsAsc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason, event_id
 FROM ff_worker_registry_event
 WHERE event_id > $1
 ORDER BY event_id
-LIMIT $2
+LIMIT $2::bigint
 `
 
 type ListAllEventsAscParams struct {
 	AfterID  int64
-	RowLimit int32
+	RowLimit int64
 }
 
-// Every namespace, for operators: a walk of the primary key.
+// Every namespace, for operators: a merge of the partitions' walks of
+// ff_worker_registry_event_id_idx.
 func (q *Queries) ListAllEventsAsc(ctx context.Context, arg ListAllEventsAscParams) ([]FfWorkerRegistryEvent, error) {
 	rows, err := q.db.Query(ctx, listAllEventsAsc, arg.AfterID, arg.RowLimit)
 	if err != nil {
@@ -106,12 +153,13 @@ func (q *Queries) ListAllEventsAsc(ctx context.Context, arg ListAllEventsAscPara
 	for rows.Next() {
 		var i FfWorkerRegistryEvent
 		if err := rows.Scan(
-			&i.EventID,
+			&i.PartitionKey,
 			&i.Namespace,
 			&i.WorkerInstanceID,
 			&i.EventKind,
 			&i.EventAtMs,
 			&i.Reason,
+			&i.EventID,
 		); err != nil {
 			return nil, err
 		}
@@ -124,16 +172,16 @@ func (q *Queries) ListAllEventsAsc(ctx context.Context, arg ListAllEventsAscPara
 }
 
 const listAllEventsDesc = `-- name: ListAllEventsDesc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason, event_id
 FROM ff_worker_registry_event
 WHERE event_id < $1
 ORDER BY event_id DESC
-LIMIT $2
+LIMIT $2::bigint
 `
 
 type ListAllEventsDescParams struct {
 	BeforeID int64
-	RowLimit int32
+	RowLimit int64
 }
 
 func (q *Queries) ListAllEventsDesc(ctx context.Context, arg ListAllEventsDescParams) ([]FfWorkerRegistryEvent, error) {
@@ -146,12 +194,13 @@ func (q *Queries) ListAllEventsDesc(ctx context.Context, arg ListAllEventsDescPa
 	for rows.Next() {
 		var i FfWorkerRegistryEvent
 		if err := rows.Scan(
-			&i.EventID,
+			&i.PartitionKey,
 			&i.Namespace,
 			&i.WorkerInstanceID,
 			&i.EventKind,
 			&i.EventAtMs,
 			&i.Reason,
+			&i.EventID,
 		); err != nil {
 			return nil, err
 		}
@@ -164,17 +213,17 @@ func (q *Queries) ListAllEventsDesc(ctx context.Context, arg ListAllEventsDescPa
 }
 
 const listEventsAsc = `-- name: ListEventsAsc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason, event_id
 FROM ff_worker_registry_event
 WHERE namespace = $1 AND event_id > $2
 ORDER BY event_id
-LIMIT $3
+LIMIT $3::bigint
 `
 
 type ListEventsAscParams struct {
 	Namespace string
 	AfterID   int64
-	RowLimit  int32
+	RowLimit  int64
 }
 
 func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([]FfWorkerRegistryEvent, error) {
@@ -187,12 +236,13 @@ func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([
 	for rows.Next() {
 		var i FfWorkerRegistryEvent
 		if err := rows.Scan(
-			&i.EventID,
+			&i.PartitionKey,
 			&i.Namespace,
 			&i.WorkerInstanceID,
 			&i.EventKind,
 			&i.EventAtMs,
 			&i.Reason,
+			&i.EventID,
 		); err != nil {
 			return nil, err
 		}
@@ -205,17 +255,17 @@ func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([
 }
 
 const listEventsDesc = `-- name: ListEventsDesc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason, event_id
 FROM ff_worker_registry_event
 WHERE namespace = $1 AND event_id < $2
 ORDER BY event_id DESC
-LIMIT $3
+LIMIT $3::bigint
 `
 
 type ListEventsDescParams struct {
 	Namespace string
 	BeforeID  int64
-	RowLimit  int32
+	RowLimit  int64
 }
 
 func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) ([]FfWorkerRegistryEvent, error) {
@@ -228,12 +278,13 @@ func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) 
 	for rows.Next() {
 		var i FfWorkerRegistryEvent
 		if err := rows.Scan(
-			&i.EventID,
+			&i.PartitionKey,
 			&i.Namespace,
 			&i.WorkerInstanceID,
 			&i.EventKind,
 			&i.EventAtMs,
 			&i.Reason,
+			&i.EventID,
 		); err != nil {
 			return nil, err
 		}
@@ -246,23 +297,26 @@ func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) 
 }
 
 const listInstanceEventsAsc = `-- name: ListInstanceEventsAsc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason, event_id
 FROM ff_worker_registry_event
-WHERE namespace = $1 AND worker_instance_id = $2
-  AND event_id > $3
+WHERE partition_key = $1
+  AND namespace = $2 AND worker_instance_id = $3
+  AND event_id > $4
 ORDER BY event_id
-LIMIT $4
+LIMIT $5::bigint
 `
 
 type ListInstanceEventsAscParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	AfterID          int64
-	RowLimit         int32
+	RowLimit         int64
 }
 
 func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEventsAscParams) ([]FfWorkerRegistryEvent, error) {
 	rows, err := q.db.Query(ctx, listInstanceEventsAsc,
+		arg.PartitionKey,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.AfterID,
@@ -276,12 +330,13 @@ func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEve
 	for rows.Next() {
 		var i FfWorkerRegistryEvent
 		if err := rows.Scan(
-			&i.EventID,
+			&i.PartitionKey,
 			&i.Namespace,
 			&i.WorkerInstanceID,
 			&i.EventKind,
 			&i.EventAtMs,
 			&i.Reason,
+			&i.EventID,
 		); err != nil {
 			return nil, err
 		}
@@ -294,23 +349,26 @@ func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEve
 }
 
 const listInstanceEventsDesc = `-- name: ListInstanceEventsDesc :many
-SELECT event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
+SELECT partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason, event_id
 FROM ff_worker_registry_event
-WHERE namespace = $1 AND worker_instance_id = $2
-  AND event_id < $3
+WHERE partition_key = $1
+  AND namespace = $2 AND worker_instance_id = $3
+  AND event_id < $4
 ORDER BY event_id DESC
-LIMIT $4
+LIMIT $5::bigint
 `
 
 type ListInstanceEventsDescParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	BeforeID         int64
-	RowLimit         int32
+	RowLimit         int64
 }
 
 func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEventsDescParams) ([]FfWorkerRegistryEvent, error) {
 	rows, err := q.db.Query(ctx, listInstanceEventsDesc,
+		arg.PartitionKey,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.BeforeID,
@@ -324,12 +382,13 @@ func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEv
 	for rows.Next() {
 		var i FfWorkerRegistryEvent
 		if err := rows.Scan(
-			&i.EventID,
+			&i.PartitionKey,
 			&i.Namespace,
 			&i.WorkerInstanceID,
 			&i.EventKind,
 			&i.EventAtMs,
 			&i.Reason,
+			&i.EventID,
 		); err != nil {
 			return nil, err
 		}
@@ -339,26 +398,4 @@ func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEv
 		return nil, err
 	}
 	return items, nil
-}
-
-const lockAuditLog = `-- name: LockAuditLog :exec
-SELECT pg_advisory_xact_lock(
-    1717657458, -- 'ffwr'
-    ('ff_worker_registry_event'::regclass::oid::bigint % 2147483647)::integer)
-`
-
-// Serialises the transactions that write events, until each ends. Event IDs
-// come from a sequence when an event is inserted, not when it commits; with
-// writers in parallel, ID 11 could commit before ID 10, and a reader paging
-// forward from 11 would never see 10. Under this lock IDs commit in order,
-// as they do in SQLite. It also serialises registrations, whose
-// read-then-upsert would otherwise let two first registrations of one
-// instance both succeed. Every such transaction takes it first, before any
-// row lock, so no lock order can deadlock. The two-key form keeps it apart
-// from an application's one-key advisory locks; the second key is the event
-// table's OID, so that registries in different schemas of one database do
-// not wait on each other.
-func (q *Queries) LockAuditLog(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, lockAuditLog)
-	return err
 }

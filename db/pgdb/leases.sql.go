@@ -27,7 +27,7 @@ WHERE holders.holder IS NOT NULL
   AND NOT EXISTS (
       SELECT 1 FROM ff_worker_registry AS w
       WHERE w.worker_instance_id = holders.holder
-        AND w.expires_at_ms > $1::bigint)
+        AND w.last_heartbeat_ms + w.liveness_ttl_ms > $1::bigint)
   AND EXISTS (
       SELECT 1 FROM ff_attempt AS held
       WHERE held.worker_instance_id = holders.holder
@@ -61,7 +61,7 @@ func (q *Queries) ListDeadHolders(ctx context.Context, asOfMs int64) ([]string, 
 }
 
 const listExpiredLeases = `-- name: ListExpiredLeases :many
-SELECT a.partition_key, a.execution_id, a.attempt_index, a.lease_epoch,
+SELECT a.partition_key::integer AS partition_key, a.execution_id, a.attempt_index, a.lease_epoch,
        a.worker_instance_id::text AS worker_instance_id,
        a.lease_expires_at_ms::bigint AS lease_expires_at_ms,
        c.namespace::text AS namespace
@@ -78,19 +78,21 @@ CROSS JOIN LATERAL (
 WHERE a.lease_expires_at_ms IS NOT NULL
   AND a.worker_instance_id IS NOT NULL
   AND a.lease_expires_at_ms <= $2::bigint
-  AND (a.lease_expires_at_ms, a.partition_key, a.execution_id)
-      > ($3::bigint, $4::integer, $5::uuid)
-ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id
-LIMIT $6
+  AND (a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index)
+      > ($3::bigint, $4::integer,
+         $5::uuid, $6::integer)
+ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index
+LIMIT $7::bigint
 `
 
 type ListExpiredLeasesParams struct {
-	Namespace        string
-	AsOfMs           int64
-	AfterExpiresAtMs int64
-	AfterPartition   int32
-	AfterExecutionID uuid.UUID
-	RowLimit         int32
+	Namespace         string
+	AsOfMs            int64
+	AfterExpiresAtMs  int64
+	AfterPartition    int32
+	AfterExecutionID  uuid.UUID
+	AfterAttemptIndex int32
+	RowLimit          int64
 }
 
 type ListExpiredLeasesRow struct {
@@ -103,7 +105,8 @@ type ListExpiredLeasesRow struct {
 	Namespace        string
 }
 
-// Walks ff_attempt_lease_expiry_idx from the cursor, a row value over the
+// Walks ff_worker_registry_lease_idx from the cursor (a merge of the
+// partitions' walks where ff_attempt is partitioned), a row value over the
 // index's leading columns, and stops at the page size. The execution is
 // looked up per lease in a LATERAL subquery that OFFSET 0 keeps from being
 // flattened: the join can then only be a nested loop driven by the walk,
@@ -117,6 +120,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, arg ListExpiredLeasesPa
 		arg.AfterExpiresAtMs,
 		arg.AfterPartition,
 		arg.AfterExecutionID,
+		arg.AfterAttemptIndex,
 		arg.RowLimit,
 	)
 	if err != nil {
@@ -146,7 +150,7 @@ func (q *Queries) ListExpiredLeases(ctx context.Context, arg ListExpiredLeasesPa
 }
 
 const listHolderLeases = `-- name: ListHolderLeases :many
-SELECT l.partition_key, l.execution_id, l.attempt_index, l.lease_epoch,
+SELECT l.partition_key::integer AS partition_key, l.execution_id, l.attempt_index, l.lease_epoch,
        l.worker_instance_id, l.lease_expires_at_ms, l.namespace
 FROM unnest($1::text[]) WITH ORDINALITY AS h(holder, ord)
 CROSS JOIN LATERAL (
@@ -170,7 +174,7 @@ CROSS JOIN LATERAL (
           > (($3::bigint[])[h.ord], ($4::integer[])[h.ord],
              ($5::uuid[])[h.ord], ($6::integer[])[h.ord])
     ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index
-    LIMIT $7
+    LIMIT $7::bigint
 ) AS l
 `
 
@@ -181,7 +185,7 @@ type ListHolderLeasesParams struct {
 	AfterPartitions     []int32
 	AfterExecutionIds   []uuid.UUID
 	AfterAttemptIndexes []int32
-	RowLimit            int32
+	RowLimit            int64
 }
 
 type ListHolderLeasesRow struct {

@@ -25,23 +25,24 @@ type FfExecCore struct {
 }
 
 type FfWorkerRegistry struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	WorkerID         string
-	Lanes            string
+	Lanes            []string
 	CapabilitiesCsv  string
 	LastHeartbeatMs  int64
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
-	ExpiresAtMs      int64
 	Draining         bool
 }
 
 type FfWorkerRegistryEvent struct {
-	EventID          int64
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
 	Reason           *string
+	EventID          int64
 }

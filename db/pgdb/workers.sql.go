@@ -9,73 +9,28 @@ import (
 	"context"
 )
 
-const deleteExpiredWorkers = `-- name: DeleteExpiredWorkers :many
-DELETE FROM ff_worker_registry AS w
-USING (
-    SELECT old.namespace, old.worker_instance_id
-    FROM ff_worker_registry AS old
-    WHERE old.expires_at_ms <= $1
-    ORDER BY old.expires_at_ms
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-) AS expired
-WHERE w.namespace = expired.namespace
-  AND w.worker_instance_id = expired.worker_instance_id
-  AND w.expires_at_ms <= $1
-RETURNING w.namespace, w.worker_instance_id
-`
-
-type DeleteExpiredWorkersParams struct {
-	NowMs     int64
-	BatchSize int32
-}
-
-type DeleteExpiredWorkersRow struct {
-	Namespace        string
-	WorkerInstanceID string
-}
-
-// One sweep batch, the oldest expiries first through
-// ff_worker_registry_expires_idx. SKIP LOCKED lets concurrent sweepers split
-// the work instead of queueing on each other's rows, and leaves a row that
-// a registration holds to that registration. The outer expiry test is
-// checked again on a row a heartbeat refreshed meanwhile, so a worker that
-// just came back is not swept.
-func (q *Queries) DeleteExpiredWorkers(ctx context.Context, arg DeleteExpiredWorkersParams) ([]DeleteExpiredWorkersRow, error) {
-	rows, err := q.db.Query(ctx, deleteExpiredWorkers, arg.NowMs, arg.BatchSize)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []DeleteExpiredWorkersRow{}
-	for rows.Next() {
-		var i DeleteExpiredWorkersRow
-		if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const deleteLiveWorker = `-- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
-WHERE namespace = $1
-  AND worker_instance_id = $2
-  AND expires_at_ms > $3
+WHERE partition_key = $1
+  AND namespace = $2
+  AND worker_instance_id = $3
+  AND last_heartbeat_ms + liveness_ttl_ms > $4
 `
 
 type DeleteLiveWorkerParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	NowMs            int64
 }
 
 func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerParams) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	result, err := q.db.Exec(ctx, deleteLiveWorker,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.NowMs,
+	)
 	if err != nil {
 		return 0, err
 	}
@@ -84,22 +39,43 @@ func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerPara
 
 const getLiveWorker = `-- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
+       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
 FROM ff_worker_registry
-WHERE namespace = $1
-  AND worker_instance_id = $2
-  AND expires_at_ms > $3
+WHERE partition_key = $1
+  AND namespace = $2
+  AND worker_instance_id = $3
+  AND last_heartbeat_ms + liveness_ttl_ms > $4
 `
 
 type GetLiveWorkerParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	NowMs            int64
 }
 
-func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (FfWorkerRegistry, error) {
-	row := q.db.QueryRow(ctx, getLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
-	var i FfWorkerRegistry
+type GetLiveWorkerRow struct {
+	Namespace        string
+	WorkerInstanceID string
+	WorkerID         string
+	Lanes            []string
+	CapabilitiesCsv  string
+	LastHeartbeatMs  int64
+	LivenessTTLMs    int64
+	RegisteredAtMs   int64
+	ExpiresAtMs      int64
+	Draining         bool
+}
+
+func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (GetLiveWorkerRow, error) {
+	row := q.db.QueryRow(ctx, getLiveWorker,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.NowMs,
+	)
+	var i GetLiveWorkerRow
 	err := row.Scan(
 		&i.Namespace,
 		&i.WorkerInstanceID,
@@ -116,13 +92,15 @@ func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (F
 }
 
 const getWorker = `-- name: GetWorker :one
-SELECT worker_id, registered_at_ms, expires_at_ms
+SELECT worker_id, registered_at_ms, (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms
 FROM ff_worker_registry
-WHERE namespace = $1 AND worker_instance_id = $2
+WHERE partition_key = $1
+  AND namespace = $2 AND worker_instance_id = $3
 FOR UPDATE
 `
 
 type GetWorkerParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 }
@@ -136,7 +114,7 @@ type GetWorkerRow struct {
 // Reads a registration whether or not it is live, and locks it so that a
 // concurrent sweep cannot also record its end.
 func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorkerRow, error) {
-	row := q.db.QueryRow(ctx, getWorker, arg.Namespace, arg.WorkerInstanceID)
+	row := q.db.QueryRow(ctx, getWorker, arg.PartitionKey, arg.Namespace, arg.WorkerInstanceID)
 	var i GetWorkerRow
 	err := row.Scan(&i.WorkerID, &i.RegisteredAtMs, &i.ExpiresAtMs)
 	return i, err
@@ -144,16 +122,17 @@ func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorker
 
 const heartbeatLiveWorker = `-- name: HeartbeatLiveWorker :one
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = $1,
-    expires_at_ms     = $1 + liveness_ttl_ms
-WHERE namespace = $2
-  AND worker_instance_id = $3
-  AND expires_at_ms > $1
-RETURNING expires_at_ms, draining
+SET last_heartbeat_ms = $1
+WHERE partition_key = $2
+  AND namespace = $3
+  AND worker_instance_id = $4
+  AND last_heartbeat_ms + liveness_ttl_ms > $1
+RETURNING (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
 `
 
 type HeartbeatLiveWorkerParams struct {
 	NowMs            int64
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 }
@@ -165,7 +144,12 @@ type HeartbeatLiveWorkerRow struct {
 
 // Refreshes a live row only; an expired row is left for the sweep.
 func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWorkerParams) (HeartbeatLiveWorkerRow, error) {
-	row := q.db.QueryRow(ctx, heartbeatLiveWorker, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
+	row := q.db.QueryRow(ctx, heartbeatLiveWorker,
+		arg.NowMs,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+	)
 	var i HeartbeatLiveWorkerRow
 	err := row.Scan(&i.ExpiresAtMs, &i.Draining)
 	return i, err
@@ -173,24 +157,29 @@ func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWork
 
 const heartbeatLiveWorkerNoWait = `-- name: HeartbeatLiveWorkerNoWait :one
 WITH target AS (
-    SELECT cur.namespace, cur.worker_instance_id
+    SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
     FROM ff_worker_registry AS cur
-    WHERE cur.namespace = $2
-      AND cur.worker_instance_id = $3
-      AND cur.expires_at_ms > $1
+    WHERE cur.partition_key = $2
+      AND cur.namespace = $3
+      AND cur.worker_instance_id = $4
+      AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > $1
     FOR NO KEY UPDATE NOWAIT
 )
 UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = $1,
-    expires_at_ms     = $1 + w.liveness_ttl_ms
+SET last_heartbeat_ms = $1
 FROM target
-WHERE w.namespace = target.namespace
+WHERE w.partition_key = $2
+  AND w.namespace = $3
+  AND w.worker_instance_id = $4
+  AND w.partition_key = target.partition_key
+  AND w.namespace = target.namespace
   AND w.worker_instance_id = target.worker_instance_id
-RETURNING w.expires_at_ms, w.draining
+RETURNING (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining
 `
 
 type HeartbeatLiveWorkerNoWaitParams struct {
 	NowMs            int64
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 }
@@ -204,8 +193,15 @@ type HeartbeatLiveWorkerNoWaitRow struct {
 // than wait for another transaction's lock on the row, after which that
 // time would be stale, it fails with lock_not_available (55P03), and the
 // caller locks the row first and reads the time again.
+// The key again as constants, so that the planner prunes the UPDATE's
+// partitions too, not only the CTE's.
 func (q *Queries) HeartbeatLiveWorkerNoWait(ctx context.Context, arg HeartbeatLiveWorkerNoWaitParams) (HeartbeatLiveWorkerNoWaitRow, error) {
-	row := q.db.QueryRow(ctx, heartbeatLiveWorkerNoWait, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
+	row := q.db.QueryRow(ctx, heartbeatLiveWorkerNoWait,
+		arg.NowMs,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+	)
 	var i HeartbeatLiveWorkerNoWaitRow
 	err := row.Scan(&i.ExpiresAtMs, &i.Draining)
 	return i, err
@@ -213,22 +209,24 @@ func (q *Queries) HeartbeatLiveWorkerNoWait(ctx context.Context, arg HeartbeatLi
 
 const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
 UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = $1,
-    expires_at_ms     = $1 + w.liveness_ttl_ms
+SET last_heartbeat_ms = $1
 FROM (
-    SELECT n.namespace, ($2::text[])[n.ord] AS worker_instance_id
-    FROM unnest($3::text[]) WITH ORDINALITY AS n(namespace, ord)
+    SELECT ($2::smallint[])[n.ord] AS partition_key, n.namespace,
+           ($3::text[])[n.ord] AS worker_instance_id
+    FROM unnest($4::text[]) WITH ORDINALITY AS n(namespace, ord)
 ) AS k
-WHERE w.namespace = k.namespace
+WHERE w.partition_key = k.partition_key
+  AND w.namespace = k.namespace
   AND w.worker_instance_id = k.worker_instance_id
-  AND w.expires_at_ms > $1
-RETURNING w.namespace, w.worker_instance_id, w.expires_at_ms, w.draining
+  AND w.last_heartbeat_ms + w.liveness_ttl_ms > $1
+RETURNING w.namespace, w.worker_instance_id, (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining
 `
 
 type HeartbeatLiveWorkersParams struct {
-	NowMs       int64
-	InstanceIds []string
-	Namespaces  []string
+	NowMs         int64
+	PartitionKeys []int16
+	InstanceIds   []string
+	Namespaces    []string
 }
 
 type HeartbeatLiveWorkersRow struct {
@@ -238,11 +236,16 @@ type HeartbeatLiveWorkersRow struct {
 	Draining         bool
 }
 
-// Many heartbeats at one time as one statement; the keys arrive as two
-// parallel arrays. (sqlc does not know the two-array unnest, hence the
-// subscript.)
+// Many heartbeats at one time as one statement; the keys arrive as
+// parallel arrays. (sqlc does not know the many-array unnest, hence the
+// subscripts.)
 func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWorkersParams) ([]HeartbeatLiveWorkersRow, error) {
-	rows, err := q.db.Query(ctx, heartbeatLiveWorkers, arg.NowMs, arg.InstanceIds, arg.Namespaces)
+	rows, err := q.db.Query(ctx, heartbeatLiveWorkers,
+		arg.NowMs,
+		arg.PartitionKeys,
+		arg.InstanceIds,
+		arg.Namespaces,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -268,14 +271,16 @@ func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWor
 
 const listLiveWorkers = `-- name: ListLiveWorkers :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
+       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
 FROM ff_worker_registry
-WHERE (namespace, worker_instance_id) > ($1::text, $2::text)
-  AND expires_at_ms > $3
-  AND ($4::text = '' OR strpos(',' || lanes || ',', ',' || $4::text || ',') > 0)
+WHERE (namespace COLLATE "C", worker_instance_id COLLATE "C")
+      > ($1::text COLLATE "C", $2::text COLLATE "C")
+  AND last_heartbeat_ms + liveness_ttl_ms > $3
+  AND ($4::text = '' OR $4::text = ANY (lanes))
   AND ($5::text = '' OR strpos(',' || capabilities_csv || ',', ',' || $5::text || ',') > 0)
-ORDER BY namespace, worker_instance_id
-LIMIT $6
+ORDER BY namespace COLLATE "C", worker_instance_id COLLATE "C"
+LIMIT $6::bigint
 `
 
 type ListLiveWorkersParams struct {
@@ -284,12 +289,26 @@ type ListLiveWorkersParams struct {
 	NowMs           int64
 	Lane            string
 	Capability      string
-	RowLimit        int32
+	RowLimit        int64
 }
 
-// All namespaces. The cursor is a row value over the primary key, so a page
-// is a range walk of the key in (namespace, instance) byte order.
-func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams) ([]FfWorkerRegistry, error) {
+type ListLiveWorkersRow struct {
+	Namespace        string
+	WorkerInstanceID string
+	WorkerID         string
+	Lanes            []string
+	CapabilitiesCsv  string
+	LastHeartbeatMs  int64
+	LivenessTTLMs    int64
+	RegisteredAtMs   int64
+	ExpiresAtMs      int64
+	Draining         bool
+}
+
+// All namespaces. The cursor is a row value over ff_worker_registry_list_idx,
+// so a page is a merge of the partitions' range walks in (namespace,
+// instance) byte order.
+func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams) ([]ListLiveWorkersRow, error) {
 	rows, err := q.db.Query(ctx, listLiveWorkers,
 		arg.AfterNamespace,
 		arg.AfterInstanceID,
@@ -302,9 +321,9 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 		return nil, err
 	}
 	defer rows.Close()
-	items := []FfWorkerRegistry{}
+	items := []ListLiveWorkersRow{}
 	for rows.Next() {
-		var i FfWorkerRegistry
+		var i ListLiveWorkersRow
 		if err := rows.Scan(
 			&i.Namespace,
 			&i.WorkerInstanceID,
@@ -329,15 +348,16 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 
 const listLiveWorkersInNamespace = `-- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+       last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
+       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
 FROM ff_worker_registry
-WHERE namespace = $1
-  AND worker_instance_id > $2::text
-  AND expires_at_ms > $3
-  AND ($4::text = '' OR strpos(',' || lanes || ',', ',' || $4::text || ',') > 0)
+WHERE namespace COLLATE "C" = $1::text COLLATE "C"
+  AND worker_instance_id COLLATE "C" > $2::text COLLATE "C"
+  AND last_heartbeat_ms + liveness_ttl_ms > $3
+  AND ($4::text = '' OR $4::text = ANY (lanes))
   AND ($5::text = '' OR strpos(',' || capabilities_csv || ',', ',' || $5::text || ',') > 0)
-ORDER BY worker_instance_id
-LIMIT $6
+ORDER BY worker_instance_id COLLATE "C"
+LIMIT $6::bigint
 `
 
 type ListLiveWorkersInNamespaceParams struct {
@@ -346,10 +366,23 @@ type ListLiveWorkersInNamespaceParams struct {
 	NowMs           int64
 	Lane            string
 	Capability      string
-	RowLimit        int32
+	RowLimit        int64
 }
 
-func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]FfWorkerRegistry, error) {
+type ListLiveWorkersInNamespaceRow struct {
+	Namespace        string
+	WorkerInstanceID string
+	WorkerID         string
+	Lanes            []string
+	CapabilitiesCsv  string
+	LastHeartbeatMs  int64
+	LivenessTTLMs    int64
+	RegisteredAtMs   int64
+	ExpiresAtMs      int64
+	Draining         bool
+}
+
+func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]ListLiveWorkersInNamespaceRow, error) {
 	rows, err := q.db.Query(ctx, listLiveWorkersInNamespace,
 		arg.Namespace,
 		arg.AfterInstanceID,
@@ -362,9 +395,9 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 		return nil, err
 	}
 	defer rows.Close()
-	items := []FfWorkerRegistry{}
+	items := []ListLiveWorkersInNamespaceRow{}
 	for rows.Next() {
-		var i FfWorkerRegistry
+		var i ListLiveWorkersInNamespaceRow
 		if err := rows.Scan(
 			&i.Namespace,
 			&i.WorkerInstanceID,
@@ -387,20 +420,49 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 	return items, nil
 }
 
+const lockWorkerKey = `-- name: LockWorkerKey :exec
+
+SELECT pg_advisory_xact_lock(
+    ('ff_worker_registry'::regclass::oid::bigint % 2147483647)::integer,
+    hashtext($1::text || chr(31) || $2::text))
+`
+
+type LockWorkerKeyParams struct {
+	Namespace        string
+	WorkerInstanceID string
+}
+
+// The registry's table is FlowFabric's ff_worker_registry, hash-partitioned
+// by partition_key, which the caller computes from the instance ID as the
+// engine does (partitionKey in registry/postgres_store.go). A statement
+// about one instance names its partition_key, so that Postgres touches one
+// partition. A row is live while now < last_heartbeat_ms + liveness_ttl_ms,
+// the expression of ff_worker_registry_expiry_idx, whoever wrote the row.
+// Byte order (COLLATE "C") orders pages whatever the database's collation.
+// Holds a key, whether or not a row has it, until the transaction ends: a
+// row lock cannot hold off a second first registration of a key that has no
+// row yet. A statement of its own, so that the read after it takes its
+// snapshot once the lock is held, and sees what the holder committed.
+func (q *Queries) LockWorkerKey(ctx context.Context, arg LockWorkerKeyParams) error {
+	_, err := q.db.Exec(ctx, lockWorkerKey, arg.Namespace, arg.WorkerInstanceID)
+	return err
+}
+
 const lockWorkers = `-- name: LockWorkers :many
 SELECT namespace, worker_instance_id FROM ff_worker_registry
-WHERE (namespace, worker_instance_id) IN (
-    SELECT n.namespace, ($1::text[])[n.ord]
-    FROM unnest($2::text[]) WITH ORDINALITY AS n(namespace, ord))
-  AND expires_at_ms > $3
-ORDER BY namespace, worker_instance_id
+WHERE (partition_key, namespace, worker_instance_id) IN (
+    SELECT ($1::smallint[])[n.ord], n.namespace, ($2::text[])[n.ord]
+    FROM unnest($3::text[]) WITH ORDINALITY AS n(namespace, ord))
+  AND last_heartbeat_ms + liveness_ttl_ms > $4
+ORDER BY namespace COLLATE "C", worker_instance_id COLLATE "C"
 FOR UPDATE
 `
 
 type LockWorkersParams struct {
-	InstanceIds []string
-	Namespaces  []string
-	MinNowMs    int64
+	PartitionKeys []int16
+	InstanceIds   []string
+	Namespaces    []string
+	MinNowMs      int64
 }
 
 type LockWorkersRow struct {
@@ -415,7 +477,12 @@ type LockWorkersRow struct {
 // expired at the batch's earliest time is left alone: no heartbeat of the
 // batch can refresh it, and a lock would hold off its sweep.
 func (q *Queries) LockWorkers(ctx context.Context, arg LockWorkersParams) ([]LockWorkersRow, error) {
-	rows, err := q.db.Query(ctx, lockWorkers, arg.InstanceIds, arg.Namespaces, arg.MinNowMs)
+	rows, err := q.db.Query(ctx, lockWorkers,
+		arg.PartitionKeys,
+		arg.InstanceIds,
+		arg.Namespaces,
+		arg.MinNowMs,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -437,19 +504,26 @@ func (q *Queries) LockWorkers(ctx context.Context, arg LockWorkersParams) ([]Loc
 const requestDrain = `-- name: RequestDrain :execrows
 UPDATE ff_worker_registry
 SET draining = true
-WHERE namespace = $1
-  AND worker_instance_id = $2
-  AND expires_at_ms > $3
+WHERE partition_key = $1
+  AND namespace = $2
+  AND worker_instance_id = $3
+  AND last_heartbeat_ms + liveness_ttl_ms > $4
 `
 
 type RequestDrainParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	NowMs            int64
 }
 
 func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int64, error) {
-	result, err := q.db.Exec(ctx, requestDrain, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	result, err := q.db.Exec(ctx, requestDrain,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.NowMs,
+	)
 	if err != nil {
 		return 0, err
 	}
@@ -459,62 +533,141 @@ func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int
 const resumeWorker = `-- name: ResumeWorker :execrows
 UPDATE ff_worker_registry
 SET draining = false
-WHERE namespace = $1
-  AND worker_instance_id = $2
-  AND expires_at_ms > $3
+WHERE partition_key = $1
+  AND namespace = $2
+  AND worker_instance_id = $3
+  AND last_heartbeat_ms + liveness_ttl_ms > $4
 `
 
 type ResumeWorkerParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	NowMs            int64
 }
 
 func (q *Queries) ResumeWorker(ctx context.Context, arg ResumeWorkerParams) (int64, error) {
-	result, err := q.db.Exec(ctx, resumeWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	result, err := q.db.Exec(ctx, resumeWorker,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.NowMs,
+	)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
+const sweepExpiredWorkers = `-- name: SweepExpiredWorkers :one
+WITH expired AS (
+    SELECT old.partition_key, old.namespace, old.worker_instance_id
+    FROM ff_worker_registry AS old
+    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= $1
+    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms
+    LIMIT $2::bigint
+    FOR UPDATE SKIP LOCKED
+), swept AS (
+    DELETE FROM ff_worker_registry AS w
+    USING expired
+    WHERE w.partition_key = expired.partition_key
+      AND w.namespace = expired.namespace
+      AND w.worker_instance_id = expired.worker_instance_id
+      AND w.last_heartbeat_ms + w.liveness_ttl_ms <= $1
+    RETURNING w.partition_key, w.namespace, w.worker_instance_id
+), recorded AS (
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms)
+    SELECT swept.partition_key, swept.namespace, swept.worker_instance_id, 'ttl_swept', free.at
+    FROM swept
+    CROSS JOIN LATERAL (
+        -- now_ms if free, else one past the end of the run of taken
+        -- milliseconds that starts at now_ms: one key probe in the common
+        -- case.
+        SELECT CASE WHEN NOT EXISTS (
+                   SELECT 1 FROM ff_worker_registry_event AS e
+                   WHERE e.partition_key = swept.partition_key AND e.namespace = swept.namespace
+                     AND e.worker_instance_id = swept.worker_instance_id
+                     AND e.event_at_ms = $1 AND e.event_kind = 'ttl_swept')
+               THEN $1::bigint
+               ELSE (SELECT min(e.event_at_ms) + 1 FROM ff_worker_registry_event AS e
+                     WHERE e.partition_key = swept.partition_key AND e.namespace = swept.namespace
+                       AND e.worker_instance_id = swept.worker_instance_id
+                       AND e.event_kind = 'ttl_swept' AND e.event_at_ms >= $1
+                       AND NOT EXISTS (
+                           SELECT 1 FROM ff_worker_registry_event AS taken
+                           WHERE taken.partition_key = e.partition_key AND taken.namespace = e.namespace
+                             AND taken.worker_instance_id = e.worker_instance_id
+                             AND taken.event_kind = 'ttl_swept' AND taken.event_at_ms = e.event_at_ms + 1))
+               END AS at
+    ) AS free
+    ORDER BY swept.namespace COLLATE "C", swept.worker_instance_id COLLATE "C"
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM swept)::bigint AS swept, (SELECT count(*) FROM recorded)::bigint AS recorded
+`
+
+type SweepExpiredWorkersParams struct {
+	NowMs     int64
+	BatchSize int64
+}
+
+type SweepExpiredWorkersRow struct {
+	Swept    int64
+	Recorded int64
+}
+
+// One sweep batch as one statement, so atomic without a transaction: the
+// oldest expiries first through ff_worker_registry_expiry_idx, deleted, each
+// with its ttl_swept event. SKIP LOCKED lets concurrent sweepers split the
+// work instead of queueing on each other's rows, and leaves a row that a
+// registration holds to that registration. The outer expiry test is
+// checked again on a row a heartbeat refreshed meanwhile, so a worker that
+// just came back is not swept. An event whose key (instance, time, kind)
+// is taken moves to the next free millisecond. With nothing expired it is
+// one probe of the index per partition.
+func (q *Queries) SweepExpiredWorkers(ctx context.Context, arg SweepExpiredWorkersParams) (SweepExpiredWorkersRow, error) {
+	row := q.db.QueryRow(ctx, sweepExpiredWorkers, arg.NowMs, arg.BatchSize)
+	var i SweepExpiredWorkersRow
+	err := row.Scan(&i.Swept, &i.Recorded)
+	return i, err
+}
+
 const upsertWorker = `-- name: UpsertWorker :exec
 INSERT INTO ff_worker_registry (
-    namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, expires_at_ms, draining
+    partition_key, namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
 ) VALUES (
-    $1, $2, $3,
-    $4, $5,
-    $6, $7, $8,
-    $9, false
+    $1, $2, $3, $4,
+    $5, $6,
+    $7, $8, $9, false
 )
-ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
+ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
     lanes             = excluded.lanes,
     capabilities_csv  = excluded.capabilities_csv,
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    expires_at_ms     = excluded.expires_at_ms,
     draining          = false
 `
 
 type UpsertWorkerParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
 	WorkerID         string
-	Lanes            string
+	Lanes            []string
 	CapabilitiesCsv  string
 	NowMs            int64
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
-	ExpiresAtMs      int64
 }
 
 // Writes a registration over whatever row is there. Registering always clears
 // a pending drain: the new process has not been asked to stop.
 func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) error {
 	_, err := q.db.Exec(ctx, upsertWorker,
+		arg.PartitionKey,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.WorkerID,
@@ -523,7 +676,6 @@ func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) erro
 		arg.NowMs,
 		arg.LivenessTTLMs,
 		arg.RegisteredAtMs,
-		arg.ExpiresAtMs,
 	)
 	return err
 }

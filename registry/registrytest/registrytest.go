@@ -30,7 +30,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/flowfabric/workerregistry/db/pgdb"
 	"github.com/flowfabric/workerregistry/db/sqlitedb"
 	"github.com/flowfabric/workerregistry/registry"
 )
@@ -294,36 +293,9 @@ func (e *engineInserts) insert(ctx context.Context, l Lease) error {
 }
 
 // copyBatch writes a batch to Postgres with COPY, in one transaction on
-// the pgx connection under sqlDB.
+// the pgx connection under sqlDB. On a FlowFabric database, the engine's
+// NOT NULL columns that the registry does not model get fixture values.
 func copyBatch(ctx context.Context, sqlDB *sql.DB, batch []Lease) error {
-	execs := make([]pgdb.CopyExecutionsParams, len(batch))
-	attempts := make([]pgdb.CopyAttemptsParams, len(batch))
-	for i, l := range batch {
-		id := l.ExecutionID
-		raw, err := rawFields(l)
-		if err != nil {
-			return err
-		}
-		execs[i] = pgdb.CopyExecutionsParams{
-			PartitionKey: int32(id.Partition),
-			ExecutionID:  id.UUID,
-			PublicState:  state(l),
-			RawFields:    raw,
-		}
-		attempts[i] = pgdb.CopyAttemptsParams{
-			PartitionKey: int32(id.Partition),
-			ExecutionID:  id.UUID,
-			AttemptIndex: int32(l.AttemptIndex),
-			LeaseEpoch:   int64(l.LeaseEpoch),
-		}
-		if l.WorkerInstanceID != "" {
-			attempts[i].WorkerInstanceID = &l.WorkerInstanceID
-		}
-		if !l.ExpiresAt.IsZero() {
-			ms := l.ExpiresAt.UnixMilli()
-			attempts[i].LeaseExpiresAtMs = &ms
-		}
-	}
 	conn, err := sqlDB.Conn(ctx)
 	if err != nil {
 		return err
@@ -331,16 +303,94 @@ func copyBatch(ctx context.Context, sqlDB *sql.DB, batch []Lease) error {
 	defer conn.Close()
 	return conn.Raw(func(driverConn any) error {
 		return pgx.BeginFunc(ctx, driverConn.(*stdlib.Conn).Conn(), func(tx pgx.Tx) error {
-			q := pgdb.New(tx)
-			if _, err := q.CopyExecutions(ctx, execs); err != nil {
+			execCols := []string{"partition_key", "execution_id", "public_state", "raw_fields"}
+			attemptCols := []string{"partition_key", "execution_id", "attempt_index", "worker_instance_id", "lease_epoch", "lease_expires_at_ms"}
+			extra, err := postgresEngineColumns(ctx, tx, append(execCols, attemptCols...))
+			if err != nil {
+				return err
+			}
+			execs := make([][]any, len(batch))
+			attempts := make([][]any, len(batch))
+			for i, l := range batch {
+				id := l.ExecutionID
+				raw, err := rawFields(l)
+				if err != nil {
+					return err
+				}
+				var holder, expires any
+				if l.WorkerInstanceID != "" {
+					holder = l.WorkerInstanceID
+				}
+				if !l.ExpiresAt.IsZero() {
+					expires = l.ExpiresAt.UnixMilli()
+				}
+				execs[i] = append([]any{int32(id.Partition), id.UUID, state(l), raw}, extraValues(extra["ff_exec_core"])...)
+				attempts[i] = append([]any{int32(id.Partition), id.UUID, int32(l.AttemptIndex), holder, int64(l.LeaseEpoch), expires},
+					extraValues(extra["ff_attempt"])...)
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ff_exec_core"}, append(execCols, extraNames(extra["ff_exec_core"])...), pgx.CopyFromRows(execs)); err != nil {
 				return fmt.Errorf("copy executions: %w", err)
 			}
-			if _, err := q.CopyAttempts(ctx, attempts); err != nil {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ff_attempt"}, append(attemptCols, extraNames(extra["ff_attempt"])...), pgx.CopyFromRows(attempts)); err != nil {
 				return fmt.Errorf("copy attempts: %w", err)
 			}
 			return nil
 		})
 	})
+}
+
+// postgresEngineColumns is engineColumns on Postgres.
+func postgresEngineColumns(ctx context.Context, tx pgx.Tx, known []string) (map[string][]engineColumn, error) {
+	out := map[string][]engineColumn{}
+	for _, table := range []string{"ff_exec_core", "ff_attempt"} {
+		rows, err := tx.Query(ctx, `
+			SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a
+			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+			  AND a.attnotnull AND NOT a.atthasdef AND NOT a.attname = ANY ($2)`, table, known)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var name, typ string
+			if err := rows.Scan(&name, &typ); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			v := fixtureValue(name, typ)
+			switch typ {
+			case "text[]":
+				v = []string{}
+			case "bigint", "integer", "smallint":
+				v = 0
+			case "jsonb", "json":
+				v = "{}"
+			case "boolean":
+				v = false
+			}
+			out[table] = append(out[table], engineColumn{name, v})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func extraNames(cols []engineColumn) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c.name
+	}
+	return out
+}
+
+func extraValues(cols []engineColumn) []any {
+	out := make([]any, len(cols))
+	for i, c := range cols {
+		out[i] = c.value
+	}
+	return out
 }
 
 func state(l Lease) string {
