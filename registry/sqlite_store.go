@@ -225,6 +225,50 @@ func (s sqliteQueries) insertEvents(ctx context.Context, kind string, atMS int64
 	return nil
 }
 
+// sweepExpiredBatch removes one sweep batch of at most limit rows not live
+// at nowMS and records a ttl_swept event for each, with set-based
+// statements that keep the rows' keys inside SQLite: the events are
+// inserted from the expired rows, then the same rows are deleted. An
+// event whose key is taken moves to the next free millisecond, as in
+// insertEvent; finding those costs a probe of each row of a batch that
+// wrote fewer events than limit (the last one of a sweep), and nothing
+// otherwise.
+func (s sqliteQueries) sweepExpiredBatch(ctx context.Context, nowMS int64, limit int) (int, error) {
+	res, err := s.q.InsertSweepEvents(ctx, sqlitedb.InsertSweepEventsParams{EventKind: eventTTLSwept, NowMs: nowMS, BatchSize: int64(limit)})
+	if err != nil {
+		return 0, err
+	}
+	written, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	if written < int64(limit) {
+		// The events just written are the newest rowids; any event at
+		// this key before them is one that made the insert skip a row.
+		before := int64(math.MaxInt64)
+		if written > 0 {
+			last, err := res.LastInsertId()
+			if err != nil {
+				return 0, err
+			}
+			before = last - written
+		}
+		taken, err := s.q.ListSweepConflicts(ctx, sqlitedb.ListSweepConflictsParams{
+			NowMs: nowMS, BatchSize: int64(limit), EventKind: eventTTLSwept, BeforeID: before,
+		})
+		if err != nil {
+			return 0, err
+		}
+		for _, k := range taken {
+			if err := s.insertEvent(ctx, eventRow{Namespace: k.Namespace, WorkerInstanceID: k.WorkerInstanceID, EventKind: eventTTLSwept, EventAtMs: nowMS + 1}); err != nil {
+				return 0, err
+			}
+		}
+	}
+	n, err := s.q.DeleteSweepBatch(ctx, sqlitedb.DeleteSweepBatchParams{NowMs: nowMS, BatchSize: int64(limit)})
+	return int(n), err
+}
+
 func (s sqliteQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {
 	return s.q.DeleteEventsBefore(ctx, sqlitedb.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: int64(limit)})
 }

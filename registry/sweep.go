@@ -20,6 +20,14 @@ const (
 	DefaultEventRetention = 7 * 24 * time.Hour
 )
 
+// batchSweeper is a storeWriter that sweeps a batch in its own way:
+// removes at most limit registrations not live at nowMS, records a
+// ttl_swept event at nowMS for each, and returns how many it removed.
+// Others sweep with deleteExpiredWorkers and insertEvents.
+type batchSweeper interface {
+	sweepExpiredBatch(ctx context.Context, nowMS int64, limit int) (int, error)
+}
+
 // SweepReport says what one sweep removed.
 type SweepReport struct {
 	Swept        int // registrations removed, each with a ttl_swept event
@@ -84,6 +92,11 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 	for {
 		var n int
 		err := r.inEventTx(ctx, func(q storeWriter) error {
+			if b, ok := q.(batchSweeper); ok {
+				var err error
+				n, err = b.sweepExpiredBatch(ctx, nowMS, sweepBatchSize)
+				return err
+			}
 			keys, err := q.deleteExpiredWorkers(ctx, nowMS, sweepBatchSize)
 			n = len(keys) // this run's, should an earlier one have failed
 			if err != nil || n == 0 {

@@ -33,6 +33,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.deleteLiveWorkerStmt, err = db.PrepareContext(ctx, deleteLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteLiveWorker: %w", err)
 	}
+	if q.deleteSweepBatchStmt, err = db.PrepareContext(ctx, deleteSweepBatch); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteSweepBatch: %w", err)
+	}
 	if q.getLiveWorkerStmt, err = db.PrepareContext(ctx, getLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query GetLiveWorker: %w", err)
 	}
@@ -56,6 +59,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.insertExecutionStmt, err = db.PrepareContext(ctx, insertExecution); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertExecution: %w", err)
+	}
+	if q.insertSweepEventsStmt, err = db.PrepareContext(ctx, insertSweepEvents); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertSweepEvents: %w", err)
 	}
 	if q.listAllEventsAscStmt, err = db.PrepareContext(ctx, listAllEventsAsc); err != nil {
 		return nil, fmt.Errorf("error preparing query ListAllEventsAsc: %w", err)
@@ -90,6 +96,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listLiveWorkersInNamespaceStmt, err = db.PrepareContext(ctx, listLiveWorkersInNamespace); err != nil {
 		return nil, fmt.Errorf("error preparing query ListLiveWorkersInNamespace: %w", err)
 	}
+	if q.listSweepConflictsStmt, err = db.PrepareContext(ctx, listSweepConflicts); err != nil {
+		return nil, fmt.Errorf("error preparing query ListSweepConflicts: %w", err)
+	}
 	if q.requestDrainStmt, err = db.PrepareContext(ctx, requestDrain); err != nil {
 		return nil, fmt.Errorf("error preparing query RequestDrain: %w", err)
 	}
@@ -117,6 +126,11 @@ func (q *Queries) Close() error {
 	if q.deleteLiveWorkerStmt != nil {
 		if cerr := q.deleteLiveWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteLiveWorkerStmt: %w", cerr)
+		}
+	}
+	if q.deleteSweepBatchStmt != nil {
+		if cerr := q.deleteSweepBatchStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteSweepBatchStmt: %w", cerr)
 		}
 	}
 	if q.getLiveWorkerStmt != nil {
@@ -157,6 +171,11 @@ func (q *Queries) Close() error {
 	if q.insertExecutionStmt != nil {
 		if cerr := q.insertExecutionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertExecutionStmt: %w", cerr)
+		}
+	}
+	if q.insertSweepEventsStmt != nil {
+		if cerr := q.insertSweepEventsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertSweepEventsStmt: %w", cerr)
 		}
 	}
 	if q.listAllEventsAscStmt != nil {
@@ -212,6 +231,11 @@ func (q *Queries) Close() error {
 	if q.listLiveWorkersInNamespaceStmt != nil {
 		if cerr := q.listLiveWorkersInNamespaceStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listLiveWorkersInNamespaceStmt: %w", cerr)
+		}
+	}
+	if q.listSweepConflictsStmt != nil {
+		if cerr := q.listSweepConflictsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listSweepConflictsStmt: %w", cerr)
 		}
 	}
 	if q.requestDrainStmt != nil {
@@ -271,6 +295,7 @@ type Queries struct {
 	deleteEventsBeforeStmt         *sql.Stmt
 	deleteExpiredWorkersStmt       *sql.Stmt
 	deleteLiveWorkerStmt           *sql.Stmt
+	deleteSweepBatchStmt           *sql.Stmt
 	getLiveWorkerStmt              *sql.Stmt
 	getWorkerStmt                  *sql.Stmt
 	heartbeatLiveWorkerStmt        *sql.Stmt
@@ -279,6 +304,7 @@ type Queries struct {
 	insertEventStmt                *sql.Stmt
 	insertEventsStmt               *sql.Stmt
 	insertExecutionStmt            *sql.Stmt
+	insertSweepEventsStmt          *sql.Stmt
 	listAllEventsAscStmt           *sql.Stmt
 	listAllEventsDescStmt          *sql.Stmt
 	listDeadHoldersStmt            *sql.Stmt
@@ -290,6 +316,7 @@ type Queries struct {
 	listInstanceEventsDescStmt     *sql.Stmt
 	listLiveWorkersStmt            *sql.Stmt
 	listLiveWorkersInNamespaceStmt *sql.Stmt
+	listSweepConflictsStmt         *sql.Stmt
 	requestDrainStmt               *sql.Stmt
 	resumeWorkerStmt               *sql.Stmt
 	upsertWorkerStmt               *sql.Stmt
@@ -302,6 +329,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		deleteEventsBeforeStmt:         q.deleteEventsBeforeStmt,
 		deleteExpiredWorkersStmt:       q.deleteExpiredWorkersStmt,
 		deleteLiveWorkerStmt:           q.deleteLiveWorkerStmt,
+		deleteSweepBatchStmt:           q.deleteSweepBatchStmt,
 		getLiveWorkerStmt:              q.getLiveWorkerStmt,
 		getWorkerStmt:                  q.getWorkerStmt,
 		heartbeatLiveWorkerStmt:        q.heartbeatLiveWorkerStmt,
@@ -310,6 +338,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		insertEventStmt:                q.insertEventStmt,
 		insertEventsStmt:               q.insertEventsStmt,
 		insertExecutionStmt:            q.insertExecutionStmt,
+		insertSweepEventsStmt:          q.insertSweepEventsStmt,
 		listAllEventsAscStmt:           q.listAllEventsAscStmt,
 		listAllEventsDescStmt:          q.listAllEventsDescStmt,
 		listDeadHoldersStmt:            q.listDeadHoldersStmt,
@@ -321,6 +350,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listInstanceEventsDescStmt:     q.listInstanceEventsDescStmt,
 		listLiveWorkersStmt:            q.listLiveWorkersStmt,
 		listLiveWorkersInNamespaceStmt: q.listLiveWorkersInNamespaceStmt,
+		listSweepConflictsStmt:         q.listSweepConflictsStmt,
 		requestDrainStmt:               q.requestDrainStmt,
 		resumeWorkerStmt:               q.resumeWorkerStmt,
 		upsertWorkerStmt:               q.upsertWorkerStmt,

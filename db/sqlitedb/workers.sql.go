@@ -78,6 +78,34 @@ func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerPara
 	return result.RowsAffected()
 }
 
+const deleteSweepBatch = `-- name: DeleteSweepBatch :execrows
+DELETE FROM ff_worker_registry
+WHERE rowid IN (
+    SELECT old.rowid
+    FROM ff_worker_registry AS old
+    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= ?1
+    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms, old.rowid
+    LIMIT ?2
+)
+`
+
+type DeleteSweepBatchParams struct {
+	NowMs     int64
+	BatchSize int64
+}
+
+// The rows of one sweep batch, after InsertSweepEvents recorded them: the
+// same selection, the oldest expiries first and the rowid (the expiry
+// index's last column) among equal ones, so that in one transaction both
+// statements pick the same rows.
+func (q *Queries) DeleteSweepBatch(ctx context.Context, arg DeleteSweepBatchParams) (int64, error) {
+	result, err := q.exec(ctx, q.deleteSweepBatchStmt, deleteSweepBatch, arg.NowMs, arg.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const getLiveWorker = `-- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,

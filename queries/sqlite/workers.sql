@@ -111,6 +111,20 @@ WHERE rowid IN (
 )
 RETURNING namespace, worker_instance_id;
 
+-- name: DeleteSweepBatch :execrows
+-- The rows of one sweep batch, after InsertSweepEvents recorded them: the
+-- same selection, the oldest expiries first and the rowid (the expiry
+-- index's last column) among equal ones, so that in one transaction both
+-- statements pick the same rows.
+DELETE FROM ff_worker_registry
+WHERE rowid IN (
+    SELECT old.rowid
+    FROM ff_worker_registry AS old
+    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= sqlc.arg(now_ms)
+    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms, old.rowid
+    LIMIT sqlc.arg(batch_size)
+);
+
 -- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
