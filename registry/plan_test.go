@@ -40,6 +40,7 @@ func checkQueryPlans(t *testing.T, b *testBundle) {
 		want       []string // substrings of the plan, in order
 	}{
 		{"workers", "GetWorker", []any{"ns-1", "w00001"}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
+		{"workers", "RefreshLiveWorker", []any{"default", "", now, 1000, "ns-1", "w00001", "pool"}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
 		{"workers", "HeartbeatLiveWorker", []any{now, "ns-1", "w00001"}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
 		{"workers", "HeartbeatLiveWorkers", []any{now, keys}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)", "json_each"}},
 		{"workers", "DeleteLiveWorker", []any{"ns-1", "w00001", now}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},

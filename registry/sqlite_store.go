@@ -113,6 +113,22 @@ func (s sqliteQueries) upsertWorker(ctx context.Context, w workerRow) error {
 	})
 }
 
+func (s sqliteQueries) refreshLiveWorker(ctx context.Context, w workerRow) (bool, error) {
+	_, err := s.q.RefreshLiveWorker(ctx, sqlitedb.RefreshLiveWorkerParams{
+		Lanes:            w.Lanes,
+		CapabilitiesCsv:  w.CapabilitiesCsv,
+		NowMs:            w.LastHeartbeatMs,
+		LivenessTTLMs:    w.LivenessTTLMs,
+		Namespace:        w.Namespace,
+		WorkerInstanceID: w.WorkerInstanceID,
+		WorkerID:         w.WorkerID,
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 func (s sqliteQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
 	// All rows (at most one), so that the statement steps to SQLITE_DONE:
 	// see HeartbeatLiveWorker in queries/sqlite/workers.sql.

@@ -131,7 +131,29 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 	err = r.inEventTx(ctx, func(q storeWriter) error {
 		now = r.lockedNow(args.Now, now)
 		outcome = Registered // this run's, should an earlier one have failed
-		registeredAt := now
+		row := workerRow{
+			Namespace:        args.Namespace,
+			WorkerInstanceID: args.WorkerInstanceID,
+			WorkerID:         args.WorkerID,
+			Lanes:            lanes,
+			CapabilitiesCsv:  caps,
+			LastHeartbeatMs:  now,
+			LivenessTTLMs:    ttl,
+			RegisteredAtMs:   now,
+			ExpiresAtMs:      now + ttl,
+		}
+		if rf, ok := q.(liveRefresher); ok {
+			// The common case, a live registration refreshed, in one
+			// statement; anything else reads the row first.
+			refreshed, err := rf.refreshLiveWorker(ctx, row)
+			if err != nil {
+				return err
+			}
+			if refreshed {
+				outcome = Refreshed
+				return insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventRefreshed, now, nil)
+			}
+		}
 		prev, found, err := q.getWorker(ctx, key)
 		switch {
 		case err != nil:
@@ -141,7 +163,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 			if prev.WorkerID != args.WorkerID {
 				return &reassignedError{instance: args.WorkerInstanceID, liveWorker: prev.WorkerID, worker: args.WorkerID}
 			}
-			outcome, registeredAt = Refreshed, prev.RegisteredAtMs
+			outcome, row.RegisteredAtMs = Refreshed, prev.RegisteredAtMs
 		default:
 			// The old registration expired without being swept. Record its
 			// end as the sweep would have, so that every registration in
@@ -150,17 +172,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 				return err
 			}
 		}
-		if err := q.upsertWorker(ctx, workerRow{
-			Namespace:        args.Namespace,
-			WorkerInstanceID: args.WorkerInstanceID,
-			WorkerID:         args.WorkerID,
-			Lanes:            lanes,
-			CapabilitiesCsv:  caps,
-			LastHeartbeatMs:  now,
-			LivenessTTLMs:    ttl,
-			RegisteredAtMs:   registeredAt,
-			ExpiresAtMs:      now + ttl,
-		}); err != nil {
+		if err := q.upsertWorker(ctx, row); err != nil {
 			return err
 		}
 		kind := eventRegistered
@@ -173,6 +185,16 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 		return 0, err
 	}
 	return outcome, nil
+}
+
+// liveRefresher is a storeWriter that refreshes a registration in one
+// statement when it is live under w's worker ID: it writes w's lanes,
+// capabilities, TTL and heartbeat, keeps the stored RegisteredAtMs, clears
+// a drain, and reports true; otherwise it writes nothing and reports
+// false. Others read the row with getWorker and write it with
+// upsertWorker.
+type liveRefresher interface {
+	refreshLiveWorker(ctx context.Context, w workerRow) (bool, error)
 }
 
 // HeartbeatWorker moves a live registration's expiry to Now plus its TTL.

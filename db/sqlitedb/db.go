@@ -99,6 +99,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listSweepConflictsStmt, err = db.PrepareContext(ctx, listSweepConflicts); err != nil {
 		return nil, fmt.Errorf("error preparing query ListSweepConflicts: %w", err)
 	}
+	if q.refreshLiveWorkerStmt, err = db.PrepareContext(ctx, refreshLiveWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query RefreshLiveWorker: %w", err)
+	}
 	if q.requestDrainStmt, err = db.PrepareContext(ctx, requestDrain); err != nil {
 		return nil, fmt.Errorf("error preparing query RequestDrain: %w", err)
 	}
@@ -238,6 +241,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listSweepConflictsStmt: %w", cerr)
 		}
 	}
+	if q.refreshLiveWorkerStmt != nil {
+		if cerr := q.refreshLiveWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing refreshLiveWorkerStmt: %w", cerr)
+		}
+	}
 	if q.requestDrainStmt != nil {
 		if cerr := q.requestDrainStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing requestDrainStmt: %w", cerr)
@@ -317,6 +325,7 @@ type Queries struct {
 	listLiveWorkersStmt            *sql.Stmt
 	listLiveWorkersInNamespaceStmt *sql.Stmt
 	listSweepConflictsStmt         *sql.Stmt
+	refreshLiveWorkerStmt          *sql.Stmt
 	requestDrainStmt               *sql.Stmt
 	resumeWorkerStmt               *sql.Stmt
 	upsertWorkerStmt               *sql.Stmt
@@ -351,6 +360,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listLiveWorkersStmt:            q.listLiveWorkersStmt,
 		listLiveWorkersInNamespaceStmt: q.listLiveWorkersInNamespaceStmt,
 		listSweepConflictsStmt:         q.listSweepConflictsStmt,
+		refreshLiveWorkerStmt:          q.refreshLiveWorkerStmt,
 		requestDrainStmt:               q.requestDrainStmt,
 		resumeWorkerStmt:               q.resumeWorkerStmt,
 		upsertWorkerStmt:               q.upsertWorkerStmt,

@@ -445,6 +445,50 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 	return items, nil
 }
 
+const refreshLiveWorker = `-- name: RefreshLiveWorker :one
+UPDATE ff_worker_registry
+SET lanes             = ?1,
+    capabilities_csv  = ?2,
+    last_heartbeat_ms = ?3,
+    liveness_ttl_ms   = ?4,
+    draining          = 0
+WHERE namespace = ?5
+  AND worker_instance_id = ?6
+  AND worker_id = ?7
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
+RETURNING registered_at_ms
+`
+
+type RefreshLiveWorkerParams struct {
+	Lanes            string
+	CapabilitiesCsv  string
+	NowMs            int64
+	LivenessTTLMs    int64
+	Namespace        string
+	WorkerInstanceID string
+	WorkerID         string
+}
+
+// Register's common case in one statement: a registration live under the
+// same worker ID gets the new lanes, capabilities, TTL and heartbeat, keeps
+// its registered_at_ms (returned) and loses a pending drain. Any other
+// case (absent, expired, another worker ID) matches no row and writes
+// nothing; the caller then reads the row and writes it with UpsertWorker.
+func (q *Queries) RefreshLiveWorker(ctx context.Context, arg RefreshLiveWorkerParams) (int64, error) {
+	row := q.queryRow(ctx, q.refreshLiveWorkerStmt, refreshLiveWorker,
+		arg.Lanes,
+		arg.CapabilitiesCsv,
+		arg.NowMs,
+		arg.LivenessTTLMs,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.WorkerID,
+	)
+	var registered_at_ms int64
+	err := row.Scan(&registered_at_ms)
+	return registered_at_ms, err
+}
+
 const requestDrain = `-- name: RequestDrain :execrows
 UPDATE ff_worker_registry
 SET draining = 1
