@@ -394,36 +394,62 @@ README's test command runs 40,000 calls; ` + "`make soak`" + ` runs a million:
 const notes = `
 ## Reading the table
 
-- **Expired-lease pages.** The reference's query is as fast as ours on the
-  first page: SQLite walks its expiry index and sorts only the leases that
-  share an expiry ("USE TEMP B-TREE FOR RIGHT PART OF ORDER BY"), not the whole
-  set. Its cursor is where it breaks down: the text comparison inside an OR
-  cannot be a range seek, so a page nine tenths in scans every earlier lease
-  (hundreds of milliseconds at 1M, growing with the set), and the text order
-  skips and repeats leases (defect 2; the property test proves ours does not).
-  Ours seeks to the cursor with a row value, so deep pages cost what first
-  pages cost.
+- **Steady state.** Every write benchmark first makes 10,000 calls of its
+  own on the same database (registry and baselines alike), then measures:
+  the WAL has filled and been checkpointed, B-tree pages have split, the
+  audit log is not empty. Runs on this shared two-core machine move single
+  figures by tens of percent; ratios less, but not nothing.
+- **Pages written per commit.** The write path's cost is mostly WAL
+  frames: each page a commit changes is written to the WAL (two system
+  calls and a checksum) and later checkpointed (with two fsyncs per
+  checkpoint). Measured once for issue 16, in the steady state (growth of
+  the WAL in frames per call over 50 calls after 10,000): the floor's one
+  UPDATE 1.0, the reference's heartbeat transaction 3.3, a
+  heartbeat with events off 3.0, a heartbeat with events on and a register
+  9.1. A CPU profile of register puts about a third of its time in writing
+  WAL frames and a tenth in checkpoints. Of a heartbeat's three pages, the
+  registration's row is one and the expiry index two (the old entry's page
+  and the newest): that index is what makes liveness and the sweep index
+  probes (a sweep with nothing expired among 1M workers costs microseconds,
+  the reference's scan tens of milliseconds), and no heartbeat can move an
+  expiry without writing it. That is why a heartbeat cannot come near
+  0.75x of the one-page floor.
+- **Events cost writes.** An event is five B-tree inserts: the engine's
+  table and its (namespace, instance, time, kind) key, which the reference
+  writes too, and the registry's namespace, instance and time indexes,
+  which the reference does not have. Each of those serves one guarantee:
+  pages of one namespace and of one instance in event-ID order without a
+  sort (TestQueryPlansSurviveAnalyze), and pruning in bounded batches,
+  oldest first. The reference pays none of them and gets none of them: it
+  cannot page its log in order, and never prunes it. Register and a
+  heartbeat with events thus write about nine pages where the reference
+  writes three or four, which keeps them at about half its speed.
+  Register's common case, a live registration refreshed, is one UPDATE
+  and the event's INSERT.
+- **Expired-lease pages.** The reference's query runs on its expiry index
+  (INDEXED BY: on this database the planner would otherwise walk the
+  registry's lease index for it, and the baseline would be this library's
+  plan). With every page in the cache (10k leases), its walk of a few
+  expiry groups with a sort of each is about as fast as ours; as the set
+  grows, its lookups into ff_attempt and its sorts cost more, and its text
+  cursor cannot seek, so that a deep page scans every lease before it
+  (and skips and repeats leases, defect 2). Ours seeks to the cursor with
+  a row value and walks the registry's covering lease index, so deep
+  pages cost what first pages cost.
 - **Growth from 10k to 1M.** A page is a thousand primary-key lookups into
   ff_exec_core for the state and namespace, which the engine keeps there. At
   1M rows that table is some 60 MB and the lookups miss the CPU caches; the
   growth is that memory latency, not an algorithmic term (the walk is a range
-  scan and no plan sorts; see TestQueryPlansSurviveAnalyze). Runs put it
-  between 1.4x and 1.8x: at or just past the 1.5x target.
-- **Events cost writes.** With heartbeat events on, and for register, every
-  call also writes the audit log, which is FlowFabric's table: besides the
-  engine's key it carries the registry's namespace, instance and time
-  indexes, which make events pageable in ID order and prunable in bounded
-  batches, and an event whose key is taken is moved to the next free
-  millisecond rather than dropped. That is three more B-tree pages per
-  commit than the reference writes. Heartbeat events are off by default.
+  scan and no plan sorts; see TestQueryPlansSurviveAnalyze).
 - **Adopted databases.** FlowFabric's ff_exec_core and ff_attempt are rowid
   tables with indexes of their own, so a lease page pays a second lookup
   per lease; the registry's lease index still drives the walk.
 - **Sweeps.** With nothing expired the sweep is two index probes, so it does
-  not grow with the registry. With 100k expired it is slower in total than the
-  reference's single transaction, because it commits in batches of 500 with
-  set-based event inserts; in exchange no other writer waits more than one
-  batch, where the reference blocks every writer for the whole sweep.
+  not grow with the registry. With 100k expired it commits in batches of
+  1,000, each two set-based statements that never bring the rows' keys out
+  of SQLite (the events are inserted from the expired rows, then the same
+  rows deleted), so no other writer waits for more than a batch, where
+  the reference blocks every writer for the whole sweep.
 `
 
 // chartSVG draws page latency (first page) against data size, both axes
