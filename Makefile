@@ -25,14 +25,16 @@ bench:
 	REGISTRY_TEST_POSTGRES= go test -run='^$$' -bench=. -timeout=30m ./registry/ | tee bench.txt
 	go run ./scripts/benchreport -in bench.txt -md BENCHMARKS.md -svg docs/expired-lease-pages.svg
 
-# The Postgres store's benchmarks, on the database in $REGISTRY_TEST_POSTGRES
-# (scripts/pg-test-server start prints one; its default has fsync off, so
-# set PG_DURABLE=1 for numbers with durable commits). Each benchmark builds
-# its data in a schema of its own. REGISTRY_BENCH_POSTGRES_WORKERS and
-# REGISTRY_BENCH_POSTGRES_LEASES lower the large data sets' sizes.
+# The Postgres store's benchmarks and their report, BENCHMARKS-postgres.md:
+# scripts/bench-postgres starts a server with fsync off (port
+# $PG_BENCH_PORT, default 54341) and then a durable one (PG_DURABLE=1,
+# $PG_BENCH_DURABLE_PORT, default 54342) with scripts/pg-test-server, runs
+# the benchmarks on each (bench-postgres.txt, bench-postgres-durable.txt)
+# and writes the report from both. BENCH_COUNT sets -count;
+# REGISTRY_BENCH_POSTGRES_WORKERS and REGISTRY_BENCH_POSTGRES_LEASES lower
+# the large data sets' sizes.
 bench-postgres:
-	@test -n "$$REGISTRY_TEST_POSTGRES" || { echo "bench-postgres: set REGISTRY_TEST_POSTGRES (see scripts/pg-test-server)" >&2; exit 1; }
-	go test -run='^$$' -bench=Postgres -timeout=30m ./registry/ | tee bench-postgres.txt
+	scripts/bench-postgres
 
 # The long soak: a million mixed calls (see registry/soak_test.go); its
 # figures go into BENCHMARKS.md's soak section.

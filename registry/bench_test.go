@@ -96,6 +96,41 @@ func workerFixture(b *testing.B, n int, opts ...registry.Option) (*registry.Regi
 
 func instanceID(i int) string { return fmt.Sprintf("w%05d", i%benchWorkers) }
 
+// warmupCalls is how many calls a write benchmark makes before it starts
+// measuring: a fresh file hides the costs of the steady state (a WAL that
+// fills and is checkpointed, B-tree pages split, an audit log that is not
+// empty), so every write benchmark first drives this many of its own
+// calls through the same database, then measures.
+const warmupCalls = 10_000
+
+// steady runs op warmupCalls times, for calls 0 to warmupCalls-1, and then
+// for every iteration of b's loop, for calls from warmupCalls on.
+func steady(b *testing.B, op func(i int) error) {
+	b.Helper()
+	for i := range warmupCalls {
+		if err := op(i); err != nil {
+			b.Fatalf("warm-up call %d: %v", i, err)
+		}
+	}
+	for i := warmupCalls; b.Loop(); i++ {
+		if err := op(i); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// heartbeatOp is one registry heartbeat of benchmark call i, which must
+// refresh a live worker.
+func heartbeatOp(r *registry.Registry, args func(i int) registry.HeartbeatWorkerArgs) func(i int) error {
+	return func(i int) error {
+		res, err := r.HeartbeatWorker(context.Background(), args(i))
+		if err == nil && res.Outcome != registry.HeartbeatRefreshed {
+			err = fmt.Errorf("heartbeat: %+v", res)
+		}
+		return err
+	}
+}
+
 // clockMS hands out strictly increasing milliseconds from t0, so that every
 // heartbeat is a real change and every reference event a new key.
 type clockMS struct{ ms atomic.Int64 }
@@ -103,21 +138,13 @@ type clockMS struct{ ms atomic.Int64 }
 func (c *clockMS) next() int64 { return t0.UnixMilli() + c.ms.Add(1) }
 
 func BenchmarkHeartbeat(b *testing.B) {
-	ctx := context.Background()
 	for _, events := range []bool{false, true} {
 		b.Run(fmt.Sprintf("registry/events=%v", events), func(b *testing.B) {
 			r, _ := workerFixture(b, benchWorkers, registry.WithHeartbeatEvents(events))
 			var clock clockMS
-			i := 0
-			for b.Loop() {
-				res, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{
-					Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
-				})
-				if err != nil || res.Outcome != registry.HeartbeatRefreshed {
-					b.Fatalf("heartbeat: %+v, %v", res, err)
-				}
-				i++
-			}
+			steady(b, heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
+				return registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next())}
+			}))
 		})
 	}
 	// A zero Now: the registry reads its clock, and reads it again once it
@@ -125,38 +152,24 @@ func BenchmarkHeartbeat(b *testing.B) {
 	b.Run("registry/events=false,now=clock", func(b *testing.B) {
 		var clock clockMS
 		r, _ := workerFixture(b, benchWorkers, registry.WithClock(func() time.Time { return time.UnixMilli(clock.next()) }))
-		i := 0
-		for b.Loop() {
-			res, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i)})
-			if err != nil || res.Outcome != registry.HeartbeatRefreshed {
-				b.Fatalf("heartbeat: %+v, %v", res, err)
-			}
-			i++
-		}
+		steady(b, heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
+			return registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i)}
+		}))
 	})
 	b.Run("baseline=reference", func(b *testing.B) {
 		_, base := workerFixture(b, benchWorkers)
 		update, insert := prepare(b, base, refHeartbeatUpdate), prepare(b, base, refEventInsert)
 		var clock clockMS
-		i := 0
-		for b.Loop() {
-			if err := referenceHeartbeat(base, update, insert, instanceID(i), clock.next()); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
+		steady(b, func(i int) error { return referenceHeartbeat(base, update, insert, instanceID(i), clock.next()) })
 	})
 	b.Run("baseline=floor", func(b *testing.B) {
 		_, base := workerFixture(b, benchWorkers)
 		update := prepare(b, base, floorUpdate)
 		var clock clockMS
-		i := 0
-		for b.Loop() {
-			if _, err := update.Exec(clock.next(), "ns", instanceID(i)); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
+		steady(b, func(i int) error {
+			_, err := update.Exec(clock.next(), "ns", instanceID(i))
+			return err
+		})
 	})
 }
 
@@ -196,8 +209,17 @@ func BenchmarkHeartbeatWorkers(b *testing.B) {
 			r, _ := workerFixture(b, benchWorkers)
 			var clock clockMS
 			batch := make([]registry.HeartbeatWorkerArgs, size)
-			i := 0
-			for b.Loop() {
+			// The warm-up is in single heartbeats, as many as steady's,
+			// so that the batches start where BenchmarkHeartbeat does.
+			warm := heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
+				return registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next())}
+			})
+			for i := range warmupCalls {
+				if err := warm(i); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := 0; b.Loop(); i++ {
 				now := time.UnixMilli(clock.next())
 				for j := range batch {
 					batch[j] = registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i*size + j), Now: now}
@@ -205,7 +227,6 @@ func BenchmarkHeartbeatWorkers(b *testing.B) {
 				if _, err := r.HeartbeatWorkers(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
-				i++
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/heartbeat")
 		})
@@ -219,6 +240,14 @@ func BenchmarkHeartbeatParallel(b *testing.B) {
 	r, _ := workerFixture(b, benchWorkers)
 	var clock clockMS
 	var next, failures atomic.Int64
+	warm := heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
+		return registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next())}
+	})
+	for range warmupCalls {
+		if err := warm(int(next.Add(1))); err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -242,46 +271,42 @@ func BenchmarkRegister(b *testing.B) {
 	b.Run("registry", func(b *testing.B) {
 		r, _ := workerFixture(b, benchWorkers)
 		var clock clockMS
-		i := 0
-		for b.Loop() {
+		steady(b, func(i int) error {
 			// Refreshes of live rows, the steady state of a fleet.
-			_, err := r.RegisterWorker(ctx, registry.RegisterWorkerArgs{
+			outcome, err := r.RegisterWorker(ctx, registry.RegisterWorkerArgs{
 				Namespace: "ns", WorkerID: "pool", WorkerInstanceID: instanceID(i),
 				Lanes: []string{"default", "build"}, Capabilities: []string{"cuda"},
 				LivenessTTL: time.Hour, Now: time.UnixMilli(clock.next()),
 			})
-			if err != nil {
-				b.Fatal(err)
+			if err == nil && outcome != registry.Refreshed {
+				err = fmt.Errorf("register: %v", outcome)
 			}
-			i++
-		}
+			return err
+		})
 	})
 	b.Run("baseline=reference", func(b *testing.B) {
 		_, base := workerFixture(b, benchWorkers)
 		sel, upsert, event := prepare(b, base, refRegisterSelect), prepare(b, base, refRegisterUpsert), prepare(b, base, refEventInsert)
 		var clock clockMS
-		i := 0
-		for b.Loop() {
+		steady(b, func(i int) error {
 			now, id := clock.next(), instanceID(i)
 			tx, err := base.Begin()
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
+			defer tx.Rollback()
 			var worker string
 			if err := tx.Stmt(sel).QueryRow("ns", id).Scan(&worker); err != nil {
-				b.Fatal(err)
+				return err
 			}
 			if _, err := tx.Stmt(upsert).Exec("ns", id, "pool", "build,default", "cuda", now, 3600000, now); err != nil {
-				b.Fatal(err)
+				return err
 			}
 			if _, err := tx.Stmt(event).Exec("ns", id, "registered", now); err != nil {
-				b.Fatal(err)
+				return err
 			}
-			if err := tx.Commit(); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
+			return tx.Commit()
+		})
 	})
 }
 
@@ -362,16 +387,19 @@ func BenchmarkSweepExpired(b *testing.B) {
 		r, base := workerFixture(b, benchWorkers)
 		var clock clockMS
 		var longest time.Duration
+		heartbeat := heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
+			return registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next())}
+		})
+		for i := range warmupCalls {
+			if err := heartbeat(i); err != nil {
+				b.Fatal(err)
+			}
+		}
 		for b.Loop() {
 			b.StopTimer()
 			addExpired(b, base, "ff_worker_registry")
 			b.StartTimer()
-			stop := concurrentWriter(func(i int) error {
-				_, err := r.HeartbeatWorker(context.Background(), registry.HeartbeatWorkerArgs{
-					Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
-				})
-				return err
-			})
+			stop := concurrentWriter(heartbeat)
 			rep, err := r.SweepExpiredWorkers(context.Background(), time.UnixMilli(clock.next()))
 			longest = max(longest, stop(b))
 			if err != nil || rep.Swept != expired {
@@ -386,6 +414,11 @@ func BenchmarkSweepExpired(b *testing.B) {
 		update, insert := prepare(b, base, refHeartbeatUpdate), prepare(b, base, refEventInsert)
 		var clock clockMS
 		var longest time.Duration
+		for i := range warmupCalls {
+			if err := referenceHeartbeat(base, update, insert, instanceID(i), clock.next()); err != nil {
+				b.Fatal(err)
+			}
+		}
 		for b.Loop() {
 			b.StopTimer()
 			addExpired(b, base, "ref_worker_registry")

@@ -79,7 +79,7 @@
 // time, and take turns:
 //
 //   - No write holds the lock for long: a large HeartbeatWorkers batch runs
-//     as transactions of about 10 ms each, a sweep in batches of 500
+//     as transactions of about 10 ms each, a sweep in batches of 1,000
 //     registrations, pruning in batches of 2,000 events.
 //   - A write that finds the lock taken tries again every millisecond or
 //     two for as long as its context lives, so no call returns

@@ -40,13 +40,17 @@ func checkQueryPlans(t *testing.T, b *testBundle) {
 		want       []string // substrings of the plan, in order
 	}{
 		{"workers", "GetWorker", []any{"ns-1", "w00001"}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
+		{"workers", "RefreshLiveWorker", []any{"default", "", now, 1000, "ns-1", "w00001", "pool"}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
 		{"workers", "HeartbeatLiveWorker", []any{now, "ns-1", "w00001"}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
 		{"workers", "HeartbeatLiveWorkers", []any{now, keys}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)", "json_each"}},
 		{"workers", "DeleteLiveWorker", []any{"ns-1", "w00001", now}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
 		{"workers", "RequestDrain", []any{"ns-1", "w00001", now}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
 		{"workers", "ListLiveWorkers", []any{"", "", now, "", "", 1001}, []string{"SEARCH ff_worker_registry USING INDEX ", "(namespace>?)"}},
 		{"workers", "ListLiveWorkersInNamespace", []any{"ns-1", "", now, "", "", 1001}, []string{"SEARCH ff_worker_registry USING INDEX ", "(namespace=? AND worker_instance_id>?)"}},
-		{"workers", "DeleteExpiredWorkers", []any{now, 500}, []string{"USING INTEGER PRIMARY KEY (rowid=?)", "USING COVERING INDEX ff_worker_registry_expiry_idx (<expr><?)"}},
+		{"workers", "DeleteSweepBatch", []any{now, 500}, []string{"USING INTEGER PRIMARY KEY (rowid=?)", "USING COVERING INDEX ff_worker_registry_expiry_idx (<expr><?)"}},
+		{"events", "InsertSweepEvents", []any{"ttl_swept", now, 500}, []string{"SEARCH old USING INDEX ff_worker_registry_expiry_idx (<expr><?)"}},
+		{"events", "ListSweepConflicts", []any{now, 500, "ttl_swept", 1 << 62}, []string{"SEARCH batch USING INDEX ff_worker_registry_expiry_idx (<expr><?)",
+			"SEARCH taken EXISTS USING COVERING INDEX sqlite_autoindex_ff_worker_registry_event_1 (namespace=? AND worker_instance_id=? AND event_at_ms=? AND event_kind=?)"}},
 		{"events", "DeleteEventsBefore", []any{now, 500}, []string{"USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)"}},
 		{"events", "ListEventsAsc", []any{"ns-1", 0, 1001}, []string{"USING INDEX ff_worker_registry_event_namespace_idx (namespace=? AND rowid>?)"}},
 		{"events", "ListEventsDesc", []any{"ns-1", 1 << 62, 1001}, []string{"USING INDEX ff_worker_registry_event_namespace_idx (namespace=? AND rowid<?)"}},

@@ -111,6 +111,22 @@ func (s sqliteQueries) upsertWorker(ctx context.Context, w workerRow) error {
 	})
 }
 
+func (s sqliteQueries) refreshLiveWorker(ctx context.Context, w workerRow) (bool, error) {
+	_, err := s.q.RefreshLiveWorker(ctx, sqlitedb.RefreshLiveWorkerParams{
+		Lanes:            w.Lanes,
+		CapabilitiesCsv:  w.CapabilitiesCsv,
+		NowMs:            w.LastHeartbeatMs,
+		LivenessTTLMs:    w.LivenessTTLMs,
+		Namespace:        w.Namespace,
+		WorkerInstanceID: w.WorkerInstanceID,
+		WorkerID:         w.WorkerID,
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 func (s sqliteQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
 	// All rows (at most one), so that the statement steps to SQLITE_DONE:
 	// see HeartbeatLiveWorker in queries/sqlite/workers.sql.
@@ -164,20 +180,6 @@ func (s sqliteQueries) resumeWorker(ctx context.Context, k instanceKey, nowMS in
 	return n > 0, err
 }
 
-// sweepExpiredWorkers deletes a batch and records its events; q must be a
-// transaction's.
-func (s sqliteQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
-	rows, err := s.q.DeleteExpiredWorkers(ctx, sqlitedb.DeleteExpiredWorkersParams{NowMs: nowMS, BatchSize: int64(limit)})
-	if err != nil || len(rows) == 0 {
-		return 0, err
-	}
-	keys := make([]instanceKey, len(rows))
-	for i, row := range rows {
-		keys[i] = instanceKey{row.Namespace, row.WorkerInstanceID}
-	}
-	return len(keys), s.insertEvents(ctx, eventTTLSwept, nowMS, keys)
-}
-
 // insertEvent records e. The engine's table keys events by (namespace,
 // instance, time, kind), so an event whose key is taken moves to the next
 // free millisecond rather than being lost.
@@ -223,6 +225,51 @@ func (s sqliteQueries) insertEvents(ctx context.Context, kind string, atMS int64
 		}
 	}
 	return nil
+}
+
+// sweepExpiredWorkers removes one sweep batch of at most limit rows not
+// live at nowMS and records a ttl_swept event for each (q must be a
+// transaction's), with set-based
+// statements that keep the rows' keys inside SQLite: the events are
+// inserted from the expired rows, then the same rows are deleted. An
+// event whose key is taken moves to the next free millisecond, as in
+// insertEvent; finding those costs a probe of each row of a batch that
+// wrote fewer events than limit (the last one of a sweep), and nothing
+// otherwise.
+func (s sqliteQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
+	res, err := s.q.InsertSweepEvents(ctx, sqlitedb.InsertSweepEventsParams{EventKind: eventTTLSwept, NowMs: nowMS, BatchSize: int64(limit)})
+	if err != nil {
+		return 0, err
+	}
+	written, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	if written < int64(limit) {
+		// The events just written are the newest rowids; any event at
+		// this key before them is one that made the insert skip a row.
+		before := int64(math.MaxInt64)
+		if written > 0 {
+			last, err := res.LastInsertId()
+			if err != nil {
+				return 0, err
+			}
+			before = last - written
+		}
+		taken, err := s.q.ListSweepConflicts(ctx, sqlitedb.ListSweepConflictsParams{
+			NowMs: nowMS, BatchSize: int64(limit), EventKind: eventTTLSwept, BeforeID: before,
+		})
+		if err != nil {
+			return 0, err
+		}
+		for _, k := range taken {
+			if err := s.insertEvent(ctx, eventRow{Namespace: k.Namespace, WorkerInstanceID: k.WorkerInstanceID, EventKind: eventTTLSwept, EventAtMs: nowMS + 1}); err != nil {
+				return 0, err
+			}
+		}
+	}
+	n, err := s.q.DeleteSweepBatch(ctx, sqlitedb.DeleteSweepBatchParams{NowMs: nowMS, BatchSize: int64(limit)})
+	return int(n), err
 }
 
 func (s sqliteQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {

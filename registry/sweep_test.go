@@ -3,7 +3,9 @@ package registry_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -104,7 +106,7 @@ func TestSweepPrunesOldEvents(t *testing.T) {
 func TestSweepQueryPlans(t *testing.T) {
 	_, b := setup(t)
 	for _, q := range []struct{ file, name, want string }{
-		{"../queries/sqlite/workers.sql", "DeleteExpiredWorkers", "USING COVERING INDEX ff_worker_registry_expiry_idx (<expr><?)"},
+		{"../queries/sqlite/workers.sql", "DeleteSweepBatch", "USING COVERING INDEX ff_worker_registry_expiry_idx (<expr><?)"},
 		{"../queries/sqlite/events.sql", "DeleteEventsBefore", "USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)"},
 	} {
 		plan := queryPlan(t, b, sqlcQuery(t, q.file, q.name), t0.UnixMilli(), 500)
@@ -227,4 +229,53 @@ func TestRunSweeperSweepsAtOnce(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	})
+}
+
+// TestSweepMovesEventsWhoseKeyIsTaken: on SQLite a sweep batch writes its
+// ttl_swept events from the expired rows in one statement, which skips an
+// event whose key (instance, time, kind) another writer already took;
+// that event moves to the next free millisecond, in a full batch and in
+// the last, partial one alike, and none is lost.
+func TestSweepMovesEventsWhoseKeyIsTaken(t *testing.T) {
+	r, b := setupStore(t, storeSQLite)
+	const n = 2500 // two full batches and a partial one
+	now := t0.Add(time.Hour)
+	if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < ?2 - 1)
+		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms)
+		SELECT 'ns', printf('w%05d', i), 'w', 'default', '', ?1 + i, 1000, ?1 FROM s`, t0.UnixMilli(), n); err != nil {
+		t.Fatal(err)
+	}
+	taken := []string{"w00005", "w01500", "w02400", "w02499"}
+	for _, id := range taken {
+		// As the engine writes its events.
+		if _, err := b.raw.Exec(`INSERT OR IGNORE INTO ff_worker_registry_event
+			(namespace, worker_instance_id, event_kind, event_at_ms, reason) VALUES ('ns', ?, 'ttl_swept', ?, NULL)`,
+			id, now.UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := r.SweepExpiredWorkers(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "swept", rep.Swept, n)
+	equal(t, "rows left", b.rowCount(t), 0)
+	at := map[string][]int64{}
+	for _, e := range b.events(t) {
+		if e.Kind == "ttl_swept" {
+			at[e.Instance] = append(at[e.Instance], e.AtMS-now.UnixMilli())
+		}
+	}
+	equal(t, "instances with a ttl_swept event", len(at), n)
+	for i := range n {
+		id := fmt.Sprintf("w%05d", i)
+		want := []int64{0}
+		if slices.Contains(taken, id) {
+			want = []int64{0, 1}
+		}
+		if !slices.Equal(at[id], want) {
+			t.Errorf("%s: ttl_swept events at %v ms after the sweep's time, want %v", id, at[id], want)
+		}
+	}
 }

@@ -130,11 +130,38 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 	key := instanceKey{args.Namespace, args.WorkerInstanceID}
 	err = r.inTx(ctx, func(q storeWriter) error {
 		outcome = Registered // this run's, should an earlier one have failed
+		newRow := func(now int64) workerRow {
+			return workerRow{
+				Namespace:        args.Namespace,
+				WorkerInstanceID: args.WorkerInstanceID,
+				WorkerID:         args.WorkerID,
+				Lanes:            lanes,
+				CapabilitiesCsv:  caps,
+				LastHeartbeatMs:  now,
+				LivenessTTLMs:    ttl,
+				RegisteredAtMs:   now,
+				ExpiresAtMs:      now + ttl,
+			}
+		}
+		if rf, ok := q.(liveRefresher); ok {
+			// The common case, a live registration refreshed, in one
+			// statement; anything else reads the row first. (A store with a
+			// refresher holds the write lock from the transaction's start.)
+			now := r.lockedNow(args.Now, now)
+			refreshed, err := rf.refreshLiveWorker(ctx, newRow(now))
+			if err != nil {
+				return err
+			}
+			if refreshed {
+				outcome = Refreshed
+				return insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventRefreshed, now, nil)
+			}
+		}
 		prev, found, err := q.getWorker(ctx, key)
 		// After getWorker, which holds the row (Postgres) if the
 		// transaction did not hold the write lock from its start (SQLite).
 		now = r.lockedNow(args.Now, now)
-		registeredAt := now
+		row := newRow(now)
 		switch {
 		case err != nil:
 			return err
@@ -143,7 +170,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 			if prev.WorkerID != args.WorkerID {
 				return &reassignedError{instance: args.WorkerInstanceID, liveWorker: prev.WorkerID, worker: args.WorkerID}
 			}
-			outcome, registeredAt = Refreshed, prev.RegisteredAtMs
+			outcome, row.RegisteredAtMs = Refreshed, prev.RegisteredAtMs
 		default:
 			// The old registration expired without being swept. Record its
 			// end as the sweep would have, so that every registration in
@@ -152,17 +179,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 				return err
 			}
 		}
-		if err := q.upsertWorker(ctx, workerRow{
-			Namespace:        args.Namespace,
-			WorkerInstanceID: args.WorkerInstanceID,
-			WorkerID:         args.WorkerID,
-			Lanes:            lanes,
-			CapabilitiesCsv:  caps,
-			LastHeartbeatMs:  now,
-			LivenessTTLMs:    ttl,
-			RegisteredAtMs:   registeredAt,
-			ExpiresAtMs:      now + ttl,
-		}); err != nil {
+		if err := q.upsertWorker(ctx, row); err != nil {
 			return err
 		}
 		kind := eventRegistered
@@ -175,6 +192,16 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 		return 0, err
 	}
 	return outcome, nil
+}
+
+// liveRefresher is a storeWriter that refreshes a registration in one
+// statement when it is live under w's worker ID: it writes w's lanes,
+// capabilities, TTL and heartbeat, keeps the stored RegisteredAtMs, clears
+// a drain, and reports true; otherwise it writes nothing and reports
+// false. Others read the row with getWorker and write it with
+// upsertWorker.
+type liveRefresher interface {
+	refreshLiveWorker(ctx context.Context, w workerRow) (bool, error)
 }
 
 // HeartbeatWorker moves a live registration's expiry to Now plus its TTL.

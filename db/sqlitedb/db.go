@@ -27,11 +27,11 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.deleteEventsBeforeStmt, err = db.PrepareContext(ctx, deleteEventsBefore); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteEventsBefore: %w", err)
 	}
-	if q.deleteExpiredWorkersStmt, err = db.PrepareContext(ctx, deleteExpiredWorkers); err != nil {
-		return nil, fmt.Errorf("error preparing query DeleteExpiredWorkers: %w", err)
-	}
 	if q.deleteLiveWorkerStmt, err = db.PrepareContext(ctx, deleteLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteLiveWorker: %w", err)
+	}
+	if q.deleteSweepBatchStmt, err = db.PrepareContext(ctx, deleteSweepBatch); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteSweepBatch: %w", err)
 	}
 	if q.getLiveWorkerStmt, err = db.PrepareContext(ctx, getLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query GetLiveWorker: %w", err)
@@ -56,6 +56,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.insertExecutionStmt, err = db.PrepareContext(ctx, insertExecution); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertExecution: %w", err)
+	}
+	if q.insertSweepEventsStmt, err = db.PrepareContext(ctx, insertSweepEvents); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertSweepEvents: %w", err)
 	}
 	if q.listAllEventsAscStmt, err = db.PrepareContext(ctx, listAllEventsAsc); err != nil {
 		return nil, fmt.Errorf("error preparing query ListAllEventsAsc: %w", err)
@@ -90,6 +93,12 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listLiveWorkersInNamespaceStmt, err = db.PrepareContext(ctx, listLiveWorkersInNamespace); err != nil {
 		return nil, fmt.Errorf("error preparing query ListLiveWorkersInNamespace: %w", err)
 	}
+	if q.listSweepConflictsStmt, err = db.PrepareContext(ctx, listSweepConflicts); err != nil {
+		return nil, fmt.Errorf("error preparing query ListSweepConflicts: %w", err)
+	}
+	if q.refreshLiveWorkerStmt, err = db.PrepareContext(ctx, refreshLiveWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query RefreshLiveWorker: %w", err)
+	}
 	if q.requestDrainStmt, err = db.PrepareContext(ctx, requestDrain); err != nil {
 		return nil, fmt.Errorf("error preparing query RequestDrain: %w", err)
 	}
@@ -109,14 +118,14 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing deleteEventsBeforeStmt: %w", cerr)
 		}
 	}
-	if q.deleteExpiredWorkersStmt != nil {
-		if cerr := q.deleteExpiredWorkersStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing deleteExpiredWorkersStmt: %w", cerr)
-		}
-	}
 	if q.deleteLiveWorkerStmt != nil {
 		if cerr := q.deleteLiveWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteLiveWorkerStmt: %w", cerr)
+		}
+	}
+	if q.deleteSweepBatchStmt != nil {
+		if cerr := q.deleteSweepBatchStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteSweepBatchStmt: %w", cerr)
 		}
 	}
 	if q.getLiveWorkerStmt != nil {
@@ -157,6 +166,11 @@ func (q *Queries) Close() error {
 	if q.insertExecutionStmt != nil {
 		if cerr := q.insertExecutionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertExecutionStmt: %w", cerr)
+		}
+	}
+	if q.insertSweepEventsStmt != nil {
+		if cerr := q.insertSweepEventsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertSweepEventsStmt: %w", cerr)
 		}
 	}
 	if q.listAllEventsAscStmt != nil {
@@ -214,6 +228,16 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listLiveWorkersInNamespaceStmt: %w", cerr)
 		}
 	}
+	if q.listSweepConflictsStmt != nil {
+		if cerr := q.listSweepConflictsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listSweepConflictsStmt: %w", cerr)
+		}
+	}
+	if q.refreshLiveWorkerStmt != nil {
+		if cerr := q.refreshLiveWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing refreshLiveWorkerStmt: %w", cerr)
+		}
+	}
 	if q.requestDrainStmt != nil {
 		if cerr := q.requestDrainStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing requestDrainStmt: %w", cerr)
@@ -269,8 +293,8 @@ type Queries struct {
 	db                             DBTX
 	tx                             *sql.Tx
 	deleteEventsBeforeStmt         *sql.Stmt
-	deleteExpiredWorkersStmt       *sql.Stmt
 	deleteLiveWorkerStmt           *sql.Stmt
+	deleteSweepBatchStmt           *sql.Stmt
 	getLiveWorkerStmt              *sql.Stmt
 	getWorkerStmt                  *sql.Stmt
 	heartbeatLiveWorkerStmt        *sql.Stmt
@@ -279,6 +303,7 @@ type Queries struct {
 	insertEventStmt                *sql.Stmt
 	insertEventsStmt               *sql.Stmt
 	insertExecutionStmt            *sql.Stmt
+	insertSweepEventsStmt          *sql.Stmt
 	listAllEventsAscStmt           *sql.Stmt
 	listAllEventsDescStmt          *sql.Stmt
 	listDeadHoldersStmt            *sql.Stmt
@@ -290,6 +315,8 @@ type Queries struct {
 	listInstanceEventsDescStmt     *sql.Stmt
 	listLiveWorkersStmt            *sql.Stmt
 	listLiveWorkersInNamespaceStmt *sql.Stmt
+	listSweepConflictsStmt         *sql.Stmt
+	refreshLiveWorkerStmt          *sql.Stmt
 	requestDrainStmt               *sql.Stmt
 	resumeWorkerStmt               *sql.Stmt
 	upsertWorkerStmt               *sql.Stmt
@@ -300,8 +327,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		db:                             tx,
 		tx:                             tx,
 		deleteEventsBeforeStmt:         q.deleteEventsBeforeStmt,
-		deleteExpiredWorkersStmt:       q.deleteExpiredWorkersStmt,
 		deleteLiveWorkerStmt:           q.deleteLiveWorkerStmt,
+		deleteSweepBatchStmt:           q.deleteSweepBatchStmt,
 		getLiveWorkerStmt:              q.getLiveWorkerStmt,
 		getWorkerStmt:                  q.getWorkerStmt,
 		heartbeatLiveWorkerStmt:        q.heartbeatLiveWorkerStmt,
@@ -310,6 +337,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		insertEventStmt:                q.insertEventStmt,
 		insertEventsStmt:               q.insertEventsStmt,
 		insertExecutionStmt:            q.insertExecutionStmt,
+		insertSweepEventsStmt:          q.insertSweepEventsStmt,
 		listAllEventsAscStmt:           q.listAllEventsAscStmt,
 		listAllEventsDescStmt:          q.listAllEventsDescStmt,
 		listDeadHoldersStmt:            q.listDeadHoldersStmt,
@@ -321,6 +349,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listInstanceEventsDescStmt:     q.listInstanceEventsDescStmt,
 		listLiveWorkersStmt:            q.listLiveWorkersStmt,
 		listLiveWorkersInNamespaceStmt: q.listLiveWorkersInNamespaceStmt,
+		listSweepConflictsStmt:         q.listSweepConflictsStmt,
+		refreshLiveWorkerStmt:          q.refreshLiveWorkerStmt,
 		requestDrainStmt:               q.requestDrainStmt,
 		resumeWorkerStmt:               q.resumeWorkerStmt,
 		upsertWorkerStmt:               q.upsertWorkerStmt,

@@ -9,54 +9,6 @@ import (
 	"context"
 )
 
-const deleteExpiredWorkers = `-- name: DeleteExpiredWorkers :many
-DELETE FROM ff_worker_registry
-WHERE rowid IN (
-    SELECT old.rowid
-    FROM ff_worker_registry AS old
-    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= ?1
-    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms
-    LIMIT ?2
-)
-RETURNING namespace, worker_instance_id
-`
-
-type DeleteExpiredWorkersParams struct {
-	NowMs     int64
-	BatchSize int64
-}
-
-type DeleteExpiredWorkersRow struct {
-	Namespace        string
-	WorkerInstanceID string
-}
-
-// One sweep batch: the oldest expiries first, found through
-// ff_worker_registry_expiry_idx, so that a sweep with nothing to do is a
-// single index probe.
-func (q *Queries) DeleteExpiredWorkers(ctx context.Context, arg DeleteExpiredWorkersParams) ([]DeleteExpiredWorkersRow, error) {
-	rows, err := q.query(ctx, q.deleteExpiredWorkersStmt, deleteExpiredWorkers, arg.NowMs, arg.BatchSize)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []DeleteExpiredWorkersRow{}
-	for rows.Next() {
-		var i DeleteExpiredWorkersRow
-		if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const deleteLiveWorker = `-- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
 WHERE namespace = ?1
@@ -72,6 +24,34 @@ type DeleteLiveWorkerParams struct {
 
 func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerParams) (int64, error) {
 	result, err := q.exec(ctx, q.deleteLiveWorkerStmt, deleteLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
+const deleteSweepBatch = `-- name: DeleteSweepBatch :execrows
+DELETE FROM ff_worker_registry
+WHERE rowid IN (
+    SELECT old.rowid
+    FROM ff_worker_registry AS old
+    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= ?1
+    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms, old.rowid
+    LIMIT ?2
+)
+`
+
+type DeleteSweepBatchParams struct {
+	NowMs     int64
+	BatchSize int64
+}
+
+// The rows of one sweep batch, after InsertSweepEvents recorded them: the
+// same selection, the oldest expiries first and the rowid (the expiry
+// index's last column) among equal ones, so that in one transaction both
+// statements pick the same rows.
+func (q *Queries) DeleteSweepBatch(ctx context.Context, arg DeleteSweepBatchParams) (int64, error) {
+	result, err := q.exec(ctx, q.deleteSweepBatchStmt, deleteSweepBatch, arg.NowMs, arg.BatchSize)
 	if err != nil {
 		return 0, err
 	}
@@ -415,6 +395,50 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 		return nil, err
 	}
 	return items, nil
+}
+
+const refreshLiveWorker = `-- name: RefreshLiveWorker :one
+UPDATE ff_worker_registry
+SET lanes             = ?1,
+    capabilities_csv  = ?2,
+    last_heartbeat_ms = ?3,
+    liveness_ttl_ms   = ?4,
+    draining          = 0
+WHERE namespace = ?5
+  AND worker_instance_id = ?6
+  AND worker_id = ?7
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
+RETURNING registered_at_ms
+`
+
+type RefreshLiveWorkerParams struct {
+	Lanes            string
+	CapabilitiesCsv  string
+	NowMs            int64
+	LivenessTTLMs    int64
+	Namespace        string
+	WorkerInstanceID string
+	WorkerID         string
+}
+
+// Register's common case in one statement: a registration live under the
+// same worker ID gets the new lanes, capabilities, TTL and heartbeat, keeps
+// its registered_at_ms (returned) and loses a pending drain. Any other
+// case (absent, expired, another worker ID) matches no row and writes
+// nothing; the caller then reads the row and writes it with UpsertWorker.
+func (q *Queries) RefreshLiveWorker(ctx context.Context, arg RefreshLiveWorkerParams) (int64, error) {
+	row := q.queryRow(ctx, q.refreshLiveWorkerStmt, refreshLiveWorker,
+		arg.Lanes,
+		arg.CapabilitiesCsv,
+		arg.NowMs,
+		arg.LivenessTTLMs,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.WorkerID,
+	)
+	var registered_at_ms int64
+	err := row.Scan(&registered_at_ms)
+	return registered_at_ms, err
 }
 
 const requestDrain = `-- name: RequestDrain :execrows

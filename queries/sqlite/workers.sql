@@ -32,6 +32,24 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     registered_at_ms  = excluded.registered_at_ms,
     draining          = 0;
 
+-- name: RefreshLiveWorker :one
+-- Register's common case in one statement: a registration live under the
+-- same worker ID gets the new lanes, capabilities, TTL and heartbeat, keeps
+-- its registered_at_ms (returned) and loses a pending drain. Any other
+-- case (absent, expired, another worker ID) matches no row and writes
+-- nothing; the caller then reads the row and writes it with UpsertWorker.
+UPDATE ff_worker_registry
+SET lanes             = sqlc.arg(lanes),
+    capabilities_csv  = sqlc.arg(capabilities_csv),
+    last_heartbeat_ms = sqlc.arg(now_ms),
+    liveness_ttl_ms   = sqlc.arg(liveness_ttl_ms),
+    draining          = 0
+WHERE namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND worker_id = sqlc.arg(worker_id)
+  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
+RETURNING registered_at_ms;
+
 -- name: HeartbeatLiveWorker :many
 -- Refreshes a live row only; an expired row is left for the sweep. It runs
 -- outside a transaction, so it is :many, not :one: a :one statement is reset
@@ -97,19 +115,19 @@ WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
   AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms);
 
--- name: DeleteExpiredWorkers :many
--- One sweep batch: the oldest expiries first, found through
--- ff_worker_registry_expiry_idx, so that a sweep with nothing to do is a
--- single index probe.
+-- name: DeleteSweepBatch :execrows
+-- The rows of one sweep batch, after InsertSweepEvents recorded them: the
+-- same selection, the oldest expiries first and the rowid (the expiry
+-- index's last column) among equal ones, so that in one transaction both
+-- statements pick the same rows.
 DELETE FROM ff_worker_registry
 WHERE rowid IN (
     SELECT old.rowid
     FROM ff_worker_registry AS old
     WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= sqlc.arg(now_ms)
-    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms
+    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms, old.rowid
     LIMIT sqlc.arg(batch_size)
-)
-RETURNING namespace, worker_instance_id;
+);
 
 -- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,

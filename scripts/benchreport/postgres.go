@@ -1,0 +1,273 @@
+package main
+
+// The Postgres report: BENCHMARKS-postgres.md from two runs of the
+// Postgres benchmarks (registry/postgres_bench_test.go and
+// BenchmarkPostgresListOrphanedLeases), one on a server with fsync off and
+// one with durable commits, side by side, with the parity rows of
+// BENCHMARKS.md against the reference's statements ported to Postgres.
+// `make bench-postgres` (scripts/bench-postgres) starts both servers, runs
+// both and calls this.
+//
+// The names it reads, after "Benchmark" and without the -N suffix (a
+// benchmark that is missing from a run shows as not run; a run without
+// any Postgres benchmark is an error):
+//
+//	PostgresHeartbeat/registry/events=false                 ns/op
+//	PostgresHeartbeat/registry/events=true                  ns/op
+//	PostgresHeartbeat/baseline=reference                    ns/op
+//	PostgresHeartbeat/baseline=floor                        ns/op
+//	PostgresHeartbeatWorkers/per_call=10                    ns/heartbeat
+//	PostgresHeartbeatWorkers/per_call=100                   ns/heartbeat
+//	PostgresHeartbeatParallel/pool=default                  ns/op (per heartbeat)
+//	PostgresHeartbeatParallel/pool=16                       ns/op (per heartbeat)
+//	PostgresRegister/registry                               ns/op
+//	PostgresRegister/baseline=reference                     ns/op
+//	PostgresRegisterParallel                                ns/op (per register)
+//	PostgresSweepNothingExpired/workers=N/registry          ns/op (any N; the largest)
+//	PostgresSweepNothingExpired/workers=N/baseline=reference
+//	PostgresSweepExpired/registry                           ns/op, max_writer_wait_ms
+//	PostgresSweepExpired/baseline=reference                 ns/op, max_writer_wait_ms
+//	PostgresListExpiredLeases/leases=N/registry/page=first  ns/op (every N run)
+//	PostgresListExpiredLeases/leases=N/registry/page=deep
+//	PostgresListExpiredLeases/leases=N/baseline=reference/page=first
+//	PostgresListExpiredLeases/leases=N/baseline=reference/page=deep
+//	PostgresListOrphanedLeases/registry/page=first          ns/op
+//	PostgresListOrphanedLeases/registry/page=deep
+//	PostgresListOrphanedLeases/baseline=antijoin/page=first
+//	PostgresListOrphanedLeases/baseline=antijoin/page=deep
+//
+// Header lines "postgres: <server version>" and "settings: <...>", which
+// scripts/bench-postgres writes before each run's output, name the server.
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+func runPostgresReport(in, durable, md string) error {
+	var runs [2]results
+	var raws [2]string
+	for i, name := range []string{in, durable} {
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		res, err := parse(strings.NewReader(string(raw)))
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(res.metrics)), func(k string) bool { return strings.HasPrefix(k, "BenchmarkPostgres") }) {
+			return fmt.Errorf("%s: no Postgres benchmark ran (is REGISTRY_TEST_POSTGRES set?)", name)
+		}
+		runs[i], raws[i] = res, string(raw)
+	}
+	report, err := postgresMarkdown(runs, raws)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(md, []byte(report), 0o644)
+}
+
+// sizes returns the sizes N, ascending, for which name (a pattern with
+// one %d) ran.
+func (r results) sizes(pattern string) []int {
+	re := regexp.MustCompile("^Benchmark" + strings.Replace(regexp.QuoteMeta(pattern), "%d", `(\d+)`, 1) + "$")
+	var out []int
+	for name := range r.metrics {
+		if m := re.FindStringSubmatch(name); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+const (
+	pgLeasePage     = "PostgresListExpiredLeases/leases=%d/%s/page=%s"
+	pgSweepNothing  = "PostgresSweepNothingExpired/workers=%d/%s"
+	pgSweepNothingN = "PostgresSweepNothingExpired/workers=%d/registry"
+	pgLeaseSizes    = "PostgresListExpiredLeases/leases=%d/registry/page=first"
+)
+
+// postgresRows are BENCHMARKS.md's rows for the Postgres benchmarks of
+// runs, whose sizes (lease sets, the no-op sweep's registry) are those of
+// the first run that has them.
+func postgresRows(runs [2]results) []row {
+	var out []row
+	add := func(r row) { out = append(out, r) }
+	var parallel []row
+	for _, pool := range []struct{ name, what string }{{"default", "default pool"}, {"16", "pool of 16"}} {
+		parallel = append(parallel, row{what: "16 goroutines heartbeating, " + pool.what + ", aggregate throughput vs one goroutine",
+			bench: "PostgresHeartbeatParallel/pool=" + pool.name})
+	}
+	out = append(out, writeRows("Postgres", "the ported reference", parallel...)...)
+	add(row{what: "Register from 16 goroutines (pool of 16), aggregate throughput vs one goroutine", bench: "PostgresRegisterParallel", unit: "ns/op",
+		baseline: "PostgresRegister/registry", bunit: "ns/op"})
+	var leases []int
+	for _, r := range runs {
+		if leases = r.sizes(pgLeaseSizes); len(leases) > 0 {
+			break
+		}
+	}
+	page := func(n int, who, which string) string { return fmt.Sprintf(pgLeasePage, n, who, which) }
+	for _, n := range leases {
+		for _, which := range []string{"first", "deep"} {
+			add(row{what: fmt.Sprintf("Expired-lease page of 1000, %s, %s leases, vs the ported reference query", which, human(n)),
+				bench: page(n, "registry", which), unit: "ns/op", baseline: page(n, "baseline=reference", which), bunit: "ns/op",
+				target: "≥ 1.0×", ok: atLeast(1)})
+		}
+	}
+	if len(leases) > 1 {
+		lo, hi := leases[0], leases[len(leases)-1]
+		for _, which := range []string{"first", "deep"} {
+			add(row{what: fmt.Sprintf("Expired-lease page, %s, at %s leases vs at %s (growth)", which, human(hi), human(lo)),
+				bench: page(hi, "registry", which), unit: "ns/op", baseline: page(lo, "registry", which), bunit: "ns/op",
+				inverse: true, target: "≤ 1.5× and ≤ 10 ms", ok: func(r, v float64) bool { return r <= 1.5 && v <= 10e6 }})
+		}
+	}
+	for _, which := range []string{"first", "deep"} {
+		add(row{what: fmt.Sprintf("Orphaned-lease page of 1000, %s, held leases over 1,000 holders (10 dead), vs the naive anti-join", which),
+			bench: "PostgresListOrphanedLeases/registry/page=" + which, unit: "ns/op", baseline: "PostgresListOrphanedLeases/baseline=antijoin/page=" + which, bunit: "ns/op",
+			target: "≤ 10 ms", ok: func(_, v float64) bool { return v <= 10e6 }})
+	}
+	var workers []int
+	for _, r := range runs {
+		if workers = r.sizes(pgSweepNothingN); len(workers) > 0 {
+			break
+		}
+	}
+	if len(workers) > 0 {
+		n := workers[len(workers)-1]
+		add(row{what: fmt.Sprintf("Sweep with nothing expired among %s live workers vs the reference's sweep", human(n)),
+			bench: fmt.Sprintf(pgSweepNothing, n, "registry"), unit: "ns/op", baseline: fmt.Sprintf(pgSweepNothing, n, "baseline=reference"), bunit: "ns/op",
+			target: "≤ 0.5 ms", ok: func(_, v float64) bool { return v <= 0.5e6 }})
+	} else {
+		add(row{what: "Sweep with nothing expired among the live workers vs the reference's sweep",
+			bench: fmt.Sprintf(pgSweepNothing, 1_000_000, "registry"), unit: "ns/op", baseline: fmt.Sprintf(pgSweepNothing, 1_000_000, "baseline=reference"), bunit: "ns/op",
+			target: "≤ 0.5 ms", ok: func(_, v float64) bool { return v <= 0.5e6 }})
+	}
+	add(row{what: "Sweep of 100k expired workers vs the reference's sweep", bench: "PostgresSweepExpired/registry", unit: "ns/op",
+		baseline: "PostgresSweepExpired/baseline=reference", bunit: "ns/op", target: "≥ 1.0×", ok: atLeast(1)})
+	add(row{what: "Longest wait of a concurrent writer during that sweep vs the reference's", bench: "PostgresSweepExpired/registry", unit: "max_writer_wait_ms",
+		baseline: "PostgresSweepExpired/baseline=reference", bunit: "max_writer_wait_ms", target: "≤ ~50 ms", ok: func(_, v float64) bool { return v <= 60 }})
+	return out
+}
+
+// cells are figures, or dashes and "not run" where a benchmark of the
+// row is missing from res.
+func (r row) cells(res results) []string {
+	c, err := r.figures(res)
+	if err != nil {
+		return []string{"—", "—", "—", "not run"}
+	}
+	return c
+}
+
+func postgresMarkdown(runs [2]results, raws [2]string) (string, error) {
+	rows := postgresRows(runs)
+	ran := false
+	for _, r := range rows {
+		for _, res := range runs {
+			if r.cells(res)[3] != "not run" {
+				ran = true
+			}
+		}
+	}
+	if !ran {
+		return "", errors.New("none of the report's Postgres benchmarks is in either run")
+	}
+	var b strings.Builder
+	server := func(res results) string {
+		s := res.header["postgres"]
+		if s == "" {
+			s = "PostgreSQL (version not recorded)"
+		}
+		if set := res.header["settings"]; set != "" {
+			s += "; " + set
+		}
+		return s
+	}
+	h := runs[0].header
+	fmt.Fprintf(&b, `# Benchmarks: the Postgres store
+
+The same suite as [BENCHMARKS.md](BENCHMARKS.md), for the Postgres store
+(registry/postgres_bench_test.go and BenchmarkPostgresListOrphanedLeases),
+compared with baselines measured in the same run on the same database,
+through a pgx pool configured as the registry's: the reference
+implementation's statements ported to Postgres, and the floor, one
+autocommit UPDATE of one row. Each figure is from one of two runs on
+servers that the make target starts on this machine, client and server
+sharing its CPUs over loopback: one with fsync, synchronous_commit and
+full_page_writes off, which leaves durability's cost out, and one with
+durable commits (PG_DURABLE=1), which puts a WAL flush in every commit.
+
+Reproduce:
+
+	make bench-postgres
+
+which runs scripts/bench-postgres: a server with fsync off on port
+$PG_BENCH_PORT (default 54341), then a durable one on $PG_BENCH_DURABLE_PORT
+(default 54342), each started by scripts/pg-test-server, running
+
+	go test -run='^$' -bench=Postgres -count=$BENCH_COUNT -timeout=90m ./registry/
+
+into bench-postgres.txt and bench-postgres-durable.txt, and then
+
+	go run ./scripts/benchreport -postgres -in bench-postgres.txt -durable bench-postgres-durable.txt -md BENCHMARKS-postgres.md
+
+Machine: %s/%s, %s, %d logical CPUs as seen by the report generator.
+Server, fsync off: %s. Server, durable: %s.
+A figure is the median of the run's counts (-count) where it ran more
+than once. A ratio is the baseline's time over this library's (higher is
+better), except where marked "growth" or "wait", which divide this
+library's time by the baseline's. "Not run" marks a benchmark missing
+from a run.
+
+| Measurement | Target | fsync off: this library | baseline | ratio | met | durable: this library | baseline | ratio | met |
+|---|---|---|---|---|---|---|---|---|---|
+`, h["goos"], h["goarch"], h["cpu"], runtime.NumCPU(), server(runs[0]), server(runs[1]))
+	for _, r := range rows {
+		cells := append(r.cells(runs[0]), r.cells(runs[1])...)
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", r.what, r.target, strings.Join(cells, " | "))
+	}
+	b.WriteString(postgresNotes)
+	for i, name := range []string{"fsync off", "durable"} {
+		fmt.Fprintf(&b, "\n## Raw output, %s\n\n```\n%s```\n", name, raws[i])
+	}
+	return b.String(), nil
+}
+
+// postgresNotes explain the Postgres figures; they hold for any run.
+const postgresNotes = `
+## Reading the table
+
+- Every call is at least one round trip, so a single heartbeat costs about
+  twice the floor's one statement: it is the same one UPDATE, plus the
+  expiry index that the floor's table does not have. No registry heartbeat
+  is a HOT update, because every heartbeat changes the indexed expiry.
+- With durable commits every writing call waits for a WAL flush, which
+  this machine's disk makes the largest single cost: ratios between calls
+  that each commit once move towards 1, and batches gain the most.
+- Unlike SQLite, Postgres runs writers in parallel: 16 goroutines get more
+  done than one, and more so with a pool as large as the goroutine count
+  (` + "`pool_max_conns=16`" + ` in the URL).
+- Register and heartbeats with events on take the audit-log lock (see the
+  package documentation) and an extra round trip or two; the lock also
+  makes event-writing transactions wait for each other across processes.
+- The expired-lease walk is an index-only walk of the registry's lease
+  index from the cursor with a primary-key lookup per lease and no sort
+  (TestPostgresExpiredLeaseQueryPlan). The reference's query, ported with
+  its expiry-only index and text cursor, keeps only the top 1000 of the
+  expired set on the first page and sorts everything after the cursor
+  deep in the walk.
+`
