@@ -30,8 +30,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/flowfabric/workerregistry/db/pgdb"
-	"github.com/flowfabric/workerregistry/db/sqlitedb"
+	"github.com/flowfabric/workerregistry/db/pgfixtures"
+	"github.com/flowfabric/workerregistry/db/sqlitefixtures"
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -157,7 +157,7 @@ func writeBatch(ctx context.Context, sqlDB *sql.DB, start, end int, lease func(i
 		}
 		return tx.Commit()
 	}
-	q, err := sqlitedb.Prepare(ctx, tx)
+	q, err := sqlitefixtures.Prepare(ctx, tx)
 	if err != nil {
 		return err
 	}
@@ -296,21 +296,21 @@ func (e *engineInserts) insert(ctx context.Context, l Lease) error {
 // copyBatch writes a batch to Postgres with COPY, in one transaction on
 // the pgx connection under sqlDB.
 func copyBatch(ctx context.Context, sqlDB *sql.DB, batch []Lease) error {
-	execs := make([]pgdb.CopyExecutionsParams, len(batch))
-	attempts := make([]pgdb.CopyAttemptsParams, len(batch))
+	execs := make([]pgfixtures.CopyExecutionsParams, len(batch))
+	attempts := make([]pgfixtures.CopyAttemptsParams, len(batch))
 	for i, l := range batch {
 		id := l.ExecutionID
 		raw, err := rawFields(l)
 		if err != nil {
 			return err
 		}
-		execs[i] = pgdb.CopyExecutionsParams{
+		execs[i] = pgfixtures.CopyExecutionsParams{
 			PartitionKey: int32(id.Partition),
 			ExecutionID:  id.UUID,
 			PublicState:  state(l),
 			RawFields:    raw,
 		}
-		attempts[i] = pgdb.CopyAttemptsParams{
+		attempts[i] = pgfixtures.CopyAttemptsParams{
 			PartitionKey: int32(id.Partition),
 			ExecutionID:  id.UUID,
 			AttemptIndex: int32(l.AttemptIndex),
@@ -331,7 +331,7 @@ func copyBatch(ctx context.Context, sqlDB *sql.DB, batch []Lease) error {
 	defer conn.Close()
 	return conn.Raw(func(driverConn any) error {
 		return pgx.BeginFunc(ctx, driverConn.(*stdlib.Conn).Conn(), func(tx pgx.Tx) error {
-			q := pgdb.New(tx)
+			q := pgfixtures.New(tx)
 			if _, err := q.CopyExecutions(ctx, execs); err != nil {
 				return fmt.Errorf("copy executions: %w", err)
 			}
@@ -358,13 +358,13 @@ func rawFields(l Lease) ([]byte, error) {
 	return json.Marshal(fields)
 }
 
-func insertLease(ctx context.Context, q *sqlitedb.Queries, l Lease) error {
+func insertLease(ctx context.Context, q *sqlitefixtures.Queries, l Lease) error {
 	id := l.ExecutionID
 	raw, err := rawFields(l)
 	if err != nil {
 		return err
 	}
-	if err := q.InsertExecution(ctx, sqlitedb.InsertExecutionParams{
+	if err := q.InsertExecution(ctx, sqlitefixtures.InsertExecutionParams{
 		PartitionKey: int64(id.Partition),
 		ExecutionID:  id.UUID[:],
 		PublicState:  state(l),
@@ -372,7 +372,7 @@ func insertLease(ctx context.Context, q *sqlitedb.Queries, l Lease) error {
 	}); err != nil {
 		return err
 	}
-	attempt := sqlitedb.InsertAttemptParams{
+	attempt := sqlitefixtures.InsertAttemptParams{
 		PartitionKey:     int64(id.Partition),
 		ExecutionID:      id.UUID[:],
 		AttemptIndex:     int64(l.AttemptIndex),
