@@ -7,7 +7,6 @@ package sqlitedb
 
 import (
 	"context"
-	"database/sql"
 )
 
 const deleteEventsBefore = `-- name: DeleteEventsBefore :execrows
@@ -50,7 +49,7 @@ type InsertEventParams struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 // The audit log is FlowFabric's ff_worker_registry_event. Its key is
@@ -137,7 +136,7 @@ type ListAllEventsAscRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 // Every namespace, for operators: a walk of the rowid. The empty namespace
@@ -192,7 +191,7 @@ type ListAllEventsDescRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListAllEventsDesc(ctx context.Context, arg ListAllEventsDescParams) ([]ListAllEventsDescRow, error) {
@@ -245,7 +244,7 @@ type ListEventsAscRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([]ListEventsAscRow, error) {
@@ -298,7 +297,7 @@ type ListEventsDescRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) ([]ListEventsDescRow, error) {
@@ -353,7 +352,7 @@ type ListInstanceEventsAscRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEventsAscParams) ([]ListInstanceEventsAscRow, error) {
@@ -413,7 +412,7 @@ type ListInstanceEventsDescRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEventsDescParams) ([]ListInstanceEventsDescRow, error) {

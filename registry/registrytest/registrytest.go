@@ -373,14 +373,17 @@ func insertLease(ctx context.Context, q *sqlitefixtures.Queries, l Lease) error 
 		return err
 	}
 	attempt := sqlitefixtures.InsertAttemptParams{
-		PartitionKey:     int64(id.Partition),
-		ExecutionID:      id.UUID[:],
-		AttemptIndex:     int64(l.AttemptIndex),
-		WorkerInstanceID: sql.NullString{String: l.WorkerInstanceID, Valid: l.WorkerInstanceID != ""},
-		LeaseEpoch:       int64(l.LeaseEpoch),
+		PartitionKey: int64(id.Partition),
+		ExecutionID:  id.UUID[:],
+		AttemptIndex: int64(l.AttemptIndex),
+		LeaseEpoch:   int64(l.LeaseEpoch),
+	}
+	if l.WorkerInstanceID != "" {
+		attempt.WorkerInstanceID = &l.WorkerInstanceID
 	}
 	if !l.ExpiresAt.IsZero() {
-		attempt.LeaseExpiresAtMs = sql.NullInt64{Int64: l.ExpiresAt.UnixMilli(), Valid: true}
+		ms := l.ExpiresAt.UnixMilli()
+		attempt.LeaseExpiresAtMs = &ms
 	}
 	return q.InsertAttempt(ctx, attempt)
 }
