@@ -211,20 +211,24 @@ func TestRunSweeper(t *testing.T) {
 	})
 }
 
-// TestRunSweeperSweepsAtOnce: the first sweep does not wait an interval.
+// TestRunSweeperSweepsAtOnce: the first sweep does not wait an interval,
+// and prunes by the registry's retention.
 func TestRunSweeperSweepsAtOnce(t *testing.T) {
 	eachStore(t, func(t *testing.T) {
-		r, b := setup(t, registry.WithClock(func() time.Time { return t0.Add(time.Minute) }))
+		r, b := setup(t, registry.WithClock(func() time.Time { return t0.Add(time.Minute) }),
+			registry.WithEventRetention(30*time.Second))
 		mustRegister(t, r, registerArgs("ns", "w", t0)) // expired by the clock's time
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Hour})
 		deadline := time.Now().Add(10 * time.Second)
-		for b.rowCount(t) != 0 {
+		// The registration's event, at t0, is older than the retention.
+		for b.rowCount(t) != 0 || len(b.eventKinds(t)) != 1 {
 			if time.Now().After(deadline) {
-				t.Fatal("RunSweeper with a one-hour interval did not sweep at once")
+				t.Fatalf("RunSweeper with a one-hour interval did not sweep and prune at once: events %v", b.eventKinds(t))
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+		equal(t, "events", b.eventKinds(t), []string{"ttl_swept"})
 	})
 }

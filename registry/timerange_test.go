@@ -165,8 +165,6 @@ func TestTimesOutOfRangeAreRejected(t *testing.T) {
 			{"sweeper with a negative interval", runSweeper(registry.SweeperConfig{Interval: -time.Second}), "interval"},
 			{"sweeper with an interval under 1ms", runSweeper(registry.SweeperConfig{Interval: time.Millisecond - 1}), "interval"},
 			{"sweeper with the most negative interval", runSweeper(registry.SweeperConfig{Interval: math.MinInt64}), "interval"},
-			{"sweeper with a negative retention", runSweeper(registry.SweeperConfig{EventRetention: -time.Hour}), "event_retention"},
-			{"sweeper with a retention under 1ms", runSweeper(registry.SweeperConfig{EventRetention: time.Microsecond}), "event_retention"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -292,8 +290,8 @@ func TestLeaseCursorAtTheEdgesOfStorage(t *testing.T) {
 }
 
 // TestEventRetentionWithoutOverflow: the longest retention a Duration
-// holds is subtracted from now without wrapping, by the sweep and by
-// RunSweeper, which accepts it.
+// holds is subtracted from now without wrapping, by SweepExpiredWorkers
+// and by RunSweeper.
 func TestEventRetentionWithoutOverflow(t *testing.T) {
 	eachStore(t, func(t *testing.T) {
 		const longest = time.Duration(math.MaxInt64) // about 292 years
@@ -323,7 +321,7 @@ func TestEventRetentionWithoutOverflow(t *testing.T) {
 		ctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Duration(math.MaxInt64), EventRetention: longest})
+			done <- r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Duration(math.MaxInt64)})
 		}()
 		deadline := time.Now().Add(10 * time.Second)
 		for b.rowCount(t) != 0 {
