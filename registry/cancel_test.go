@@ -54,7 +54,7 @@ func (c *cancelAfter) Err() error {
 // point it can be cancelled and checks that each attempt either failed and
 // changed nothing, or succeeded with its whole effect.
 func TestCancelledWritesAreAllOrNothing(t *testing.T) {
-	eachEngine(t, func(t *testing.T) {
+	eachEngine(t, func(t *testing.T, s store) {
 		ops := []struct {
 			name string
 			// prepare brings a fresh registry to the operation's start.
@@ -117,7 +117,7 @@ func TestCancelledWritesAreAllOrNothing(t *testing.T) {
 		for _, op := range ops {
 			t.Run(op.name, func(t *testing.T) {
 				// The effect of an uncancelled run, to compare against.
-				rw, bw := setup(t, registry.WithHeartbeatEvents(true))
+				rw, bw := setup(t, s, registry.WithHeartbeatEvents(true))
 				if op.prepare != nil {
 					op.prepare(t, rw)
 				}
@@ -131,7 +131,7 @@ func TestCancelledWritesAreAllOrNothing(t *testing.T) {
 					if n > 200 {
 						t.Fatal("operation never completed")
 					}
-					r, b := setup(t, registry.WithHeartbeatEvents(true))
+					r, b := setup(t, s, registry.WithHeartbeatEvents(true))
 					if op.prepare != nil {
 						op.prepare(t, r)
 					}

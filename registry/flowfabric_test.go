@@ -651,7 +651,7 @@ func TestUpgradeFromVersion2(t *testing.T) {
 // next free one; none is lost.
 func TestSameMillisecondEventsKept(t *testing.T) {
 	ctx := context.Background()
-	r, b := setupStore(t, storeSQLite, registry.WithHeartbeatEvents(true))
+	r, b := setup(t, sqliteStore, registry.WithHeartbeatEvents(true))
 	mustRegister(t, r, registerArgs("ns", "w", t0))
 	for range 3 {
 		if _, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0}); err != nil {

@@ -16,7 +16,7 @@ func TestQueryPlansSurviveAnalyze(t *testing.T) {
 			if db == "adopted FlowFabric" {
 				_, b = setupAt(t, flowfabricSQLite(t))
 			} else {
-				_, b = setup(t)
+				_, b = setup(t, sqliteStore)
 			}
 			checkQueryPlans(t, b)
 		})

@@ -23,29 +23,20 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // testBundle holds what a test needs besides the Registry.
 type testBundle struct {
-	store string // storeSQLite or storePostgres
-	path  string // the SQLite file, or the Postgres DSN with the test's schema
-	raw   rawDB  // a separate connection for inspecting rows
+	engine string // engineSQLite or enginePostgres
+	path   string // the SQLite file, or the Postgres DSN with the test's schema
+	raw    rawDB  // a separate connection for inspecting rows
 }
 
-// setup opens a fresh registry on the store that eachStore chose for t
-// (SQLite when t is not under eachStore): a file in t.TempDir, or a schema
-// of its own in the REGISTRY_TEST_POSTGRES database.
-func setup(t testing.TB, opts ...registry.Option) (*registry.Registry, *testBundle) {
+// setup opens a fresh registry on a database of s of t's own: a file in
+// t.TempDir, or a schema of its own in the REGISTRY_TEST_POSTGRES database.
+func setup(t testing.TB, s store, opts ...registry.Option) (*registry.Registry, *testBundle) {
 	t.Helper()
-	return setupStore(t, storeOf(t), opts...)
-}
-
-// setupStore is setup on the given store.
-func setupStore(t testing.TB, store string, opts ...registry.Option) (*registry.Registry, *testBundle) {
-	t.Helper()
-	switch store {
-	case storeFlowFabric:
-		return setupAt(t, flowfabricSQLite(t), opts...)
-	case storeSQLite:
-		return setupAt(t, filepath.Join(t.TempDir(), "registry.db"), opts...)
+	path := s.database(t)
+	if s.engine == engineSQLite {
+		return setupAt(t, path, opts...)
 	}
-	b := &testBundle{store: store, path: postgresSchema(t)}
+	b := &testBundle{engine: s.engine, path: path}
 	r := b.open(t, opts...)
 	raw, err := sql.Open("pgx", b.path)
 	if err != nil {
@@ -60,7 +51,7 @@ func setupStore(t testing.TB, store string, opts ...registry.Option) (*registry.
 // already (FlowFabric's, for instance).
 func setupAt(t testing.TB, path string, opts ...registry.Option) (*registry.Registry, *testBundle) {
 	t.Helper()
-	b := &testBundle{store: storeSQLite, path: path}
+	b := &testBundle{engine: engineSQLite, path: path}
 	r := b.open(t, opts...)
 	raw, err := sql.Open(registry.SQLiteDriverName, registry.SQLiteDSN(b.path))
 	if err != nil {
@@ -138,7 +129,7 @@ func (d rawDB) rebind(query string) string {
 // stored expiry, given its SQL expression: a column on Postgres, nothing on
 // SQLite, where the expiry is computed from the heartbeat and the TTL.
 func (b *testBundle) expiresColumn(expr string) (column, value string) {
-	if b.store == storePostgres {
+	if b.engine == enginePostgres {
 		return ", expires_at_ms", ", " + expr
 	}
 	return "", ""
@@ -149,7 +140,7 @@ func (b *testBundle) expiresColumn(expr string) (column, value string) {
 // SQLite, whose audit log is FlowFabric's and keyed by (instance, time,
 // kind), each one moves to the next free millisecond.
 func (b *testBundle) eventTime(ms int64, n int) int64 {
-	if b.store == storeSQLite {
+	if b.engine == engineSQLite {
 		return ms + int64(n)
 	}
 	return ms
@@ -159,7 +150,7 @@ func (b *testBundle) eventTime(ms int64, n int) int64 {
 // they are all there is: on SQLite the newest event stays, since its rowid
 // keeps the next event ID from going back.
 func (b *testBundle) pruned(n int) int {
-	if b.store == storeSQLite {
+	if b.engine == engineSQLite {
 		return n - 1
 	}
 	return n
@@ -212,7 +203,7 @@ func (b *testBundle) eventKinds(t *testing.T) []string {
 func (b *testBundle) snapshot(t testing.TB) string {
 	t.Helper()
 	var opts *sql.TxOptions
-	if b.store == storePostgres {
+	if b.engine == enginePostgres {
 		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
 	}
 	tx, err := b.raw.DB.BeginTx(context.Background(), opts)
@@ -221,7 +212,7 @@ func (b *testBundle) snapshot(t testing.TB) string {
 	}
 	defer tx.Rollback()
 	tables := []string{"ff_worker_registry", "ff_worker_registry_event", registry.VersionTable, "sqlite_sequence"}
-	if b.store == storePostgres {
+	if b.engine == enginePostgres {
 		// The identity sequence stands in for sqlite_sequence.
 		tables[3] = "ff_worker_registry_event_event_id_seq"
 	}
@@ -362,7 +353,7 @@ func (b *testBundle) holdWriteLock(t *testing.T) (release func()) {
 		t.Fatal(err)
 	}
 	lock, unlock := "BEGIN IMMEDIATE", "COMMIT"
-	if b.store == storePostgres {
+	if b.engine == enginePostgres {
 		if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
 			t.Fatal(err)
 		}

@@ -1,63 +1,86 @@
 package registry_test
 
 import (
-	"strings"
+	"path/filepath"
 	"testing"
 
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
-// The stores the conformance tests run on. A test written as
+// store is one store the conformance tests run on. A test written as
 //
 //	func TestX(t *testing.T) {
-//		eachStore(t, func(t *testing.T) {
-//			r, b := setup(t)
+//		eachStore(t, func(t *testing.T, s store) {
+//			r, b := setup(t, s)
 //			...
 //		})
 //	}
 //
-// runs its body once per store, as the subtests TestX/sqlite and
-// TestX/postgres; setup reads the store from that name, so helpers and
-// nested subtests need no store argument.
+// runs its body once per entry of stores, as the subtests TestX/sqlite,
+// TestX/postgres and so on; helpers take the store as an argument.
+type store struct {
+	name   string // the subtest's name
+	engine string // engineSQLite or enginePostgres: the code path it runs
+	// adopted marks a database that FlowFabric's own migrations built and
+	// the registry adopted. It runs the same code as its engine's own
+	// store, so the long tests of concurrency, cancellation and scale
+	// (eachEngine) leave it out.
+	adopted bool
+	// database returns the path or DSN of a fresh database of t's own,
+	// removed when t ends; it skips t where the store is unavailable.
+	database func(t testing.TB) string
+}
+
+// The engines; a testBundle's engine is one of them.
 const (
-	storeSQLite   = "sqlite"
-	storePostgres = "postgres"
-	// storeFlowFabric is the SQLite store on a FlowFabric database that
-	// the registry adopted: built by the engine's own migrations, with the
-	// engine's ff_exec_core and ff_attempt. Its bundles say storeSQLite.
-	storeFlowFabric = "flowfabric"
+	engineSQLite   = "sqlite"
+	enginePostgres = "postgres"
 )
 
-// eachStore runs the stores' subtests in parallel: each has a database of
-// its own, and Postgres round trips overlap SQLite's work.
-func eachStore(t *testing.T, body func(t *testing.T)) {
-	runStores(t, body, storeSQLite, storePostgres, storeFlowFabric)
+var (
+	sqliteStore = store{name: "sqlite", engine: engineSQLite, database: func(t testing.TB) string {
+		return filepath.Join(t.TempDir(), "registry.db")
+	}}
+	postgresStore = store{name: "postgres", engine: enginePostgres, database: postgresSchema}
+	// flowfabricStore is the SQLite store on a FlowFabric database that
+	// the registry adopted, with the engine's ff_exec_core and ff_attempt.
+	flowfabricStore = store{name: "flowfabric", engine: engineSQLite, adopted: true, database: flowfabricSQLite}
+)
+
+// stores is every store of the conformance suite, in the order of its
+// subtests. A new store is one more entry.
+var stores = []store{sqliteStore, postgresStore, flowfabricStore}
+
+// eachStore runs body once per store, in parallel subtests: each has a
+// database of its own, and Postgres round trips overlap SQLite's work.
+func eachStore(t *testing.T, body func(t *testing.T, s store)) {
+	runStores(t, stores, body)
 }
 
-// eachEngine is eachStore for the long tests of concurrency, cancellation
-// and scale, which exercise the engines' code paths rather than the
-// database's shape: on SQLite, an adopted database runs the same code as
-// the registry's own, so they run on sqlite and postgres only.
-func eachEngine(t *testing.T, body func(t *testing.T)) {
-	runStores(t, body, storeSQLite, storePostgres)
+// eachEngine is eachStore without the adopted stores, for the long tests
+// that exercise an engine's code paths rather than a database's shape.
+func eachEngine(t *testing.T, body func(t *testing.T, s store)) {
+	runStores(t, engineStores(), body)
 }
 
-func runStores(t *testing.T, body func(t *testing.T), stores ...string) {
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
+// engineStores returns the stores that are not adopted: one per engine.
+func engineStores() []store {
+	var own []store
+	for _, s := range stores {
+		if !s.adopted {
+			own = append(own, s)
+		}
+	}
+	return own
+}
+
+func runStores(t *testing.T, stores []store, body func(t *testing.T, s store)) {
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
-			body(t)
+			body(t, s)
 		})
 	}
-}
-
-// storeOf returns the store eachStore chose for t, or SQLite.
-func storeOf(t testing.TB) string {
-	parts := strings.Split(t.Name(), "/")
-	if len(parts) > 1 && (parts[1] == storePostgres || parts[1] == storeFlowFabric) {
-		return parts[1]
-	}
-	return storeSQLite
 }
 
 // postgresSchema creates an empty schema for t, dropped when t ends, and

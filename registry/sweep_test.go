@@ -13,8 +13,8 @@ import (
 )
 
 func TestSweepRemovesExactlyTheExpired(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		for i, ttl := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
 			args := registerArgs("ns", []string{"a", "b", "c"}[i], t0)
@@ -49,8 +49,8 @@ func TestSweepRemovesExactlyTheExpired(t *testing.T) {
 }
 
 func TestSweepInBatches(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		// More than one batch of expired rows, written directly for speed.
 		const n = 1234
 		col, val := b.expiresColumn("CAST(?1 AS BIGINT) + i + 1000")
@@ -76,8 +76,8 @@ func TestSweepInBatches(t *testing.T) {
 }
 
 func TestSweepPrunesOldEvents(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t, registry.WithEventRetention(time.Hour))
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s, registry.WithEventRetention(time.Hour))
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "old", t0))
 		mustRegister(t, r, registerArgs("ns", "new", t0.Add(90*time.Minute)))
@@ -102,7 +102,7 @@ func TestSweepPrunesOldEvents(t *testing.T) {
 // through indexes, so a sweep with nothing to do is a probe, not a scan of
 // the registry (defect 3 of the reference).
 func TestSweepQueryPlans(t *testing.T) {
-	_, b := setup(t)
+	_, b := setup(t, sqliteStore)
 	for _, q := range []struct{ file, name, want string }{
 		{"../queries/sqlite/workers.sql", "DeleteExpiredWorkers", "USING COVERING INDEX ff_worker_registry_expiry_idx (<expr><?)"},
 		{"../queries/sqlite/events.sql", "DeleteEventsBefore", "USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)"},
@@ -152,7 +152,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestRunSweeper(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		var (
 			mu  sync.Mutex
 			now = t0
@@ -170,7 +170,7 @@ func TestRunSweeper(t *testing.T) {
 		logs := &syncBuffer{}
 		// A sweep that removes nothing logs at DEBUG.
 		logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		r, b := setup(t, registry.WithClock(clock), registry.WithLogger(logger))
+		r, b := setup(t, s, registry.WithClock(clock), registry.WithLogger(logger))
 		mustRegister(t, r, registerArgs("ns", "w", t0)) // TTL 10 s
 
 		ctx, cancel := context.WithCancel(context.Background())
@@ -214,8 +214,8 @@ func TestRunSweeper(t *testing.T) {
 // TestRunSweeperSweepsAtOnce: the first sweep does not wait an interval,
 // and prunes by the registry's retention.
 func TestRunSweeperSweepsAtOnce(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t, registry.WithClock(func() time.Time { return t0.Add(time.Minute) }),
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s, registry.WithClock(func() time.Time { return t0.Add(time.Minute) }),
 			registry.WithEventRetention(30*time.Second))
 		mustRegister(t, r, registerArgs("ns", "w", t0)) // expired by the clock's time
 		ctx, cancel := context.WithCancel(context.Background())
