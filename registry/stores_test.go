@@ -1,9 +1,14 @@
 package registry_test
 
 import (
+	"context"
+	"errors"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
+	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
@@ -38,13 +43,11 @@ const (
 )
 
 var (
-	sqliteStore = store{name: "sqlite", engine: engineSQLite, database: func(t testing.TB) string {
-		return filepath.Join(t.TempDir(), "registry.db")
-	}}
+	sqliteStore   = store{name: "sqlite", engine: engineSQLite, database: registrySQLite}
 	postgresStore = store{name: "postgres", engine: enginePostgres, database: postgresSchema}
 	// flowfabricStore is the SQLite store on a FlowFabric database that
 	// the registry adopted, with the engine's ff_exec_core and ff_attempt.
-	flowfabricStore = store{name: "flowfabric", engine: engineSQLite, adopted: true, database: flowfabricSQLite}
+	flowfabricStore = store{name: "flowfabric", engine: engineSQLite, adopted: true, database: adoptedFlowFabricSQLite}
 )
 
 // stores is every store of the conformance suite, in the order of its
@@ -91,4 +94,80 @@ func runStores(t *testing.T, stores []store, body func(t *testing.T, s store)) {
 func postgresSchema(t testing.TB) string {
 	t.Helper()
 	return registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+}
+
+// registrySQLite returns the path of a new SQLite file that Open created
+// and migrated.
+func registrySQLite(t testing.TB) string {
+	t.Helper()
+	return registryTemplate.copy(t, "registry.db", func(dir string) (string, error) {
+		path := filepath.Join(dir, "registry.db")
+		return path, openAndClose(path)
+	})
+}
+
+// adoptedFlowFabricSQLite returns the path of a new FlowFabric SQLite
+// database (flowfabricSQLite) that Open adopted.
+func adoptedFlowFabricSQLite(t testing.TB) string {
+	t.Helper()
+	flowfabricDir(t) // skips the test where FlowFabric's files are absent
+	return adoptedTemplate.copy(t, "flowfabric.db", func(string) (string, error) {
+		path := flowfabricSQLite(t)
+		return path, openAndClose(path)
+	})
+}
+
+var registryTemplate, adoptedTemplate dbTemplate
+
+func openAndClose(path string) error {
+	r, err := registry.Open(context.Background(), path)
+	if err != nil {
+		return err
+	}
+	if err := r.Close(); err != nil {
+		return err
+	}
+	// Closing the last connection checkpoints the WAL into the file, so
+	// that the file alone is the whole database.
+	if st, err := os.Stat(path + "-wal"); err == nil && st.Size() > 0 {
+		return errors.New(path + "-wal holds frames after Close")
+	}
+	return nil
+}
+
+// dbTemplate is a SQLite database built once per test process, of which
+// each test gets a copy: copying a file costs a fraction of creating and
+// migrating a database (about 130 ms under -race), which every test does.
+type dbTemplate struct {
+	once  sync.Once
+	bytes []byte
+	err   error
+}
+
+// copy writes the template, which build makes on first use in a
+// directory of its own and returns the path of, to a file named name in
+// t.TempDir, and returns its path.
+func (d *dbTemplate) copy(t testing.TB, name string, build func(dir string) (string, error)) string {
+	t.Helper()
+	d.once.Do(func() {
+		dir, err := os.MkdirTemp("", "registry-template")
+		if err != nil {
+			d.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		path, err := build(dir)
+		if err == nil {
+			d.bytes, err = os.ReadFile(path)
+		}
+		d.err = err
+	})
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, d.bytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
