@@ -66,6 +66,13 @@ func setupAt(t testing.TB, path string, opts ...registry.Option) (*registry.Regi
 // ends.
 func (b *testBundle) open(t testing.TB, opts ...registry.Option) *registry.Registry {
 	t.Helper()
+	if b.engine == enginePostgres {
+		// Open takes the migration lock, one for the whole database, which
+		// goose polls once a second: tests that open at once wait for each
+		// other here instead.
+		postgresOpens.Lock()
+		defer postgresOpens.Unlock()
+	}
 	r, err := registry.Open(context.Background(), b.path, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -77,6 +84,8 @@ func (b *testBundle) open(t testing.TB, opts ...registry.Option) *registry.Regis
 	})
 	return r
 }
+
+var postgresOpens sync.Mutex
 
 // rawDB is a *sql.DB whose Exec, Query and QueryRow take SQLite's "?" and
 // "?N" placeholders on both stores, so that a test's inspection SQL is
