@@ -54,8 +54,7 @@ var (
 // subtests. A new store is one more entry.
 var stores = []store{sqliteStore, postgresStore, flowfabricStore}
 
-// eachStore runs body once per store, in parallel subtests: each has a
-// database of its own, and Postgres round trips overlap SQLite's work.
+// eachStore runs body once per store: see runStores.
 func eachStore(t *testing.T, body func(t *testing.T, s store)) {
 	runStores(t, stores, body)
 }
@@ -77,7 +76,11 @@ func engineStores() []store {
 	return own
 }
 
+// runStores runs body on each store in parallel subtests of t, itself
+// parallel to the other tests that use it: each test has its own
+// databases.
 func runStores(t *testing.T, stores []store, body func(t *testing.T, s store)) {
+	t.Parallel()
 	for _, s := range stores {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
