@@ -151,6 +151,11 @@ func TestCancelledWritesAreAllOrNothing(t *testing.T) {
 							a.before = registryAndEvents(b.snapshot(t))
 							a.err = op.run(newCancelAfter(base+i), r)
 							a.after = registryAndEvents(b.snapshot(t))
+							// Free the connections now: a subtest makes dozens
+							// of registries, and Postgres allows a few hundred
+							// connections.
+							r.Close()
+							b.raw.SetMaxIdleConns(0)
 						})
 					}
 					wg.Wait()
