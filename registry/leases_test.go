@@ -353,6 +353,7 @@ func setupLeases(t *testing.T, s store) (*registry.Registry, *sql.DB) {
 // sorts: not when a namespace filter makes the namespace index tempting,
 // not deep in the walk.
 func TestPostgresExpiredLeaseQueryPlan(t *testing.T) {
+	t.Parallel()
 	t.Run(postgresStore.name, func(t *testing.T) {
 		_, b := setup(t, postgresStore)
 		const n = 30000

@@ -331,6 +331,7 @@ func equal[T any](t *testing.T, what string, got, want T) {
 // TestConcurrentFirstOpen opens one new file from many goroutines at once:
 // each must succeed, although only one can switch it to WAL and migrate it.
 func TestConcurrentFirstOpen(t *testing.T) {
+	t.Parallel()
 	for round := range 3 {
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("first-%d.db", round))
 		var wg sync.WaitGroup
