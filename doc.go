@@ -4,8 +4,13 @@
 // silent; the engine lists live workers and the job leases that expired.
 //
 // The public API is in package [github.com/flowfabric/workerregistry/registry].
-// Queries live in queries/ as plain SQL, compiled by sqlc into package db;
-// migrations live in schema/ and run with goose.
+// Each store has its queries in queries/<engine> as plain SQL, compiled by
+// sqlc into [github.com/flowfabric/workerregistry/db/sqlitedb] and
+// [github.com/flowfabric/workerregistry/db/pgdb], and its goose migrations
+// in schema/<engine>, embedded by package
+// [github.com/flowfabric/workerregistry/schema]. Tests of code that uses
+// the registry get fixtures from
+// [github.com/flowfabric/workerregistry/registry/registrytest].
 package workerregistry
 
 // sqlc is pinned in tools/go.mod so that library users do not inherit its

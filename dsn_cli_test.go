@@ -1,56 +1,25 @@
 package workerregistry_test
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/flowfabric/workerregistry/internal/clitest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
-// buildCLIs builds cmd/migrate and cmd/registryctl into a temporary
-// directory and returns their paths.
-func buildCLIs(t *testing.T) (migrate, registryctl string) {
-	t.Helper()
-	dir := t.TempDir()
-	for _, name := range []string{"migrate", "registryctl"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
-		}
-	}
-	return filepath.Join(dir, "migrate"), filepath.Join(dir, "registryctl")
-}
+// TestMain removes the commands that clitest built.
+func TestMain(m *testing.M) { clitest.Main(m, nil) }
 
-type cliResult struct {
-	stdout, stderr string
-	code           int
-}
-
-// runCLI runs bin with args in dir, with no $REGISTRY_DB.
-func runCLI(t *testing.T, dir, bin string, args ...string) cliResult {
+// buildCLIs builds cmd/migrate and cmd/registryctl, once for the test
+// process.
+func buildCLIs(t *testing.T) (migrate, registryctl *clitest.Command) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "REGISTRY_DB=")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		return cliResult{stdout.String(), stderr.String(), ee.ExitCode()}
-	case err != nil:
-		t.Fatal(err)
-	}
-	return cliResult{stdout.String(), stderr.String(), 0}
+	return clitest.Build(t, "./cmd/migrate"), clitest.Build(t, "./cmd/registryctl")
 }
 
 func listDir(t *testing.T, dir string) []string {
@@ -64,19 +33,6 @@ func listDir(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
-}
-
-// passwordLeak returns a substring of password, at least 3 bytes long,
-// that s contains, or "".
-func passwordLeak(s, password string) string {
-	for n := len(password); n >= 3; n-- {
-		for i := 0; i+n <= len(password); i++ {
-			if strings.Contains(s, password[i:i+n]) {
-				return password[i : i+n]
-			}
-		}
-	}
-	return ""
 }
 
 // TestCLIsLeakNoPassword runs both commands on DSNs of every shape that
@@ -111,7 +67,7 @@ func TestCLIsLeakNoPassword(t *testing.T) {
 		{"empty", "", "", bad, "-db: must not be empty"},
 	}
 	commands := []struct {
-		bin  string
+		bin  *clitest.Command
 		args []string
 	}{
 		{migrate, []string{"status"}},
@@ -122,15 +78,15 @@ func TestCLIsLeakNoPassword(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, c := range commands {
-				name := filepath.Base(c.bin) + " " + strings.Join(c.args, " ")
+				name := c.bin.Name() + " " + strings.Join(c.args, " ")
 				dir := t.TempDir()
 				before := listDir(t, dir)
-				res := runCLI(t, dir, c.bin, append([]string{"-db", tc.dsn}, c.args...)...)
-				if res.code != tc.code || !strings.Contains(res.stderr, tc.message) {
-					t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", name, res.code, res.stderr, tc.code, tc.message)
+				res := c.bin.Run(t, dir, nil, append([]string{"-db", tc.dsn}, c.args...)...)
+				if res.Code != tc.code || !strings.Contains(res.Stderr, tc.message) {
+					t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", name, res.Code, res.Stderr, tc.code, tc.message)
 				}
-				if leak := passwordLeak(res.stdout+res.stderr, tc.password); leak != "" {
-					t.Errorf("%s prints %q of the password:\nstdout: %s\nstderr: %s", name, leak, res.stdout, res.stderr)
+				if leak := res.Leak(tc.password); leak != "" {
+					t.Errorf("%s prints %q of the password:\nstdout: %s\nstderr: %s", name, leak, res.Stdout, res.Stderr)
 				}
 				if after := listDir(t, dir); !slices.Equal(before, after) {
 					t.Errorf("%s: working directory held %v, now %v", name, before, after)
@@ -160,7 +116,7 @@ func TestCLIsOpenPostgresDSNForms(t *testing.T) {
 	migrate, registryctl := buildCLIs(t)
 	dir := t.TempDir()
 	for _, step := range []struct {
-		bin  string
+		bin  *clitest.Command
 		args []string
 		want string // in stdout
 	}{
@@ -169,9 +125,9 @@ func TestCLIsOpenPostgresDSNForms(t *testing.T) {
 		{registryctl, []string{"-db", keyword, "-json", "workers", "list"}, `"workers": []`},
 		{registryctl, []string{"-db", upper, "-json", "sweep"}, `"swept": 0`},
 	} {
-		res := runCLI(t, dir, step.bin, step.args...)
-		if res.code != 0 || !strings.Contains(res.stdout, step.want) {
-			t.Fatalf("%s %s: exit %d\nstdout: %s\nstderr: %s", filepath.Base(step.bin), step.args[2:], res.code, res.stdout, res.stderr)
+		res := step.bin.Run(t, dir, nil, step.args...)
+		if res.Code != 0 || !strings.Contains(res.Stdout, step.want) {
+			t.Fatalf("%s %s: exit %d\nstdout: %s\nstderr: %s", step.bin.Name(), step.args[2:], res.Code, res.Stdout, res.Stderr)
 		}
 	}
 	if entries := listDir(t, dir); len(entries) != 0 {

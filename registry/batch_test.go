@@ -14,7 +14,7 @@ import (
 )
 
 func TestHeartbeatWorkersMatchesSingleCalls(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		ctx := context.Background()
 		// The same script against two registries: one batch call, and single
 		// calls in order. Results and stored rows must agree.
@@ -40,8 +40,8 @@ func TestHeartbeatWorkersMatchesSingleCalls(t *testing.T) {
 		}
 		for _, events := range []bool{false, true} {
 			t.Run(fmt.Sprintf("events=%v", events), func(t *testing.T) {
-				rb, bb := setup(t, registry.WithHeartbeatEvents(events))
-				rs, bs := setup(t, registry.WithHeartbeatEvents(events))
+				rb, bb := setup(t, s, registry.WithHeartbeatEvents(events))
+				rs, bs := setup(t, s, registry.WithHeartbeatEvents(events))
 				prepare(rb)
 				prepare(rs)
 				got, err := rb.HeartbeatWorkers(ctx, batch)
@@ -87,8 +87,8 @@ func registryRows(snapshot string) []string {
 }
 
 func TestHeartbeatWorkersWithRepeatedInstance(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		mustRegister(t, r, registerArgs("ns", "w", t0)) // expires at t0+10s
 		// The second heartbeat only succeeds because the first refreshed the
 		// registration: the batch runs in order.
@@ -106,8 +106,8 @@ func TestHeartbeatWorkersWithRepeatedInstance(t *testing.T) {
 }
 
 func TestHeartbeatWorkersRejectsWholeBatch(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t, registry.WithHeartbeatEvents(true))
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s, registry.WithHeartbeatEvents(true))
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		before := b.snapshot(t)
 		_, err := r.HeartbeatWorkers(context.Background(), []registry.HeartbeatWorkerArgs{
@@ -129,9 +129,9 @@ func TestHeartbeatWorkersRejectsWholeBatch(t *testing.T) {
 }
 
 func TestHeartbeatWorkersUsesClockOnce(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		calls := 0
-		r, _ := setup(t, registry.WithClock(func() time.Time { calls++; return t0.Add(time.Duration(calls) * time.Millisecond) }))
+		r, _ := setup(t, s, registry.WithClock(func() time.Time { calls++; return t0.Add(time.Duration(calls) * time.Millisecond) }))
 		mustRegister(t, r, registerArgs("ns", "a", t0))
 		mustRegister(t, r, registerArgs("ns", "b", t0))
 		calls = 0
@@ -155,8 +155,8 @@ func TestHeartbeatWorkersUsesClockOnce(t *testing.T) {
 // must lock a batch's rows in one order, and write no row that appeared
 // after that, or two such batches deadlock.
 func TestOverlappingBatchesDoNotDeadlock(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		r2 := b.open(t)
 		const n = 40
 		forward := make([]registry.HeartbeatWorkerArgs, n)

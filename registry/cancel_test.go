@@ -55,7 +55,7 @@ func (c *cancelAfter) Err() error {
 // point it can be cancelled and checks that each attempt either failed and
 // changed nothing, or succeeded with its whole effect.
 func TestCancelledWritesAreAllOrNothing(t *testing.T) {
-	eachEngine(t, func(t *testing.T) {
+	eachEngine(t, func(t *testing.T, s store) {
 		ops := []struct {
 			name string
 			// prepare brings a fresh registry to the operation's start.
@@ -118,7 +118,7 @@ func TestCancelledWritesAreAllOrNothing(t *testing.T) {
 		for _, op := range ops {
 			t.Run(op.name, func(t *testing.T) {
 				// The effect of an uncancelled run, to compare against.
-				rw, bw := setup(t, registry.WithHeartbeatEvents(true))
+				rw, bw := setup(t, s, registry.WithHeartbeatEvents(true))
 				if op.prepare != nil {
 					op.prepare(t, rw)
 				}
@@ -127,38 +127,61 @@ func TestCancelledWritesAreAllOrNothing(t *testing.T) {
 				}
 				want := registryAndEvents(bw.snapshot(t))
 
+				// Each attempt has a registry of its own, so attempts run
+				// a few at a time: most of their time is spent setting up
+				// a database, much of it waiting for Postgres.
+				type attempt struct {
+					before, after []string
+					err           error
+				}
+				const atOnce = 4
 				cancelledAt := 0
-				for n, done := 0, false; !done; n++ {
-					if n > 200 {
+				for base, done := 0, false; !done; base += atOnce {
+					if base > 200 {
 						t.Fatal("operation never completed")
 					}
-					// A subtest per run, so that its database is released
-					// (a Postgres schema goes back to the pool) before the next.
-					t.Run(fmt.Sprint("cancel after ", n), func(t *testing.T) {
-						r, b := setup(t, registry.WithHeartbeatEvents(true))
-						if op.prepare != nil {
-							op.prepare(t, r)
+					var attempts [atOnce]attempt
+					// Parallel subtests in a group, so that each attempt's
+					// database is released (a Postgres schema goes back to
+					// the pool) once the group is done.
+					t.Run(fmt.Sprint("attempts from ", base), func(t *testing.T) {
+						for i := range attempts {
+							t.Run(fmt.Sprint(base+i), func(t *testing.T) {
+								t.Parallel()
+								a := &attempts[i]
+								r, b := setup(t, s, registry.WithHeartbeatEvents(true))
+								if op.prepare != nil {
+									op.prepare(t, r)
+								}
+								a.before = registryAndEvents(b.snapshot(t))
+								a.err = op.run(newCancelAfter(base+i), r)
+								a.after = registryAndEvents(b.snapshot(t))
+							})
 						}
-						before := registryAndEvents(b.snapshot(t))
-						err := op.run(newCancelAfter(n), r)
-						after := registryAndEvents(b.snapshot(t))
-						if err == nil {
-							equal(t, "database after a completed run", after, want)
+					})
+					if t.Failed() {
+						t.FailNow()
+					}
+					// Every attempt is checked, those after the first that
+					// completed too.
+					for i, a := range attempts {
+						n := base + i
+						if a.err == nil {
+							equal(t, "database after a completed run", a.after, want)
 							done = true
-							return
+							continue
 						}
-						if !errors.Is(err, context.Canceled) {
-							t.Fatalf("cancelled at check %d: error %v does not match context.Canceled", n, err)
+						if !errors.Is(a.err, context.Canceled) {
+							t.Fatalf("cancelled at check %d: error %v does not match context.Canceled", n, a.err)
 						}
 						// A single autocommit statement may finish before the
 						// driver notices the cancellation: whole, then, not partial.
-						if !slices.Equal(after, before) && !slices.Equal(after, want) {
-							t.Fatalf("run cancelled at check %d left a partial write:\n%q\nbefore:\n%q\nwhole:\n%q", n, after, before, want)
+						if !slices.Equal(a.after, a.before) && !slices.Equal(a.after, want) {
+							t.Fatalf("run cancelled at check %d left a partial write:\n%q\nbefore:\n%q\nwhole:\n%q", n, a.after, a.before, want)
 						}
-						cancelledAt++
-					})
-					if t.Failed() {
-						return
+						if !done {
+							cancelledAt++
+						}
 					}
 				}
 				if cancelledAt == 0 {

@@ -38,8 +38,8 @@ func callEveryMethod(r *registry.Registry) map[string]error {
 // Close does nothing. A zero Registry fails the same way instead of
 // panicking.
 func TestCallsAfterCloseFailWithErrClosed(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		if err := r.Close(); err != nil {
 			t.Fatal(err)
 		}

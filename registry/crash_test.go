@@ -47,6 +47,7 @@ const (
 // a lost write would show as a heartbeat refreshing a row that should not
 // exist, or the reverse.
 func TestCrashKeepsCommittedWrites(t *testing.T) {
+	t.Parallel()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))

@@ -11,8 +11,8 @@ import (
 )
 
 func TestDeregisterIsNotMarkedDead(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		mustRegister(t, r, registerArgs("ns", "other", t0))
@@ -51,8 +51,8 @@ func TestDeregisterIsNotMarkedDead(t *testing.T) {
 }
 
 func TestResumeWithdrawsDrain(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		if o, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(time.Second)}); err != nil || o != registry.DrainRequested {
@@ -94,8 +94,8 @@ func TestResumeWithdrawsDrain(t *testing.T) {
 }
 
 func TestGetWorker(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		ctx := context.Background()
 		args := registerArgs("ns", "w", t0)
 		args.Lanes = []string{"gpu", "default", "gpu"}

@@ -11,8 +11,8 @@ import (
 )
 
 func TestDrain(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		mustRegister(t, r, registerArgs("ns", "other", t0))
@@ -35,8 +35,8 @@ func TestDrain(t *testing.T) {
 }
 
 func TestDrainOfAbsentOrExpiredWorker(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		before := b.snapshot(t)
@@ -76,8 +76,8 @@ func TestOutcomeStrings(t *testing.T) {
 }
 
 func TestDrainRecordsReason(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		const reason = "host retired: rack 12 ✓"
@@ -107,8 +107,8 @@ func TestDrainRecordsReason(t *testing.T) {
 }
 
 func TestDrainReasonValidation(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "w", t0))
 		before := b.snapshot(t)

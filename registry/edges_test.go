@@ -16,6 +16,7 @@ import (
 // removes the file and its rollback journal, although another process (here:
 // another Registry) opened the same path meanwhile and is migrating it.
 func TestFailedFirstOpenSparesAnotherOpenersFile(t *testing.T) {
+	t.Parallel()
 	failures := 0
 	for round := 0; round < 30; round++ {
 		path := filepath.Join(t.TempDir(), "new.db")
@@ -58,6 +59,7 @@ func TestFailedFirstOpenSparesAnotherOpenersFile(t *testing.T) {
 // A worker the engine registers with an empty lane set (its statements
 // allow it) makes ListWorkers fail for the whole namespace.
 func TestEngineWorkerWithoutLanesIsListed(t *testing.T) {
+	t.Parallel()
 	r, b := setupAt(t, flowfabricSQLite(t))
 	e := newEngine(t, b.path)
 	now := time.Now()
@@ -141,6 +143,7 @@ func TestUpgradeFromVersion2KeepsEventIDsUnused(t *testing.T) {
 // PruneEvents ends after a batch that held the newest event (kept so that
 // its rowid is not reused): events older than the cut-off stay.
 func TestPruneDoesNotStopAtTheNewestEvent(t *testing.T) {
+	t.Parallel()
 	r, _ := setupAt(t, filepath.Join(t.TempDir(), "r.db"))
 	ctx := context.Background()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -11,8 +11,8 @@ import (
 )
 
 func TestListWorkerEvents(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		ctx := context.Background()
 		// Same millisecond throughout: order comes from the event ID alone.
 		mustRegister(t, r, registerArgs("ns", "a", t0))
@@ -105,8 +105,8 @@ func TestListWorkerEvents(t *testing.T) {
 }
 
 func TestEventIDsAreNotReusedAfterPruning(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "a", t0))
 		first, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns"})
@@ -116,7 +116,7 @@ func TestEventIDsAreNotReusedAfterPruning(t *testing.T) {
 		// On SQLite the newest event stays: its rowid is what keeps the next
 		// ID from going back to 1. Postgres's sequence needs no row.
 		want := int64(1)
-		if b.store == storeSQLite {
+		if b.engine == engineSQLite {
 			want = 0
 		}
 		if n, err := r.PruneEvents(ctx, t0.Add(time.Millisecond)); err != nil || n != want {
@@ -132,8 +132,8 @@ func TestEventIDsAreNotReusedAfterPruning(t *testing.T) {
 }
 
 func TestListWorkerEventsLimits(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		col, val := b.partitionColumn("'w'")
 		if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 10001)
 		INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms`+col+`)
@@ -155,8 +155,8 @@ func TestListWorkerEventsLimits(t *testing.T) {
 // is inserted: unless ID order is commit order, the reader can pass an ID
 // whose transaction has not committed yet, and never come back for it.
 func TestTailingReaderMissesNoEvent(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		const writers, perWriter = 8, 40
 		var wg sync.WaitGroup

@@ -41,6 +41,7 @@ const (
 // for seconds and some failed with SQLITE_BUSY. Every call must succeed,
 // and the single heartbeats' 99th percentile must stay within a second.
 func TestMultiProcessFairness(t *testing.T) {
+	// Not parallel: it measures latency, which other tests would disturb.
 	path := t.TempDir() + "/registry.db"
 	ctx := context.Background()
 	r, err := registry.Open(ctx, path)

@@ -608,8 +608,8 @@ func TestPostgresUpgradeFromVersion5(t *testing.T) {
 // planner prunes the others, with the parameters' values (a custom plan)
 // and without them (a generic plan, pruned when it starts).
 func TestPostgresPartitionPruning(t *testing.T) {
-	eachPostgres(t, func(t *testing.T) {
-		_, b := setup(t)
+	eachPostgres(t, func(t *testing.T, s store) {
+		_, b := setup(t, s)
 		conn, err := b.raw.DB.Conn(context.Background())
 		if err != nil {
 			t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,54 +48,37 @@ func sharedPath(t testing.TB, env, rel string) string {
 func flowfabricSQLite(t testing.TB) string {
 	t.Helper()
 	dir := flowfabricDir(t) // skips the test where the files are absent
-	flowfabricTemplate.once.Do(func() { flowfabricTemplate.bytes, flowfabricTemplate.err = buildFlowFabricSQLite(dir) })
-	if flowfabricTemplate.err != nil {
-		t.Fatal(flowfabricTemplate.err)
-	}
-	path := filepath.Join(t.TempDir(), "flowfabric.db")
-	if err := os.WriteFile(path, flowfabricTemplate.bytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return flowfabricTemplate.copy(t, "flowfabric.db", func(tmp string) (string, error) {
+		return buildFlowFabricSQLite(dir, filepath.Join(tmp, "flowfabric.db"))
+	})
 }
 
-var flowfabricTemplate struct {
-	once  sync.Once
-	bytes []byte
-	err   error
-}
+var flowfabricTemplate dbTemplate
 
-func buildFlowFabricSQLite(src string) ([]byte, error) {
+// buildFlowFabricSQLite applies FlowFabric's migrations in src to a new
+// database at path.
+func buildFlowFabricSQLite(src, path string) (string, error) {
 	files, err := filepath.Glob(filepath.Join(src, "sqlite", "*.sql"))
 	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("no FlowFabric SQLite migrations: %v", err)
+		return "", fmt.Errorf("no FlowFabric SQLite migrations: %v", err)
 	}
 	slices.Sort(files)
-	dir, err := os.MkdirTemp("", "flowfabric")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "flowfabric.db")
 	db, err := sql.Open(registry.SQLiteDriverName, "file:"+path+"?_pragma=foreign_keys(1)")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	for _, f := range files {
 		text, err := os.ReadFile(f)
 		if err != nil {
 			db.Close()
-			return nil, err
+			return "", err
 		}
 		if _, err := db.Exec(string(text)); err != nil {
 			db.Close()
-			return nil, fmt.Errorf("FlowFabric migration %s: %w", filepath.Base(f), err)
+			return "", fmt.Errorf("FlowFabric migration %s: %w", filepath.Base(f), err)
 		}
 	}
-	if err := db.Close(); err != nil {
-		return nil, err
-	}
-	return os.ReadFile(path)
+	return path, db.Close()
 }
 
 // engineSQL holds the engine's worker-registry statements, read verbatim
@@ -674,7 +656,7 @@ func TestUpgradeFromVersion2(t *testing.T) {
 // next free one; none is lost.
 func TestSameMillisecondEventsKept(t *testing.T) {
 	ctx := context.Background()
-	r, b := setupStore(t, storeSQLite, registry.WithHeartbeatEvents(true))
+	r, b := setup(t, sqliteStore, registry.WithHeartbeatEvents(true))
 	mustRegister(t, r, registerArgs("ns", "w", t0))
 	for range 3 {
 		if _, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0}); err != nil {

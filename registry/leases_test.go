@@ -23,8 +23,8 @@ import (
 )
 
 func TestLeaseIDVectors(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, sqlDB := setupLeases(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, sqlDB := setupLeases(t, s)
 		vectors := []struct {
 			execution string
 			attempt   uint32
@@ -61,8 +61,8 @@ func TestLeaseIDVectors(t *testing.T) {
 }
 
 func TestListExpiredLeasesSemantics(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, sqlDB := setupLeases(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, sqlDB := setupLeases(t, s)
 		ctx := context.Background()
 		id := func(p uint16, last byte) registry.ExecutionID {
 			var u uuid.UUID
@@ -129,8 +129,8 @@ func TestListExpiredLeasesSemantics(t *testing.T) {
 }
 
 func TestListExpiredLeasesValidation(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setupLeases(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setupLeases(t, s)
 		ctx := context.Background()
 		for _, tc := range []struct {
 			args  registry.ListExpiredLeasesArgs
@@ -150,8 +150,8 @@ func TestListExpiredLeasesValidation(t *testing.T) {
 // TestExpiredLeaseWalkThroughPreEpochExpiry pages past a lease the engine
 // dated before 1970: its cursor must be accepted back.
 func TestExpiredLeaseWalkThroughPreEpochExpiry(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, sqlDB := setupLeases(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, sqlDB := setupLeases(t, s)
 		registrytest.InsertLeases(t, sqlDB,
 			registrytest.Lease{WorkerInstanceID: "w1", ExpiresAt: time.UnixMilli(-5)},
 			registrytest.Lease{WorkerInstanceID: "w2", ExpiresAt: time.UnixMilli(10)},
@@ -179,11 +179,11 @@ func TestExpiredLeaseWalkThroughPreEpochExpiry(t *testing.T) {
 // 2 of the reference, whose text cursor skipped and repeated leases when
 // equal expiries spanned partitions of different digit counts.
 func TestExpiredLeaseWalkVisitsEveryLeaseOnce(t *testing.T) {
-	eachEngine(t, func(t *testing.T) {
+	eachEngine(t, func(t *testing.T, s store) {
 		seed := uint64(time.Now().UnixNano())
 		t.Logf("seed %d", seed)
 		rng := rand.New(rand.NewPCG(seed, 0))
-		r, sqlDB := setupLeases(t)
+		r, sqlDB := setupLeases(t, s)
 
 		namespaces := []string{"a", "b", "c"}
 		states := []string{"active", "claimed", "running", "running", "completed", "suspended"}
@@ -275,7 +275,7 @@ func randomBytes(rng *rand.Rand) (b [16]byte) {
 // index from the cursor, with no temporary B-tree to sort the expired set
 // (defect 3 of the reference).
 func TestExpiredLeaseQueryPlan(t *testing.T) {
-	_, sqlDB := setupLeases(t)
+	_, sqlDB := setupLeases(t, sqliteStore)
 	query := sqlcQuery(t, "../queries/sqlite/leases.sql", "ListExpiredLeases")
 	rows, err := sqlDB.Query("EXPLAIN QUERY PLAN "+query,
 		t0.UnixMilli(), t0.UnixMilli(), 3, make([]byte, 16), 0, "ns", 1001)
@@ -342,9 +342,9 @@ func sqlcQueryParams(t *testing.T, file, name string) (string, []string) {
 
 // setupLeases is setup for tests that write leases: the registry and the
 // database that registrytest writes them to.
-func setupLeases(t *testing.T) (*registry.Registry, *sql.DB) {
+func setupLeases(t *testing.T, s store) (*registry.Registry, *sql.DB) {
 	t.Helper()
-	r, b := setup(t)
+	r, b := setup(t, s)
 	return r, b.raw.DB
 }
 
@@ -353,8 +353,9 @@ func setupLeases(t *testing.T) (*registry.Registry, *sql.DB) {
 // sorts: not when a namespace filter makes the namespace index tempting,
 // not deep in the walk.
 func TestPostgresExpiredLeaseQueryPlan(t *testing.T) {
-	t.Run(storePostgres, func(t *testing.T) {
-		_, b := setup(t)
+	t.Parallel()
+	t.Run(postgresStore.name, func(t *testing.T) {
+		_, b := setup(t, postgresStore)
 		const n = 30000
 		registrytest.InsertLeasesFunc(t, b.raw.DB, n, func(i int) registrytest.Lease {
 			return registrytest.Lease{

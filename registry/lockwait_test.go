@@ -37,7 +37,7 @@ func (b *testBundle) holdRowLock(t *testing.T, ns, instance string) (release fun
 		conn.Close()
 	}
 	t.Cleanup(release)
-	if b.store == storeSQLite {
+	if b.engine == engineSQLite {
 		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +123,7 @@ func TestHeartbeatTimeIsReadAfterTheLock(t *testing.T) {
 		}
 		return res[0], nil
 	}
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		for _, c := range []struct {
 			name   string
 			events bool
@@ -148,7 +148,7 @@ func TestHeartbeatTimeIsReadAfterTheLock(t *testing.T) {
 				} {
 					t.Run(tc.name, func(t *testing.T) {
 						clock := newSteppedClock(t0.Add(5 * time.Second))
-						r, b := setup(t, registry.WithClock(clock.now), registry.WithHeartbeatEvents(c.events))
+						r, b := setup(t, s, registry.WithClock(clock.now), registry.WithHeartbeatEvents(c.events))
 						mustRegister(t, r, registerArgs("ns", "w", t0))
 						before := b.snapshot(t)
 
@@ -197,7 +197,7 @@ func TestHeartbeatTimeIsReadAfterTheLock(t *testing.T) {
 // written, as HeartbeatWorkers documents, the rest are not, and the call
 // returns the cancellation and no results.
 func TestHeartbeatBatchCommitsChunkByChunk(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		var reads atomic.Int32
@@ -210,7 +210,7 @@ func TestHeartbeatBatchCommitsChunkByChunk(t *testing.T) {
 			}
 			return at
 		}
-		r, b := setup(t, registry.WithClock(clock))
+		r, b := setup(t, s, registry.WithClock(clock))
 		const n = 1200
 		batch := make([]registry.HeartbeatWorkerArgs, n)
 		for i := range batch {
@@ -257,7 +257,7 @@ func TestHeartbeatBatchCommitsChunkByChunk(t *testing.T) {
 // with instances repeated across them, registrations that expire part way
 // and times that go back and forth.
 func TestLargeHeartbeatBatchMatchesSingleCalls(t *testing.T) {
-	eachEngine(t, func(t *testing.T) {
+	eachEngine(t, func(t *testing.T, s store) {
 		ctx := context.Background()
 		const workers, n = 700, 1700
 		prepare := func(t *testing.T, r *registry.Registry) {
@@ -281,8 +281,8 @@ func TestLargeHeartbeatBatchMatchesSingleCalls(t *testing.T) {
 		}
 		for _, events := range []bool{false, true} {
 			t.Run(fmt.Sprintf("events=%v", events), func(t *testing.T) {
-				rb, bb := setup(t, registry.WithHeartbeatEvents(events))
-				rs, bs := setup(t, registry.WithHeartbeatEvents(events))
+				rb, bb := setup(t, s, registry.WithHeartbeatEvents(events))
+				rs, bs := setup(t, s, registry.WithHeartbeatEvents(events))
 				prepare(t, rb)
 				prepare(t, rs)
 				got, err := rb.HeartbeatWorkers(ctx, batch)
@@ -313,7 +313,7 @@ func TestLargeHeartbeatBatchMatchesSingleCalls(t *testing.T) {
 // once the lock is released.
 func TestSQLiteWritesOutwaitTheBusyTimeout(t *testing.T) {
 	ctx := context.Background()
-	r, b := setup(t)
+	r, b := setup(t, sqliteStore)
 	mustRegister(t, r, registerArgs("ns", "a", t0))
 	mustRegister(t, r, registerArgs("ns", "b", t0))
 	mustRegister(t, r, registerArgs("ns", "c", t0))
@@ -370,7 +370,7 @@ func TestSQLiteWritesOutwaitTheBusyTimeout(t *testing.T) {
 // write lock gives up when its context's deadline passes, with the
 // context's error, not SQLITE_BUSY, and writes nothing.
 func TestSQLiteWriteWaitEndsWithTheContext(t *testing.T) {
-	r, b := setup(t)
+	r, b := setup(t, sqliteStore)
 	mustRegister(t, r, registerArgs("ns", "a", t0))
 	before := b.snapshot(t)
 	release := b.holdWriteLock(t)

@@ -64,6 +64,7 @@ func multiTTL(k workerKey) time.Duration {
 // across processes; when only half of them do, the other half heartbeat
 // with a single autocommit statement, not a transaction.
 func TestMultiProcessNoStorageErrors(t *testing.T) {
+	t.Parallel()
 	for _, allEvents := range []bool{true, false} {
 		name := map[bool]string{true: "heartbeat events in every process", false: "heartbeat events in half of them"}[allEvents]
 		t.Run(name, func(t *testing.T) {
@@ -104,6 +105,7 @@ func TestMultiProcessNoStorageErrors(t *testing.T) {
 // that several processes may open the same file; nothing says the first
 // ones must take turns.
 func TestMultiProcessConcurrentFirstOpen(t *testing.T) {
+	t.Parallel()
 	for round := range 3 {
 		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
 			runMultiProcess(t, filepath.Join(t.TempDir(), "registry.db"), multiFirstOpeners, 0, false)

@@ -21,9 +21,9 @@ import (
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
-// dbSystem is the db.system.name that t's store reports.
-func dbSystem(t *testing.T) string {
-	if s := storeOf(t); s == storePostgres || s == storeFlowFabricPostgres {
+// dbSystem is the db.system.name that s reports.
+func dbSystem(s store) string {
+	if s.engine == enginePostgres {
 		return "postgresql"
 	}
 	return "sqlite"
@@ -75,12 +75,12 @@ func int64Points(t *testing.T, data metricdata.Aggregation, name string) map[str
 }
 
 func TestObservabilityMetrics(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		reader := sdkmetric.NewManualReader()
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-		r, b := setup(t, registry.WithMeterProvider(mp), registry.WithEventRetention(time.Second))
+		r, b := setup(t, s, registry.WithMeterProvider(mp), registry.WithEventRetention(time.Second))
 		ctx := context.Background()
-		sys := "db.system.name=" + dbSystem(t)
+		sys := "db.system.name=" + dbSystem(s)
 
 		// Before any sweep the gauges report nothing: collecting them
 		// never queries.
@@ -173,10 +173,10 @@ func TestObservabilityMetrics(t *testing.T) {
 }
 
 func TestObservabilitySpans(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		rec := tracetest.NewSpanRecorder()
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-		r, _ := setup(t, registry.WithTracerProvider(tp))
+		r, _ := setup(t, s, registry.WithTracerProvider(tp))
 
 		ctx, parent := tp.Tracer("test").Start(context.Background(), "parent")
 		if _, err := r.RegisterWorker(ctx, registerArgs("a", "w1", t0)); err != nil {
@@ -198,6 +198,7 @@ func TestObservabilitySpans(t *testing.T) {
 			{"workerregistry.heartbeat_worker", "heartbeat_worker", "ok"},
 			{"workerregistry.get_worker", "get_worker", "error"},
 		}
+		system := dbSystem(s)
 		for i, w := range want {
 			s := spans[i]
 			equal(t, "span name", s.Name(), w.name)
@@ -207,7 +208,7 @@ func TestObservabilitySpans(t *testing.T) {
 				got[string(kv.Key)] = kv.Value.String()
 			}
 			equal(t, w.name+" attributes", got, map[string]string{
-				"db.system.name":           dbSystem(t),
+				"db.system.name":           system,
 				"workerregistry.operation": w.op,
 				"workerregistry.outcome":   w.outcome,
 			})
@@ -229,7 +230,7 @@ func TestObservabilitySpans(t *testing.T) {
 // TestObservabilityWithoutProviders: nil providers, or none, change nothing;
 // a tracer provider alone leaves the sweep's gauges alone.
 func TestObservabilityWithoutProviders(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		rec := tracetest.NewSpanRecorder()
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 		for _, opts := range [][]registry.Option{
@@ -237,7 +238,7 @@ func TestObservabilityWithoutProviders(t *testing.T) {
 			{registry.WithMeterProvider(nil), registry.WithTracerProvider(nil)},
 			{registry.WithTracerProvider(tp)},
 		} {
-			r, _ := setup(t, opts...)
+			r, _ := setup(t, s, opts...)
 			ctx := context.Background()
 			equal(t, "register", mustRegister(t, r, registerArgs("a", "w1", t0)), registry.Registered)
 			equal(t, "heartbeat", mustHeartbeat(t, r, "a", "w1", t0.Add(time.Second)).Outcome, registry.HeartbeatRefreshed)
@@ -265,7 +266,7 @@ func TestObservabilityWithoutProviders(t *testing.T) {
 // the gauges; a sweep that removed nothing logs at DEBUG, one that
 // removed something at INFO.
 func TestRunSweeperObserved(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		var mu sync.Mutex
 		now := t0
 		clock := func() time.Time {
@@ -279,10 +280,10 @@ func TestRunSweeperObserved(t *testing.T) {
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 		rec := tracetest.NewSpanRecorder()
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-		r, _ := setup(t, registry.WithClock(clock), registry.WithLogger(logger),
+		r, _ := setup(t, s, registry.WithClock(clock), registry.WithLogger(logger),
 			registry.WithMeterProvider(mp), registry.WithTracerProvider(tp))
 		mustRegister(t, r, registerArgs("ns", "w", t0)) // TTL 10 s
-		sys := "db.system.name=" + dbSystem(t)
+		sys := "db.system.name=" + dbSystem(s)
 
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

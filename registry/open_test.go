@@ -228,6 +228,7 @@ func TestMigrateAppliesPendingInOneTransaction(t *testing.T) {
 // switch to WAL until the read ends; Open waits for it rather than failing
 // with SQLITE_BUSY while its context lives.
 func TestOpenWaitsToSwitchToWAL(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "r.db")
 	if _, err := registry.MigrateSQLiteFile(ctx, path, 1<<62); err != nil {

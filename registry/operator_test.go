@@ -12,8 +12,8 @@ import (
 // every namespace's events in ID order, paged both ways without a skip or
 // a repeat.
 func TestEventsOfEveryNamespace(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		ctx := context.Background()
 		var want []string
 		for i, k := range [][2]string{{"b", "w1"}, {"a", "w1"}, {"c", "w9"}, {"a", "w2"}, {"b", "w1"}} {
@@ -75,8 +75,8 @@ func TestEventsOfEveryNamespace(t *testing.T) {
 // before the sweep removed them, with ListWorkers' filters and paging;
 // ListWorkers leaves them out, and after a sweep both agree.
 func TestListWorkersIncludingExpired(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		ctx := context.Background()
 		now := t0.Add(time.Minute)
 		mustRegister(t, r, registerArgs("a", "live", now))

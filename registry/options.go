@@ -64,9 +64,11 @@ func WithHeartbeatEvents(on bool) Option {
 	return func(c *config) { c.heartbeatEvents = on }
 }
 
-// WithEventRetention sets how long the sweep keeps audit events; older ones
-// are pruned. The default is DefaultEventRetention (7 days). Values below a
-// millisecond are ignored.
+// WithEventRetention sets how long sweeps keep audit events, those of
+// SweepExpiredWorkers and of RunSweeper alike; older ones are pruned. The
+// default is DefaultEventRetention (7 days). Values below a millisecond,
+// the registry's resolution, are ignored: one that truncated to 0 ms would
+// prune every event up to now.
 func WithEventRetention(d time.Duration) Option {
 	return func(c *config) {
 		if d >= time.Millisecond {

@@ -52,8 +52,8 @@ func holdersOf(leases []registry.ExpiredLease) []string {
 }
 
 func TestListOrphanedLeasesSemantics(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		asOf := t0.Add(time.Minute)
 		at := func(d time.Duration) time.Time { return asOf.Add(d) }
@@ -142,8 +142,8 @@ func TestListOrphanedLeasesSemantics(t *testing.T) {
 }
 
 func TestListOrphanedLeasesValidation(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		ctx := context.Background()
 		for _, c := range []struct {
 			args  registry.ListOrphanedLeasesArgs
@@ -169,9 +169,9 @@ func TestListOrphanedLeasesValidation(t *testing.T) {
 // held attempts of one execution with one expiry; the cursor's attempt
 // keeps them apart.
 func TestOrphanedLeasesOfOneExecution(t *testing.T) {
-	for _, store := range []string{storeSQLite, storeFlowFabric} {
-		t.Run(store, func(t *testing.T) {
-			r, b := setup(t)
+	for _, s := range []store{sqliteStore, flowfabricStore} {
+		t.Run(s.name, func(t *testing.T) {
+			r, b := setup(t, s)
 			ids := registrytest.InsertLeases(t, b.raw.DB,
 				registrytest.Lease{Namespace: "a", WorkerInstanceID: "dead", ExpiresAt: t0.Add(time.Second), AttemptIndex: 0})
 			if _, err := b.raw.Exec(`INSERT INTO ff_attempt (partition_key, execution_id, attempt_index, worker_instance_id, lease_epoch, lease_expires_at_ms)
@@ -197,8 +197,8 @@ func TestOrphanedLeasesOfOneExecution(t *testing.T) {
 // every page, beside many that hold one lease each, so that its walk reads
 // again and again within a page.
 func TestOrphanedLeasesOfOneHolderFillPages(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		const big, small = 300, 12
 		registrytest.InsertLeasesFunc(t, b.raw.DB, big+small, func(i int) registrytest.Lease {
 			holder := "big"
@@ -236,8 +236,8 @@ func TestOrphanedLeasesOfOneHolderFillPages(t *testing.T) {
 // released: every page size and namespace filter must walk exactly the
 // model's leases, in the model's order.
 func TestOrphanedLeasesMatchModel(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		seed := uint64(time.Now().UnixNano())
 		t.Logf("seed %d", seed)
@@ -280,7 +280,7 @@ func TestOrphanedLeasesMatchModel(t *testing.T) {
 		}
 		registrytest.InsertLeases(t, b.raw.DB, fixtures...)
 		execArg := func(id registry.ExecutionID) any {
-			if b.store == storePostgres {
+			if b.engine == enginePostgres {
 				return id.UUID.String()
 			}
 			return id.UUID[:]

@@ -10,13 +10,14 @@ import (
 // once made the batch heartbeat scan the expiry index (13 ms for 100
 // heartbeats instead of 2) and the worker listing sort.
 func TestQueryPlansSurviveAnalyze(t *testing.T) {
+	t.Parallel()
 	for _, db := range []string{"registry's own", "adopted FlowFabric"} {
 		t.Run(db, func(t *testing.T) {
 			var b *testBundle
 			if db == "adopted FlowFabric" {
 				_, b = setupAt(t, flowfabricSQLite(t))
 			} else {
-				_, b = setup(t)
+				_, b = setup(t, sqliteStore)
 			}
 			checkQueryPlans(t, b)
 		})

@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flowfabric/workerregistry/registry"
-	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
 // t0 is the start of every test's timeline. Tests pass times explicitly so
@@ -26,40 +25,24 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // testBundle holds what a test needs besides the Registry.
 type testBundle struct {
-	store string // storeSQLite or storePostgres
-	path  string // the SQLite file, or the Postgres DSN with the test's schema
-	raw   rawDB  // a separate connection for inspecting rows
+	engine string // engineSQLite or enginePostgres
+	path   string // the SQLite file, or the Postgres DSN with the test's schema
+	raw    rawDB  // a separate connection for inspecting rows
 	// pool, on Postgres, is the connection pool that the test's registries
-	// share, open from test to test.
+	// share, open from test to test (see registrytest.PooledSchema).
 	pool *pgxpool.Pool
 }
 
-// setup opens a fresh registry on the store that eachStore chose for t
-// (SQLite when t is not under eachStore): a file in t.TempDir, or a schema
-// of its own in the REGISTRY_TEST_POSTGRES database.
-func setup(t testing.TB, opts ...registry.Option) (*registry.Registry, *testBundle) {
+// setup opens a fresh registry on a database of s of t's own: a file in
+// t.TempDir, or a schema of its own in the REGISTRY_TEST_POSTGRES database.
+func setup(t testing.TB, s store, opts ...registry.Option) (*registry.Registry, *testBundle) {
 	t.Helper()
-	return setupStore(t, storeOf(t), opts...)
-}
-
-// setupStore is setup on the given store.
-func setupStore(t testing.TB, store string, opts ...registry.Option) (*registry.Registry, *testBundle) {
-	t.Helper()
-	switch store {
-	case storeFlowFabric:
-		return setupAt(t, flowfabricSQLite(t), opts...)
-	case storeSQLite:
-		return setupAt(t, filepath.Join(t.TempDir(), "registry.db"), opts...)
+	if s.engine == engineSQLite {
+		return setupAt(t, s.database(t), opts...)
 	}
-	// A schema and connections that earlier tests warmed up (see
-	// registrytest.PooledSchema).
-	var s registrytest.PooledSchema
-	if store == storeFlowFabricPostgres {
-		s = flowfabricPostgres(t)
-	} else {
-		s = registrytest.PooledPostgresSchema(t, registrytest.PostgresDSN(t), "registry", nil)
-	}
-	b := &testBundle{store: storePostgres, path: s.DSN, pool: s.Pool, raw: rawDB{DB: s.DB, postgres: true}}
+	// A schema and connections that earlier tests warmed up.
+	p := s.pooled(t)
+	b := &testBundle{engine: s.engine, path: p.DSN, pool: p.Pool, raw: rawDB{DB: p.DB, postgres: true}}
 	return b.open(t, opts...), b
 }
 
@@ -67,7 +50,7 @@ func setupStore(t testing.TB, store string, opts ...registry.Option) (*registry.
 // already (FlowFabric's, for instance).
 func setupAt(t testing.TB, path string, opts ...registry.Option) (*registry.Registry, *testBundle) {
 	t.Helper()
-	b := &testBundle{store: storeSQLite, path: path}
+	b := &testBundle{engine: engineSQLite, path: path}
 	r := b.open(t, opts...)
 	raw, err := sql.Open(registry.SQLiteDriverName, registry.SQLiteDSN(b.path))
 	if err != nil {
@@ -91,6 +74,13 @@ func (b *testBundle) open(t testing.TB, opts ...registry.Option) *registry.Regis
 		})
 		return r
 	}
+	if b.engine == enginePostgres {
+		// Open takes the migration lock, one for the whole database, which
+		// goose polls once a second: tests that open at once wait for each
+		// other here instead.
+		postgresOpens.Lock()
+		defer postgresOpens.Unlock()
+	}
 	r, err := registry.Open(context.Background(), b.path, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -102,6 +92,8 @@ func (b *testBundle) open(t testing.TB, opts ...registry.Option) *registry.Regis
 	})
 	return r
 }
+
+var postgresOpens sync.Mutex
 
 // rawDB is a *sql.DB whose Exec, Query and QueryRow take SQLite's "?" and
 // "?N" placeholders on both stores, so that a test's inspection SQL is
@@ -153,7 +145,7 @@ func (d rawDB) rebind(query string) string {
 // lanesLiteral is the SQL literal of comma-joined lanes in the store's
 // lanes column: text on SQLite, the engine's text[] on Postgres.
 func (b *testBundle) lanesLiteral(lanes string) string {
-	if b.store == storePostgres {
+	if b.engine == enginePostgres {
 		return "'{" + lanes + "}'"
 	}
 	return "'" + lanes + "'"
@@ -163,16 +155,16 @@ func (b *testBundle) lanesLiteral(lanes string) string {
 // the partition key, given the instance ID's SQL expression: a column on
 // Postgres, whose tables are partitioned, nothing on SQLite.
 func (b *testBundle) partitionColumn(instance string) (column, value string) {
-	if b.store == storePostgres {
+	if b.engine == enginePostgres {
 		return ", partition_key", ", ff_worker_registry_partition_key(" + instance + ")"
 	}
 	return "", ""
 }
 
 // eventTime is when the store dates an event written at ms that is the
-// n-th (from 0) of its kind for its instance in that millisecond: on
-// SQLite, whose audit log is FlowFabric's and keyed by (instance, time,
-// kind), each one moves to the next free millisecond.
+// n-th (from 0) of its kind for its instance in that millisecond: the audit
+// log is FlowFabric's, keyed by (instance, time, kind), so each one moves
+// to the next free millisecond.
 func (b *testBundle) eventTime(ms int64, n int) int64 {
 	return ms + int64(n)
 }
@@ -181,7 +173,7 @@ func (b *testBundle) eventTime(ms int64, n int) int64 {
 // they are all there is: on SQLite the newest event stays, since its rowid
 // keeps the next event ID from going back.
 func (b *testBundle) pruned(n int) int {
-	if b.store == storeSQLite {
+	if b.engine == engineSQLite {
 		return n - 1
 	}
 	return n
@@ -234,7 +226,7 @@ func (b *testBundle) eventKinds(t *testing.T) []string {
 func (b *testBundle) snapshot(t testing.TB) string {
 	t.Helper()
 	var opts *sql.TxOptions
-	if b.store == storePostgres {
+	if b.engine == enginePostgres {
 		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
 	}
 	tx, err := b.raw.DB.BeginTx(context.Background(), opts)
@@ -243,15 +235,15 @@ func (b *testBundle) snapshot(t testing.TB) string {
 	}
 	defer tx.Rollback()
 	tables := []string{"ff_worker_registry", "ff_worker_registry_event", registry.VersionTable, "sqlite_sequence"}
-	if b.store == storePostgres {
-		// The event ID sequence stands in for sqlite_sequence.
+	if b.engine == enginePostgres {
+		// The identity sequence stands in for sqlite_sequence.
 		tables[3] = "ff_worker_registry_event_id_seq"
 	}
 	var sb strings.Builder
 	for _, table := range tables {
 		query := "SELECT * FROM " + table + " ORDER BY 1, 2, 3"
 		switch {
-		case table == "ff_worker_registry_event" && b.store == storePostgres:
+		case table == "ff_worker_registry_event" && b.engine == enginePostgres:
 			// Without the event ID, which a rolled-back transaction may
 			// have drawn from the sequence (the sequence's row shows
 			// that); the key orders the rows.
@@ -366,6 +358,7 @@ func equal[T any](t *testing.T, what string, got, want T) {
 // TestConcurrentFirstOpen opens one new file from many goroutines at once:
 // each must succeed, although only one can switch it to WAL and migrate it.
 func TestConcurrentFirstOpen(t *testing.T) {
+	t.Parallel()
 	for round := range 3 {
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("first-%d.db", round))
 		var wg sync.WaitGroup
@@ -398,7 +391,7 @@ func (b *testBundle) holdWriteLock(t *testing.T) (release func()) {
 		t.Fatal(err)
 	}
 	lock, unlock := "BEGIN IMMEDIATE", "COMMIT"
-	if b.store == storePostgres {
+	if b.engine == enginePostgres {
 		if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
 			t.Fatal(err)
 		}

@@ -64,6 +64,7 @@ type soakSample struct {
 }
 
 func TestSoak(t *testing.T) {
+	// Not parallel: it measures latency and the heap, which other tests would disturb.
 	calls := soakCalls(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "soak.db")

@@ -95,7 +95,7 @@ func (s sqliteQueries) getWorker(ctx context.Context, k instanceKey) (registrati
 	if err != nil {
 		return registration{}, false, err
 	}
-	return registration{WorkerID: row.WorkerID, RegisteredAtMs: row.RegisteredAtMs, ExpiresAtMs: row.ExpiresAtMs}, true, nil
+	return registration(row), true, nil
 }
 
 func (s sqliteQueries) upsertWorker(ctx context.Context, w workerRow) error {
@@ -136,7 +136,7 @@ func (s sqliteQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, n
 	if err != nil || len(rows) == 0 {
 		return heartbeatRow{}, false, err
 	}
-	return heartbeatRow{Key: k, ExpiresAtMs: expiryMS(rows[0].LastHeartbeatMs, rows[0].LivenessTTLMs), Draining: rows[0].Draining != 0}, true, nil
+	return heartbeatRow{Key: k, ExpiresAtMs: expiryMS(rows[0].LastHeartbeatMs, rows[0].LivenessTTLMs), Draining: rows[0].Draining}, true, nil
 }
 
 func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
@@ -153,7 +153,7 @@ func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, ke
 		out[i] = heartbeatRow{
 			Key:         instanceKey{row.Namespace, row.WorkerInstanceID},
 			ExpiresAtMs: expiryMS(row.LastHeartbeatMs, row.LivenessTTLMs),
-			Draining:    row.Draining != 0,
+			Draining:    row.Draining,
 		}
 	}
 	return out, nil
@@ -184,17 +184,13 @@ func (s sqliteQueries) resumeWorker(ctx context.Context, k instanceKey, nowMS in
 // instance, time, kind), so an event whose key is taken moves to the next
 // free millisecond rather than being lost.
 func (s sqliteQueries) insertEvent(ctx context.Context, e eventRow) error {
-	var reason sql.NullString
-	if e.Reason != nil {
-		reason = sql.NullString{String: *e.Reason, Valid: true}
-	}
 	for at := e.EventAtMs; ; at++ {
 		n, err := s.q.InsertEvent(ctx, sqlitedb.InsertEventParams{
 			Namespace:        e.Namespace,
 			WorkerInstanceID: e.WorkerInstanceID,
 			EventKind:        e.EventKind,
 			EventAtMs:        at,
-			Reason:           reason,
+			Reason:           e.Reason,
 		})
 		if err != nil || n > 0 {
 			return err
@@ -277,10 +273,8 @@ func (s sqliteQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, l
 }
 
 func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error) {
-	var rows []sqlitedb.ListLiveWorkersRow
-	var err error
 	if q.Namespace == "" {
-		rows, err = s.q.ListLiveWorkers(ctx, sqlitedb.ListLiveWorkersParams{
+		rows, err := s.q.ListLiveWorkers(ctx, sqlitedb.ListLiveWorkersParams{
 			AfterNamespace:  q.AfterNamespace,
 			AfterInstanceID: q.AfterInstance,
 			NowMs:           q.NowMs,
@@ -288,40 +282,17 @@ func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]worker
 			Capability:      q.Capability,
 			RowLimit:        int64(q.RowLimit),
 		})
-	} else {
-		var inNS []sqlitedb.ListLiveWorkersInNamespaceRow
-		inNS, err = s.q.ListLiveWorkersInNamespace(ctx, sqlitedb.ListLiveWorkersInNamespaceParams{
-			Namespace:       q.Namespace,
-			AfterInstanceID: q.AfterInstance,
-			NowMs:           q.NowMs,
-			Lane:            q.Lane,
-			Capability:      q.Capability,
-			RowLimit:        int64(q.RowLimit),
-		})
-		rows = make([]sqlitedb.ListLiveWorkersRow, len(inNS))
-		for i, row := range inNS {
-			rows[i] = sqlitedb.ListLiveWorkersRow(row)
-		}
+		return mapRows(rows, err, func(r sqlitedb.ListLiveWorkersRow) workerRow { return workerRow(r) })
 	}
-	if err != nil {
-		return nil, err
-	}
-	out := make([]workerRow, len(rows))
-	for i, row := range rows {
-		out[i] = workerRow{
-			Namespace:        row.Namespace,
-			WorkerInstanceID: row.WorkerInstanceID,
-			WorkerID:         row.WorkerID,
-			Lanes:            row.Lanes,
-			CapabilitiesCsv:  row.CapabilitiesCsv,
-			LastHeartbeatMs:  row.LastHeartbeatMs,
-			LivenessTTLMs:    row.LivenessTTLMs,
-			RegisteredAtMs:   row.RegisteredAtMs,
-			ExpiresAtMs:      row.ExpiresAtMs,
-			Draining:         row.Draining != 0,
-		}
-	}
-	return out, nil
+	rows, err := s.q.ListLiveWorkersInNamespace(ctx, sqlitedb.ListLiveWorkersInNamespaceParams{
+		Namespace:       q.Namespace,
+		AfterInstanceID: q.AfterInstance,
+		NowMs:           q.NowMs,
+		Lane:            q.Lane,
+		Capability:      q.Capability,
+		RowLimit:        int64(q.RowLimit),
+	})
+	return mapRows(rows, err, func(r sqlitedb.ListLiveWorkersInNamespaceRow) workerRow { return workerRow(r) })
 }
 
 func (s sqliteQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow, error) {
@@ -329,50 +300,37 @@ func (s sqliteQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow
 	switch {
 	case q.Namespace == "" && !q.NewestFirst:
 		rows, err := s.q.ListAllEventsAsc(ctx, sqlitedb.ListAllEventsAscParams{AfterID: q.After, RowLimit: limit})
-		return eventRows(rows, err, func(r sqlitedb.ListAllEventsAscRow) sqlitedb.ListEventsAscRow { return sqlitedb.ListEventsAscRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListAllEventsAscRow) eventRow { return eventRow(r) })
 	case q.Namespace == "":
 		rows, err := s.q.ListAllEventsDesc(ctx, sqlitedb.ListAllEventsDescParams{BeforeID: q.Before, RowLimit: limit})
-		return eventRows(rows, err, func(r sqlitedb.ListAllEventsDescRow) sqlitedb.ListEventsAscRow { return sqlitedb.ListEventsAscRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListAllEventsDescRow) eventRow { return eventRow(r) })
 	case q.Instance == "" && !q.NewestFirst:
 		rows, err := s.q.ListEventsAsc(ctx, sqlitedb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
-		return eventRows(rows, err, func(r sqlitedb.ListEventsAscRow) sqlitedb.ListEventsAscRow { return r })
+		return mapRows(rows, err, func(r sqlitedb.ListEventsAscRow) eventRow { return eventRow(r) })
 	case q.Instance == "":
 		rows, err := s.q.ListEventsDesc(ctx, sqlitedb.ListEventsDescParams{Namespace: q.Namespace, BeforeID: q.Before, RowLimit: limit})
-		return eventRows(rows, err, func(r sqlitedb.ListEventsDescRow) sqlitedb.ListEventsAscRow { return sqlitedb.ListEventsAscRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListEventsDescRow) eventRow { return eventRow(r) })
 	case !q.NewestFirst:
 		rows, err := s.q.ListInstanceEventsAsc(ctx, sqlitedb.ListInstanceEventsAscParams{
 			Namespace: q.Namespace, WorkerInstanceID: q.Instance, AfterID: q.After, RowLimit: limit})
-		return eventRows(rows, err, func(r sqlitedb.ListInstanceEventsAscRow) sqlitedb.ListEventsAscRow {
-			return sqlitedb.ListEventsAscRow(r)
-		})
+		return mapRows(rows, err, func(r sqlitedb.ListInstanceEventsAscRow) eventRow { return eventRow(r) })
 	default:
 		rows, err := s.q.ListInstanceEventsDesc(ctx, sqlitedb.ListInstanceEventsDescParams{
 			Namespace: q.Namespace, WorkerInstanceID: q.Instance, BeforeID: q.Before, RowLimit: limit})
-		return eventRows(rows, err, func(r sqlitedb.ListInstanceEventsDescRow) sqlitedb.ListEventsAscRow {
-			return sqlitedb.ListEventsAscRow(r)
-		})
+		return mapRows(rows, err, func(r sqlitedb.ListInstanceEventsDescRow) eventRow { return eventRow(r) })
 	}
 }
 
-// eventRows maps the six event listings' identical row types, through
-// conv, to eventRow.
-func eventRows[T any](rows []T, err error, conv func(T) sqlitedb.ListEventsAscRow) ([]eventRow, error) {
+// mapRows converts generated rows, whose fields match the store's row
+// type, through conv (a type conversion: Go has none over type
+// parameters).
+func mapRows[T, R any](rows []T, err error, conv func(T) R) ([]R, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]eventRow, len(rows))
+	out := make([]R, len(rows))
 	for i, r := range rows {
-		row := conv(r)
-		out[i] = eventRow{
-			EventID:          row.EventID,
-			Namespace:        row.Namespace,
-			WorkerInstanceID: row.WorkerInstanceID,
-			EventKind:        row.EventKind,
-			EventAtMs:        row.EventAtMs,
-		}
-		if row.Reason.Valid {
-			out[i].Reason = &row.Reason.String
-		}
+		out[i] = conv(r)
 	}
 	return out, nil
 }
@@ -381,28 +339,13 @@ func (s sqliteQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([]l
 	rows, err := s.q.ListExpiredLeases(ctx, sqlitedb.ListExpiredLeasesParams{
 		AsOfMs:            q.AsOfMs,
 		AfterExpiresAtMs:  q.AfterExpiresAtMs,
-		AfterPartition:    sql.NullInt64{Int64: q.AfterPartition, Valid: true},
+		AfterPartition:    &q.AfterPartition,
 		AfterExecutionID:  q.AfterExecutionID,
-		AfterAttemptIndex: sql.NullInt64{Int64: q.AfterAttemptIndex, Valid: true},
+		AfterAttemptIndex: &q.AfterAttemptIndex,
 		Namespace:         q.Namespace,
 		RowLimit:          int64(q.RowLimit),
 	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]leaseRow, len(rows))
-	for i, row := range rows {
-		out[i] = leaseRow{
-			PartitionKey:     row.PartitionKey,
-			ExecutionID:      row.ExecutionID,
-			AttemptIndex:     row.AttemptIndex,
-			LeaseEpoch:       row.LeaseEpoch,
-			WorkerInstanceID: row.WorkerInstanceID,
-			LeaseExpiresAtMs: row.LeaseExpiresAtMs,
-			Namespace:        row.Namespace,
-		}
-	}
-	return out, nil
+	return mapRows(rows, err, func(r sqlitedb.ListExpiredLeasesRow) leaseRow { return leaseRow(r) })
 }
 
 func (s sqliteQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (workerRow, bool, error) {
@@ -415,18 +358,7 @@ func (s sqliteQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS i
 	if err != nil {
 		return workerRow{}, false, err
 	}
-	return workerRow{
-		Namespace:        row.Namespace,
-		WorkerInstanceID: row.WorkerInstanceID,
-		WorkerID:         row.WorkerID,
-		Lanes:            row.Lanes,
-		CapabilitiesCsv:  row.CapabilitiesCsv,
-		LastHeartbeatMs:  row.LastHeartbeatMs,
-		LivenessTTLMs:    row.LivenessTTLMs,
-		RegisteredAtMs:   row.RegisteredAtMs,
-		ExpiresAtMs:      row.ExpiresAtMs,
-		Draining:         row.Draining != 0,
-	}, true, nil
+	return workerRow(row), true, nil
 }
 
 func (s sqliteQueries) listDeadHolders(ctx context.Context, asOfMS int64) ([]string, error) {
@@ -443,9 +375,9 @@ func (s sqliteQueries) listHolderLeases(ctx context.Context, q holderLeaseQuery)
 		rows, err := s.q.ListHolderLeases(ctx, sqlitedb.ListHolderLeasesParams{
 			Holder:            holder,
 			AfterExpiresAtMs:  after.ExpiresAtMs,
-			AfterPartition:    sql.NullInt64{Int64: after.Partition, Valid: true},
+			AfterPartition:    &after.Partition,
 			AfterExecutionID:  after.ExecutionID,
-			AfterAttemptIndex: sql.NullInt64{Int64: after.AttemptIndex, Valid: true},
+			AfterAttemptIndex: &after.AttemptIndex,
 			Namespace:         q.Namespace,
 			RowLimit:          int64(q.PerHolder),
 		})

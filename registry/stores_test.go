@@ -1,74 +1,108 @@
 package registry_test
 
 import (
-	"strings"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 
+	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
-// The stores the conformance tests run on. A test written as
+// store is one store the conformance tests run on. A test written as
 //
 //	func TestX(t *testing.T) {
-//		eachStore(t, func(t *testing.T) {
-//			r, b := setup(t)
+//		eachStore(t, func(t *testing.T, s store) {
+//			r, b := setup(t, s)
 //			...
 //		})
 //	}
 //
-// runs its body once per store, as the subtests TestX/sqlite and
-// TestX/postgres; setup reads the store from that name, so helpers and
-// nested subtests need no store argument.
-const (
-	storeSQLite   = "sqlite"
-	storePostgres = "postgres"
-	// storeFlowFabric is the SQLite store on a FlowFabric database that
-	// the registry adopted: built by the engine's own migrations, with the
-	// engine's ff_exec_core and ff_attempt. Its bundles say storeSQLite.
-	storeFlowFabric = "flowfabric"
-	// storeFlowFabricPostgres is the Postgres store on a FlowFabric
-	// Postgres database that the registry adopted: the engine's 256-way
-	// partitioned tables and everything else its migrations make. Its
-	// bundles say storePostgres.
-	storeFlowFabricPostgres = "flowfabric-postgres"
-)
-
-// eachStore runs the stores' subtests in parallel: each has a database of
-// its own, and Postgres round trips overlap SQLite's work.
-func eachStore(t *testing.T, body func(t *testing.T)) {
-	runStores(t, body, storeSQLite, storePostgres, storeFlowFabric, storeFlowFabricPostgres)
+// runs its body once per entry of stores, as the subtests TestX/sqlite,
+// TestX/postgres and so on; helpers take the store as an argument.
+type store struct {
+	name   string // the subtest's name
+	engine string // engineSQLite or enginePostgres: the code path it runs
+	// adopted marks a database that FlowFabric's own migrations built and
+	// the registry adopted. It runs the same code as its engine's own
+	// store, so the long tests of concurrency, cancellation and scale
+	// (eachEngine) leave it out.
+	adopted bool
+	// database returns the path or DSN of a fresh database of t's own,
+	// removed when t ends; it skips t where the store is unavailable.
+	database func(t testing.TB) string
+	// pooled, on Postgres, returns a migrated database of t's own, emptied
+	// after an earlier test, with connections that stay warm from test to
+	// test: a new session on 256-way partitioned tables takes seconds to
+	// load their catalog entries and plan.
+	pooled func(t testing.TB) registrytest.PooledSchema
 }
 
-// eachEngine is eachStore for the long tests of concurrency, cancellation
-// and scale, which exercise the engines' code paths rather than the
-// database's shape: on SQLite, an adopted database runs the same code as
-// the registry's own, so they run on sqlite and postgres only.
-func eachEngine(t *testing.T, body func(t *testing.T)) {
-	runStores(t, body, storeSQLite, storePostgres)
+// The engines; a testBundle's engine is one of them.
+const (
+	engineSQLite   = "sqlite"
+	enginePostgres = "postgres"
+)
+
+var (
+	sqliteStore   = store{name: "sqlite", engine: engineSQLite, database: registrySQLite}
+	postgresStore = store{name: "postgres", engine: enginePostgres, database: postgresSchema, pooled: pooledPostgres}
+	// flowfabricStore is the SQLite store on a FlowFabric database that
+	// the registry adopted, with the engine's ff_exec_core and ff_attempt.
+	flowfabricStore = store{name: "flowfabric", engine: engineSQLite, adopted: true, database: adoptedFlowFabricSQLite}
+	// flowfabricPostgresStore is the Postgres store on a FlowFabric
+	// Postgres database that the registry adopted: the engine's 256-way
+	// partitioned tables and everything else its migrations make.
+	flowfabricPostgresStore = store{name: "flowfabric-postgres", engine: enginePostgres, adopted: true,
+		database: func(t testing.TB) string { return flowfabricPostgres(t).DSN }, pooled: flowfabricPostgres}
+)
+
+// stores is every store of the conformance suite, in the order of its
+// subtests. A new store is one more entry.
+var stores = []store{sqliteStore, postgresStore, flowfabricStore, flowfabricPostgresStore}
+
+// eachStore runs body once per store: see runStores.
+func eachStore(t *testing.T, body func(t *testing.T, s store)) {
+	runStores(t, stores, body)
 }
 
 // eachPostgres is eachStore for tests of the Postgres store's statements:
 // on the registry's own database and on an adopted FlowFabric one.
-func eachPostgres(t *testing.T, body func(t *testing.T)) {
-	runStores(t, body, storePostgres, storeFlowFabricPostgres)
+func eachPostgres(t *testing.T, body func(t *testing.T, s store)) {
+	runStores(t, []store{postgresStore, flowfabricPostgresStore}, body)
 }
 
-func runStores(t *testing.T, body func(t *testing.T), stores ...string) {
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
+// eachEngine is eachStore without the adopted stores, for the long tests
+// that exercise an engine's code paths rather than a database's shape.
+func eachEngine(t *testing.T, body func(t *testing.T, s store)) {
+	runStores(t, engineStores(), body)
+}
+
+// engineStores returns the stores that are not adopted: one per engine.
+func engineStores() []store {
+	var own []store
+	for _, s := range stores {
+		if !s.adopted {
+			own = append(own, s)
+		}
+	}
+	return own
+}
+
+// runStores runs body on each store in parallel subtests of t, itself
+// parallel to the other tests that use it: each test has its own
+// databases.
+func runStores(t *testing.T, stores []store, body func(t *testing.T, s store)) {
+	t.Parallel()
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
-			body(t)
+			body(t, s)
 		})
 	}
-}
-
-// storeOf returns the store eachStore chose for t, or SQLite.
-func storeOf(t testing.TB) string {
-	parts := strings.Split(t.Name(), "/")
-	if len(parts) > 1 && (parts[1] == storePostgres || parts[1] == storeFlowFabric || parts[1] == storeFlowFabricPostgres) {
-		return parts[1]
-	}
-	return storeSQLite
 }
 
 // postgresSchema creates an empty schema for t, dropped when t ends, and
@@ -79,4 +113,87 @@ func storeOf(t testing.TB) string {
 func postgresSchema(t testing.TB) string {
 	t.Helper()
 	return registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
+}
+
+// pooledPostgres is a migrated schema of the REGISTRY_TEST_POSTGRES
+// database from the process's pool.
+func pooledPostgres(t testing.TB) registrytest.PooledSchema {
+	t.Helper()
+	return registrytest.PooledPostgresSchema(t, registrytest.PostgresDSN(t), "registry", nil)
+}
+
+// registrySQLite returns the path of a new SQLite file that Open created
+// and migrated.
+func registrySQLite(t testing.TB) string {
+	t.Helper()
+	return registryTemplate.copy(t, "registry.db", func(dir string) (string, error) {
+		path := filepath.Join(dir, "registry.db")
+		return path, openAndClose(path)
+	})
+}
+
+// adoptedFlowFabricSQLite returns the path of a new FlowFabric SQLite
+// database (flowfabricSQLite) that Open adopted.
+func adoptedFlowFabricSQLite(t testing.TB) string {
+	t.Helper()
+	flowfabricDir(t) // skips the test where FlowFabric's files are absent
+	return adoptedTemplate.copy(t, "flowfabric.db", func(string) (string, error) {
+		path := flowfabricSQLite(t)
+		return path, openAndClose(path)
+	})
+}
+
+var registryTemplate, adoptedTemplate dbTemplate
+
+func openAndClose(path string) error {
+	r, err := registry.Open(context.Background(), path)
+	if err != nil {
+		return err
+	}
+	if err := r.Close(); err != nil {
+		return err
+	}
+	// Closing the last connection checkpoints the WAL into the file, so
+	// that the file alone is the whole database.
+	if st, err := os.Stat(path + "-wal"); err == nil && st.Size() > 0 {
+		return errors.New(path + "-wal holds frames after Close")
+	}
+	return nil
+}
+
+// dbTemplate is a SQLite database built once per test process, of which
+// each test gets a copy: copying a file costs a fraction of creating and
+// migrating a database (about 130 ms under -race), which every test does.
+type dbTemplate struct {
+	once  sync.Once
+	bytes []byte
+	err   error
+}
+
+// copy writes the template, which build makes on first use in a
+// directory of its own and returns the path of, to a file named name in
+// t.TempDir, and returns its path.
+func (d *dbTemplate) copy(t testing.TB, name string, build func(dir string) (string, error)) string {
+	t.Helper()
+	d.once.Do(func() {
+		dir, err := os.MkdirTemp("", "registry-template")
+		if err != nil {
+			d.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		path, err := build(dir)
+		if err == nil {
+			d.bytes, err = os.ReadFile(path)
+		}
+		d.err = err
+	})
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, d.bytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

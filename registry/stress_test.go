@@ -144,10 +144,10 @@ func TestStressInvariants(t *testing.T) {
 	t.Logf("seed %d, %d goroutines x %d ops per subtest (replay with %s=%d)", seed, stressGoroutines, ops, stressSeedEnv, seed)
 	// Heartbeats are a single statement without events and a transaction
 	// with them: both paths must hold up.
-	eachEngine(t, func(t *testing.T) {
+	eachEngine(t, func(t *testing.T, s store) {
 		for i, heartbeatEvents := range []bool{true, false} {
 			t.Run(fmt.Sprintf("heartbeat_events=%v", heartbeatEvents), func(t *testing.T) {
-				runStress(t, seed+uint64(i), ops, heartbeatEvents)
+				runStress(t, s, seed+uint64(i), ops, heartbeatEvents)
 			})
 		}
 	})
@@ -168,10 +168,10 @@ type stressRun struct {
 	leases []stressLease
 }
 
-func runStress(t *testing.T, seed uint64, ops int, heartbeatEvents bool) {
+func runStress(t *testing.T, st store, seed uint64, ops int, heartbeatEvents bool) {
 	ctx := context.Background()
 	clock := &stressClock{}
-	r, b := setup(t, registry.WithClock(clock.now), registry.WithHeartbeatEvents(heartbeatEvents))
+	r, b := setup(t, st, registry.WithClock(clock.now), registry.WithHeartbeatEvents(heartbeatEvents))
 	s := &stressRun{r: r, clock: clock, ttl: map[workerKey]time.Duration{}}
 	for _, ns := range stressNamespaces {
 		for i := range stressInstancesPer {
@@ -313,7 +313,7 @@ func runStress(t *testing.T, seed uint64, ops int, heartbeatEvents bool) {
 	equal(t, "ttl_swept events (sum of SweepReport.Swept, and one per register over an expired row)",
 		sweptBySweep+sweptByRegister, total.swept+stats.replaced)
 	t.Logf("audit log: %v; %d ttl_swept by sweeps, %d by registers over an expired row", stats.kinds, sweptBySweep, sweptByRegister)
-	if b.store == storeSQLite {
+	if b.engine == engineSQLite {
 		integrityCheck(t, b.path)
 	}
 

@@ -14,7 +14,8 @@ const (
 	pruneBatchSize = 2000
 )
 
-// Defaults of SweeperConfig.
+// DefaultSweepInterval is SweeperConfig's default Interval, and
+// DefaultEventRetention is the retention without WithEventRetention.
 const (
 	DefaultSweepInterval  = 30 * time.Second
 	DefaultEventRetention = 7 * 24 * time.Hour
@@ -26,33 +27,27 @@ type SweepReport struct {
 	PrunedEvents int // events older than the retention, deleted
 }
 
-// SweeperConfig configures RunSweeper. Durations other than zero must be
-// at least a millisecond.
+// SweeperConfig configures RunSweeper. Its sweeps prune events older than
+// the registry's retention (WithEventRetention), as SweepExpiredWorkers
+// does: a registry has one retention.
 type SweeperConfig struct {
-	Interval       time.Duration // between sweeps; zero: DefaultSweepInterval
-	EventRetention time.Duration // events older are pruned; zero: the registry's (WithEventRetention)
+	// Interval is the time between sweeps; zero means
+	// DefaultSweepInterval. Any other value must be at least a millisecond.
+	Interval time.Duration
 }
 
-// resolve applies cfg's defaults and rejects durations under a millisecond,
-// the registry's resolution: a negative one is a caller's bug, and a
-// retention that truncates to 0 ms would prune every event up to now.
-// There is no upper bound: a Duration is at most 2^63 ns, about 9.2e12 ms,
-// so now minus a retention cannot overflow.
-func (cfg SweeperConfig) resolve(defaultRetention time.Duration) (interval, retention time.Duration, err error) {
-	interval, retention = cfg.Interval, cfg.EventRetention
+// interval applies cfg's default and rejects an interval under a
+// millisecond, the registry's resolution: a negative one is a caller's
+// bug. There is no upper bound.
+func (cfg SweeperConfig) interval() (time.Duration, error) {
+	interval := cfg.Interval
 	if interval == 0 {
 		interval = DefaultSweepInterval
 	}
-	if retention == 0 {
-		retention = defaultRetention
-	}
 	if interval < time.Millisecond {
-		return 0, 0, invalid("interval", "must be at least 1ms (got %s)", interval)
+		return 0, invalid("interval", "must be at least 1ms (got %s)", interval)
 	}
-	if retention < time.Millisecond {
-		return 0, 0, invalid("event_retention", "must be at least 1ms (got %s)", retention)
-	}
-	return interval, retention, nil
+	return interval, nil
 }
 
 // SweepExpiredWorkers removes every registration that is not live at now
@@ -66,7 +61,7 @@ func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (Swee
 	if err := r.check(); err != nil {
 		return SweepReport{}, c.end(ctx, opError(ctx, "sweep expired workers", err))
 	}
-	rep, err := r.sweep(ctx, now, r.cfg.eventRetention)
+	rep, err := r.sweep(ctx, now)
 	if err != nil {
 		return rep, c.end(ctx, opError(ctx, "sweep expired workers", err))
 	}
@@ -75,7 +70,7 @@ func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (Swee
 
 // sweep is one sweep: of SweepExpiredWorkers, or of RunSweeper. With a meter
 // provider it counts what it removed and refreshes the gauges.
-func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Duration) (rep SweepReport, err error) {
+func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, err error) {
 	defer func() { r.countSweep(ctx, err) }()
 	nowMS, err := r.millis("now", now)
 	if err != nil {
@@ -93,7 +88,7 @@ func (r *Registry) sweep(ctx context.Context, now time.Time, retention time.Dura
 		}
 	}
 	// Cannot overflow: nowMS is at least 0 and a retention at most ~9.2e12 ms.
-	pruned, err := r.pruneEvents(ctx, nowMS-retention.Milliseconds())
+	pruned, err := r.pruneEvents(ctx, nowMS-r.cfg.eventRetention.Milliseconds())
 	rep.PrunedEvents = int(pruned)
 	if err != nil {
 		return rep, err
@@ -148,7 +143,7 @@ func (r *Registry) RunSweeper(ctx context.Context, cfg SweeperConfig) error {
 	if err := r.check(); err != nil {
 		return opError(ctx, "run sweeper", err)
 	}
-	interval, retention, err := cfg.resolve(r.cfg.eventRetention)
+	interval, err := cfg.interval()
 	if err != nil {
 		return opError(ctx, "run sweeper", err)
 	}
@@ -157,7 +152,7 @@ func (r *Registry) RunSweeper(ctx context.Context, cfg SweeperConfig) error {
 	for {
 		start := time.Now()
 		sweepCtx, c := r.begin(ctx, opSweepExpiredWorkers)
-		rep, err := r.sweep(sweepCtx, time.Time{}, retention)
+		rep, err := r.sweep(sweepCtx, time.Time{})
 		_ = c.end(sweepCtx, err)
 		switch {
 		case err != nil && ctx.Err() == nil:

@@ -15,8 +15,8 @@ import (
 )
 
 func TestSweepRemovesExactlyTheExpired(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		for i, ttl := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
 			args := registerArgs("ns", []string{"a", "b", "c"}[i], t0)
@@ -51,8 +51,8 @@ func TestSweepRemovesExactlyTheExpired(t *testing.T) {
 }
 
 func TestSweepInBatches(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		// More than one batch of expired rows, written directly for speed.
 		const n = 1234
 		col, val := b.partitionColumn("'w' || (100000 + i)")
@@ -78,8 +78,8 @@ func TestSweepInBatches(t *testing.T) {
 }
 
 func TestSweepPrunesOldEvents(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t, registry.WithEventRetention(time.Hour))
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s, registry.WithEventRetention(time.Hour))
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "old", t0))
 		mustRegister(t, r, registerArgs("ns", "new", t0.Add(90*time.Minute)))
@@ -104,7 +104,7 @@ func TestSweepPrunesOldEvents(t *testing.T) {
 // through indexes, so a sweep with nothing to do is a probe, not a scan of
 // the registry (defect 3 of the reference).
 func TestSweepQueryPlans(t *testing.T) {
-	_, b := setup(t)
+	_, b := setup(t, sqliteStore)
 	for _, q := range []struct{ file, name, want string }{
 		{"../queries/sqlite/workers.sql", "DeleteSweepBatch", "USING COVERING INDEX ff_worker_registry_expiry_idx (<expr><?)"},
 		{"../queries/sqlite/events.sql", "DeleteEventsBefore", "USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)"},
@@ -154,7 +154,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestRunSweeper(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		var (
 			mu  sync.Mutex
 			now = t0
@@ -172,7 +172,7 @@ func TestRunSweeper(t *testing.T) {
 		logs := &syncBuffer{}
 		// A sweep that removes nothing logs at DEBUG.
 		logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		r, b := setup(t, registry.WithClock(clock), registry.WithLogger(logger))
+		r, b := setup(t, s, registry.WithClock(clock), registry.WithLogger(logger))
 		mustRegister(t, r, registerArgs("ns", "w", t0)) // TTL 10 s
 
 		ctx, cancel := context.WithCancel(context.Background())
@@ -213,45 +213,62 @@ func TestRunSweeper(t *testing.T) {
 	})
 }
 
-// TestRunSweeperSweepsAtOnce: the first sweep does not wait an interval.
+// TestRunSweeperSweepsAtOnce: the first sweep does not wait an interval,
+// and prunes by the registry's retention.
 func TestRunSweeperSweepsAtOnce(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t, registry.WithClock(func() time.Time { return t0.Add(time.Minute) }))
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s, registry.WithClock(func() time.Time { return t0.Add(time.Minute) }),
+			registry.WithEventRetention(30*time.Second))
 		mustRegister(t, r, registerArgs("ns", "w", t0)) // expired by the clock's time
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Hour})
 		deadline := time.Now().Add(10 * time.Second)
-		for b.rowCount(t) != 0 {
+		// The registration's event, at t0, is older than the retention.
+		for b.rowCount(t) != 0 || len(b.eventKinds(t)) != 1 {
 			if time.Now().After(deadline) {
-				t.Fatal("RunSweeper with a one-hour interval did not sweep at once")
+				t.Fatalf("RunSweeper with a one-hour interval did not sweep and prune at once: events %v", b.eventKinds(t))
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+		equal(t, "events", b.eventKinds(t), []string{"ttl_swept"})
 	})
 }
 
-// TestSweepMovesEventsWhoseKeyIsTaken: on SQLite a sweep batch writes its
-// ttl_swept events from the expired rows in one statement, which skips an
-// event whose key (instance, time, kind) another writer already took;
-// that event moves to the next free millisecond, in a full batch and in
-// the last, partial one alike, and none is lost.
+// TestSweepMovesEventsWhoseKeyIsTaken: a sweep batch writes its ttl_swept
+// events from the expired rows in one statement; an event whose key
+// (instance, time, kind) another writer already took moves to the next free
+// millisecond, in a full batch and in the last, partial one alike, and none
+// is lost.
 func TestSweepMovesEventsWhoseKeyIsTaken(t *testing.T) {
-	r, b := setupStore(t, storeSQLite)
+	eachEngine(t, func(t *testing.T, s store) {
+		testSweepMovesEventsWhoseKeyIsTaken(t, s)
+	})
+}
+
+func testSweepMovesEventsWhoseKeyIsTaken(t *testing.T, s store) {
+	r, b := setup(t, s)
 	const n = 2500 // two full batches and a partial one
 	now := t0.Add(time.Hour)
-	if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < ?2 - 1)
+	id := "printf('w%05d', i)"
+	if b.engine == enginePostgres {
+		id = "'w' || lpad(i::text, 5, '0')"
+	}
+	col, val := b.partitionColumn(id)
+	if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < CAST(?2 AS INTEGER) - 1)
 		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms)
-		SELECT 'ns', printf('w%05d', i), 'w', 'default', '', ?1 + i, 1000, ?1 FROM s`, t0.UnixMilli(), n); err != nil {
+			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms`+col+`)
+		SELECT 'ns', `+id+`, 'w', `+b.lanesLiteral("default")+`, '', CAST(?1 AS BIGINT) + i, 1000, ?1`+val+` FROM s`, t0.UnixMilli(), n); err != nil {
 		t.Fatal(err)
 	}
 	taken := []string{"w00005", "w01500", "w02400", "w02499"}
-	for _, id := range taken {
+	for _, instance := range taken {
 		// As the engine writes its events.
-		if _, err := b.raw.Exec(`INSERT OR IGNORE INTO ff_worker_registry_event
-			(namespace, worker_instance_id, event_kind, event_at_ms, reason) VALUES ('ns', ?, 'ttl_swept', ?, NULL)`,
-			id, now.UnixMilli()); err != nil {
+		col, val := b.partitionColumn("?1")
+		if _, err := b.raw.Exec(`INSERT INTO ff_worker_registry_event
+			(namespace, worker_instance_id, event_kind, event_at_ms, reason`+col+`)
+			VALUES ('ns', ?1, 'ttl_swept', ?2, NULL`+val+`) ON CONFLICT DO NOTHING`,
+			instance, now.UnixMilli()); err != nil {
 			t.Fatal(err)
 		}
 	}

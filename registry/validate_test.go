@@ -14,8 +14,8 @@ import (
 // against a database holding rows and checks that the error names the field
 // and that no row changed.
 func TestRejectedCallsChangeNothing(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "i", t0))
 		before := b.snapshot(t)
@@ -116,7 +116,7 @@ func TestRejectedCallsChangeNothing(t *testing.T) {
 }
 
 func TestValidationErrorMessage(t *testing.T) {
-	r, _ := setup(t)
+	r, _ := setup(t, sqliteStore)
 	_, err := r.MarkWorkerDead(context.Background(), registry.MarkWorkerDeadArgs{
 		Namespace: "ns", WorkerInstanceID: "i", Reason: strings.Repeat("r", 257), Now: t0,
 	})
@@ -124,8 +124,8 @@ func TestValidationErrorMessage(t *testing.T) {
 }
 
 func TestLimitsAtTheirEdgesAreAccepted(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		lanes := make([]string, 64)
 		caps := make([]string, 256)
 		for i := range lanes {

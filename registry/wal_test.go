@@ -29,6 +29,7 @@ func walSize(t *testing.T, path string) int64 {
 // reset after its first row, which commits without the WAL hook that runs
 // the checkpoint.
 func TestWALBoundedByEachWrite(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const workers, calls = 100, 1500 // about 12 MB of frames without checkpoints
 	kinds := []struct {
@@ -93,6 +94,7 @@ func TestWALBoundedByEachWrite(t *testing.T) {
 // it grows; once the reader is gone the WAL restarts and journal_size_limit
 // cuts the file back.
 func TestWALShrinksAfterBurst(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "registry.db")
 	r, err := registry.Open(ctx, path)

@@ -52,14 +52,14 @@ func workerConfig(t *testing.T, instance string) registry.WorkerConfig {
 	}
 }
 
-// setupWorker opens a registry on the manual clock, logging to logs, and
+// setupWorker opens a registry of s on the manual clock, logging to logs, and
 // starts a worker on it (workerConfig(t, "w")), stopped when the test ends.
-func setupWorker(t *testing.T, opts ...registry.Option) (*registry.Registry, *testBundle, *manualClock, *registry.Worker, *syncBuffer) {
+func setupWorker(t *testing.T, s store, opts ...registry.Option) (*registry.Registry, *testBundle, *manualClock, *registry.Worker, *syncBuffer) {
 	t.Helper()
 	clock := newManualClock()
 	logs := &syncBuffer{}
 	opts = append([]registry.Option{registry.WithClock(clock.Now), registry.WithLogger(slog.New(slog.NewTextHandler(logs, nil)))}, opts...)
-	r, b := setup(t, opts...)
+	r, b := setup(t, s, opts...)
 	w := startWorker(t, r, workerConfig(t, "w"))
 	return r, b, clock, w, logs
 }
@@ -120,8 +120,8 @@ func waitLoopGone(t *testing.T, cfg registry.WorkerConfig) {
 }
 
 func TestWorkerStaysLiveAcrossManyTTLs(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b, clock, w, _ := setupWorker(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b, clock, w, _ := setupWorker(t, s)
 		id := workerConfig(t, "w").WorkerInstanceID
 		if n := loopsOf(t, workerConfig(t, "w")); n != 1 {
 			t.Fatalf("%d labelled loop goroutines, want 1", n)
@@ -142,10 +142,10 @@ func TestWorkerStaysLiveAcrossManyTTLs(t *testing.T) {
 }
 
 func TestWorkerDrainReachesDraining(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		// Heartbeat events show how many heartbeats the drain took.
 		clock := newManualClock()
-		r, b := setup(t, registry.WithClock(clock.Now), registry.WithHeartbeatEvents(true))
+		r, b := setup(t, s, registry.WithClock(clock.Now), registry.WithHeartbeatEvents(true))
 		cfg := workerConfig(t, "w")
 		cfg.HeartbeatInterval = 200 * time.Millisecond
 		id := cfg.WorkerInstanceID
@@ -175,7 +175,7 @@ func TestWorkerDrainReachesDraining(t *testing.T) {
 
 		// A drain withdrawn leaves Draining closed: the process was told.
 		clock2 := newManualClock()
-		r2, _ := setup(t, registry.WithClock(clock2.Now))
+		r2, _ := setup(t, s, registry.WithClock(clock2.Now))
 		cfg2 := workerConfig(t, "w2")
 		w2 := startWorker(t, r2, cfg2)
 		ctx := context.Background()
@@ -192,8 +192,8 @@ func TestWorkerDrainReachesDraining(t *testing.T) {
 }
 
 func TestWorkerRegistersAgainAfterSweep(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b, clock, w, logs := setupWorker(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b, clock, w, logs := setupWorker(t, s)
 		id := workerConfig(t, "w").WorkerInstanceID
 		clock.Advance(time.Second)
 		heartbeatAt(t, r, clock, id)
@@ -216,8 +216,8 @@ func TestWorkerRegistersAgainAfterSweep(t *testing.T) {
 }
 
 func TestWorkerMarkedDeadEndsLoop(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b, clock, w, _ := setupWorker(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b, clock, w, _ := setupWorker(t, s)
 		id := workerConfig(t, "w").WorkerInstanceID
 		if o, err := r.MarkWorkerDead(context.Background(), registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: id, Reason: "bad host"}); err != nil || o != registry.Marked {
 			t.Fatalf("MarkWorkerDead = %v, %v", o, err)
@@ -245,8 +245,8 @@ func TestWorkerMarkedDeadEndsLoop(t *testing.T) {
 }
 
 func TestWorkerStopDeregisters(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b, clock, w, _ := setupWorker(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b, clock, w, _ := setupWorker(t, s)
 		id := workerConfig(t, "w").WorkerInstanceID
 		clock.Advance(time.Second)
 		heartbeatAt(t, r, clock, id)
@@ -278,9 +278,9 @@ func TestWorkerStopDeregisters(t *testing.T) {
 }
 
 func TestWorkerContextEndDeregisters(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		clock := newManualClock()
-		r, b := setup(t, registry.WithClock(clock.Now))
+		r, b := setup(t, s, registry.WithClock(clock.Now))
 		ctx, cancel := context.WithCancel(context.Background())
 		cfg := workerConfig(t, "w")
 		id := cfg.WorkerInstanceID
@@ -313,15 +313,15 @@ func TestWorkerContextEndDeregisters(t *testing.T) {
 // loop goes on until Stop, whose deregistration fails in turn; then the
 // loop's goroutine is gone.
 func TestWorkerSurvivesStorageErrors(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		_, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		_, b := setup(t, s)
 		clock := newManualClock()
 		logs := &syncBuffer{}
 		opts := []registry.Option{registry.WithClock(clock.Now), registry.WithLogger(slog.New(slog.NewTextHandler(logs, nil)))}
 		// A registry on a database of the test's, closed underneath it.
 		var r *registry.Registry
 		var closeDB func()
-		if b.store == storePostgres {
+		if b.engine == enginePostgres {
 			pool, err := pgxpool.New(context.Background(), b.path)
 			if err != nil {
 				t.Fatal(err)
@@ -363,8 +363,8 @@ func TestWorkerSurvivesStorageErrors(t *testing.T) {
 }
 
 func TestStartWorkerRejects(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		before := b.snapshot(t)
 		for _, c := range []struct {
@@ -413,8 +413,8 @@ func TestStartWorkerRejects(t *testing.T) {
 // worker is not a storage error that a later tick can cure: the loop ends
 // with ErrClosed and its goroutine is gone.
 func TestWorkerEndsWhenRegistryCloses(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		cfg := workerConfig(t, "w")
 		w, err := r.StartWorker(context.Background(), cfg)
 		if err != nil {

@@ -15,8 +15,8 @@ import (
 )
 
 func TestRegisterNewWorkerIsRegistered(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		args := registry.RegisterWorkerArgs{
 			Namespace:        "ns",
 			WorkerID:         "gpu-pool-1",
@@ -48,8 +48,8 @@ func TestRegisterNewWorkerIsRegistered(t *testing.T) {
 }
 
 func TestRegisterLiveWorkerIsRefreshed(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		mustRegister(t, r, registry.RegisterWorkerArgs{
 			Namespace: "ns", WorkerID: "w", WorkerInstanceID: "i",
 			Lanes: []string{"a"}, Capabilities: []string{"x"}, LivenessTTL: 10 * time.Second, Now: t0,
@@ -76,8 +76,8 @@ func TestRegisterLiveWorkerIsRefreshed(t *testing.T) {
 // Defect 1 of the reference: a register over an expired, unswept row said
 // Refreshed and kept the old RegisteredAt.
 func TestRegisterOverExpiredRowIsRegistered(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		mustRegister(t, r, registerArgs("ns", "i", t0))
 		expiry := t0.Add(10 * time.Second) // not live at exactly its expiry
 		equal(t, "outcome", mustRegister(t, r, registerArgs("ns", "i", expiry)), registry.Registered)
@@ -94,8 +94,8 @@ func TestRegisterOverExpiredRowIsRegistered(t *testing.T) {
 // Defect 1 of the reference: an expired row blocked its instance ID from
 // registering under another worker ID.
 func TestExpiredRowDoesNotBlockNewWorkerID(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		mustRegister(t, r, registerArgs("ns", "i", t0))
 		args := registerArgs("ns", "i", t0.Add(10*time.Second))
 		args.WorkerID = "another-pool"
@@ -106,8 +106,8 @@ func TestExpiredRowDoesNotBlockNewWorkerID(t *testing.T) {
 }
 
 func TestRegisterLiveUnderOtherWorkerIDIsRejected(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		mustRegister(t, r, registerArgs("ns", "i", t0))
 		before := b.snapshot(t)
 
@@ -125,11 +125,11 @@ func TestRegisterLiveUnderOtherWorkerIDIsRejected(t *testing.T) {
 }
 
 func TestConcurrentRegistersNeverFail(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		// Defect 7 of the reference: deferred transactions made two concurrent
 		// registers fail with SQLITE_BUSY. Two registries on one file stand in
 		// for two processes.
-		r1, b := setup(t)
+		r1, b := setup(t, s)
 		r2, err := registry.Open(context.Background(), b.path)
 		if err != nil {
 			t.Fatal(err)
@@ -170,8 +170,8 @@ func TestConcurrentRegistersNeverFail(t *testing.T) {
 }
 
 func TestHeartbeatRefreshesLiveWorker(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		mustRegister(t, r, registerArgs("ns", "i", t0))
 		at := t0.Add(10*time.Second - time.Millisecond) // last live millisecond
 		res := mustHeartbeat(t, r, "ns", "i", at)
@@ -190,8 +190,8 @@ func TestHeartbeatRefreshesLiveWorker(t *testing.T) {
 }
 
 func TestHeartbeatAtExpiryIsNotRegistered(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		mustRegister(t, r, registerArgs("ns", "i", t0))
 		before := b.snapshot(t)
 		res := mustHeartbeat(t, r, "ns", "i", t0.Add(10*time.Second))
@@ -204,8 +204,8 @@ func TestHeartbeatAtExpiryIsNotRegistered(t *testing.T) {
 }
 
 func TestHeartbeatEventsWhenEnabled(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t, registry.WithHeartbeatEvents(true))
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s, registry.WithHeartbeatEvents(true))
 		mustRegister(t, r, registerArgs("ns", "i", t0))
 		mustHeartbeat(t, r, "ns", "i", t0.Add(time.Second))
 		mustHeartbeat(t, r, "ns", "i", t0.Add(time.Second)) // same millisecond
@@ -219,8 +219,8 @@ func TestHeartbeatEventsWhenEnabled(t *testing.T) {
 // is FlowFabric's, keyed by (instance, time, kind): a later event of a kind
 // moves to the next free millisecond instead.
 func TestSameMillisecondEventsAreAllKept(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		for range 3 {
 			mustRegister(t, r, registerArgs("ns", "i", t0))
@@ -241,8 +241,8 @@ func TestSameMillisecondEventsAreAllKept(t *testing.T) {
 }
 
 func TestMarkWorkerDead(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		mustRegister(t, r, registerArgs("ns", "i", t0))
 		mustRegister(t, r, registerArgs("ns", "other", t0))
@@ -273,8 +273,8 @@ func TestMarkWorkerDead(t *testing.T) {
 // Defect 1 of the reference: mark-dead on an expired, unswept row said
 // Marked.
 func TestMarkDeadOnExpiredRowIsNotRegistered(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		mustRegister(t, r, registerArgs("ns", "i", t0))
 		before := b.snapshot(t)
 		o, err := r.MarkWorkerDead(context.Background(), registry.MarkWorkerDeadArgs{
@@ -292,8 +292,8 @@ func TestMarkDeadOnExpiredRowIsNotRegistered(t *testing.T) {
 // Defect 8 of the reference: list_workers returned expired rows and refused
 // to list across namespaces.
 func TestListWorkersLiveOnlyAcrossNamespaces(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		short := registerArgs("b", "short", t0)
 		short.LivenessTTL = time.Second
 		mustRegister(t, r, short)
@@ -313,8 +313,8 @@ func TestListWorkersLiveOnlyAcrossNamespaces(t *testing.T) {
 }
 
 func TestListWorkersByteOrderAndPagination(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		// Byte order: upper case before lower case, "é" (0xC3...) after "z",
 		// "a" before "a-1" before "aa".
 		var want []string
@@ -363,8 +363,8 @@ func TestListWorkersByteOrderAndPagination(t *testing.T) {
 }
 
 func TestListWorkersFilters(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, _ := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s)
 		reg := func(id string, lanes, caps []string) {
 			mustRegister(t, r, registry.RegisterWorkerArgs{
 				Namespace: "ns", WorkerID: "w", WorkerInstanceID: id,
@@ -390,8 +390,8 @@ func TestListWorkersFilters(t *testing.T) {
 }
 
 func TestListWorkersLimits(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		// 10 001 rows written directly: registering them one by one would only
 		// slow the test down.
 		col, val := b.partitionColumn("'w' || (100000 + i)")
@@ -414,8 +414,8 @@ func TestListWorkersLimits(t *testing.T) {
 }
 
 func TestNamespaceIsolation(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r, b := setup(t, s)
 		ctx := context.Background()
 		a := registerArgs("tenant-a", "worker-1", t0)
 		c := registerArgs("tenant-b", "worker-1", t0) // same instance ID, other pool
@@ -442,9 +442,9 @@ func TestNamespaceIsolation(t *testing.T) {
 }
 
 func TestZeroNowUsesRegistryClock(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		now := t0
-		r, _ := setup(t, registry.WithClock(func() time.Time { return now }))
+		r, _ := setup(t, s, registry.WithClock(func() time.Time { return now }))
 		mustRegister(t, r, registerArgs("ns", "i", time.Time{}))
 		now = t0.Add(5 * time.Second)
 		res := mustHeartbeat(t, r, "ns", "i", time.Time{})
@@ -477,8 +477,8 @@ func nullString(s ...string) (n sql.NullString) {
 // overwrite the other, which a read-then-upsert without a lock does on
 // Postgres: both read no row, and the later upsert wins.
 func TestConcurrentFirstRegistrationsUnderTwoWorkerIDs(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		r1, b := setup(t)
+	eachStore(t, func(t *testing.T, s store) {
+		r1, b := setup(t, s)
 		regs := []*registry.Registry{r1, b.open(t)}
 		const rounds = 50
 		for round := range rounds {
@@ -548,7 +548,7 @@ func TestNewRefusesPostgres(t *testing.T) {
 // must judge liveness at the time it got the lock, not the time it was
 // made: the old registration has expired, so the outcome is Registered.
 func TestClockIsReadAfterWaitingForWriters(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		var nowMS atomic.Int64
 		nowMS.Store(t0.Add(5 * time.Second).UnixMilli())
 		firstRead := make(chan struct{}, 1)
@@ -559,7 +559,7 @@ func TestClockIsReadAfterWaitingForWriters(t *testing.T) {
 			}
 			return time.UnixMilli(nowMS.Load())
 		}
-		r, b := setup(t, registry.WithClock(clock))
+		r, b := setup(t, s, registry.WithClock(clock))
 		mustRegister(t, r, registerArgs("ns", "w", t0)) // live until t0+10s; an explicit Now reads no clock
 
 		release := b.holdWriteLock(t)

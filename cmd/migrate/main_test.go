@@ -4,49 +4,27 @@ import (
 	"bytes"
 	"database/sql"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/flowfabric/workerregistry/internal/clitest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
-// TestMain lets the test binary stand in for the command: run with
-// MIGRATE_RUN_MAIN=1 it is migrate, so tests see real exit codes.
-func TestMain(m *testing.M) {
-	if os.Getenv("MIGRATE_RUN_MAIN") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+// TestMain lets the test binary stand in for the command, so that tests
+// see real exit codes without building it.
+func TestMain(m *testing.M) { clitest.Main(m, main) }
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
+type result = clitest.Result
 
+// migrate runs the command in dir with env added to the environment.
 func migrate(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Dir = dir
-	// Under -race every child would otherwise sleep a second at exit.
-	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
-	cmd.Env = append(os.Environ(), append([]string{"MIGRATE_RUN_MAIN=1", "REGISTRY_DB=", "GORACE=" + gorace}, env...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{stdout.String(), stderr.String(), code}
+	return clitest.Self().Run(t, dir, env, args...)
 }
 
 func latestVersion(t *testing.T) int {
@@ -92,35 +70,35 @@ func testCommands(t *testing.T, dir string, dbArgs []string) {
 	run := func(args ...string) result {
 		t.Helper()
 		res := migrate(t, dir, nil, append(slices.Clone(dbArgs), args...)...)
-		if res.code != 0 {
-			t.Fatalf("migrate %v: exit %d, stderr %q", args, res.code, res.stderr)
+		if res.Code != 0 {
+			t.Fatalf("migrate %v: exit %d, stderr %q", args, res.Code, res.Stderr)
 		}
 		return res
 	}
 	version := func() string {
 		t.Helper()
-		return strings.TrimSpace(run("version").stdout)
+		return strings.TrimSpace(run("version").Stdout)
 	}
 
-	if res := run("up"); !strings.Contains(res.stdout, "OK    up 00001_worker_registry.sql") {
-		t.Fatalf("up printed %q", res.stdout)
+	if res := run("up"); !strings.Contains(res.Stdout, "OK    up 00001_worker_registry.sql") {
+		t.Fatalf("up printed %q", res.Stdout)
 	}
 	if got, want := version(), itoa(latest); got != want {
 		t.Fatalf("version after up = %s, want %s", got, want)
 	}
-	if res := run("up"); !strings.Contains(res.stdout, "no migrations to run") {
-		t.Fatalf("second up printed %q", res.stdout)
+	if res := run("up"); !strings.Contains(res.Stdout, "no migrations to run") {
+		t.Fatalf("second up printed %q", res.Stdout)
 	}
-	if res := run("status"); !strings.Contains(res.stdout, "applied") || strings.Contains(res.stdout, "pending") {
-		t.Fatalf("status printed %q", res.stdout)
+	if res := run("status"); !strings.Contains(res.Stdout, "applied") || strings.Contains(res.Stdout, "pending") {
+		t.Fatalf("status printed %q", res.Stdout)
 	}
 
 	run("down")
 	if got, want := version(), itoa(latest-1); got != want {
 		t.Fatalf("version after down = %s, want %s", got, want)
 	}
-	if res := run("status"); !strings.Contains(res.stdout, "pending") {
-		t.Fatalf("status after down printed %q", res.stdout)
+	if res := run("status"); !strings.Contains(res.Stdout, "pending") {
+		t.Fatalf("status after down printed %q", res.Stdout)
 	}
 	run("up-to", itoa(latest))
 	run("redo")
@@ -145,11 +123,11 @@ func testCommands(t *testing.T, dir string, dbArgs []string) {
 func TestDatabaseFromFlagAndEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	fromEnv := filepath.Join(dir, "env.db")
-	if res := migrate(t, dir, []string{"REGISTRY_DB=" + fromEnv}, "up"); res.code != 0 {
+	if res := migrate(t, dir, []string{"REGISTRY_DB=" + fromEnv}, "up"); res.Code != 0 {
 		t.Fatalf("up with REGISTRY_DB: %+v", res)
 	}
 	fromFlag := filepath.Join(dir, "flag.db")
-	if res := migrate(t, dir, []string{"REGISTRY_DB=" + fromEnv}, "-db", fromFlag, "up"); res.code != 0 {
+	if res := migrate(t, dir, []string{"REGISTRY_DB=" + fromEnv}, "-db", fromFlag, "up"); res.Code != 0 {
 		t.Fatalf("up with -db: %+v", res)
 	}
 	for _, p := range []string{fromEnv, fromFlag} {
@@ -203,12 +181,12 @@ func TestFailures(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			res := migrate(t, dir, nil, tc.args...)
-			if res.code != tc.code {
-				t.Fatalf("exit %d, want %d (stderr %q)", res.code, tc.code, res.stderr)
+			if res.Code != tc.code {
+				t.Fatalf("exit %d, want %d (stderr %q)", res.Code, tc.code, res.Stderr)
 			}
-			lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
+			lines := strings.Split(strings.TrimSpace(res.Stderr), "\n")
 			if len(lines) != 1 || !strings.HasPrefix(lines[0], "migrate: ") || !strings.Contains(lines[0], tc.message) {
-				t.Fatalf("stderr = %q, want one line containing %q", res.stderr, tc.message)
+				t.Fatalf("stderr = %q, want one line containing %q", res.Stderr, tc.message)
 			}
 		})
 	}
@@ -219,8 +197,8 @@ func TestFailures(t *testing.T) {
 		t.Error("the file that is not a database was changed")
 	}
 
-	if res := migrate(t, dir, nil, "-h"); res.code != 0 || !strings.Contains(res.stderr, "down-to N") {
-		t.Errorf("-h: exit %d, stderr %q", res.code, res.stderr)
+	if res := migrate(t, dir, nil, "-h"); res.Code != 0 || !strings.Contains(res.Stderr, "down-to N") {
+		t.Errorf("-h: exit %d, stderr %q", res.Code, res.Stderr)
 	}
 }
 
@@ -251,11 +229,11 @@ func TestFailedUpLeavesFileUnchanged(t *testing.T) {
 		if args[0] == "up" || args[0] == "up-to" {
 			want = 1
 		}
-		if res.code != want {
-			t.Errorf("%q: exit %d, want %d (stderr %q)", args, res.code, want, res.stderr)
+		if res.Code != want {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", args, res.Code, want, res.Stderr)
 		}
-		if want == 1 && !strings.Contains(res.stderr, "nothing was applied") {
-			t.Errorf("%q: stderr %q, want it to say nothing was applied", args, res.stderr)
+		if want == 1 && !strings.Contains(res.Stderr, "nothing was applied") {
+			t.Errorf("%q: stderr %q, want it to say nothing was applied", args, res.Stderr)
 		}
 	}
 	after, err := os.ReadFile(path)
@@ -321,8 +299,8 @@ func TestFlowFabricUpDownUp(t *testing.T) {
 		code int
 	}{{[]string{"up"}, 0}, {[]string{"down-to", "3"}, 0}, {[]string{"down"}, 1}, {[]string{"up"}, 0}} {
 		res := migrate(t, dir, nil, append([]string{"-db", path}, step.args...)...)
-		if res.code != step.code {
-			t.Fatalf("%q: exit %d, want %d\nstdout %s\nstderr %s", step.args, res.code, step.code, res.stdout, res.stderr)
+		if res.Code != step.code {
+			t.Fatalf("%q: exit %d, want %d\nstdout %s\nstderr %s", step.args, res.Code, step.code, res.Stdout, res.Stderr)
 		}
 		if got := snapshot(); got != before {
 			t.Fatalf("after %q the engine's objects or the rows changed:\n%s\nwant\n%s", step.args, got, before)

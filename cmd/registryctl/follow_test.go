@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/clitest"
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -27,10 +28,7 @@ type follower struct {
 
 func startFollower(t *testing.T, path string, args ...string) *follower {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"-db", path}, args...)...)
-	cmd.Dir = t.TempDir()
-	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
-	cmd.Env = append(os.Environ(), "REGISTRYCTL_RUN_MAIN=1", "REGISTRY_DB=", "GORACE="+gorace)
+	cmd := clitest.Self().Cmd(t.TempDir(), nil, append([]string{"-db", path}, args...)...)
 	f := &follower{cmd: cmd, lines: make(chan string, 100)}
 	cmd.Stderr = &f.stderr
 	stdout, err := cmd.StdoutPipe()
@@ -111,8 +109,8 @@ func openTestRegistry(t *testing.T, path string) *registry.Registry {
 // with SIGINT: exit status 0, nothing on stderr. Without -since or -after it
 // prints only the events recorded after it started.
 func TestWorkersEventsFollow(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "before") })
+	eachStore(t, func(t *testing.T, s store) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "before") })
 		f := startFollower(t, path, "workers", "events", "-follow")
 		f.waitFor(t, "the header", func(line string) bool { return strings.HasPrefix(line, "ID ") })
 
@@ -146,8 +144,8 @@ func TestWorkersEventsFollow(t *testing.T) {
 // -json: the events already recorded print first, then new ones, one JSON
 // object a line, and SIGTERM ends it cleanly too.
 func TestWorkersEventsFollowJSON(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+	eachStore(t, func(t *testing.T, s store) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) {
 			register(t, reg, "ns", "old", "pool", []string{"default"}, nil, time.Hour, time.Now().Add(-2*time.Hour))
 			live(t, reg, "ns", "recent")
 			live(t, reg, "other", "elsewhere")
@@ -179,7 +177,7 @@ func TestWorkersEventsFollowJSON(t *testing.T) {
 func TestFollowerOfMissingDatabase(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.db")
 	res := registryctl(t, t.TempDir(), nil, "-db", missing, "workers", "events", "-follow")
-	if res.code != 1 || !strings.Contains(res.stderr, "no such database file") {
-		t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+	if res.Code != 1 || !strings.Contains(res.Stderr, "no such database file") {
+		t.Fatalf("exit %d, stderr %q", res.Code, res.Stderr)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -15,46 +14,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/clitest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
-// TestMain lets the test binary stand in for the command: run with
-// REGISTRYCTL_RUN_MAIN=1 it is registryctl, so tests see real exit codes.
-func TestMain(m *testing.M) {
-	if os.Getenv("REGISTRYCTL_RUN_MAIN") == "1" {
-		main()
-		os.Exit(0)
-	}
-	code := m.Run()
-	registrytest.ClosePostgresPool()
-	os.Exit(code)
-}
+// TestMain lets the test binary stand in for the command, so that tests
+// see real exit codes without building it.
+func TestMain(m *testing.M) { clitest.Main(m, main) }
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
+type result = clitest.Result
 
 // registryctl runs the command in dir with env added to the environment.
 func registryctl(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Dir = dir
-	// Under -race a binary that exits 0 first sleeps a second
-	// (atexit_sleep_ms), which would dominate these tests' running time.
-	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
-	cmd.Env = append(os.Environ(), append([]string{"REGISTRYCTL_RUN_MAIN=1", "REGISTRY_DB=", "GORACE=" + gorace}, env...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{stdout.String(), stderr.String(), code}
+	return clitest.Self().Run(t, dir, env, args...)
 }
 
 // ctl runs the command on the database at path and fails the test unless
@@ -66,8 +40,8 @@ func ctl(t *testing.T, path string, code int, args ...string) result {
 		dir = t.TempDir()
 	}
 	res := registryctl(t, dir, nil, append([]string{"-db", path}, args...)...)
-	if res.code != code {
-		t.Fatalf("registryctl %q: exit %d, want %d\nstdout: %s\nstderr: %s", args, res.code, code, res.stdout, res.stderr)
+	if res.Code != code {
+		t.Fatalf("registryctl %q: exit %d, want %d\nstdout: %s\nstderr: %s", args, res.Code, code, res.Stdout, res.Stderr)
 	}
 	return res
 }
@@ -81,22 +55,35 @@ func ctlAt(t *testing.T, path string, now time.Time, code int, args ...string) r
 		dir = t.TempDir()
 	}
 	res := registryctl(t, dir, []string{"REGISTRYCTL_TEST_NOW=" + now.Format(time.RFC3339Nano)}, append([]string{"-db", path}, args...)...)
-	if res.code != code {
-		t.Fatalf("registryctl %q: exit %d, want %d\nstdout: %s\nstderr: %s", args, res.code, code, res.stdout, res.stderr)
+	if res.Code != code {
+		t.Fatalf("registryctl %q: exit %d, want %d\nstdout: %s\nstderr: %s", args, res.Code, code, res.Stdout, res.Stderr)
 	}
 	return res
 }
 
-// newDB creates a registry database, lets seed fill it through the library
-// and closes it, so that the command under test is alone with the file. It
-// returns the -db argument: a file path, or under eachStore's "postgres"
-// subtest the URL of a Postgres schema of the test's own, empty.
-func newDB(t *testing.T, seed func(reg *registry.Registry, sqlDB *sql.DB)) string {
+// store is a kind of database the command's tests run on.
+type store struct {
+	name     string // the subtest's name
+	postgres bool   // a schema of its own in $REGISTRY_TEST_POSTGRES, else a SQLite file
+}
+
+var (
+	sqliteStore   = store{name: "sqlite"}
+	postgresStore = store{name: "postgres", postgres: true}
+	// stores are the stores of eachStore, in the order of its subtests.
+	stores = []store{sqliteStore, postgresStore}
+)
+
+// newDB creates a registry database of s, lets seed fill it through the
+// library and closes it, so that the command under test is alone with the
+// file. It returns the -db argument: a file path, or the URL of a Postgres
+// schema of the test's own, empty.
+func newDB(t *testing.T, s store, seed func(reg *registry.Registry, sqlDB *sql.DB)) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "registry.db")
 	driver, dsn := registry.SQLiteDriverName, registry.SQLiteDSN(path)
-	if strings.HasSuffix(t.Name(), "/postgres") {
-		// A migrated schema from the pool: new ones take seconds to make.
+	if s.postgres {
+		// A migrated schema from the pool: a new one takes seconds to make.
 		path = registrytest.MigratedPostgresSchema(t, registrytest.PostgresDSN(t))
 		driver, dsn = "pgx", path
 	}
@@ -114,15 +101,14 @@ func newDB(t *testing.T, seed func(reg *registry.Registry, sqlDB *sql.DB)) strin
 	return path
 }
 
-// eachStore runs body against a SQLite file and a Postgres schema, as the
-// subtests "sqlite" and "postgres"; newDB reads which from the name. They
-// run in parallel: each has a database of its own, and most of their time
-// is spent waiting for the command's processes.
-func eachStore(t *testing.T, body func(t *testing.T)) {
-	for _, store := range []string{"sqlite", "postgres"} {
-		t.Run(store, func(t *testing.T) {
+// eachStore runs body once per store, in parallel subtests: each has a
+// database of its own, and most of their time is spent waiting for the
+// command's processes.
+func eachStore(t *testing.T, body func(t *testing.T, s store)) {
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
-			body(t)
+			body(t, s)
 		})
 	}
 }
@@ -279,9 +265,9 @@ func workerNames(ws []jsonWorker) []string {
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 func TestWorkersList(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		now := t0.Add(4 * time.Second)
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) {
 			register(t, reg, "beta", "b-1", "gpu-pool", []string{"gpu"}, []string{"fp16", "cuda"}, time.Hour, t0)
 			register(t, reg, "alpha", "a-2", "cpu-pool", []string{"default"}, nil, 2*time.Hour, t0)
 			register(t, reg, "alpha", "a-1", "gpu-pool", []string{"gpu", "default"}, []string{"cuda"}, 30*time.Second, t0)
@@ -290,7 +276,7 @@ func TestWorkersList(t *testing.T) {
 
 		t.Run("table", func(t *testing.T) {
 			res := ctlAt(t, path, now, 0, "workers", "list")
-			header, body := rows(t, res.stdout)
+			header, body := rows(t, res.Stdout)
 			if want := []string{"NAMESPACE", "INSTANCE", "STATUS", "LANES", "CAPABILITIES", "LAST SEEN", "EXPIRES", "TTL"}; !slices.Equal(header, want) {
 				t.Fatalf("header = %q, want %q", header, want)
 			}
@@ -302,14 +288,14 @@ func TestWorkersList(t *testing.T) {
 			if !slices.EqualFunc(body, want, slices.Equal) {
 				t.Fatalf("rows =\n%q\nwant\n%q", body, want)
 			}
-			if res.stderr != "" {
-				t.Fatalf("stderr = %q, want nothing: everything fit one page", res.stderr)
+			if res.Stderr != "" {
+				t.Fatalf("stderr = %q, want nothing: everything fit one page", res.Stderr)
 			}
 		})
 
 		t.Run("json", func(t *testing.T) {
 			res := ctlAt(t, path, now, 0, "-json", "workers", "list")
-			got := decode[jsonWorkers](t, res.stdout)
+			got := decode[jsonWorkers](t, res.Stdout)
 			if got.Next != nil || len(got.Workers) != 3 {
 				t.Fatalf("workers = %+v, next %+v", got.Workers, got.Next)
 			}
@@ -330,7 +316,7 @@ func TestWorkersList(t *testing.T) {
 				t.Errorf("b-1 capabilities = %q", w.Capabilities)
 			}
 			// The keys are the contract, whatever a consumer's struct ignores.
-			raw := decode[map[string][]map[string]any](t, res.stdout)["workers"][0]
+			raw := decode[map[string][]map[string]any](t, res.Stdout)["workers"][0]
 			var keys []string
 			for k := range raw {
 				keys = append(keys, k)
@@ -358,7 +344,7 @@ func TestWorkersList(t *testing.T) {
 		}
 		for _, f := range filters {
 			t.Run("filter "+strings.Join(f.args, " "), func(t *testing.T) {
-				_, body := rows(t, ctlAt(t, path, now, 0, append([]string{"workers", "list"}, f.args...)...).stdout)
+				_, body := rows(t, ctlAt(t, path, now, 0, append([]string{"workers", "list"}, f.args...)...).Stdout)
 				var got []string
 				for _, row := range body {
 					got = append(got, row[0]+"/"+row[1])
@@ -367,7 +353,7 @@ func TestWorkersList(t *testing.T) {
 					t.Errorf("table: workers = %q, want %q", got, f.want)
 				}
 				res := ctlAt(t, path, now, 0, append([]string{"-json", "workers", "list"}, f.args...)...)
-				if got := workerNames(decode[jsonWorkers](t, res.stdout).Workers); !slices.Equal(got, f.want) {
+				if got := workerNames(decode[jsonWorkers](t, res.Stdout).Workers); !slices.Equal(got, f.want) {
 					t.Errorf("json: workers = %q, want %q", got, f.want)
 				}
 			})
@@ -378,9 +364,9 @@ func TestWorkersList(t *testing.T) {
 // TestWorkersListAll shows a registration whose TTL ran out, until the
 // sweep removes it: -all lists it as expired, a plain list does not.
 func TestWorkersListAll(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		now := t0.Add(time.Minute)
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) {
 			register(t, reg, "ns", "gone", "pool", []string{"default"}, nil, 30*time.Second, t0)
 			register(t, reg, "ns", "live", "pool", []string{"default"}, nil, time.Hour, t0)
 			register(t, reg, "ns", "quiet", "pool", []string{"default"}, nil, 10*time.Second, t0.Add(40*time.Second))
@@ -388,11 +374,11 @@ func TestWorkersListAll(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		_, body := rows(t, ctlAt(t, path, now, 0, "workers", "list").stdout)
+		_, body := rows(t, ctlAt(t, path, now, 0, "workers", "list").Stdout)
 		if got := col(body, 1); !slices.Equal(got, []string{"live"}) {
 			t.Fatalf("workers list = %q, want only the live worker", got)
 		}
-		_, body = rows(t, ctlAt(t, path, now, 0, "workers", "list", "-all", "-limit", "1").stdout)
+		_, body = rows(t, ctlAt(t, path, now, 0, "workers", "list", "-all", "-limit", "1").Stdout)
 		want := [][]string{
 			{"ns", "gone", "expired", "default", "-", "1m ago", "30s ago", "30s"},
 			{"ns", "live", "draining", "default", "-", "1m ago", "in 59m", "1h"},
@@ -401,7 +387,7 @@ func TestWorkersListAll(t *testing.T) {
 		if !slices.EqualFunc(body, want, slices.Equal) {
 			t.Fatalf("-all rows =\n%q\nwant\n%q", body, want)
 		}
-		got := decode[jsonWorkers](t, ctlAt(t, path, now, 0, "-json", "workers", "list", "-all").stdout)
+		got := decode[jsonWorkers](t, ctlAt(t, path, now, 0, "-json", "workers", "list", "-all").Stdout)
 		var statuses []string
 		for _, w := range got.Workers {
 			statuses = append(statuses, w.WorkerInstanceID+":"+w.Status)
@@ -413,11 +399,11 @@ func TestWorkersListAll(t *testing.T) {
 			t.Fatalf("-json keeps absolute times: %+v", w)
 		}
 
-		rep := decode[map[string]int](t, ctlAt(t, path, now, 0, "-json", "sweep").stdout)
+		rep := decode[map[string]int](t, ctlAt(t, path, now, 0, "-json", "sweep").Stdout)
 		if rep["swept"] != 2 {
 			t.Fatalf("sweep = %v, want the two expired swept", rep)
 		}
-		_, body = rows(t, ctlAt(t, path, now, 0, "workers", "list", "-all").stdout)
+		_, body = rows(t, ctlAt(t, path, now, 0, "workers", "list", "-all").Stdout)
 		if got := col(body, 1); !slices.Equal(got, []string{"live"}) {
 			t.Fatalf("-all after the sweep = %q, want only the live worker", got)
 		}
@@ -425,11 +411,11 @@ func TestWorkersListAll(t *testing.T) {
 }
 
 func TestWorkersListPaging(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		// Seven workers, so that pages of three cross from one namespace to
 		// the next.
 		var all []string
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) {
 			for _, ns := range []struct {
 				name string
 				n    int
@@ -458,18 +444,18 @@ func TestWorkersListPaging(t *testing.T) {
 				t.Fatalf("still paging after %d pages: %q", page, walked)
 			}
 			res := ctl(t, path, 0, args...)
-			got := names(res.stdout)
+			got := names(res.Stdout)
 			if len(got) > 3 {
 				t.Fatalf("page of %d rows with -limit 3: %q", len(got), got)
 			}
 			walked = append(walked, got...)
-			if res.stderr == "" {
+			if res.Stderr == "" {
 				break
 			}
 			last := strings.Split(got[len(got)-1], "/")
 			wantHint := "more workers: continue with -after-namespace " + last[0] + " -after-instance " + last[1] + "\n"
-			if res.stderr != wantHint {
-				t.Fatalf("stderr = %q, want %q", res.stderr, wantHint)
+			if res.Stderr != wantHint {
+				t.Fatalf("stderr = %q, want %q", res.Stderr, wantHint)
 			}
 			args = []string{"workers", "list", "-limit", "3", "-after-namespace", last[0], "-after-instance", last[1]}
 		}
@@ -478,21 +464,21 @@ func TestWorkersListPaging(t *testing.T) {
 		}
 
 		res := ctl(t, path, 0, "workers", "list", "-limit", "3", "-all")
-		if got := names(res.stdout); !slices.Equal(got, all) || res.stderr != "" {
-			t.Fatalf("-all: workers %q, stderr %q; want %q and no hint", got, res.stderr, all)
+		if got := names(res.Stdout); !slices.Equal(got, all) || res.Stderr != "" {
+			t.Fatalf("-all: workers %q, stderr %q; want %q and no hint", got, res.Stderr, all)
 		}
 
-		page := decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "3").stdout)
+		page := decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "3").Stdout)
 		if got := workerNames(page.Workers); !slices.Equal(got, all[:3]) || page.Next == nil ||
 			page.Next.Namespace != "ns" || page.Next.WorkerInstanceID != "w2" {
 			t.Fatalf("-json -limit 3: workers %q, next %+v", got, page.Next)
 		}
-		page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "2", "-all").stdout)
+		page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "2", "-all").Stdout)
 		if got := workerNames(page.Workers); !slices.Equal(got, all) || page.Next != nil {
 			t.Fatalf("-json -all: workers %q, next %+v", got, page.Next)
 		}
 		// -after-namespace defaults to -namespace.
-		page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-namespace", "ns", "-after-instance", "w3").stdout)
+		page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-namespace", "ns", "-after-instance", "w3").Stdout)
 		if got := workerNames(page.Workers); !slices.Equal(got, []string{"ns/w4"}) {
 			t.Fatalf("-namespace ns -after-instance w3: workers %q", got)
 		}
@@ -500,43 +486,43 @@ func TestWorkersListPaging(t *testing.T) {
 }
 
 func TestDrainAndKill(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+	eachStore(t, func(t *testing.T, s store) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) {
 			live(t, reg, "ns", "w1")
 			live(t, reg, "ns", "w2")
 		})
 		draining := func() map[string]bool {
 			got := map[string]bool{}
-			for _, w := range decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list").stdout).Workers {
+			for _, w := range decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list").Stdout).Workers {
 				got[w.WorkerInstanceID] = w.Draining
 			}
 			return got
 		}
 
 		const drainReason = "rack 12: disk replacement"
-		if res := ctl(t, path, 0, "workers", "drain", "-namespace", "ns", "-instance", "w1", "-reason", drainReason); res.stdout != "drain_requested\n" || res.stderr != "" {
-			t.Fatalf("drain: stdout %q, stderr %q", res.stdout, res.stderr)
+		if res := ctl(t, path, 0, "workers", "drain", "-namespace", "ns", "-instance", "w1", "-reason", drainReason); res.Stdout != "drain_requested\n" || res.Stderr != "" {
+			t.Fatalf("drain: stdout %q, stderr %q", res.Stdout, res.Stderr)
 		}
 		if got := draining(); !got["w1"] || got["w2"] || len(got) != 2 {
 			t.Fatalf("draining after drain of w1 = %v", got)
 		}
-		_, body := rows(t, ctl(t, path, 0, "workers", "list").stdout)
+		_, body := rows(t, ctl(t, path, 0, "workers", "list").Stdout)
 		if got := col(body, 2); !slices.Equal(got, []string{"draining", "live"}) {
 			t.Fatalf("STATUS column = %q", got)
 		}
-		out := decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "drain", "-namespace", "ns", "-instance", "w2").stdout)
+		out := decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "drain", "-namespace", "ns", "-instance", "w2").Stdout)
 		if out != (jsonOutcome{"ns", "w2", "drain_requested"}) {
 			t.Fatalf("drain -json = %+v", out)
 		}
 
 		const reason = "operator: host retired"
-		if res := ctl(t, path, 0, "workers", "kill", "-namespace", "ns", "-instance", "w1", "-reason", reason); res.stdout != "marked\n" {
-			t.Fatalf("kill: stdout %q", res.stdout)
+		if res := ctl(t, path, 0, "workers", "kill", "-namespace", "ns", "-instance", "w1", "-reason", reason); res.Stdout != "marked\n" {
+			t.Fatalf("kill: stdout %q", res.Stdout)
 		}
 		if got := draining(); len(got) != 1 || !got["w2"] {
 			t.Fatalf("workers after kill of w1 = %v, want only w2", got)
 		}
-		events := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").stdout).Events
+		events := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").Stdout).Events
 		var kinds []string
 		for _, e := range events {
 			kinds = append(kinds, e.Kind)
@@ -550,12 +536,12 @@ func TestDrainAndKill(t *testing.T) {
 		if last := events[2]; last.Reason != reason || last.WorkerInstanceID != "w1" {
 			t.Fatalf("marked_dead event = %+v, want reason %q", last, reason)
 		}
-		table := ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").stdout
+		table := ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").Stdout
 		if lines := strings.Split(strings.TrimSpace(table), "\n"); !strings.Contains(lines[len(lines)-1], "marked_dead") ||
 			!strings.HasSuffix(lines[len(lines)-1], "  "+reason) {
 			t.Fatalf("events table does not end with marked_dead and the reason:\n%s", table)
 		}
-		out = decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "kill", "-namespace", "ns", "-instance", "w2").stdout)
+		out = decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "kill", "-namespace", "ns", "-instance", "w2").Stdout)
 		if out != (jsonOutcome{"ns", "w2", "marked"}) {
 			t.Fatalf("kill -json = %+v", out)
 		}
@@ -571,37 +557,37 @@ func TestDrainAndKill(t *testing.T) {
 		}
 		for _, tc := range notRegistered {
 			res := ctl(t, path, 3, tc.args...)
-			if res.stdout != tc.stdout {
-				t.Errorf("%q: stdout %q, want %q", tc.args, res.stdout, tc.stdout)
+			if res.Stdout != tc.stdout {
+				t.Errorf("%q: stdout %q, want %q", tc.args, res.Stdout, tc.stdout)
 			}
 			instance := tc.args[len(tc.args)-1]
-			if lines := strings.Split(strings.TrimSpace(res.stderr), "\n"); len(lines) != 1 ||
+			if lines := strings.Split(strings.TrimSpace(res.Stderr), "\n"); len(lines) != 1 ||
 				!strings.HasPrefix(lines[0], "registryctl: ") || !strings.Contains(lines[0], `"`+instance+`" is not registered`) {
-				t.Errorf("%q: stderr %q, want one line saying %s is not registered", tc.args, res.stderr, instance)
+				t.Errorf("%q: stderr %q, want one line saying %s is not registered", tc.args, res.Stderr, instance)
 			}
 		}
-		out = decode[jsonOutcome](t, ctl(t, path, 3, "-json", "workers", "drain", "-namespace", "ns", "-instance", "ghost").stdout)
+		out = decode[jsonOutcome](t, ctl(t, path, 3, "-json", "workers", "drain", "-namespace", "ns", "-instance", "ghost").Stdout)
 		if out != (jsonOutcome{"ns", "ghost", "not_registered"}) {
 			t.Fatalf("drain -json of unknown = %+v", out)
 		}
-		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "ghost").stdout); len(body) != 0 {
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "ghost").Stdout); len(body) != 0 {
 			t.Fatalf("events of an unknown instance after drain and kill: %q", body)
 		}
 	})
 }
 
 func TestWorkersEvents(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		now := time.Now().Truncate(time.Second) // stored times are milliseconds: -since compares exactly
 		t1, t2, t3 := now.Add(-3*time.Minute), now.Add(-2*time.Minute), now.Add(-time.Minute)
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) {
 			register(t, reg, "ns", "w1", "pool", []string{"default"}, nil, time.Hour, t1)
 			register(t, reg, "ns", "w1", "pool", []string{"default"}, nil, time.Hour, t2) // refreshed
 			register(t, reg, "other", "w3", "pool", []string{"default"}, nil, time.Hour, t2)
 			register(t, reg, "ns", "w2", "pool", []string{"default"}, nil, time.Hour, t3)
 		})
 
-		header, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns").stdout)
+		header, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns").Stdout)
 		if want := []string{"ID", "AT", "NAMESPACE", "INSTANCE", "KIND", "REASON"}; !slices.Equal(header, want) {
 			t.Fatalf("header = %q, want %q", header, want)
 		}
@@ -621,30 +607,30 @@ func TestWorkersEvents(t *testing.T) {
 			t.Fatalf("rows = %q, want %q", body, want)
 		}
 
-		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").stdout); !slices.Equal(col(body, 4), []string{"registered", "refreshed"}) {
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "w1").Stdout); !slices.Equal(col(body, 4), []string{"registered", "refreshed"}) {
 			t.Errorf("-instance w1: kinds %q", col(body, 4))
 		}
-		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-newest").stdout); !slices.Equal(col(body, 0), []string{ids[2], ids[1], ids[0]}) {
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-newest").Stdout); !slices.Equal(col(body, 0), []string{ids[2], ids[1], ids[0]}) {
 			t.Errorf("-newest: ids %q, want %q reversed", col(body, 0), ids)
 		}
 
 		res := ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-limit", "2")
-		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), ids[:2]) {
+		if _, body := rows(t, res.Stdout); !slices.Equal(col(body, 0), ids[:2]) {
 			t.Errorf("-limit 2: ids %q, want %q", col(body, 0), ids[:2])
 		}
-		if want := "more events: continue with -after " + ids[1] + "\n"; res.stderr != want {
-			t.Fatalf("-limit 2: stderr %q, want %q", res.stderr, want)
+		if want := "more events: continue with -after " + ids[1] + "\n"; res.Stderr != want {
+			t.Fatalf("-limit 2: stderr %q, want %q", res.Stderr, want)
 		}
 		res = ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-limit", "2", "-after", ids[1])
-		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), ids[2:]) || res.stderr != "" {
-			t.Errorf("-after %s: ids %q, stderr %q; want %q and no hint", ids[1], col(body, 0), res.stderr, ids[2:])
+		if _, body := rows(t, res.Stdout); !slices.Equal(col(body, 0), ids[2:]) || res.Stderr != "" {
+			t.Errorf("-after %s: ids %q, stderr %q; want %q and no hint", ids[1], col(body, 0), res.Stderr, ids[2:])
 		}
 
-		page := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-limit", "2").stdout)
+		page := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-limit", "2").Stdout)
 		if len(page.Events) != 2 || page.Next == nil || strconv.FormatInt(*page.Next, 10) != ids[1] {
 			t.Fatalf("-json -limit 2: %+v", page)
 		}
-		page = decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns").stdout)
+		page = decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns").Stdout)
 		if len(page.Events) != 3 || page.Next != nil {
 			t.Fatalf("-json: %+v", page)
 		}
@@ -652,12 +638,12 @@ func TestWorkersEvents(t *testing.T) {
 			e.WorkerInstanceID != "w2" || e.Kind != "registered" || e.Reason != "" {
 			t.Fatalf("-json event = %+v", e)
 		}
-		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "other").stdout); !slices.Equal(col(body, 3), []string{"w3"}) {
+		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "other").Stdout); !slices.Equal(col(body, 3), []string{"w3"}) {
 			t.Errorf("-namespace other: instances %q, want only w3", col(body, 3))
 		}
 
 		// Without -namespace: every namespace, in ID order.
-		_, body = rows(t, ctl(t, path, 0, "workers", "events").stdout)
+		_, body = rows(t, ctl(t, path, 0, "workers", "events").Stdout)
 		var all []string
 		for _, row := range body {
 			all = append(all, row[2]+"/"+row[3]+"/"+row[4])
@@ -666,13 +652,13 @@ func TestWorkersEvents(t *testing.T) {
 			t.Fatalf("every namespace: %q, want %q", all, want)
 		}
 		allIDs := col(body, 0)
-		page = decode[jsonEvents](t, ctl(t, path, 0, "workers", "events", "-json", "-limit", "3").stdout)
+		page = decode[jsonEvents](t, ctl(t, path, 0, "workers", "events", "-json", "-limit", "3").Stdout)
 		if len(page.Events) != 3 || page.Events[2].Namespace != "other" || page.Next == nil || strconv.FormatInt(*page.Next, 10) != allIDs[2] {
 			t.Fatalf("every namespace -json -limit 3: %+v", page)
 		}
 		res = ctl(t, path, 0, "workers", "events", "-newest", "-limit", "1")
-		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), allIDs[3:]) || res.stderr != "more events: continue with -after "+allIDs[3]+"\n" {
-			t.Fatalf("every namespace -newest -limit 1: ids %q, stderr %q", col(body, 0), res.stderr)
+		if _, body := rows(t, res.Stdout); !slices.Equal(col(body, 0), allIDs[3:]) || res.Stderr != "more events: continue with -after "+allIDs[3]+"\n" {
+			t.Fatalf("every namespace -newest -limit 1: ids %q, stderr %q", col(body, 0), res.Stderr)
 		}
 
 		// -since: a time, or a duration back from the clock.
@@ -691,26 +677,26 @@ func TestWorkersEvents(t *testing.T) {
 		}
 		for _, tc := range since {
 			res := ctlAt(t, path, now, 0, append([]string{"workers", "events"}, tc.args...)...)
-			if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), tc.want) || res.stderr != "" {
-				t.Errorf("%q: ids %q, stderr %q; want %q", tc.args, col(body, 0), res.stderr, tc.want)
+			if _, body := rows(t, res.Stdout); !slices.Equal(col(body, 0), tc.want) || res.Stderr != "" {
+				t.Errorf("%q: ids %q, stderr %q; want %q", tc.args, col(body, 0), res.Stderr, tc.want)
 			}
 		}
 		res = ctlAt(t, path, now, 0, "workers", "events", "-since", "150s", "-limit", "2")
-		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), allIDs[1:3]) || res.stderr != "more events: continue with -after "+allIDs[2]+"\n" {
-			t.Errorf("-since 150s -limit 2: ids %q, stderr %q", col(body, 0), res.stderr)
+		if _, body := rows(t, res.Stdout); !slices.Equal(col(body, 0), allIDs[1:3]) || res.Stderr != "more events: continue with -after "+allIDs[2]+"\n" {
+			t.Errorf("-since 150s -limit 2: ids %q, stderr %q", col(body, 0), res.Stderr)
 		}
 	})
 }
 
 func TestLeasesExpired(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		now := t0
 		fixed, err := registry.ParseExecutionID("{fp:7}:11111111-2222-3333-4444-555555555555")
 		if err != nil {
 			t.Fatal(err)
 		}
 		var ids []registry.ExecutionID
-		path := newDB(t, func(_ *registry.Registry, sqlDB *sql.DB) {
+		path := newDB(t, s, func(_ *registry.Registry, sqlDB *sql.DB) {
 			ids = registrytest.InsertLeases(t, sqlDB,
 				registrytest.Lease{ExecutionID: fixed, Namespace: "alpha", WorkerInstanceID: "w1",
 					AttemptIndex: 0, LeaseEpoch: 1, ExpiresAt: now.Add(-2 * time.Hour)},
@@ -723,7 +709,7 @@ func TestLeasesExpired(t *testing.T) {
 		})
 		expired := []string{ids[0].String(), ids[1].String(), ids[2].String()}
 
-		header, body := rows(t, ctlAt(t, path, now, 0, "leases", "expired").stdout)
+		header, body := rows(t, ctlAt(t, path, now, 0, "leases", "expired").Stdout)
 		if want := []string{"EXECUTION", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRED"}; !slices.Equal(header, want) {
 			t.Fatalf("header = %q, want %q", header, want)
 		}
@@ -733,7 +719,7 @@ func TestLeasesExpired(t *testing.T) {
 		if want := []string{"{fp:7}:11111111-2222-3333-4444-555555555555", "0", "w1", "alpha", "2h ago"}; !slices.Equal(body[0], want) {
 			t.Fatalf("first row = %q, want %q", body[0], want)
 		}
-		header, body = rows(t, ctlAt(t, path, now, 0, "leases", "expired", "-wide").stdout)
+		header, body = rows(t, ctlAt(t, path, now, 0, "leases", "expired", "-wide").Stdout)
 		if want := []string{"EXECUTION", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRED", "LEASE ID", "EPOCH", "EXPIRES AT"}; !slices.Equal(header, want) {
 			t.Fatalf("-wide header = %q, want %q", header, want)
 		}
@@ -746,7 +732,7 @@ func TestLeasesExpired(t *testing.T) {
 			t.Fatalf("-wide second row = %q, want %q, epoch 2 and the absolute expiry", body[1], want)
 		}
 
-		got := decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired").stdout)
+		got := decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired").Stdout)
 		if len(got.Leases) != 3 || got.Next != nil {
 			t.Fatalf("-json: %+v", got)
 		}
@@ -766,7 +752,7 @@ func TestLeasesExpired(t *testing.T) {
 			{[]string{"-namespace", "gamma"}, nil},
 		}
 		for _, f := range filters {
-			_, body := rows(t, ctlAt(t, path, now, 0, append([]string{"leases", "expired"}, f.args...)...).stdout)
+			_, body := rows(t, ctlAt(t, path, now, 0, append([]string{"leases", "expired"}, f.args...)...).Stdout)
 			if got := col(body, 0); !slices.Equal(got, f.want) {
 				t.Errorf("%q: executions %q, want %q", f.args, got, f.want)
 			}
@@ -780,20 +766,20 @@ func TestLeasesExpired(t *testing.T) {
 				t.Fatalf("still paging after %d pages: %q", page, walked)
 			}
 			res := ctlAt(t, path, now, 0, args...)
-			_, body := rows(t, res.stdout)
+			_, body := rows(t, res.Stdout)
 			if len(body) > 1 {
 				t.Fatalf("page of %d rows with -limit 1", len(body))
 			}
 			walked = append(walked, col(body, 0)...)
-			if res.stderr == "" {
+			if res.Stderr == "" {
 				break
 			}
-			hint, ok := strings.CutPrefix(strings.TrimSpace(res.stderr), "more leases: continue with ")
+			hint, ok := strings.CutPrefix(strings.TrimSpace(res.Stderr), "more leases: continue with ")
 			// The as-of of the first page carries over, so that the walk
 			// lists one set of leases.
 			if !ok || !strings.HasPrefix(hint, "-as-of ") ||
 				!strings.Contains(hint, "-after-execution '"+body[0][0]+"'") || !strings.Contains(hint, "-after-expires "+body[0][7]) {
-				t.Fatalf("stderr = %q, want the continuation after %s", res.stderr, body[0][0])
+				t.Fatalf("stderr = %q, want the continuation after %s", res.Stderr, body[0][0])
 			}
 			args = []string{"leases", "expired", "-wide", "-limit", "1"}
 			for _, word := range strings.Fields(hint) {
@@ -805,14 +791,14 @@ func TestLeasesExpired(t *testing.T) {
 		}
 
 		res := ctlAt(t, path, now, 0, "leases", "expired", "-limit", "1", "-all")
-		if _, body := rows(t, res.stdout); !slices.Equal(col(body, 0), expired) || res.stderr != "" {
-			t.Fatalf("-all: executions %q, stderr %q", col(body, 0), res.stderr)
+		if _, body := rows(t, res.Stdout); !slices.Equal(col(body, 0), expired) || res.Stderr != "" {
+			t.Fatalf("-all: executions %q, stderr %q", col(body, 0), res.Stderr)
 		}
-		got = decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2").stdout)
+		got = decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2").Stdout)
 		if len(got.Leases) != 2 || got.Next == nil || got.Next.ExecutionID != expired[1] || got.Next.ExpiresAt != ms(now.Add(-time.Hour)) || got.Next.AttemptIndex != 1 {
 			t.Fatalf("-json -limit 2: %+v next %+v", got.Leases, got.Next)
 		}
-		got = decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2", "-all").stdout)
+		got = decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2", "-all").Stdout)
 		if len(got.Leases) != 3 || got.Next != nil {
 			t.Fatalf("-json -all: %+v next %+v", got.Leases, got.Next)
 		}
@@ -820,9 +806,9 @@ func TestLeasesExpired(t *testing.T) {
 }
 
 func TestSweep(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		now := time.Now()
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) {
 			// Registered eight days ago: its registered event is past the
 			// seven-day retention.
 			register(t, reg, "ns", "old", "pool", []string{"default"}, nil, time.Second, now.Add(-8*24*time.Hour))
@@ -830,11 +816,11 @@ func TestSweep(t *testing.T) {
 			live(t, reg, "ns", "live")
 		})
 		kinds := func(instance string) []string {
-			_, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", instance).stdout)
+			_, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", instance).Stdout)
 			return col(body, 4)
 		}
 
-		rep := decode[map[string]int](t, ctl(t, path, 0, "-json", "sweep").stdout)
+		rep := decode[map[string]int](t, ctl(t, path, 0, "-json", "sweep").Stdout)
 		if want := map[string]int{"swept": 2, "pruned_events": 1}; len(rep) != 2 || rep["swept"] != 2 || rep["pruned_events"] != 1 {
 			t.Fatalf("sweep -json = %v, want %v", rep, want)
 		}
@@ -848,11 +834,11 @@ func TestSweep(t *testing.T) {
 			t.Errorf("events of the live worker = %q", got)
 		}
 
-		header, body := rows(t, ctl(t, path, 0, "sweep").stdout)
+		header, body := rows(t, ctl(t, path, 0, "sweep").Stdout)
 		if !slices.Equal(header, []string{"SWEPT", "PRUNED EVENTS"}) || len(body) != 1 || !slices.Equal(body[0], []string{"0", "0"}) {
 			t.Fatalf("second sweep printed %q %q, want nothing swept", header, body)
 		}
-		_, body = rows(t, ctl(t, path, 0, "workers", "list").stdout)
+		_, body = rows(t, ctl(t, path, 0, "workers", "list").Stdout)
 		if got := col(body, 1); !slices.Equal(got, []string{"live"}) {
 			t.Fatalf("workers after sweep = %q, want only live", got)
 		}
@@ -860,9 +846,9 @@ func TestSweep(t *testing.T) {
 }
 
 func TestDatabaseLocation(t *testing.T) {
-	inDir := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "from-dir") })
-	fromEnv := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "from-env") })
-	fromFlag := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "from-flag") })
+	inDir := newDB(t, sqliteStore, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "from-dir") })
+	fromEnv := newDB(t, sqliteStore, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "from-env") })
+	fromFlag := newDB(t, sqliteStore, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "from-flag") })
 	dir := filepath.Dir(inDir) // holds registry.db
 
 	cases := []struct {
@@ -878,10 +864,10 @@ func TestDatabaseLocation(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			res := registryctl(t, dir, tc.env, append(tc.args, "workers", "list")...)
-			if res.code != 0 {
-				t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+			if res.Code != 0 {
+				t.Fatalf("exit %d, stderr %q", res.Code, res.Stderr)
 			}
-			if _, body := rows(t, res.stdout); !slices.Equal(col(body, 1), []string{tc.want}) {
+			if _, body := rows(t, res.Stdout); !slices.Equal(col(body, 1), []string{tc.want}) {
 				t.Fatalf("workers = %q, want %s", col(body, 1), tc.want)
 			}
 		})
@@ -892,15 +878,15 @@ func TestDatabaseLocation(t *testing.T) {
 // on stdout and one line on stderr that contains message.
 func wantError(t *testing.T, res result, code int, message string) {
 	t.Helper()
-	if res.code != code {
-		t.Fatalf("exit %d, want %d (stderr %q)", res.code, code, res.stderr)
+	if res.Code != code {
+		t.Fatalf("exit %d, want %d (stderr %q)", res.Code, code, res.Stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
+	lines := strings.Split(strings.TrimSpace(res.Stderr), "\n")
 	if len(lines) != 1 || !strings.HasPrefix(lines[0], "registryctl: ") || !strings.Contains(lines[0], message) {
-		t.Fatalf("stderr = %q, want one line containing %q", res.stderr, message)
+		t.Fatalf("stderr = %q, want one line containing %q", res.Stderr, message)
 	}
-	if res.stdout != "" {
-		t.Fatalf("stdout = %q, want nothing", res.stdout)
+	if res.Stdout != "" {
+		t.Fatalf("stdout = %q, want nothing", res.Stdout)
 	}
 }
 
@@ -953,7 +939,7 @@ func TestUsageErrors(t *testing.T) {
 // names the flag, never the argument's field in the library.
 func TestBadFlagValues(t *testing.T) {
 	dir := t.TempDir()
-	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "w1") })
+	path := newDB(t, sqliteStore, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "w1") })
 	cases := []struct {
 		name    string
 		args    []string
@@ -985,18 +971,18 @@ func TestBadFlagValues(t *testing.T) {
 			res := registryctl(t, dir, nil, append([]string{"-db", path}, tc.args...)...)
 			wantError(t, res, 2, tc.message)
 			for _, field := range []string{"worker_instance_id", "after.", "as_of", "list workers", "request drain"} {
-				if strings.Contains(res.stderr, field) {
-					t.Errorf("stderr %q names %q, not the flag", res.stderr, field)
+				if strings.Contains(res.Stderr, field) {
+					t.Errorf("stderr %q names %q, not the flag", res.Stderr, field)
 				}
 			}
 		})
 	}
 	// The rejected drain and kills changed nothing.
 	res := ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns")
-	if events := decode[jsonEvents](t, res.stdout).Events; len(events) != 1 || events[0].Kind != "registered" {
+	if events := decode[jsonEvents](t, res.Stdout).Events; len(events) != 1 || events[0].Kind != "registered" {
 		t.Errorf("events after rejected calls = %+v, want only the registration", events)
 	}
-	if _, body := rows(t, ctl(t, path, 0, "workers", "list").stdout); !slices.Equal(col(body, 1), []string{"w1"}) || !slices.Equal(col(body, 2), []string{"live"}) {
+	if _, body := rows(t, ctl(t, path, 0, "workers", "list").Stdout); !slices.Equal(col(body, 1), []string{"w1"}) || !slices.Equal(col(body, 2), []string{"live"}) {
 		t.Errorf("workers after rejected calls = %q, want w1 still live", body)
 	}
 }
@@ -1055,18 +1041,18 @@ func TestHelp(t *testing.T) {
 	dashH := func(t *testing.T, args ...string) string {
 		t.Helper()
 		res := registryctl(t, dir, nil, append([]string{"-db", missing}, args...)...)
-		if res.code != 0 || res.stdout != "" {
-			t.Fatalf("%q: exit %d, stdout %q; want 0 and help on stderr", args, res.code, res.stdout)
+		if res.Code != 0 || res.Stdout != "" {
+			t.Fatalf("%q: exit %d, stdout %q; want 0 and help on stderr", args, res.Code, res.Stdout)
 		}
-		return res.stderr
+		return res.Stderr
 	}
 	help := func(t *testing.T, args ...string) string {
 		t.Helper()
 		res := registryctl(t, dir, nil, append([]string{"-db", missing, "help"}, args...)...)
-		if res.code != 0 || res.stderr != "" {
-			t.Fatalf("help %q: exit %d, stderr %q; want 0 and help on stdout", args, res.code, res.stderr)
+		if res.Code != 0 || res.Stderr != "" {
+			t.Fatalf("help %q: exit %d, stderr %q; want 0 and help on stdout", args, res.Code, res.Stderr)
 		}
-		return res.stdout
+		return res.Stdout
 	}
 	for _, c := range commands {
 		t.Run(c.name, func(t *testing.T) {
@@ -1123,35 +1109,35 @@ func TestVersion(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.db") // version never opens the database
 	res := registryctl(t, dir, nil, "-db", missing, "version")
-	if res.code != 0 || res.stderr != "" {
-		t.Fatalf("version: exit %d, stderr %q", res.code, res.stderr)
+	if res.Code != 0 || res.Stderr != "" {
+		t.Fatalf("version: exit %d, stderr %q", res.Code, res.Stderr)
 	}
 	// The test binary stands in for the command: its build info is the
 	// module's, unstamped.
-	if want := "registryctl (devel) " + runtime.Version() + "\n"; res.stdout != want {
-		t.Fatalf("version = %q, want %q", res.stdout, want)
+	if want := "registryctl (devel) " + runtime.Version() + "\n"; res.Stdout != want {
+		t.Fatalf("version = %q, want %q", res.Stdout, want)
 	}
 	for _, args := range [][]string{{"-json", "version"}, {"version", "-json"}} {
 		res := registryctl(t, dir, nil, append([]string{"-db", missing}, args...)...)
-		if res.code != 0 {
-			t.Fatalf("%q: exit %d, stderr %q", args, res.code, res.stderr)
+		if res.Code != 0 {
+			t.Fatalf("%q: exit %d, stderr %q", args, res.Code, res.Stderr)
 		}
-		v := decode[map[string]any](t, res.stdout)
+		v := decode[map[string]any](t, res.Stdout)
 		if v["version"] != "(devel)" || v["module"] != "github.com/flowfabric/workerregistry" || v["go"] != runtime.Version() ||
 			v["revision"] != "" || v["modified"] != false || len(v) != 5 {
 			t.Fatalf("%q = %v", args, v)
 		}
 	}
-	if res := registryctl(t, dir, nil, "version", "extra"); res.code != 2 {
-		t.Fatalf("version extra: exit %d, want 2", res.code)
+	if res := registryctl(t, dir, nil, "version", "extra"); res.Code != 2 {
+		t.Fatalf("version extra: exit %d, want 2", res.Code)
 	}
 }
 
 // TestGlobalFlagsAnywhere gives -db and -json before the command, after
 // it, and both: the last one given wins.
 func TestGlobalFlagsAnywhere(t *testing.T) {
-	path := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "here") })
-	other := newDB(t, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "there") })
+	path := newDB(t, sqliteStore, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "here") })
+	other := newDB(t, sqliteStore, func(reg *registry.Registry, _ *sql.DB) { live(t, reg, "ns", "there") })
 	dir := t.TempDir() // no registry.db here
 	for _, args := range [][]string{
 		{"-db", path, "-json", "workers", "list"},
@@ -1162,17 +1148,17 @@ func TestGlobalFlagsAnywhere(t *testing.T) {
 		{"workers", "list", "-json=true", "-namespace", "ns", "-db", path},
 	} {
 		res := registryctl(t, dir, nil, args...)
-		if res.code != 0 {
-			t.Fatalf("%q: exit %d, stderr %q", args, res.code, res.stderr)
+		if res.Code != 0 {
+			t.Fatalf("%q: exit %d, stderr %q", args, res.Code, res.Stderr)
 		}
-		if got := workerNames(decode[jsonWorkers](t, res.stdout).Workers); !slices.Equal(got, []string{"ns/here"}) {
+		if got := workerNames(decode[jsonWorkers](t, res.Stdout).Workers); !slices.Equal(got, []string{"ns/here"}) {
 			t.Errorf("%q: workers %q, want ns/here", args, got)
 		}
 	}
 	// -json=false after the command overrides -json before it.
 	res := registryctl(t, dir, nil, "-json", "-db", path, "workers", "list", "-json=false")
-	if header, _ := rows(t, res.stdout); res.code != 0 || header[0] != "NAMESPACE" {
-		t.Fatalf("-json=false after the command: exit %d, stdout %q", res.code, res.stdout)
+	if header, _ := rows(t, res.Stdout); res.Code != 0 || header[0] != "NAMESPACE" {
+		t.Fatalf("-json=false after the command: exit %d, stdout %q", res.Code, res.Stdout)
 	}
 }
 
@@ -1191,8 +1177,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"host=127.0.0.1 password=" + secret + " bogus=1", 2},
 	} {
 		res := registryctl(t, t.TempDir(), nil, "workers", "list", "-db", tc.dsn)
-		if res.code != tc.code || strings.Contains(res.stdout+res.stderr, secret) || res.stderr == "" {
-			t.Errorf("%s: exit %d (want %d), output %q %q; want a message without the password", registry.RedactDSN(tc.dsn), res.code, tc.code, res.stdout, res.stderr)
+		if res.Code != tc.code || res.Leak(secret) != "" || res.Stderr == "" {
+			t.Errorf("%s: exit %d (want %d), output %q %q; want a message without the password", registry.RedactDSN(tc.dsn), res.Code, tc.code, res.Stdout, res.Stderr)
 		}
 	}
 }
@@ -1216,8 +1202,8 @@ func TestShellQuote(t *testing.T) {
 func TestPostgresWithoutRegistry(t *testing.T) {
 	dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
 	res := registryctl(t, t.TempDir(), nil, "-db", dsn, "workers", "list")
-	if res.code != 1 || !strings.Contains(res.stderr, "no worker registry in this database") {
-		t.Fatalf("exit %d, stderr %q; want 1 and a refusal", res.code, res.stderr)
+	if res.Code != 1 || !strings.Contains(res.Stderr, "no worker registry in this database") {
+		t.Fatalf("exit %d, stderr %q; want 1 and a refusal", res.Code, res.Stderr)
 	}
 	sqlDB, err := sql.Open("pgx", dsn)
 	if err != nil {
@@ -1291,8 +1277,8 @@ func TestNeverCreatesOrUpgrades(t *testing.T) {
 			{"stats"},
 		} {
 			res := registryctl(t, dir, nil, append([]string{"-db", path}, args...)...)
-			if res.code != 1 || !strings.Contains(res.stderr, "migrate up") {
-				t.Errorf("%s %q: exit %d, stderr %q; want 1 and a pointer to 'migrate up'", filepath.Base(path), args, res.code, res.stderr)
+			if res.Code != 1 || !strings.Contains(res.Stderr, "migrate up") {
+				t.Errorf("%s %q: exit %d, stderr %q; want 1 and a pointer to 'migrate up'", filepath.Base(path), args, res.Code, res.Stderr)
 			}
 		}
 	}

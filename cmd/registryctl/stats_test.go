@@ -13,9 +13,9 @@ import (
 )
 
 func TestStats(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		now := t0.Add(time.Minute)
-		path := newDB(t, func(reg *registry.Registry, sqlDB *sql.DB) {
+		path := newDB(t, s, func(reg *registry.Registry, sqlDB *sql.DB) {
 			register(t, reg, "alpha", "a-1", "pool", []string{"default", "gpu"}, nil, time.Hour, t0)
 			register(t, reg, "alpha", "a-2", "pool", []string{"default"}, nil, time.Hour, t0)
 			register(t, reg, "alpha", "a-gone", "pool", []string{"default"}, nil, 10*time.Second, t0) // expired, not swept
@@ -31,7 +31,7 @@ func TestStats(t *testing.T) {
 			)
 		})
 
-		raw := ctlAt(t, path, now, 0, "-json", "stats").stdout
+		raw := ctlAt(t, path, now, 0, "-json", "stats").Stdout
 		// The keys are the contract, whatever this package's structs say.
 		top := decode[map[string]any](t, raw)
 		ns := top["namespaces"].([]any)[0].(map[string]any)
@@ -65,7 +65,7 @@ func TestStats(t *testing.T) {
 			t.Fatalf("stats -json =\n%+v\nwant\n%+v", v, want)
 		}
 
-		out := ctlAt(t, path, now, 0, "stats").stdout
+		out := ctlAt(t, path, now, 0, "stats").Stdout
 		lanes, namespaces, ok := strings.Cut(out, "\n\n")
 		if !ok {
 			t.Fatalf("stats printed one table, want two:\n%s", out)
@@ -81,13 +81,13 @@ func TestStats(t *testing.T) {
 			t.Fatalf("namespaces table %q %q, want %q", header, body, wantRows)
 		}
 
-		v = decode[statsJSON](t, ctlAt(t, path, now, 0, "stats", "-json", "-namespace", "beta").stdout)
+		v = decode[statsJSON](t, ctlAt(t, path, now, 0, "stats", "-json", "-namespace", "beta").Stdout)
 		if len(v.Namespaces) != 1 || v.Namespaces[0].Namespace != "beta" || v.Live != 1 || v.ExpiredLeases != 0 {
 			t.Fatalf("stats -namespace beta = %+v", v)
 		}
 		// An empty registry: zero counts, empty lists, not nulls.
-		empty := newDB(t, func(*registry.Registry, *sql.DB) {})
-		raw = ctlAt(t, empty, now, 0, "-json", "stats").stdout
+		empty := newDB(t, s, func(*registry.Registry, *sql.DB) {})
+		raw = ctlAt(t, empty, now, 0, "-json", "stats").Stdout
 		if v := decode[map[string]any](t, raw); v["live"] != 0.0 || v["expired_leases"] != 0.0 || v["namespaces"] == nil {
 			t.Fatalf("stats of an empty registry = %s", raw)
 		}

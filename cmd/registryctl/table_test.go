@@ -21,10 +21,10 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // live, a draining, an expired and a skewed worker, and long values cut to
 // keep the default table within 120 columns. Run with -update to rewrite.
 func TestWorkersTableGolden(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		ctx := context.Background()
 		now := t0.Add(4 * time.Second)
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) {
 			register(t, reg, "prod", "gpu-pool-1-7f3a", "gpu-pool-1", []string{"default", "gpu"}, []string{"cuda", "fp16"}, 30*time.Second, t0)
 			register(t, reg, "prod", "gpu-pool-1-8c21", "gpu-pool-1", []string{"gpu"}, []string{"cuda"}, 2*time.Hour, t0.Add(-time.Hour))
 			if _, err := reg.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "prod", WorkerInstanceID: "gpu-pool-1-8c21", Now: t0.Add(-2 * time.Second)}); err != nil {
@@ -51,7 +51,7 @@ func TestWorkersTableGolden(t *testing.T) {
 			res := ctlAt(t, path, now, 0, append([]string{"workers", "list"}, tc.args...)...)
 			file := filepath.Join("testdata", tc.golden)
 			if *update && strings.HasSuffix(t.Name(), "/sqlite") {
-				if err := os.WriteFile(file, []byte(res.stdout), 0o644); err != nil {
+				if err := os.WriteFile(file, []byte(res.Stdout), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -59,11 +59,11 @@ func TestWorkersTableGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.stdout != string(want) {
-				t.Errorf("workers list %q differs from %s:\n%s\nwant:\n%s", tc.args, file, res.stdout, want)
+			if res.Stdout != string(want) {
+				t.Errorf("workers list %q differs from %s:\n%s\nwant:\n%s", tc.args, file, res.Stdout, want)
 			}
 			if tc.args == nil || tc.args[0] == "-all" {
-				for _, line := range strings.Split(strings.TrimSpace(res.stdout), "\n") {
+				for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
 					if n := utf8.RuneCountInString(line); n > 120 {
 						t.Errorf("workers list %q: a line of %d columns, want at most 120:\n%s", tc.args, n, line)
 					}

@@ -13,9 +13,9 @@ import (
 )
 
 func TestWorkersGetAndResume(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		now := t0.Add(4 * time.Second)
-		path := newDB(t, func(reg *registry.Registry, _ *sql.DB) {
+		path := newDB(t, s, func(reg *registry.Registry, _ *sql.DB) {
 			register(t, reg, "ns", "w1", "gpu-pool", []string{"gpu", "default"}, []string{"cuda"}, 30*time.Second, t0)
 			register(t, reg, "ns", "idle", "gpu-pool", []string{"default"}, nil, 30*time.Second, t0)
 			if _, err := reg.RequestDrain(context.Background(), registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w1", Now: t0}); err != nil {
@@ -34,25 +34,25 @@ LAST SEEN     4s ago (2026-01-01T12:00:00.000Z)
 EXPIRES       in 26s (2026-01-01T12:00:30.000Z)
 TTL           30s
 `
-		if res := ctlAt(t, path, now, 0, "workers", "get", "-namespace", "ns", "-instance", "w1"); res.stdout != want || res.stderr != "" {
-			t.Fatalf("workers get:\n%s\nwant:\n%s\nstderr %q", res.stdout, want, res.stderr)
+		if res := ctlAt(t, path, now, 0, "workers", "get", "-namespace", "ns", "-instance", "w1"); res.Stdout != want || res.Stderr != "" {
+			t.Fatalf("workers get:\n%s\nwant:\n%s\nstderr %q", res.Stdout, want, res.Stderr)
 		}
-		w := decode[jsonWorker](t, ctlAt(t, path, now, 0, "workers", "get", "-namespace", "ns", "-instance", "w1", "-json").stdout)
+		w := decode[jsonWorker](t, ctlAt(t, path, now, 0, "workers", "get", "-namespace", "ns", "-instance", "w1", "-json").Stdout)
 		if w.WorkerInstanceID != "w1" || w.Status != "draining" || !w.Draining || !slices.Equal(w.Lanes, []string{"default", "gpu"}) ||
 			w.ExpiresAt != "2026-01-01T12:00:30.000Z" || w.LivenessTTLMS != 30_000 {
 			t.Fatalf("workers get -json = %+v", w)
 		}
 
-		if res := ctlAt(t, path, now, 0, "workers", "resume", "-namespace", "ns", "-instance", "w1"); res.stdout != "resumed\n" || res.stderr != "" {
-			t.Fatalf("resume: stdout %q, stderr %q", res.stdout, res.stderr)
+		if res := ctlAt(t, path, now, 0, "workers", "resume", "-namespace", "ns", "-instance", "w1"); res.Stdout != "resumed\n" || res.Stderr != "" {
+			t.Fatalf("resume: stdout %q, stderr %q", res.Stdout, res.Stderr)
 		}
-		if w := decode[jsonWorker](t, ctlAt(t, path, now, 0, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").stdout); w.Status != "live" || w.Draining {
+		if w := decode[jsonWorker](t, ctlAt(t, path, now, 0, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); w.Status != "live" || w.Draining {
 			t.Fatalf("after resume: %+v, want live", w)
 		}
-		if out := decode[jsonOutcome](t, ctlAt(t, path, now, 0, "-json", "workers", "resume", "-namespace", "ns", "-instance", "idle").stdout); out != (jsonOutcome{"ns", "idle", "resumed"}) {
+		if out := decode[jsonOutcome](t, ctlAt(t, path, now, 0, "-json", "workers", "resume", "-namespace", "ns", "-instance", "idle").Stdout); out != (jsonOutcome{"ns", "idle", "resumed"}) {
 			t.Fatalf("resume -json = %+v", out)
 		}
-		events := decode[jsonEvents](t, ctlAt(t, path, now, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").stdout).Events
+		events := decode[jsonEvents](t, ctlAt(t, path, now, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").Stdout).Events
 		var kinds []string
 		for _, e := range events {
 			kinds = append(kinds, e.Kind)
@@ -74,11 +74,11 @@ TTL           30s
 			{later, []string{"workers", "resume", "-namespace", "ns", "-instance", "idle"}},
 		} {
 			res := ctlAt(t, path, tc.at, 3, tc.args...)
-			if res.stdout != "not_registered\n" || !strings.Contains(res.stderr, "is not registered") {
-				t.Errorf("%q: stdout %q, stderr %q", tc.args, res.stdout, res.stderr)
+			if res.Stdout != "not_registered\n" || !strings.Contains(res.Stderr, "is not registered") {
+				t.Errorf("%q: stdout %q, stderr %q", tc.args, res.Stdout, res.Stderr)
 			}
 		}
-		if out := decode[jsonOutcome](t, ctlAt(t, path, later, 3, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").stdout); out != (jsonOutcome{"ns", "w1", "not_registered"}) {
+		if out := decode[jsonOutcome](t, ctlAt(t, path, later, 3, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); out != (jsonOutcome{"ns", "w1", "not_registered"}) {
 			t.Fatalf("get -json of an expired worker = %+v", out)
 		}
 		wantError(t, registryctl(t, t.TempDir(), nil, "-db", path, "workers", "get", "-namespace", "ns", "-instance", " w1"), 2, "-instance: must not have leading or trailing space")
@@ -87,10 +87,10 @@ TTL           30s
 }
 
 func TestLeasesOrphaned(t *testing.T) {
-	eachStore(t, func(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
 		now := t0
 		var ids []registry.ExecutionID
-		path := newDB(t, func(reg *registry.Registry, sqlDB *sql.DB) {
+		path := newDB(t, s, func(reg *registry.Registry, sqlDB *sql.DB) {
 			register(t, reg, "alpha", "alive", "pool", []string{"default"}, nil, time.Hour, t0)
 			ids = registrytest.InsertLeases(t, sqlDB,
 				registrytest.Lease{Namespace: "alpha", WorkerInstanceID: "dead", ExpiresAt: t0.Add(2 * time.Hour)},                     // orphaned
@@ -103,7 +103,7 @@ func TestLeasesOrphaned(t *testing.T) {
 		})
 		orphaned := []string{ids[1].String(), ids[2].String(), ids[0].String()} // by expiry
 
-		header, body := rows(t, ctlAt(t, path, now, 0, "leases", "orphaned").stdout)
+		header, body := rows(t, ctlAt(t, path, now, 0, "leases", "orphaned").Stdout)
 		if want := []string{"EXECUTION", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRES"}; !slices.Equal(header, want) {
 			t.Fatalf("header = %q, want %q", header, want)
 		}
@@ -115,24 +115,24 @@ func TestLeasesOrphaned(t *testing.T) {
 		if !slices.EqualFunc(body, want, slices.Equal) {
 			t.Fatalf("rows =\n%q\nwant\n%q", body, want)
 		}
-		_, body = rows(t, ctlAt(t, path, now, 0, "leases", "orphaned", "-wide", "-namespace", "beta").stdout)
+		_, body = rows(t, ctlAt(t, path, now, 0, "leases", "orphaned", "-wide", "-namespace", "beta").Stdout)
 		if len(body) != 1 || body[0][0] != orphaned[0] || body[0][6] != "3" || body[0][7] != "2026-01-01T13:00:00.000Z" {
 			t.Fatalf("-wide -namespace beta = %q", body)
 		}
-		got := decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "orphaned", "-limit", "2").stdout)
+		got := decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "orphaned", "-limit", "2").Stdout)
 		if len(got.Leases) != 2 || got.Leases[1].ExecutionID != orphaned[1] || got.Leases[1].AttemptIndex != 2 ||
 			got.Next == nil || got.Next.ExecutionID != orphaned[1] || got.Next.AttemptIndex != 2 {
 			t.Fatalf("-json -limit 2 = %+v next %+v", got.Leases, got.Next)
 		}
 		res := ctlAt(t, path, now, 0, "leases", "orphaned", "-limit", "2")
-		if !strings.HasPrefix(res.stderr, "more leases: continue with -as-of 2026-01-01T12:00:00.000Z -after-expires 2026-01-01T13:30:00.000Z") {
-			t.Fatalf("-limit 2: stderr %q", res.stderr)
+		if !strings.HasPrefix(res.Stderr, "more leases: continue with -as-of 2026-01-01T12:00:00.000Z -after-expires 2026-01-01T13:30:00.000Z") {
+			t.Fatalf("-limit 2: stderr %q", res.Stderr)
 		}
-		if _, body := rows(t, ctlAt(t, path, now, 0, "leases", "orphaned", "-limit", "1", "-all").stdout); !slices.Equal(col(body, 0), orphaned) {
+		if _, body := rows(t, ctlAt(t, path, now, 0, "leases", "orphaned", "-limit", "1", "-all").Stdout); !slices.Equal(col(body, 0), orphaned) {
 			t.Fatalf("-all: %q, want %q", col(body, 0), orphaned)
 		}
 		// Once the live worker's registration lapses, its lease is orphaned too.
-		_, body = rows(t, ctlAt(t, path, t0.Add(61*time.Minute), 0, "leases", "orphaned", "-namespace", "alpha").stdout)
+		_, body = rows(t, ctlAt(t, path, t0.Add(61*time.Minute), 0, "leases", "orphaned", "-namespace", "alpha").Stdout)
 		if got := col(body, 2); !slices.Equal(got, []string{"gone", "dead", "alive"}) {
 			t.Fatalf("an hour later, alpha's holders = %q", got)
 		}

@@ -45,17 +45,11 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.heartbeatLiveWorkersStmt, err = db.PrepareContext(ctx, heartbeatLiveWorkers); err != nil {
 		return nil, fmt.Errorf("error preparing query HeartbeatLiveWorkers: %w", err)
 	}
-	if q.insertAttemptStmt, err = db.PrepareContext(ctx, insertAttempt); err != nil {
-		return nil, fmt.Errorf("error preparing query InsertAttempt: %w", err)
-	}
 	if q.insertEventStmt, err = db.PrepareContext(ctx, insertEvent); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertEvent: %w", err)
 	}
 	if q.insertEventsStmt, err = db.PrepareContext(ctx, insertEvents); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertEvents: %w", err)
-	}
-	if q.insertExecutionStmt, err = db.PrepareContext(ctx, insertExecution); err != nil {
-		return nil, fmt.Errorf("error preparing query InsertExecution: %w", err)
 	}
 	if q.insertSweepEventsStmt, err = db.PrepareContext(ctx, insertSweepEvents); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertSweepEvents: %w", err)
@@ -148,11 +142,6 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing heartbeatLiveWorkersStmt: %w", cerr)
 		}
 	}
-	if q.insertAttemptStmt != nil {
-		if cerr := q.insertAttemptStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing insertAttemptStmt: %w", cerr)
-		}
-	}
 	if q.insertEventStmt != nil {
 		if cerr := q.insertEventStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertEventStmt: %w", cerr)
@@ -161,11 +150,6 @@ func (q *Queries) Close() error {
 	if q.insertEventsStmt != nil {
 		if cerr := q.insertEventsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertEventsStmt: %w", cerr)
-		}
-	}
-	if q.insertExecutionStmt != nil {
-		if cerr := q.insertExecutionStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing insertExecutionStmt: %w", cerr)
 		}
 	}
 	if q.insertSweepEventsStmt != nil {
@@ -299,10 +283,8 @@ type Queries struct {
 	getWorkerStmt                  *sql.Stmt
 	heartbeatLiveWorkerStmt        *sql.Stmt
 	heartbeatLiveWorkersStmt       *sql.Stmt
-	insertAttemptStmt              *sql.Stmt
 	insertEventStmt                *sql.Stmt
 	insertEventsStmt               *sql.Stmt
-	insertExecutionStmt            *sql.Stmt
 	insertSweepEventsStmt          *sql.Stmt
 	listAllEventsAscStmt           *sql.Stmt
 	listAllEventsDescStmt          *sql.Stmt
@@ -333,10 +315,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		getWorkerStmt:                  q.getWorkerStmt,
 		heartbeatLiveWorkerStmt:        q.heartbeatLiveWorkerStmt,
 		heartbeatLiveWorkersStmt:       q.heartbeatLiveWorkersStmt,
-		insertAttemptStmt:              q.insertAttemptStmt,
 		insertEventStmt:                q.insertEventStmt,
 		insertEventsStmt:               q.insertEventsStmt,
-		insertExecutionStmt:            q.insertExecutionStmt,
 		insertSweepEventsStmt:          q.insertSweepEventsStmt,
 		listAllEventsAscStmt:           q.listAllEventsAscStmt,
 		listAllEventsDescStmt:          q.listAllEventsDescStmt,

@@ -50,7 +50,7 @@ type InsertEventParams struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 // The audit log is FlowFabric's ff_worker_registry_event. Its key is
@@ -161,7 +161,7 @@ type ListAllEventsAscRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 // Every namespace, for operators: a walk of the rowid. The empty namespace
@@ -216,7 +216,7 @@ type ListAllEventsDescRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListAllEventsDesc(ctx context.Context, arg ListAllEventsDescParams) ([]ListAllEventsDescRow, error) {
@@ -269,7 +269,7 @@ type ListEventsAscRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListEventsAsc(ctx context.Context, arg ListEventsAscParams) ([]ListEventsAscRow, error) {
@@ -322,7 +322,7 @@ type ListEventsDescRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListEventsDesc(ctx context.Context, arg ListEventsDescParams) ([]ListEventsDescRow, error) {
@@ -377,7 +377,7 @@ type ListInstanceEventsAscRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListInstanceEventsAsc(ctx context.Context, arg ListInstanceEventsAscParams) ([]ListInstanceEventsAscRow, error) {
@@ -437,7 +437,7 @@ type ListInstanceEventsDescRow struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 }
 
 func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEventsDescParams) ([]ListInstanceEventsDescRow, error) {

@@ -7,7 +7,6 @@ package sqlitedb
 
 import (
 	"context"
-	"database/sql"
 )
 
 const listDeadHolders = `-- name: ListDeadHolders :many
@@ -85,9 +84,9 @@ LIMIT ?7
 type ListExpiredLeasesParams struct {
 	AsOfMs            int64
 	AfterExpiresAtMs  int64
-	AfterPartition    sql.NullInt64
+	AfterPartition    *int64
 	AfterExecutionID  []byte
-	AfterAttemptIndex sql.NullInt64
+	AfterAttemptIndex *int64
 	Namespace         string
 	RowLimit          int64
 }
@@ -171,9 +170,9 @@ LIMIT ?7
 type ListHolderLeasesParams struct {
 	Holder            string
 	AfterExpiresAtMs  int64
-	AfterPartition    sql.NullInt64
+	AfterPartition    *int64
 	AfterExecutionID  []byte
-	AfterAttemptIndex sql.NullInt64
+	AfterAttemptIndex *int64
 	Namespace         string
 	RowLimit          int64
 }

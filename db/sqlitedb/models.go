@@ -4,17 +4,13 @@
 
 package sqlitedb
 
-import (
-	"database/sql"
-)
-
 type FfAttempt struct {
 	PartitionKey     int64
 	ExecutionID      []byte
 	AttemptIndex     int64
-	WorkerInstanceID sql.NullString
+	WorkerInstanceID *string
 	LeaseEpoch       int64
-	LeaseExpiresAtMs sql.NullInt64
+	LeaseExpiresAtMs *int64
 }
 
 type FfExecCore struct {
@@ -33,7 +29,7 @@ type FfWorkerRegistry struct {
 	LastHeartbeatMs  int64
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
-	Draining         int64
+	Draining         bool
 }
 
 type FfWorkerRegistryEvent struct {
@@ -41,6 +37,6 @@ type FfWorkerRegistryEvent struct {
 	WorkerInstanceID string
 	EventKind        string
 	EventAtMs        int64
-	Reason           sql.NullString
+	Reason           *string
 	Rowid            int64
 }

@@ -84,7 +84,7 @@ type GetLiveWorkerRow struct {
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
-	Draining         int64
+	Draining         bool
 }
 
 func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (GetLiveWorkerRow, error) {
@@ -156,7 +156,7 @@ type HeartbeatLiveWorkerParams struct {
 type HeartbeatLiveWorkerRow struct {
 	LastHeartbeatMs int64
 	LivenessTTLMs   int64
-	Draining        int64
+	Draining        bool
 }
 
 // Refreshes a live row only; an expired row is left for the sweep. It runs
@@ -207,7 +207,7 @@ type HeartbeatLiveWorkersRow struct {
 	WorkerInstanceID string
 	LastHeartbeatMs  int64
 	LivenessTTLMs    int64
-	Draining         int64
+	Draining         bool
 }
 
 // Many heartbeats at one time as one statement. keys is a JSON array of
@@ -274,7 +274,7 @@ type ListLiveWorkersRow struct {
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
-	Draining         int64
+	Draining         bool
 }
 
 // All namespaces. The cursor is a row value over the primary key, so a page
@@ -353,7 +353,7 @@ type ListLiveWorkersInNamespaceRow struct {
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
-	Draining         int64
+	Draining         bool
 }
 
 func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]ListLiveWorkersInNamespaceRow, error) {

@@ -30,7 +30,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/flowfabric/workerregistry/db/sqlitedb"
+	"github.com/flowfabric/workerregistry/db/sqlitefixtures"
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -156,7 +156,7 @@ func writeBatch(ctx context.Context, sqlDB *sql.DB, start, end int, lease func(i
 		}
 		return tx.Commit()
 	}
-	q, err := sqlitedb.Prepare(ctx, tx)
+	q, err := sqlitefixtures.Prepare(ctx, tx)
 	if err != nil {
 		return err
 	}
@@ -408,13 +408,13 @@ func rawFields(l Lease) ([]byte, error) {
 	return json.Marshal(fields)
 }
 
-func insertLease(ctx context.Context, q *sqlitedb.Queries, l Lease) error {
+func insertLease(ctx context.Context, q *sqlitefixtures.Queries, l Lease) error {
 	id := l.ExecutionID
 	raw, err := rawFields(l)
 	if err != nil {
 		return err
 	}
-	if err := q.InsertExecution(ctx, sqlitedb.InsertExecutionParams{
+	if err := q.InsertExecution(ctx, sqlitefixtures.InsertExecutionParams{
 		PartitionKey: int64(id.Partition),
 		ExecutionID:  id.UUID[:],
 		PublicState:  state(l),
@@ -422,15 +422,18 @@ func insertLease(ctx context.Context, q *sqlitedb.Queries, l Lease) error {
 	}); err != nil {
 		return err
 	}
-	attempt := sqlitedb.InsertAttemptParams{
-		PartitionKey:     int64(id.Partition),
-		ExecutionID:      id.UUID[:],
-		AttemptIndex:     int64(l.AttemptIndex),
-		WorkerInstanceID: sql.NullString{String: l.WorkerInstanceID, Valid: l.WorkerInstanceID != ""},
-		LeaseEpoch:       int64(l.LeaseEpoch),
+	attempt := sqlitefixtures.InsertAttemptParams{
+		PartitionKey: int64(id.Partition),
+		ExecutionID:  id.UUID[:],
+		AttemptIndex: int64(l.AttemptIndex),
+		LeaseEpoch:   int64(l.LeaseEpoch),
+	}
+	if l.WorkerInstanceID != "" {
+		attempt.WorkerInstanceID = &l.WorkerInstanceID
 	}
 	if !l.ExpiresAt.IsZero() {
-		attempt.LeaseExpiresAtMs = sql.NullInt64{Int64: l.ExpiresAt.UnixMilli(), Valid: true}
+		ms := l.ExpiresAt.UnixMilli()
+		attempt.LeaseExpiresAtMs = &ms
 	}
 	return q.InsertAttempt(ctx, attempt)
 }

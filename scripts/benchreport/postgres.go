@@ -25,6 +25,8 @@ package main
 //	PostgresRegisterParallel                                ns/op (per register)
 //	PostgresSweepNothingExpired/workers=N/registry          ns/op (any N; the largest)
 //	PostgresSweepNothingExpired/workers=N/baseline=reference
+//	PostgresSweepNothingExpired/workers=N/baseline=v5
+//	PostgresHeartbeat/baseline=v5                           ns/op
 //	PostgresSweepExpired/registry                           ns/op, max_writer_wait_ms
 //	PostgresSweepExpired/baseline=reference                 ns/op, max_writer_wait_ms
 //	PostgresListExpiredLeases/leases=N/registry/page=first  ns/op (every N run)
@@ -155,6 +157,18 @@ func postgresRows(runs [2]results) []row {
 		add(row{what: "Sweep with nothing expired among the live workers vs the reference's sweep",
 			bench: fmt.Sprintf(pgSweepNothing, 1_000_000, "registry"), unit: "ns/op", baseline: fmt.Sprintf(pgSweepNothing, 1_000_000, "baseline=reference"), bunit: "ns/op",
 			target: "≤ 0.5 ms", ok: func(_, v float64) bool { return v <= 0.5e6 }})
+	}
+	// FlowFabric's partitioned tables against the store's own unpartitioned
+	// ones of schema version 5, in the same run (issue 17's bound: within
+	// 1.25x).
+	add(row{what: "Heartbeat, events off, on FlowFabric's partitioned tables vs the version-5 store's unpartitioned table",
+		bench: "PostgresHeartbeat/registry/events=false", unit: "ns/op", baseline: "PostgresHeartbeat/baseline=v5", bunit: "ns/op",
+		target: "≥ 0.8× (within 1.25×)", ok: atLeast(0.8)})
+	if len(workers) > 0 {
+		n := workers[len(workers)-1]
+		add(row{what: fmt.Sprintf("Sweep with nothing expired among %s live workers, partitioned tables vs the version-5 store", human(n)),
+			bench: fmt.Sprintf(pgSweepNothing, n, "registry"), unit: "ns/op", baseline: fmt.Sprintf(pgSweepNothing, n, "baseline=v5"), bunit: "ns/op",
+			target: "≥ 0.8× (within 1.25×)", ok: atLeast(0.8)})
 	}
 	add(row{what: "Sweep of 100k expired workers vs the reference's sweep", bench: "PostgresSweepExpired/registry", unit: "ns/op",
 		baseline: "PostgresSweepExpired/baseline=reference", bunit: "ns/op", target: "≥ 1.0×", ok: atLeast(1)})

@@ -3,11 +3,10 @@
 //   sqlc v1.31.1
 // source: fixtures.sql
 
-package sqlitedb
+package sqlitefixtures
 
 import (
 	"context"
-	"database/sql"
 )
 
 const insertAttempt = `-- name: InsertAttempt :exec
@@ -19,9 +18,9 @@ type InsertAttemptParams struct {
 	PartitionKey     int64
 	ExecutionID      []byte
 	AttemptIndex     int64
-	WorkerInstanceID sql.NullString
+	WorkerInstanceID *string
 	LeaseEpoch       int64
-	LeaseExpiresAtMs sql.NullInt64
+	LeaseExpiresAtMs *int64
 }
 
 func (q *Queries) InsertAttempt(ctx context.Context, arg InsertAttemptParams) error {
