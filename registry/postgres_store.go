@@ -34,8 +34,8 @@ func newPostgresStore(pool *pgxpool.Pool) *postgresStore {
 	return &postgresStore{pool: pool, q: pgdb.New(pool)}
 }
 
-func (s *postgresStore) reader() storeReader { return postgresQueries{s.q} }
-func (s *postgresStore) writer() storeWriter { return postgresQueries{s.q} }
+func (s *postgresStore) reader() storeReader { return postgresQueries{q: s.q} }
+func (s *postgresStore) writer() storeWriter { return postgresQueries{q: s.q, pool: s.pool} }
 
 // inTx runs fn in a READ COMMITTED transaction, which is enough because
 // every read that a write depends on locks what it read first. It is asked
@@ -45,7 +45,7 @@ func (s *postgresStore) writer() storeWriter { return postgresQueries{s.q} }
 // of seeing the winner's row.
 func (s *postgresStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		return fn(postgresQueries{s.q.WithTx(tx)})
+		return fn(postgresQueries{q: s.q.WithTx(tx)})
 	})
 }
 
@@ -104,8 +104,28 @@ func (s *postgresStore) close() error {
 }
 
 // postgresQueries adapts the generated queries to storeReader and
-// storeWriter.
-type postgresQueries struct{ q *pgdb.Queries }
+// storeWriter. pool is set where the queries run outside a transaction.
+type postgresQueries struct {
+	q    *pgdb.Queries
+	pool *pgxpool.Pool
+}
+
+// withGenericPlan runs fn in a transaction whose prepared statements use
+// generic plans. A statement over every partition (a sweep batch, a prune
+// batch) costs over a hundred milliseconds to plan for its parameters, and
+// Postgres plans the first five runs of each on each connection that way
+// before it settles on a generic plan; a generic plan costs milliseconds.
+func (s postgresQueries) withGenericPlan(ctx context.Context, fn func(q *pgdb.Queries) error) error {
+	if s.pool == nil {
+		return fn(s.q) // in the caller's transaction
+	}
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+			return err
+		}
+		return fn(s.q.WithTx(tx))
+	})
+}
 
 func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey, minNowMS int64) (map[instanceKey]bool, error) {
 	partitions, namespaces, instances := keyColumns(keys)
@@ -206,10 +226,18 @@ func (s postgresQueries) resumeWorker(ctx context.Context, k instanceKey, nowMS 
 	return n > 0, err
 }
 
-// sweepExpiredWorkers is one statement, atomic without a transaction: with
-// nothing expired, one round trip.
+// sweepExpiredWorkers first probes for an expired row, so that a sweep
+// with nothing to do is one round trip of one index probe per partition;
+// the batch itself is one statement.
 func (s postgresQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
-	row, err := s.q.SweepExpiredWorkers(ctx, pgdb.SweepExpiredWorkersParams{NowMs: nowMS, BatchSize: int64(limit)})
+	if expired, err := s.q.AnyExpiredWorker(ctx, nowMS); err != nil || !expired {
+		return 0, err
+	}
+	var row pgdb.SweepExpiredWorkersRow
+	err := s.withGenericPlan(ctx, func(q *pgdb.Queries) (err error) {
+		row, err = q.SweepExpiredWorkers(ctx, pgdb.SweepExpiredWorkersParams{NowMs: nowMS, BatchSize: int64(limit)})
+		return err
+	})
 	if err == nil && row.Recorded != row.Swept {
 		// Cannot happen: the statement moves each event to a free key.
 		err = fmt.Errorf("sweep recorded %d events for %d workers", row.Recorded, row.Swept)
@@ -262,8 +290,16 @@ func (s postgresQueries) insertEvents(ctx context.Context, kind string, atMS int
 	return nil
 }
 
-func (s postgresQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {
-	return s.q.DeleteEventsBefore(ctx, pgdb.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: int64(limit)})
+// deleteEventsBefore probes first, as sweepExpiredWorkers does.
+func (s postgresQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (n int64, err error) {
+	if found, err := s.q.AnyEventBefore(ctx, beforeMS); err != nil || !found {
+		return 0, err
+	}
+	err = s.withGenericPlan(ctx, func(q *pgdb.Queries) (err error) {
+		n, err = q.DeleteEventsBefore(ctx, pgdb.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: int64(limit)})
+		return err
+	})
+	return n, err
 }
 
 func (s postgresQueries) listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error) {

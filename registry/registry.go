@@ -20,6 +20,9 @@ type Registry struct {
 	st     store
 	cfg    config
 	closed atomic.Bool
+	// The time of the sweeps' last prune, once there has been one.
+	pruned    atomic.Bool
+	lastPrune atomic.Int64
 }
 
 // Open opens a registry and migrates its database to the latest schema.

@@ -9,6 +9,22 @@ import (
 	"context"
 )
 
+const anyEventBefore = `-- name: AnyEventBefore :one
+SELECT EXISTS (
+    SELECT 1 FROM ff_worker_registry_event
+    WHERE event_at_ms < $1::bigint
+) AS found
+`
+
+// Whether a prune has work: one probe of ff_worker_registry_event_at_idx
+// per partition.
+func (q *Queries) AnyEventBefore(ctx context.Context, beforeMs int64) (bool, error) {
+	row := q.db.QueryRow(ctx, anyEventBefore, beforeMs)
+	var found bool
+	err := row.Scan(&found)
+	return found, err
+}
+
 const deleteEventsBefore = `-- name: DeleteEventsBefore :execrows
 DELETE FROM ff_worker_registry_event AS e
 USING (

@@ -9,6 +9,22 @@ import (
 	"context"
 )
 
+const anyExpiredWorker = `-- name: AnyExpiredWorker :one
+SELECT EXISTS (
+    SELECT 1 FROM ff_worker_registry
+    WHERE last_heartbeat_ms + liveness_ttl_ms <= $1::bigint
+) AS expired
+`
+
+// Whether a sweep has work: one probe of ff_worker_registry_expiry_idx per
+// partition, which a sweep with nothing expired costs and no more.
+func (q *Queries) AnyExpiredWorker(ctx context.Context, nowMs int64) (bool, error) {
+	row := q.db.QueryRow(ctx, anyExpiredWorker, nowMs)
+	var expired bool
+	err := row.Scan(&expired)
+	return expired, err
+}
+
 const deleteLiveWorker = `-- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
 WHERE partition_key = $1

@@ -85,3 +85,11 @@ FROM ff_worker_registry_event
 WHERE event_id < sqlc.arg(before_id)
 ORDER BY event_id DESC
 LIMIT sqlc.arg(row_limit)::bigint;
+
+-- name: AnyEventBefore :one
+-- Whether a prune has work: one probe of ff_worker_registry_event_at_idx
+-- per partition.
+SELECT EXISTS (
+    SELECT 1 FROM ff_worker_registry_event
+    WHERE event_at_ms < sqlc.arg(before_ms)::bigint
+) AS found;

@@ -229,3 +229,11 @@ WHERE partition_key = sqlc.arg(partition_key)
   AND namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
   AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(now_ms);
+
+-- name: AnyExpiredWorker :one
+-- Whether a sweep has work: one probe of ff_worker_registry_expiry_idx per
+-- partition, which a sweep with nothing expired costs and no more.
+SELECT EXISTS (
+    SELECT 1 FROM ff_worker_registry
+    WHERE last_heartbeat_ms + liveness_ttl_ms <= sqlc.arg(now_ms)::bigint
+) AS expired;
