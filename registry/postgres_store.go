@@ -390,15 +390,7 @@ func (s postgresQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([
 	}
 	out := make([]leaseRow, len(rows))
 	for i, row := range rows {
-		out[i] = leaseRow{
-			PartitionKey:     int64(row.PartitionKey),
-			ExecutionID:      row.ExecutionID[:],
-			AttemptIndex:     int64(row.AttemptIndex),
-			LeaseEpoch:       row.LeaseEpoch,
-			WorkerInstanceID: row.WorkerInstanceID,
-			LeaseExpiresAtMs: row.LeaseExpiresAtMs,
-			Namespace:        row.Namespace,
-		}
+		out[i] = pgLeaseRow(row)
 	}
 	return out, nil
 }
@@ -450,17 +442,18 @@ func (s postgresQueries) listHolderLeases(ctx context.Context, q holderLeaseQuer
 	}
 	out := make([]leaseRow, len(rows))
 	for i, row := range rows {
-		out[i] = leaseRow{
-			PartitionKey:     int64(row.PartitionKey),
-			ExecutionID:      row.ExecutionID[:],
-			AttemptIndex:     int64(row.AttemptIndex),
-			LeaseEpoch:       row.LeaseEpoch,
-			WorkerInstanceID: row.WorkerInstanceID,
-			LeaseExpiresAtMs: row.LeaseExpiresAtMs,
-			Namespace:        row.Namespace,
-		}
+		out[i] = pgLeaseRow(pgdb.ListExpiredLeasesRow(row))
 	}
 	return out, nil
+}
+
+// pgLeaseRow is a lease as the lease walks return it.
+func pgLeaseRow(r pgdb.ListExpiredLeasesRow) leaseRow {
+	return leaseRow{
+		PartitionKey: int64(r.PartitionKey), ExecutionID: r.ExecutionID[:], AttemptIndex: int64(r.AttemptIndex),
+		LeaseEpoch: r.LeaseEpoch, WorkerInstanceID: r.WorkerInstanceID, LeaseExpiresAtMs: r.LeaseExpiresAtMs,
+		Namespace: r.Namespace,
+	}
 }
 
 // keyColumns splits keys into the parallel arrays that the Postgres
