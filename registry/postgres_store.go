@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,19 +129,54 @@ func (s postgresQueries) withGenericPlan(ctx context.Context, fn func(q *pgdb.Qu
 	})
 }
 
+// setBatch is the number of keys from which a batch's statements are one
+// statement for all of them (a join of the keys to every partition, with a
+// generic plan) rather than one statement a key (each touching one
+// partition, all sent in one round trip). Measured: 10 keys, 138 µs a
+// heartbeat one a key, 373 µs set-based; 100 keys, 86 µs and 50 µs.
+const setBatch = 32
+
+// lockWorkers locks the live rows of keys in key order.
 func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey, minNowMS int64) (map[instanceKey]bool, error) {
-	partitions, namespaces, instances := keyColumns(keys)
-	rows, err := s.q.LockWorkers(ctx, pgdb.LockWorkersParams{
-		PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances, MinNowMs: minNowMS,
+	if len(keys) >= setBatch {
+		if _, err := s.q.UseGenericPlans(ctx); err != nil {
+			return nil, err
+		}
+		partitions, namespaces, instances := keyColumns(keys)
+		rows, err := s.q.LockWorkers(ctx, pgdb.LockWorkersParams{
+			PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances, MinNowMs: minNowMS,
+		})
+		if err != nil {
+			return nil, err
+		}
+		live := make(map[instanceKey]bool, len(rows))
+		for _, row := range rows {
+			live[instanceKey{row.Namespace, row.WorkerInstanceID}] = true
+		}
+		return live, nil
+	}
+	sorted := slices.Clone(keys)
+	slices.SortFunc(sorted, func(a, b instanceKey) int {
+		return cmp.Or(strings.Compare(a.namespace, b.namespace), strings.Compare(a.instanceID, b.instanceID))
 	})
-	if err != nil {
-		return nil, err
+	sorted = slices.Compact(sorted)
+	params := make([]pgdb.LockWorkerBatchParams, len(sorted))
+	for i, k := range sorted {
+		params[i] = pgdb.LockWorkerBatchParams{
+			PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, MinNowMs: minNowMS,
+		}
 	}
-	live := make(map[instanceKey]bool, len(rows))
-	for _, row := range rows {
-		live[instanceKey{row.Namespace, row.WorkerInstanceID}] = true
-	}
-	return live, nil
+	live := make(map[instanceKey]bool, len(sorted))
+	var firstErr error
+	s.q.LockWorkerBatch(ctx, params).QueryRow(func(i int, row pgdb.LockWorkerBatchRow, err error) {
+		switch {
+		case err == nil:
+			live[sorted[i]] = true
+		case !errors.Is(err, pgx.ErrNoRows) && firstErr == nil:
+			firstErr = err
+		}
+	})
+	return live, firstErr
 }
 
 func (s postgresQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
@@ -186,23 +223,41 @@ func (s postgresQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey,
 	return heartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}, true, nil
 }
 
+// heartbeatLiveWorkers refreshes the live rows of keys (see setBatch).
 func (s postgresQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
-	partitions, namespaces, instances := keyColumns(keys)
-	rows, err := s.q.HeartbeatLiveWorkers(ctx, pgdb.HeartbeatLiveWorkersParams{
-		NowMs: nowMS, PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances,
-	})
-	if err != nil {
-		return nil, err
+	if len(keys) >= setBatch {
+		// lockWorkers, called first in the transaction, set generic plans.
+		partitions, namespaces, instances := keyColumns(keys)
+		rows, err := s.q.HeartbeatLiveWorkers(ctx, pgdb.HeartbeatLiveWorkersParams{
+			NowMs: nowMS, PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances,
+		})
+		out := make([]heartbeatRow, len(rows))
+		for i, row := range rows {
+			out[i] = heartbeatRow{Key: instanceKey{row.Namespace, row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}
+		}
+		return out, err
 	}
-	out := make([]heartbeatRow, len(rows))
-	for i, row := range rows {
-		out[i] = heartbeatRow{
-			Key:         instanceKey{row.Namespace, row.WorkerInstanceID},
-			ExpiresAtMs: row.ExpiresAtMs,
-			Draining:    row.Draining,
+	params := make([]pgdb.HeartbeatLiveWorkerBatchParams, 0, len(keys))
+	seen := make(map[instanceKey]bool, len(keys))
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			params = append(params, pgdb.HeartbeatLiveWorkerBatchParams{
+				NowMs: nowMS, PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+			})
 		}
 	}
-	return out, nil
+	var out []heartbeatRow
+	var firstErr error
+	s.q.HeartbeatLiveWorkerBatch(ctx, params).QueryRow(func(_ int, row pgdb.HeartbeatLiveWorkerBatchRow, err error) {
+		switch {
+		case err == nil:
+			out = append(out, heartbeatRow{Key: instanceKey{row.Namespace, row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining})
+		case !errors.Is(err, pgx.ErrNoRows) && firstErr == nil:
+			firstErr = err
+		}
+	})
+	return out, firstErr
 }
 
 func (s postgresQueries) deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {

@@ -695,3 +695,18 @@ func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) erro
 	)
 	return err
 }
+
+const useGenericPlans = `-- name: UseGenericPlans :execrows
+SELECT set_config('plan_cache_mode', 'force_generic_plan', true)
+`
+
+// For the rest of the transaction, prepared statements use generic plans:
+// a large batch's statements join its keys to every partition, and a
+// custom plan of them takes milliseconds to make.
+func (q *Queries) UseGenericPlans(ctx context.Context) (int64, error) {
+	result, err := q.db.Exec(ctx, useGenericPlans)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}

@@ -90,23 +90,6 @@ WHERE namespace COLLATE "C" = sqlc.arg(namespace)::text COLLATE "C"
 ORDER BY worker_instance_id COLLATE "C"
 LIMIT sqlc.arg(row_limit)::bigint;
 
--- name: HeartbeatLiveWorkers :many
--- Many heartbeats at one time as one statement; the keys arrive as
--- parallel arrays. (sqlc does not know the many-array unnest, hence the
--- subscripts.)
-UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = sqlc.arg(now_ms)
-FROM (
-    SELECT (sqlc.arg(partition_keys)::smallint[])[n.ord] AS partition_key, n.namespace,
-           (sqlc.arg(instance_ids)::text[])[n.ord] AS worker_instance_id
-    FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord)
-) AS k
-WHERE w.partition_key = k.partition_key
-  AND w.namespace = k.namespace
-  AND w.worker_instance_id = k.worker_instance_id
-  AND w.last_heartbeat_ms + w.liveness_ttl_ms > sqlc.arg(now_ms)
-RETURNING w.namespace, w.worker_instance_id, (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining;
-
 -- name: RequestDrain :execrows
 UPDATE ff_worker_registry
 SET draining = true
@@ -170,21 +153,6 @@ WITH expired AS (
 )
 SELECT (SELECT count(*) FROM swept)::bigint AS swept, (SELECT count(*) FROM recorded)::bigint AS recorded;
 
--- name: LockWorkers :many
--- Locks a batch's live rows in key order before the batch writes them, and
--- returns their keys: the batch writes no other row. Without it, two
--- batches that share workers lock them in whatever order each one meets
--- them, and can deadlock. (A locking SELECT locks after its sort.) A row
--- expired at the batch's earliest time is left alone: no heartbeat of the
--- batch can refresh it, and a lock would hold off its sweep.
-SELECT namespace, worker_instance_id FROM ff_worker_registry
-WHERE (partition_key, namespace, worker_instance_id) IN (
-    SELECT (sqlc.arg(partition_keys)::smallint[])[n.ord], n.namespace, (sqlc.arg(instance_ids)::text[])[n.ord]
-    FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord))
-  AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(min_now_ms)
-ORDER BY namespace COLLATE "C", worker_instance_id COLLATE "C"
-FOR UPDATE;
-
 -- name: HeartbeatLiveWorkerNoWait :one
 -- HeartbeatLiveWorker for a caller that read its time just before: rather
 -- than wait for another transaction's lock on the row, after which that
@@ -237,3 +205,63 @@ SELECT EXISTS (
     SELECT 1 FROM ff_worker_registry
     WHERE last_heartbeat_ms + liveness_ttl_ms <= sqlc.arg(now_ms)::bigint
 ) AS expired;
+
+-- name: LockWorkerBatch :batchone
+-- LockWorkers for one key of a batch: the caller queues the batch's keys in
+-- key order, all in one round trip, and each statement touches one
+-- partition, where one statement joining the keys to the table would touch
+-- every partition.
+SELECT namespace, worker_instance_id FROM ff_worker_registry
+WHERE partition_key = sqlc.arg(partition_key)
+  AND namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(min_now_ms)
+FOR UPDATE;
+
+-- name: HeartbeatLiveWorkerBatch :batchone
+-- HeartbeatLiveWorker for one key of a batch, queued as LockWorkerBatch is.
+UPDATE ff_worker_registry
+SET last_heartbeat_ms = sqlc.arg(now_ms)
+WHERE partition_key = sqlc.arg(partition_key)
+  AND namespace = sqlc.arg(namespace)
+  AND worker_instance_id = sqlc.arg(worker_instance_id)
+  AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(now_ms)
+RETURNING namespace, worker_instance_id, (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining;
+
+-- name: HeartbeatLiveWorkers :many
+-- Many heartbeats at one time as one statement; the keys arrive as
+-- parallel arrays. (sqlc does not know the many-array unnest, hence the
+-- subscripts.)
+UPDATE ff_worker_registry AS w
+SET last_heartbeat_ms = sqlc.arg(now_ms)
+FROM (
+    SELECT (sqlc.arg(partition_keys)::smallint[])[n.ord] AS partition_key, n.namespace,
+           (sqlc.arg(instance_ids)::text[])[n.ord] AS worker_instance_id
+    FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord)
+) AS k
+WHERE w.partition_key = k.partition_key
+  AND w.namespace = k.namespace
+  AND w.worker_instance_id = k.worker_instance_id
+  AND w.last_heartbeat_ms + w.liveness_ttl_ms > sqlc.arg(now_ms)
+RETURNING w.namespace, w.worker_instance_id, (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining;
+
+-- name: LockWorkers :many
+-- Locks a batch's live rows in key order before the batch writes them, and
+-- returns their keys: the batch writes no other row. Without it, two
+-- batches that share workers lock them in whatever order each one meets
+-- them, and can deadlock. (A locking SELECT locks after its sort.) A row
+-- expired at the batch's earliest time is left alone: no heartbeat of the
+-- batch can refresh it, and a lock would hold off its sweep.
+SELECT namespace, worker_instance_id FROM ff_worker_registry
+WHERE (partition_key, namespace, worker_instance_id) IN (
+    SELECT (sqlc.arg(partition_keys)::smallint[])[n.ord], n.namespace, (sqlc.arg(instance_ids)::text[])[n.ord]
+    FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord))
+  AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(min_now_ms)
+ORDER BY namespace COLLATE "C", worker_instance_id COLLATE "C"
+FOR UPDATE;
+
+-- name: UseGenericPlans :execrows
+-- For the rest of the transaction, prepared statements use generic plans:
+-- a large batch's statements join its keys to every partition, and a
+-- custom plan of them takes milliseconds to make.
+SELECT set_config('plan_cache_mode', 'force_generic_plan', true);
