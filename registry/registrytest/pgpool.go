@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"strings"
 	"sync"
@@ -14,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flowfabric/workerregistry/registry"
-	"github.com/flowfabric/workerregistry/schema"
 )
 
 // A migrated Postgres schema costs seconds to make: FlowFabric's tables
@@ -40,6 +38,8 @@ type PooledSchema struct {
 	DSN  string
 	Pool *pgxpool.Pool // for registry.NewPostgres
 	DB   *sql.DB       // for fixtures and inspection
+
+	version int64 // the schema version it was made at
 }
 
 // MigratedPostgresSchema returns a DSN, as PostgresSchema does, of a schema
@@ -84,7 +84,7 @@ func PooledPostgresSchema(tb testing.TB, dsn, key string, build func(ctx context
 		}
 	}
 	tb.Cleanup(func() {
-		if err := emptySchema(ctx, s.DB); err != nil {
+		if err := emptySchema(ctx, s.DB, s.version); err != nil {
 			tb.Logf("registrytest: schema not reused: %v", err)
 			s.Pool.Close()
 			s.DB.Close()
@@ -154,18 +154,19 @@ func openPooled(ctx context.Context, adminDSN, dsn string) (PooledSchema, error)
 	if err := registry.Migrate(ctx, s.DB); err != nil {
 		return PooledSchema{}, err
 	}
-	return s, nil
+	s.version, err = registry.SchemaVersion(ctx, s.DB)
+	return s, err
 }
 
 // emptySchema deletes the rows that tests write, after checking that the
-// schema is still at the latest version.
-func emptySchema(ctx context.Context, db *sql.DB) error {
+// schema is still at the version it was made at.
+func emptySchema(ctx context.Context, db *sql.DB, version int64) error {
 	v, err := registry.SchemaVersion(ctx, db)
 	if err != nil {
 		return err
 	}
-	if latest := latestVersion(); v != latest {
-		return fmt.Errorf("left at version %d, not %d", v, latest)
+	if v != version {
+		return fmt.Errorf("left at version %d, not %d", v, version)
 	}
 	_, err = db.ExecContext(ctx, `
 		DELETE FROM ff_worker_registry;
@@ -214,18 +215,6 @@ func dropSchema(ctx context.Context, adminDSN, schemaDSN string) {
 		}
 	}
 	_, _ = admin.ExecContext(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE")
-}
-
-func latestVersion() int64 {
-	var latest int64
-	names, _ := fs.Glob(schema.Postgres, "*.sql")
-	for _, n := range names {
-		var v int64
-		if _, err := fmt.Sscanf(n, "%05d_", &v); err == nil && v > latest {
-			latest = v
-		}
-	}
-	return latest
 }
 
 // PostgresDatabaseFrom returns the DSN of a new database in the server at
