@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,6 +148,22 @@ func BenchmarkHeartbeat(b *testing.B) {
 			}))
 		})
 	}
+	// What the registry's own indexes cost a heartbeat: the same calls on a
+	// database without them (which breaks what they guarantee; see
+	// registryIndexes).
+	for _, v := range []struct {
+		events  bool
+		without string
+	}{{false, "expiry_index"}, {true, "event_indexes"}, {true, "registry_indexes"}} {
+		b.Run(fmt.Sprintf("registry/events=%v,without=%s", v.events, v.without), func(b *testing.B) {
+			r, base := workerFixture(b, benchWorkers, registry.WithHeartbeatEvents(v.events))
+			dropIndexes(b, base, v.without)
+			var clock clockMS
+			steady(b, heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
+				return registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next())}
+			}))
+		})
+	}
 	// A zero Now: the registry reads its clock, and reads it again once it
 	// holds the lock.
 	b.Run("registry/events=false,now=clock", func(b *testing.B) {
@@ -171,6 +188,33 @@ func BenchmarkHeartbeat(b *testing.B) {
 			return err
 		})
 	})
+}
+
+// registryIndexes are the indexes the registry adds to the engine's worker
+// tables, by what they guarantee: the expiry index makes the sweep and
+// liveness checks index probes; the event indexes give pages of one
+// namespace's and one instance's events in ID order without a sort, and
+// pruning in bounded batches, oldest first.
+var registryIndexes = map[string][]string{
+	"expiry_index": {"ff_worker_registry_expiry_idx"},
+	"event_indexes": {"ff_worker_registry_event_namespace_idx", "ff_worker_registry_event_instance_idx",
+		"ff_worker_registry_event_at_idx"},
+}
+
+func init() {
+	registryIndexes["registry_indexes"] = append(slices.Clone(registryIndexes["expiry_index"]), registryIndexes["event_indexes"]...)
+}
+
+// dropIndexes drops the registryIndexes group named which, for benchmarks
+// that measure what those indexes cost the writes.
+func dropIndexes(b *testing.B, sqlDB *sql.DB, which string) {
+	b.Helper()
+	for _, index := range registryIndexes[which] {
+		if _, err := sqlDB.Exec("DROP INDEX " + index); err != nil {
+			b.Fatal(err)
+		}
+	}
+	settle(b, sqlDB)
 }
 
 // referenceHeartbeat is the reference's heartbeat transaction.
@@ -268,22 +312,31 @@ func BenchmarkHeartbeatParallel(b *testing.B) {
 
 func BenchmarkRegister(b *testing.B) {
 	ctx := context.Background()
-	b.Run("registry", func(b *testing.B) {
-		r, _ := workerFixture(b, benchWorkers)
-		var clock clockMS
-		steady(b, func(i int) error {
-			// Refreshes of live rows, the steady state of a fleet.
-			outcome, err := r.RegisterWorker(ctx, registry.RegisterWorkerArgs{
-				Namespace: "ns", WorkerID: "pool", WorkerInstanceID: instanceID(i),
-				Lanes: []string{"default", "build"}, Capabilities: []string{"cuda"},
-				LivenessTTL: time.Hour, Now: time.UnixMilli(clock.next()),
-			})
-			if err == nil && outcome != registry.Refreshed {
-				err = fmt.Errorf("register: %v", outcome)
+	for _, without := range []string{"", "registry_indexes"} {
+		name := "registry"
+		if without != "" {
+			name += "/without=" + without
+		}
+		b.Run(name, func(b *testing.B) {
+			r, base := workerFixture(b, benchWorkers)
+			if without != "" {
+				dropIndexes(b, base, without)
 			}
-			return err
+			var clock clockMS
+			steady(b, func(i int) error {
+				// Refreshes of live rows, the steady state of a fleet.
+				outcome, err := r.RegisterWorker(ctx, registry.RegisterWorkerArgs{
+					Namespace: "ns", WorkerID: "pool", WorkerInstanceID: instanceID(i),
+					Lanes: []string{"default", "build"}, Capabilities: []string{"cuda"},
+					LivenessTTL: time.Hour, Now: time.UnixMilli(clock.next()),
+				})
+				if err == nil && outcome != registry.Refreshed {
+					err = fmt.Errorf("register: %v", outcome)
+				}
+				return err
+			})
 		})
-	})
+	}
 	b.Run("baseline=reference", func(b *testing.B) {
 		_, base := workerFixture(b, benchWorkers)
 		sel, upsert, event := prepare(b, base, refRegisterSelect), prepare(b, base, refRegisterUpsert), prepare(b, base, refEventInsert)

@@ -245,6 +245,19 @@ func rows() []row {
 	var out []row
 	add := func(r row) { out = append(out, r) }
 	out = append(out, writeRows("", "the reference's", row{what: "16 goroutines heartbeating, aggregate throughput vs one goroutine", bench: "HeartbeatParallel"})...)
+	// What the registry's own indexes cost the writes: the same calls on a
+	// database without them, which gives up what they guarantee. No target:
+	// these rows explain the write rows above.
+	out = append(out,
+		row{what: "Without the expiry index: heartbeat, events off, vs the floor", bench: "Heartbeat/registry/events=false,without=expiry_index", unit: "ns/op",
+			baseline: "Heartbeat/baseline=floor", bunit: "ns/op"},
+		row{what: "Without the three event indexes: heartbeat, events on, vs the reference's heartbeat transaction", bench: "Heartbeat/registry/events=true,without=event_indexes", unit: "ns/op",
+			baseline: "Heartbeat/baseline=reference", bunit: "ns/op"},
+		row{what: "Without all four: heartbeat, events on, vs the reference's heartbeat transaction", bench: "Heartbeat/registry/events=true,without=registry_indexes", unit: "ns/op",
+			baseline: "Heartbeat/baseline=reference", bunit: "ns/op"},
+		row{what: "Without all four: register vs the reference's register", bench: "Register/registry/without=registry_indexes", unit: "ns/op",
+			baseline: "Register/baseline=reference", bunit: "ns/op"},
+	)
 	for _, n := range []int{10_000, 100_000, 1_000_000} {
 		for _, which := range []string{"first", "deep"} {
 			add(row{what: fmt.Sprintf("Expired-lease page of 1000, %s, %s leases, vs the reference's query", which, human(n)),
