@@ -2,7 +2,9 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,20 +16,41 @@ import (
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
-// engineWrites records, by directory, the statements that SQLite compiled
-// to write the engine's tables, on the connections opened on files in that
-// directory. Only the fixtures of registrytest write them.
-var engineWrites sync.Map // directory → *writeLog
+// compiledWrites records, by directory, the writes of the statements that
+// SQLite compiled on the connections opened on files in that directory,
+// as "insert ff_attempt", "update ff_worker_registry" and so on.
+var compiledWrites sync.Map // directory → *writeLog
 
 type writeLog struct {
 	mu     sync.Mutex
-	tables []string
+	writes []string
 }
 
-func (l *writeLog) list() []string {
+// count returns how many compiled writes are one of writes.
+func (l *writeLog) count(writes ...string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]string(nil), l.tables...)
+	n := 0
+	for _, w := range l.writes {
+		if slices.Contains(writes, w) {
+			n++
+		}
+	}
+	return n
+}
+
+// watchCompiles records the writes compiled on files in t's new directory,
+// which it returns.
+func watchCompiles(t *testing.T) (string, *writeLog) {
+	dir := t.TempDir()
+	log := &writeLog{}
+	compiledWrites.Store(dir, log)
+	t.Cleanup(func() { compiledWrites.Delete(dir) })
+	return dir, log
+}
+
+var authorizedWrites = map[sqlite.AuthorizerActionCode]string{
+	sqlite.AuthInsert: "insert", sqlite.AuthUpdate: "update", sqlite.AuthDelete: "delete",
 }
 
 // The hook is installed before any test opens a connection: the driver
@@ -35,7 +58,7 @@ func (l *writeLog) list() []string {
 func init() {
 	sqlite.RegisterConnectionHook(func(conn sqlite.ExecQuerierContext, dsn string) error {
 		var log *writeLog
-		engineWrites.Range(func(dir, l any) bool {
+		compiledWrites.Range(func(dir, l any) bool {
 			if strings.Contains(dsn, dir.(string)) {
 				log = l.(*writeLog)
 			}
@@ -47,9 +70,9 @@ func init() {
 		// SQLite asks the authorizer about each table a statement writes
 		// while it compiles the statement, so this sees every prepare.
 		return conn.(sqlite.AuthorizerRegisterer).RegisterAuthorizer(func(action sqlite.AuthorizerActionCode, table, _, _, _ string) sqlite.AuthorizerReturnCode {
-			if action == sqlite.AuthInsert && (table == "ff_exec_core" || table == "ff_attempt") {
+			if verb, ok := authorizedWrites[action]; ok {
 				log.mu.Lock()
-				log.tables = append(log.tables, table)
+				log.writes = append(log.writes, verb+" "+table)
 				log.mu.Unlock()
 			}
 			return sqlite.AuthorizerOK
@@ -58,14 +81,11 @@ func init() {
 }
 
 // TestOpenPreparesNoFixtureStatement: the statements that write executions
-// and attempts are registrytest's, generated into a package of their own;
-// Open prepares every statement of the store, on the writer and the read
-// pool, and none of them.
+// and attempts are registrytest's, generated into a package of their own,
+// and a registry compiles none of them.
 func TestOpenPreparesNoFixtureStatement(t *testing.T) {
-	dir := t.TempDir()
-	log := &writeLog{}
-	engineWrites.Store(dir, log)
-	t.Cleanup(func() { engineWrites.Delete(dir) })
+	dir, log := watchCompiles(t)
+	fixtureWrites := []string{"insert ff_exec_core", "insert ff_attempt"}
 
 	ctx := context.Background()
 	path := filepath.Join(dir, "registry.db")
@@ -77,8 +97,8 @@ func TestOpenPreparesNoFixtureStatement(t *testing.T) {
 	if _, err := r.ListExpiredLeases(ctx, registry.ListExpiredLeasesArgs{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := log.list(); len(got) > 0 {
-		t.Errorf("Open prepared inserts into %v: fixture statements in production", got)
+	if n := log.count(fixtureWrites...); n > 0 {
+		t.Errorf("the registry compiled %d inserts into executions or attempts: fixture statements in production", n)
 	}
 
 	// The same watch sees the fixtures' statements, so the check above can
@@ -89,7 +109,37 @@ func TestOpenPreparesNoFixtureStatement(t *testing.T) {
 	}
 	defer sqlDB.Close()
 	registrytest.InsertLeases(t, sqlDB, registrytest.Lease{Namespace: "ns", WorkerInstanceID: "w", ExpiresAt: time.UnixMilli(1)})
-	if got := log.list(); len(got) == 0 {
+	if log.count(fixtureWrites...) == 0 {
 		t.Error("the watch saw no insert from registrytest: it cannot see a fixture statement")
+	}
+}
+
+// TestStatementsArePreparedOnce: the SQLite store prepares a statement on
+// its first use and keeps it, in a transaction or not: a hundred calls
+// compile each of their statements at most twice (a statement first used
+// in a transaction is prepared there, then for the cache).
+func TestStatementsArePreparedOnce(t *testing.T) {
+	dir, log := watchCompiles(t)
+	ctx := context.Background()
+	for _, events := range []bool{false, true} {
+		r, err := registry.Open(ctx, filepath.Join(dir, fmt.Sprintf("events-%v.db", events)), registry.WithHeartbeatEvents(events))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		mustRegister(t, r, registerArgs("ns", "w", t0))
+		before := log.count("update ff_worker_registry", "insert ff_worker_registry_event")
+		for i := range 100 {
+			hb := registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(time.Duration(i+1) * time.Millisecond)}
+			if res, err := r.HeartbeatWorker(ctx, hb); err != nil || res.Outcome != registry.HeartbeatRefreshed {
+				t.Fatalf("heartbeat %d: %+v, %v", i, res, err)
+			}
+		}
+		// Events off: the heartbeat's UPDATE alone, outside a transaction;
+		// on: the UPDATE and the event's INSERT, in one.
+		compiled := log.count("update ff_worker_registry", "insert ff_worker_registry_event") - before
+		if max := 4; compiled < 1 || compiled > max {
+			t.Errorf("events %v: 100 heartbeats compiled their statements %d times, want 1 to %d", events, compiled, max)
+		}
 	}
 }

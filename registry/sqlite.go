@@ -153,12 +153,7 @@ func openSQLite(ctx context.Context, path string, opts []Option) (*Registry, err
 	}
 	reader.SetMaxOpenConns(readerPoolSize())
 	reader.SetMaxIdleConns(readerPoolSize())
-	st, err := newSQLiteStore(ctx, writer, reader)
-	if err != nil {
-		writer.Close()
-		reader.Close()
-		return nil, err
-	}
+	st := newSQLiteStore(writer, reader)
 	st.owned = true
 	return &Registry{st: st, cfg: cfg}, nil
 }
@@ -175,11 +170,7 @@ func openSQLiteMemory(ctx context.Context, cfg config) (*Registry, error) {
 		db.Close()
 		return nil, err
 	}
-	st, err := newSQLiteStore(ctx, db, db)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
+	st := newSQLiteStore(db, db)
 	st.owned = true
 	return &Registry{st: st, cfg: cfg}, nil
 }
@@ -380,9 +371,8 @@ const maxWALSwitchWait = 10 * time.Second
 // concurrent writers fail with SQLITE_BUSY instead of waiting. NewSQLite panics
 // when db is a Postgres database: use NewPostgres.
 //
-// NewSQLite prepares its statements on db. If that fails, because db is not
-// migrated yet for instance, the Registry runs them unprepared: slower, but
-// correct once the schema is in place.
+// The Registry prepares each statement on db the first time it runs it, so
+// db may be migrated after NewSQLite returns, before the first call.
 func NewSQLite(db *sql.DB, opts ...Option) *Registry {
 	if isPostgresDB(db) {
 		// SQLite's statements would fail one by one on the first call
@@ -390,10 +380,5 @@ func NewSQLite(db *sql.DB, opts ...Option) *Registry {
 		panic("registry.NewSQLite: db uses pgx's driver; use NewPostgres with a pgxpool.Pool")
 	}
 	cfg := newConfig(opts)
-	st, err := newSQLiteStore(context.Background(), db, db)
-	if err != nil {
-		st = newUnpreparedSQLiteStore(db, db)
-		cfg.logger.Warn("registry: running statements unprepared", "err", err)
-	}
-	return &Registry{st: st, cfg: cfg}
+	return &Registry{st: newSQLiteStore(db, db), cfg: cfg}
 }

@@ -12,40 +12,34 @@ import (
 
 // sqliteStore runs the registry's statements on SQLite: writes on a
 // one-connection pool whose transactions are BEGIN IMMEDIATE, reads on a
-// separate query-only pool.
+// separate query-only pool. Each pool prepares a statement on its first
+// use (stmtCache).
 type sqliteStore struct {
 	writerDB *sql.DB // at most one connection: SQLite has one writer at a time
 	readerDB *sql.DB // the read pool; the same *sql.DB as writerDB when not split
-	w, r     *sqlitedb.Queries
+	w, r     *stmtCache
 	owned    bool       // close closes the databases
 	gate     *writeGate // see write
 }
 
-// newSQLiteStore prepares every statement once, since SQLite spends more
-// time parsing a short statement than running it.
-func newSQLiteStore(ctx context.Context, writer, reader *sql.DB) (*sqliteStore, error) {
-	s := &sqliteStore{writerDB: writer, readerDB: reader, gate: newWriteGate()}
-	var err error
-	if s.w, err = sqlitedb.Prepare(ctx, writer); err != nil {
-		return nil, err
+func newSQLiteStore(writer, reader *sql.DB) *sqliteStore {
+	s := &sqliteStore{writerDB: writer, readerDB: reader, w: newStmtCache(writer), gate: newWriteGate()}
+	s.r = s.w
+	if reader != writer {
+		s.r = newStmtCache(reader)
 	}
-	if s.r, err = sqlitedb.Prepare(ctx, reader); err != nil {
-		s.w.Close()
-		return nil, err
-	}
-	return s, nil
+	return s
 }
 
-func newUnpreparedSQLiteStore(writer, reader *sql.DB) *sqliteStore {
-	return &sqliteStore{writerDB: writer, readerDB: reader, w: sqlitedb.New(writer), r: sqlitedb.New(reader), gate: newWriteGate()}
-}
-
-func (s *sqliteStore) reader() storeReader { return sqliteQueries{s.r} }
+func (s *sqliteStore) reader() storeReader { return sqliteQueries{s.r.queries(nil)} }
 
 // writer and inTx are in sqlite_write.go.
 
 func (s *sqliteStore) close() error {
-	err := errors.Join(s.w.Close(), s.r.Close())
+	err := s.w.close()
+	if s.r != s.w {
+		err = errors.Join(err, s.r.close())
+	}
 	if !s.owned {
 		return err
 	}

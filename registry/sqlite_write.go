@@ -113,6 +113,7 @@ func (s *sqliteStore) write(ctx context.Context, attempt func() (held time.Durat
 // instead of failing half way. That also serialises every write. A transaction that fails with
 // SQLITE_BUSY has written nothing, so it runs again, fn included.
 func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
+	defer s.w.preparePending(ctx)
 	return s.write(ctx, func() (time.Duration, error) {
 		// A connection of its own, so that a COMMIT that fails with
 		// SQLITE_BUSY, which leaves SQLite's transaction open, can be
@@ -129,7 +130,7 @@ func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) erro
 		// The hold is counted up to COMMIT, which may go on to run the
 		// automatic checkpoint: that takes milliseconds but no write lock.
 		start := time.Now()
-		err = fn(sqliteQueries{s.w.WithTx(tx)})
+		err = fn(sqliteQueries{s.w.queries(tx)})
 		held := time.Since(start)
 		if err != nil {
 			return held, errors.Join(err, ignoreDone(tx.Rollback()))
@@ -145,7 +146,9 @@ func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) erro
 
 // writer returns the store's single statements, each its own autocommit
 // write through write.
-func (s *sqliteStore) writer() storeWriter { return sqliteAutocommit{s: s, q: sqliteQueries{s.w}} }
+func (s *sqliteStore) writer() storeWriter {
+	return sqliteAutocommit{s: s, q: sqliteQueries{s.w.queries(nil)}}
+}
 
 // heartbeatAt heartbeats k in a transaction, at the time now returns once
 // the transaction holds the write lock.

@@ -159,7 +159,11 @@ func openPooled(ctx context.Context, adminDSN, dsn string) (PooledSchema, error)
 }
 
 // emptySchema deletes the rows that tests write, after checking that the
-// schema is still at the version it was made at.
+// schema is still at the version it was made at. It locks the tables
+// first, which waits out a transaction of the test that is still
+// committing: a call whose context was cancelled after it sent COMMIT
+// returns at once, and its row would otherwise land after the DELETE, in
+// the next test's database.
 func emptySchema(ctx context.Context, db *sql.DB, version int64) error {
 	v, err := registry.SchemaVersion(ctx, db)
 	if err != nil {
@@ -169,11 +173,14 @@ func emptySchema(ctx context.Context, db *sql.DB, version int64) error {
 		return fmt.Errorf("left at version %d, not %d", v, version)
 	}
 	_, err = db.ExecContext(ctx, `
+		BEGIN;
+		LOCK TABLE ff_worker_registry, ff_worker_registry_event, ff_attempt, ff_exec_core IN ACCESS EXCLUSIVE MODE;
 		DELETE FROM ff_worker_registry;
 		DELETE FROM ff_worker_registry_event;
 		DELETE FROM ff_attempt;
 		DELETE FROM ff_exec_core;
-		SELECT setval('ff_worker_registry_event_id_seq', 1, false);`)
+		SELECT setval('ff_worker_registry_event_id_seq', 1, false);
+		COMMIT;`)
 	return err
 }
 
