@@ -336,7 +336,6 @@ func TestRunSweeperObserved(t *testing.T) {
 // SDK's meter and tracer providers (a ManualReader, and every span sampled
 // and batched to an exporter that drops it), in the same run.
 func BenchmarkHeartbeatObserved(b *testing.B) {
-	ctx := context.Background()
 	for _, observed := range []bool{false, true} {
 		b.Run(fmt.Sprintf("provider=%v", observed), func(b *testing.B) {
 			var opts []registry.Option
@@ -348,17 +347,8 @@ func BenchmarkHeartbeatObserved(b *testing.B) {
 			}
 			r, _ := workerFixture(b, benchWorkers, opts...)
 			var clock clockMS
-			i := 0
 			b.ReportAllocs()
-			for b.Loop() {
-				res, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{
-					Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
-				})
-				if err != nil || res.Outcome != registry.HeartbeatRefreshed {
-					b.Fatalf("heartbeat: %+v, %v", res, err)
-				}
-				i++
-			}
+			measure(b, 0, heartbeatOp(r, clock.heartbeat))
 		})
 	}
 }
