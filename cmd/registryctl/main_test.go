@@ -23,17 +23,12 @@ import (
 // see real exit codes without building it.
 func TestMain(m *testing.M) { clitest.Main(m, main) }
 
-type result = clitest.Result
-
 // registryctl runs the command in dir with env added to the environment.
-func registryctl(t *testing.T, dir string, env []string, args ...string) result {
-	t.Helper()
-	return clitest.Self().Run(t, dir, env, args...)
-}
+var registryctl = clitest.Self().Run
 
 // ctl runs the command on the database at path and fails the test unless
 // it exits with code.
-func ctl(t *testing.T, path string, code int, args ...string) result {
+func ctl(t *testing.T, path string, code int, args ...string) clitest.Result {
 	t.Helper()
 	dir := filepath.Dir(path)
 	if registry.IsPostgresDSN(path) {
@@ -48,7 +43,7 @@ func ctl(t *testing.T, path string, code int, args ...string) result {
 
 // ctlAt is ctl with registryctl's clock fixed at now, so that relative
 // ages print the same on every run.
-func ctlAt(t *testing.T, path string, now time.Time, code int, args ...string) result {
+func ctlAt(t *testing.T, path string, now time.Time, code int, args ...string) clitest.Result {
 	t.Helper()
 	dir := filepath.Dir(path)
 	if registry.IsPostgresDSN(path) {
@@ -856,7 +851,7 @@ func TestDatabaseLocation(t *testing.T) {
 
 // wantError fails the test unless res exited with code, printing nothing
 // on stdout and one line on stderr that contains message.
-func wantError(t *testing.T, res result, code int, message string) {
+func wantError(t *testing.T, res clitest.Result, code int, message string) {
 	t.Helper()
 	if res.Code != code {
 		t.Fatalf("exit %d, want %d (stderr %q)", res.Code, code, res.Stderr)
