@@ -329,6 +329,16 @@ func mustRegister(t testing.TB, r *registry.Registry, args registry.RegisterWork
 	return o
 }
 
+// mustListEvents is ListWorkerEvents that fails the test on error.
+func mustListEvents(t *testing.T, r *registry.Registry, args registry.ListWorkerEventsArgs) registry.ListWorkerEventsResult {
+	t.Helper()
+	res, err := r.ListWorkerEvents(context.Background(), args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func mustHeartbeat(t *testing.T, r *registry.Registry, ns, instance string, now time.Time) registry.HeartbeatResult {
 	t.Helper()
 	res, err := r.HeartbeatWorker(context.Background(), registry.HeartbeatWorkerArgs{
