@@ -72,15 +72,7 @@ func TestEndToEnd(t *testing.T) {
 // version at a time, on a database that holds rows.
 func TestMigrationsUpDownUp(t *testing.T) {
 	ctx := context.Background()
-	sqlDB, err := registry.OpenSQLiteDB(filepath.Join(t.TempDir(), "m.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	p, err := registry.NewMigrationProvider(sqlDB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sqlDB, p := migrationProvider(t, func() (*sql.DB, error) { return registry.OpenSQLiteDB(filepath.Join(t.TempDir(), "m.db")) })
 	sources := p.ListSources()
 
 	// Up one version at a time, with rows in place before each step.
@@ -125,6 +117,21 @@ func TestMigrationsUpDownUp(t *testing.T) {
 	if got := listed(t, r); !slices.Equal(got, []string{"after-redo"}) {
 		t.Fatalf("after down and up: %v", got)
 	}
+}
+
+// migrationProvider opens a database with open, closed when the test ends,
+// and returns it with the registry's migration provider on it.
+func migrationProvider(t *testing.T, open func() (*sql.DB, error)) (sqlDB *sql.DB, p *goose.Provider) {
+	t.Helper()
+	sqlDB, err := open()
+	if err == nil {
+		t.Cleanup(func() { sqlDB.Close() })
+		p, err = registry.NewMigrationProvider(sqlDB)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sqlDB, p
 }
 
 // TestSchemaWorksWithStockGoose reads the migrations from the directory, as
