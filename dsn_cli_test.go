@@ -1,14 +1,12 @@
 package workerregistry_test
 
 import (
-	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/flowfabric/workerregistry/internal/clitest"
-	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
@@ -99,19 +97,7 @@ func TestCLIsLeakNoPassword(t *testing.T) {
 // TestCLIsOpenPostgresDSNForms runs both commands on the test server
 // through an upper-case URL scheme and a keyword/value DSN.
 func TestCLIsOpenPostgresDSNForms(t *testing.T) {
-	url := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
-	ds, err := registry.ParseDSN(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := ds.PoolConfig().ConnConfig
-	keyword := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable options='-c search_path=%s'",
-		c.Host, c.Port, c.User, c.Database, c.RuntimeParams["search_path"])
-	if c.Password != "" {
-		keyword += " password='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(c.Password) + "'"
-	}
-	scheme, rest, _ := strings.Cut(url, "://")
-	upper := strings.ToUpper(scheme) + "://" + rest
+	upper, keyword := registrytest.PostgresDSNForms(t, registrytest.PostgresSchema(t, registrytest.PostgresDSN(t)))
 
 	migrate, registryctl := buildCLIs(t)
 	dir := t.TempDir()

@@ -36,15 +36,7 @@ func TestPostgresMigrations(t *testing.T) {
 	register(t, r, "before")
 	r.Close()
 
-	sqlDB, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	p, err := registry.NewMigrationProvider(sqlDB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sqlDB, p := migrationProvider(t, func() (*sql.DB, error) { return sql.Open("pgx", dsn) })
 	dirProvider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, os.DirFS("schema/postgres"), goose.WithTableName(registry.VersionTable))
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/pressly/goose/v3"
 
 	"github.com/flowfabric/workerregistry/registry"
+	"github.com/flowfabric/workerregistry/registry/registrytest"
 	"github.com/flowfabric/workerregistry/schema"
 )
 
@@ -71,15 +72,7 @@ func TestEndToEnd(t *testing.T) {
 // version at a time, on a database that holds rows.
 func TestMigrationsUpDownUp(t *testing.T) {
 	ctx := context.Background()
-	sqlDB, err := registry.OpenSQLiteDB(filepath.Join(t.TempDir(), "m.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	p, err := registry.NewMigrationProvider(sqlDB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sqlDB, p := migrationProvider(t, func() (*sql.DB, error) { return registry.OpenSQLiteDB(filepath.Join(t.TempDir(), "m.db")) })
 	sources := p.ListSources()
 
 	// Up one version at a time, with rows in place before each step.
@@ -124,6 +117,21 @@ func TestMigrationsUpDownUp(t *testing.T) {
 	if got := listed(t, r); !slices.Equal(got, []string{"after-redo"}) {
 		t.Fatalf("after down and up: %v", got)
 	}
+}
+
+// migrationProvider opens a database with open, closed when the test ends,
+// and returns it with the registry's migration provider on it.
+func migrationProvider(t *testing.T, open func() (*sql.DB, error)) (sqlDB *sql.DB, p *goose.Provider) {
+	t.Helper()
+	sqlDB, err := open()
+	if err == nil {
+		t.Cleanup(func() { sqlDB.Close() })
+		p, err = registry.NewMigrationProvider(sqlDB)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sqlDB, p
 }
 
 // TestSchemaWorksWithStockGoose reads the migrations from the directory, as
@@ -191,8 +199,8 @@ func TestOpenRejectsNewerSchema(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "newer than this library") {
 		t.Fatalf("Open = %v, want a newer-schema error", err)
 	}
-	if after := dump(t, sqlDB); after != before {
-		t.Fatalf("Open changed the database:\n%s\nwant\n%s", after, before)
+	if after := dump(t, sqlDB); !slices.Equal(after, before) {
+		t.Fatalf("Open changed the database:\n%s\nwant\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
 	}
 }
 
@@ -247,29 +255,13 @@ func listed(t *testing.T, r *registry.Registry) []string {
 }
 
 // dump renders the schema and every row of the registry's tables.
-func dump(t *testing.T, sqlDB *sql.DB) string {
+func dump(t *testing.T, sqlDB *sql.DB) []string {
 	t.Helper()
-	var sb strings.Builder
-	for _, q := range []string{
+	return registrytest.TextRows(t, sqlDB,
 		`SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_schema ORDER BY name`,
 		`SELECT namespace || '/' || worker_instance_id || ' ' || last_heartbeat_ms || ' ' || liveness_ttl_ms FROM ff_worker_registry ORDER BY 1`,
 		`SELECT rowid || ' ' || event_kind FROM ff_worker_registry_event ORDER BY rowid`,
-		`SELECT version_id || ' ' || is_applied FROM ` + registry.VersionTable + ` ORDER BY id`,
-	} {
-		rows, err := sqlDB.Query(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			sb.WriteString(s + "\n")
-		}
-		rows.Close()
-	}
-	return sb.String()
+		`SELECT version_id || ' ' || is_applied FROM `+registry.VersionTable+` ORDER BY id`)
 }
 
 // TestOpenLeavesNewerRollbackJournalFileAlone checks the bytes of the file,

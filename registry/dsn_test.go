@@ -254,21 +254,10 @@ func TestOpenDSNShapesLeakNothing(t *testing.T) {
 // TestOpenPostgresDSNForms opens the test server through an upper-case
 // scheme and through a keyword/value DSN built from its URL.
 func TestOpenPostgresDSNForms(t *testing.T) {
-	url := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
-	ds, err := registry.ParseDSN(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := ds.PoolConfig().ConnConfig
-	keyword := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable options='-c search_path=%s'",
-		c.Host, c.Port, c.User, c.Database, c.RuntimeParams["search_path"])
-	if c.Password != "" {
-		keyword += " password='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(c.Password) + "'"
-	}
-	scheme, rest, _ := strings.Cut(url, "://")
+	upper, keyword := registrytest.PostgresDSNForms(t, registrytest.PostgresSchema(t, registrytest.PostgresDSN(t)))
 	// The second Open finds the worker that the first registered: both
 	// reached the test's schema.
-	for i, dsn := range []string{strings.ToUpper(scheme) + "://" + rest, keyword} {
+	for i, dsn := range []string{upper, keyword} {
 		r, err := registry.Open(context.Background(), dsn)
 		if err != nil {
 			t.Fatalf("Open(%q): %v", registry.RedactDSN(dsn), err)

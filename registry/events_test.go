@@ -23,14 +23,6 @@ func TestListWorkerEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		list := func(args registry.ListWorkerEventsArgs) registry.ListWorkerEventsResult {
-			t.Helper()
-			res, err := r.ListWorkerEvents(ctx, args)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return res
-		}
 		describe := func(es []registry.WorkerEvent) []string {
 			var out []string
 			for _, e := range es {
@@ -43,7 +35,7 @@ func TestListWorkerEvents(t *testing.T) {
 			return out
 		}
 
-		all := list(registry.ListWorkerEventsArgs{Namespace: "ns"})
+		all := mustListEvents(t, r, registry.ListWorkerEventsArgs{Namespace: "ns"})
 		equal(t, "namespace, oldest first", describe(all.Events), []string{"a:registered", "b:registered", "a:refreshed", "a:marked_dead:oom"})
 		equal(t, "next", all.Next, int64(0))
 		for i := 1; i < len(all.Events); i++ {
@@ -54,13 +46,13 @@ func TestListWorkerEvents(t *testing.T) {
 		equal(t, "time", all.Events[0].At, t0)
 		equal(t, "namespace", all.Events[0].Namespace, "ns")
 
-		equal(t, "newest first", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", NewestFirst: true}).Events),
+		equal(t, "newest first", describe(mustListEvents(t, r, registry.ListWorkerEventsArgs{Namespace: "ns", NewestFirst: true}).Events),
 			[]string{"a:marked_dead:oom", "a:refreshed", "b:registered", "a:registered"})
-		equal(t, "one instance", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a"}).Events),
+		equal(t, "one instance", describe(mustListEvents(t, r, registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a"}).Events),
 			[]string{"a:registered", "a:refreshed", "a:marked_dead:oom"})
-		equal(t, "one instance, newest first", describe(list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a", NewestFirst: true}).Events),
+		equal(t, "one instance, newest first", describe(mustListEvents(t, r, registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "a", NewestFirst: true}).Events),
 			[]string{"a:marked_dead:oom", "a:refreshed", "a:registered"})
-		equal(t, "other namespace", describe(list(registry.ListWorkerEventsArgs{Namespace: "other"}).Events), []string{"a:registered"})
+		equal(t, "other namespace", describe(mustListEvents(t, r, registry.ListWorkerEventsArgs{Namespace: "other"}).Events), []string{"a:registered"})
 
 		// Paging in both directions visits every event once.
 		for _, newest := range []bool{false, true} {
@@ -68,7 +60,7 @@ func TestListWorkerEvents(t *testing.T) {
 				var got []int64
 				after := int64(0)
 				for pages := 0; pages < 10; pages++ {
-					res := list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, After: after, Limit: 1, NewestFirst: newest})
+					res := mustListEvents(t, r, registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, After: after, Limit: 1, NewestFirst: newest})
 					for _, e := range res.Events {
 						got = append(got, e.ID)
 					}
@@ -78,7 +70,7 @@ func TestListWorkerEvents(t *testing.T) {
 					equal(t, "next is the last ID", res.Next, res.Events[0].ID)
 					after = res.Next
 				}
-				want := list(registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, NewestFirst: newest}).Events
+				want := mustListEvents(t, r, registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance, NewestFirst: newest}).Events
 				if len(got) != len(want) {
 					t.Fatalf("newest=%v instance=%q: paged %v, want %d events", newest, instance, got, len(want))
 				}

@@ -63,22 +63,7 @@ func TestMultiProcessFairness(t *testing.T) {
 	}
 
 	start := func(role string, id int) *multiChild {
-		c := &multiChild{cmd: childCommand(role, path, envChildID+"="+strconv.Itoa(id))}
-		c.cmd.Stderr = &c.stderr
-		var err error
-		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := c.cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.cmd.Process.Kill() })
-		c.lines = readLines(stdout)
-		return c
+		return startChild(t, role, path, envChildID+"="+strconv.Itoa(id))
 	}
 	var batchers []*multiChild
 	for i := range fairBatchers {
@@ -99,14 +84,7 @@ func TestMultiProcessFairness(t *testing.T) {
 
 	// The beater ends by itself; then the batchers are told to stop.
 	finish := func(name string, c *multiChild) {
-		var other []string
-		for line := range c.lines {
-			if s, ok := strings.CutPrefix(line, "summary "); ok {
-				c.summary = parseSummary(s)
-			} else {
-				other = append(other, line)
-			}
-		}
+		other := c.readAll()
 		t.Logf("%s: %v", name, c.summary)
 		err := c.cmd.Wait()
 		if err != nil || c.summary == nil || c.summary["errors"] != "0" {

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -209,28 +210,7 @@ func (e *pgEngine) sweep(now time.Time) int64 {
 }
 
 // listWorkers is the engine's list_workers, as "instance lanes caps".
-func (e *pgEngine) listWorkers(ns string) []string {
-	e.t.Helper()
-	rows, err := e.db.Query(e.sql.listWorkers, ns, nil, 1000)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var workerID, instance, namespace, lanes, caps string
-		var hb, ttl, reg int64
-		if err := rows.Scan(&workerID, &instance, &namespace, &lanes, &caps, &hb, &ttl, &reg); err != nil {
-			e.t.Fatal(err)
-		}
-		// database/sql reads a text[] as its text form, "{a,b}".
-		out = append(out, instance+" "+strings.Trim(lanes, "{}")+" "+caps)
-	}
-	if err := rows.Err(); err != nil {
-		e.t.Fatal(err)
-	}
-	return out
-}
+func (e *pgEngine) listWorkers(ns string) []string { return e.listWorkersWith(e.sql.listWorkers, ns) }
 
 // listExpiredLeases is the engine's list_expired_leases, as the execution
 // UUIDs of one page.
@@ -264,7 +244,7 @@ func (e *pgEngine) listExpiredLeases(asOf time.Time) []string {
 // constraint definitions, functions and sequences.
 func pgSchemaObjects(t testing.TB, db *sql.DB) map[string]string {
 	t.Helper()
-	rows, err := db.Query(`
+	out := textPairs(t, db, `
 		SELECT 'relation ' || c.relname, c.relkind::text FROM pg_class AS c
 		WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind <> 'i'
 		UNION ALL
@@ -284,24 +264,8 @@ func pgSchemaObjects(t testing.TB, db *sql.DB) map[string]string {
 		UNION ALL
 		SELECT 'function ' || p.oid::regprocedure::text, md5(p.prosrc) FROM pg_proc AS p
 		WHERE p.pronamespace = current_schema()::regnamespace`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			t.Fatal(err)
-		}
-		// The registry's version table is its own, made at adoption.
-		if !strings.Contains(k, registry.VersionTable) {
-			out[k] = v
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	// The registry's version table is its own, made at adoption.
+	maps.DeleteFunc(out, func(k, _ string) bool { return strings.Contains(k, registry.VersionTable) })
 	return out
 }
 
@@ -309,7 +273,7 @@ func pgSchemaObjects(t testing.TB, db *sql.DB) map[string]string {
 // tables, as text.
 func pgSharedRows(t testing.TB, db *sql.DB) []string {
 	t.Helper()
-	return textRows(t, db,
+	return registrytest.TextRows(t, db,
 		`SELECT format('%s %s %s %s %s %s %s %s %s', partition_key, namespace, worker_instance_id, worker_id, lanes,
 			capabilities_csv, last_heartbeat_ms, liveness_ttl_ms, registered_at_ms) FROM ff_worker_registry ORDER BY 1`,
 		`SELECT format('%s %s %s %s %s %s', partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason)
@@ -529,14 +493,7 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 func TestPostgresUpgradeFromVersion5(t *testing.T) {
 	ctx := context.Background()
 	dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := registry.MigrateTo(ctx, db, 5); err != nil {
-		t.Fatal(err)
-	}
+	db := openAtVersion(t, 5, func() (*sql.DB, error) { return sql.Open("pgx", dsn) })
 	ms := t0.UnixMilli()
 	for _, q := range []string{`
 		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,

@@ -3,7 +3,6 @@ package registry_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -256,9 +255,14 @@ func (e *engine) sweep(now time.Time) []string {
 
 // listWorkers is the engine's list_workers for one namespace: every row,
 // live or not (the reference's defect 8), as "instance lanes caps".
-func (e *engine) listWorkers(ns string) []string {
+func (e *engine) listWorkers(ns string) []string { return e.listWorkersWith(e.sql.listWorkers, ns) }
+
+// listWorkersWith runs query, an engine's list_workers, for one namespace,
+// and returns its rows as "instance lanes caps". database/sql reads a
+// Postgres text[] as its text form, "{a,b}": the lanes lose the braces.
+func (e engineConn) listWorkersWith(query, ns string) []string {
 	e.t.Helper()
-	rows, err := e.db.Query(e.sql.listWorkers, ns, nil, 1000)
+	rows, err := e.db.Query(query, ns, nil, 1000)
 	if err != nil {
 		e.t.Fatalf("engine list workers: %v", err)
 	}
@@ -270,7 +274,10 @@ func (e *engine) listWorkers(ns string) []string {
 		if err := rows.Scan(&workerID, &inst, &namespace, &lanes, &caps, &hb, &ttl, &reg); err != nil {
 			e.t.Fatal(err)
 		}
-		out = append(out, inst+" "+lanes+" "+caps)
+		out = append(out, inst+" "+strings.Trim(lanes, "{}")+" "+caps)
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
 	}
 	return out
 }
@@ -303,9 +310,16 @@ func (e *engine) listExpiredLeases(asOf time.Time) []string {
 // tables and the objects named for the registry.
 func engineObjects(t testing.TB, db *sql.DB) map[string]string {
 	t.Helper()
-	rows, err := db.Query(`SELECT type || ' ' || name, coalesce(sql, '') FROM sqlite_master
+	return textPairs(t, db, `SELECT type || ' ' || name, coalesce(sql, '') FROM sqlite_master
 		WHERE tbl_name NOT IN ('ff_worker_registry', 'ff_worker_registry_event')
 		  AND name NOT LIKE 'ff_worker_registry%' AND name <> 'sqlite_sequence'`)
+}
+
+// textPairs returns the rows of a query that selects two text columns, a
+// key and a value, as a map.
+func textPairs(t testing.TB, db *sql.DB, query string) map[string]string {
+	t.Helper()
+	rows, err := db.Query(query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,41 +332,20 @@ func engineObjects(t testing.TB, db *sql.DB) map[string]string {
 		}
 		out[k] = v
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	return out
 }
 
 // sharedRows returns every row of the two shared tables, as text.
 func sharedRows(t testing.TB, db *sql.DB) []string {
 	t.Helper()
-	return textRows(t, db,
+	return registrytest.TextRows(t, db,
 		`SELECT 'w ' || namespace || '/' || worker_instance_id || ' ' || worker_id || ' ' || lanes || ' ' || capabilities_csv || ' ' ||
 			last_heartbeat_ms || ' ' || liveness_ttl_ms || ' ' || registered_at_ms FROM ff_worker_registry ORDER BY 1`,
 		`SELECT 'e ' || rowid || ' ' || namespace || '/' || worker_instance_id || ' ' || event_kind || ' ' || event_at_ms || ' ' || coalesce(reason, '-')
 			FROM ff_worker_registry_event ORDER BY rowid`)
-}
-
-// textRows returns the rows of queries that select one text column, in
-// order.
-func textRows(t testing.TB, db *sql.DB, queries ...string) []string {
-	t.Helper()
-	var out []string
-	for _, q := range queries {
-		rows, err := db.Query(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
 }
 
 func checkIntegrity(t testing.TB, db *sql.DB) {
@@ -555,11 +548,7 @@ func TestFlowFabricMigrateDownAndUp(t *testing.T) {
 // database the registry made from nothing: same shapes, so they work.
 func TestEngineStatementsOnRegistryDatabase(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "registry.db")
-	r, err := registry.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, path := openFile(t)
 	defer r.Close()
 	eng := newEngine(t, path)
 	eng.register("prod", "e1", "pool", "default", "", time.Minute, t0)
@@ -586,14 +575,7 @@ func TestEngineStatementsOnRegistryDatabase(t *testing.T) {
 func TestUpgradeFromVersion2(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v2.db")
-	db, err := registry.OpenSQLiteDB(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := registry.MigrateTo(ctx, db, 2); err != nil {
-		t.Fatal(err)
-	}
+	db := openAtVersion(t, 2, func() (*sql.DB, error) { return registry.OpenSQLiteDB(path) })
 	ms := t0.UnixMilli()
 	for _, stmt := range []string{
 		fmt.Sprintf(`INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
@@ -680,20 +662,7 @@ func TestSameMillisecondEventsKept(t *testing.T) {
 // schemaNames lists every object of the database as "type name", sorted.
 func schemaNames(t testing.TB, db *sql.DB) []string {
 	t.Helper()
-	rows, err := db.Query(`SELECT type || ' ' || name FROM sqlite_master ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
+	return registrytest.TextRows(t, db, `SELECT type || ' ' || name FROM sqlite_master ORDER BY 1`)
 }
 
 func mapsEqual(a, b map[string]string) bool {

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
@@ -45,23 +43,36 @@ func adoptedLeaseFixture(b *testing.B, n int) (*registry.Registry, *sql.DB) {
 func fillLeases(b *testing.B, r *registry.Registry, sqlDB *sql.DB, n int) (*registry.Registry, *sql.DB) {
 	b.Helper()
 	start := time.Now()
+	registrytest.InsertLeasesFunc(b, sqlDB, n, benchLease(n), nil)
+	settle(b, sqlDB)
+	b.Logf("%d leases built in %v", n, time.Since(start).Round(time.Millisecond))
+	return r, sqlDB
+}
+
+// benchLease makes the leases of leaseFixture's data set of n, the same on
+// every engine.
+func benchLease(n int) func(i int) registrytest.Lease {
 	rng := rand.New(rand.NewPCG(uint64(n), 1))
-	registrytest.InsertLeasesFunc(b, sqlDB, n, func(i int) registrytest.Lease {
-		var u uuid.UUID
-		for j := range u {
-			u[j] = byte(rng.IntN(256))
-		}
+	return func(i int) registrytest.Lease {
 		return registrytest.Lease{
-			ExecutionID:      registry.ExecutionID{Partition: uint16(rng.IntN(256)), UUID: u},
+			ExecutionID:      randomExecutionID(rng),
 			Namespace:        fmt.Sprintf("ns-%d", i%4),
 			WorkerInstanceID: fmt.Sprintf("worker-%d", i%500),
 			LeaseEpoch:       uint64(i % 7),
 			ExpiresAt:        t0.Add(-time.Duration(n-i) / 100 * time.Millisecond),
 		}
-	}, nil)
-	settle(b, sqlDB)
-	b.Logf("%d leases built in %v", n, time.Since(start).Round(time.Millisecond))
-	return r, sqlDB
+	}
+}
+
+// randomExecutionID draws an execution ID from rng: the UUID's bytes in
+// order, then a partition in 0-255.
+func randomExecutionID(rng *rand.Rand) registry.ExecutionID {
+	var id registry.ExecutionID
+	for j := range id.UUID {
+		id.UUID[j] = byte(rng.IntN(256))
+	}
+	id.Partition = uint16(rng.IntN(256))
+	return id
 }
 
 // cursorAt returns the cursor that starts a page at the lease in position
@@ -149,16 +160,17 @@ func BenchmarkListExpiredLeases(b *testing.B) {
 		// data set is built.
 		b.Run(fmt.Sprintf("leases=%d", n), func(b *testing.B) {
 			r, sqlDB := leaseFixture(b, n)
-			benchLeasePages(b, r, sqlDB, n, n == 1_000_000)
+			benchLeasePages(b, r, n, 1000, n == 1_000_000, referenceLeaseQuery(b, sqlDB))
 		})
 	}
 }
 
 // benchLeasePages measures the first page and one nine tenths in, for the
-// registry and then for the reference's query on the same database (after
-// the registry's, since it adds the reference's index); with walk, also a
-// full walk.
-func benchLeasePages(b *testing.B, r *registry.Registry, sqlDB *sql.DB, n int, walk bool) {
+// registry, asked for pages of limit (0: DefaultLimit, also 1000), and then
+// for the reference's query that reference prepares on the same database
+// (after the registry's, since it adds the reference's index); with walk,
+// also a full walk.
+func benchLeasePages(b *testing.B, r *registry.Registry, n, limit int, walk bool, reference func() *sql.Stmt) {
 	deep := cursorAt(b, r, n*9/10)
 	pages := []struct {
 		name  string
@@ -166,7 +178,7 @@ func benchLeasePages(b *testing.B, r *registry.Registry, sqlDB *sql.DB, n int, w
 	}{{"first", nil}, {"deep", deep}}
 	for _, page := range pages {
 		b.Run("registry/page="+page.name, func(b *testing.B) {
-			args := registry.ListExpiredLeasesArgs{AsOf: t0, After: page.after, Limit: 1000}
+			args := registry.ListExpiredLeasesArgs{AsOf: t0, After: page.after, Limit: limit}
 			for b.Loop() {
 				res, err := r.ListExpiredLeases(context.Background(), args)
 				if err != nil || len(res.Leases) != 1000 {
@@ -182,14 +194,7 @@ func benchLeasePages(b *testing.B, r *registry.Registry, sqlDB *sql.DB, n int, w
 			}
 		})
 	}
-	// On an adopted database the engine's own ff_attempt_lease_expiry_idx
-	// is (partition, expiry): the reference gets the expiry index it was
-	// written for either way.
-	if _, err := sqlDB.Exec(refLeaseIndex); err != nil {
-		b.Fatal(err)
-	}
-	settle(b, sqlDB)
-	stmt := prepare(b, sqlDB, refLeaseQuery)
+	stmt := reference()
 	for _, page := range pages {
 		b.Run("baseline=reference/page="+page.name, func(b *testing.B) {
 			for b.Loop() {
@@ -201,6 +206,20 @@ func benchLeasePages(b *testing.B, r *registry.Registry, sqlDB *sql.DB, n int, w
 	}
 }
 
+// referenceLeaseQuery adds the reference's lease index to the SQLite
+// database and returns its query prepared. On an adopted database the
+// engine's own ff_attempt_lease_expiry_idx is (partition, expiry): the
+// reference gets the expiry index it was written for either way.
+func referenceLeaseQuery(b *testing.B, sqlDB *sql.DB) func() *sql.Stmt {
+	return func() *sql.Stmt {
+		if _, err := sqlDB.Exec(refLeaseIndex); err != nil {
+			b.Fatal(err)
+		}
+		settle(b, sqlDB)
+		return prepare(b, sqlDB, refLeaseQuery)
+	}
+}
+
 // walkAll pages through every expired lease and checks that each comes
 // back exactly once.
 // BenchmarkListExpiredLeasesAdopted is the 1M-lease page on a FlowFabric
@@ -209,7 +228,7 @@ func benchLeasePages(b *testing.B, r *registry.Registry, sqlDB *sql.DB, n int, w
 func BenchmarkListExpiredLeasesAdopted(b *testing.B) {
 	const n = 1_000_000
 	r, sqlDB := adoptedLeaseFixture(b, n)
-	benchLeasePages(b, r, sqlDB, n, false)
+	benchLeasePages(b, r, n, 1000, false, referenceLeaseQuery(b, sqlDB))
 }
 
 func walkAll(b *testing.B, r *registry.Registry, n int) {

@@ -157,22 +157,32 @@ func TestExpiredLeaseWalkThroughPreEpochExpiry(t *testing.T) {
 			registrytest.Lease{WorkerInstanceID: "w2", ExpiresAt: time.UnixMilli(10)},
 		)
 		var got []string
-		var after *registry.LeaseCursor
-		for {
-			res, err := r.ListExpiredLeases(context.Background(), registry.ListExpiredLeasesArgs{AsOf: time.UnixMilli(100), After: after, Limit: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, l := range res.Leases {
-				got = append(got, l.WorkerInstanceID)
-			}
-			if res.Next == nil {
-				break
-			}
-			after = res.Next
+		for _, l := range walkExpired(t, r, registry.ListExpiredLeasesArgs{AsOf: time.UnixMilli(100), Limit: 1}, 3) {
+			got = append(got, l.WorkerInstanceID)
 		}
 		equal(t, "walk", got, []string{"w1", "w2"})
 	})
+}
+
+// walkExpired pages through ListExpiredLeases from args.After to the end
+// and returns every lease it listed; the walk fails t after maxPages pages.
+func walkExpired(t *testing.T, r *registry.Registry, args registry.ListExpiredLeasesArgs, maxPages int) []registry.ExpiredLease {
+	t.Helper()
+	var out []registry.ExpiredLease
+	for pages := 0; ; pages++ {
+		if pages > maxPages {
+			t.Fatalf("namespace %q, limit %d: walk does not end", args.Namespace, args.Limit)
+		}
+		res, err := r.ListExpiredLeases(context.Background(), args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.Leases...)
+		if res.Next == nil {
+			return out
+		}
+		args.After = res.Next
+	}
 }
 
 // TestExpiredLeaseWalkVisitsEveryLeaseOnce is the property test for defect
@@ -232,24 +242,8 @@ func TestExpiredLeaseWalkVisitsEveryLeaseOnce(t *testing.T) {
 			}
 			for _, limit := range []int{1, 2, 3, 7, 1000} {
 				var got []registry.ExecutionID
-				var after *registry.LeaseCursor
-				for pages := 0; ; pages++ {
-					if pages > len(want)+1 {
-						t.Fatalf("namespace %q, limit %d: walk does not end", ns, limit)
-					}
-					res, err := r.ListExpiredLeases(context.Background(), registry.ListExpiredLeasesArgs{
-						AsOf: asOf, Namespace: ns, After: after, Limit: limit,
-					})
-					if err != nil {
-						t.Fatal(err)
-					}
-					for _, l := range res.Leases {
-						got = append(got, l.ExecutionID)
-					}
-					if res.Next == nil {
-						break
-					}
-					after = res.Next
+				for _, l := range walkExpired(t, r, registry.ListExpiredLeasesArgs{AsOf: asOf, Namespace: ns, Limit: limit}, len(want)+1) {
+					got = append(got, l.ExecutionID)
 				}
 				if len(got) != len(want) {
 					t.Fatalf("namespace %q, limit %d: walked %d leases, want %d", ns, limit, len(got), len(want))

@@ -66,13 +66,27 @@ func (b *testBundle) holdRowLock(t *testing.T, ns, instance string) (release fun
 	return release, waiting
 }
 
-// waitFor polls cond until it holds, and fails the test after a deadline.
+// waitFor polls cond until it holds, and fails the test after 30 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitWithin(t, 30*time.Second, what, cond, func() string { return "" })
+}
+
+// waitForLogged polls cond until it holds, and fails the test after 10 s,
+// showing what was logged to logs.
+func waitForLogged(t *testing.T, logs fmt.Stringer, what string, cond func() bool) {
+	t.Helper()
+	waitWithin(t, 10*time.Second, what, cond, func() string { return "; logs:\n" + logs.String() })
+}
+
+// waitWithin polls cond until it holds, and fails the test after limit,
+// with detail() after what it waited for.
+func waitWithin(t *testing.T, limit time.Duration, what string, cond func() bool, detail func() string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s%s", what, detail())
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -122,6 +122,41 @@ type multiChild struct {
 	summary map[string]string
 }
 
+// startChild starts a child in role on path, with env added to its
+// environment, and reads its stdout; it is killed when the test ends.
+func startChild(t *testing.T, role, path string, env ...string) *multiChild {
+	t.Helper()
+	c := &multiChild{cmd: childCommand(role, path, env...)}
+	c.cmd.Stderr = &c.stderr
+	var err error
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cmd.Process.Kill() }) // after Wait, a no-op
+	c.lines = readLines(stdout)
+	return c
+}
+
+// readAll reads the child's stdout to its end: the summary line into
+// c.summary, and every other line into the result.
+func (c *multiChild) readAll() (other []string) {
+	for line := range c.lines {
+		if s, ok := strings.CutPrefix(line, "summary "); ok {
+			c.summary = parseSummary(s)
+		} else {
+			other = append(other, line)
+		}
+	}
+	return other
+}
+
 // runMultiProcess runs n children of ops operations each on path,
 // together, and checks the result; allEvents says that every child writes
 // heartbeat events.
@@ -131,27 +166,11 @@ func runMultiProcess(t *testing.T, path string, n, ops int, allEvents bool, env 
 	start := time.Now()
 	children := make([]*multiChild, n)
 	for i := range children {
-		c := &multiChild{}
-		c.cmd = childCommand("hammer", path, append([]string{
+		children[i] = startChild(t, "hammer", path, append([]string{
 			envChildID + "=" + strconv.Itoa(i),
 			envChildSeed + "=" + strconv.FormatUint(seed+uint64(i), 10),
 			envChildOps + "=" + strconv.Itoa(ops),
 		}, env...)...)
-		c.cmd.Stderr = &c.stderr
-		var err error
-		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := c.cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.cmd.Process.Kill() }) // after Wait, a no-op
-		c.lines = readLines(stdout)
-		children[i] = c
 	}
 	// Start together: each child says ready, then waits for go.
 	deadline := time.After(multiStartLimit)
@@ -167,14 +186,7 @@ func runMultiProcess(t *testing.T, path string, n, ops int, allEvents bool, env 
 		c.stdin.Close()
 	}
 	for i, c := range children {
-		var other []string
-		for line := range c.lines {
-			if s, ok := strings.CutPrefix(line, "summary "); ok {
-				c.summary = parseSummary(s)
-			} else {
-				other = append(other, line)
-			}
-		}
+		other := c.readAll()
 		err := c.cmd.Wait()
 		if err != nil || c.summary == nil {
 			t.Errorf("%s\n--- stdout ---\n%s", childFailure(fmt.Sprintf("child %d", i), err, c.stderr.String()), strings.Join(other, "\n"))

@@ -292,17 +292,7 @@ func TestRunSweeperObserved(t *testing.T) {
 			cancel()
 			<-done
 		}()
-		waitFor := func(what string, cond func() bool) {
-			t.Helper()
-			deadline := time.Now().Add(10 * time.Second)
-			for !cond() {
-				if time.Now().After(deadline) {
-					t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
-				}
-				time.Sleep(time.Millisecond)
-			}
-		}
-		waitFor("an idle sweep at DEBUG", func() bool {
+		waitForLogged(t, logs, "an idle sweep at DEBUG", func() bool {
 			return strings.Contains(logs.String(), `level=DEBUG msg="worker registry sweep" swept=0 pruned_events=0`)
 		})
 		if strings.Contains(logs.String(), "level=INFO") {
@@ -314,10 +304,10 @@ func TestRunSweeperObserved(t *testing.T) {
 		mu.Lock()
 		now = t0.Add(11 * time.Second)
 		mu.Unlock()
-		waitFor("a sweep at INFO", func() bool {
+		waitForLogged(t, logs, "a sweep at INFO", func() bool {
 			return strings.Contains(logs.String(), `level=INFO msg="worker registry sweep" swept=1`)
 		})
-		waitFor("the gauge to drop", func() bool {
+		waitForLogged(t, logs, "the gauge to drop", func() bool {
 			return len(int64Points(t, collect(t, reader)["workerregistry.workers.live"], "live")) == 0
 		})
 		var sweeps int
@@ -336,7 +326,6 @@ func TestRunSweeperObserved(t *testing.T) {
 // SDK's meter and tracer providers (a ManualReader, and every span sampled
 // and batched to an exporter that drops it), in the same run.
 func BenchmarkHeartbeatObserved(b *testing.B) {
-	ctx := context.Background()
 	for _, observed := range []bool{false, true} {
 		b.Run(fmt.Sprintf("provider=%v", observed), func(b *testing.B) {
 			var opts []registry.Option
@@ -348,17 +337,8 @@ func BenchmarkHeartbeatObserved(b *testing.B) {
 			}
 			r, _ := workerFixture(b, benchWorkers, opts...)
 			var clock clockMS
-			i := 0
 			b.ReportAllocs()
-			for b.Loop() {
-				res, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{
-					Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
-				})
-				if err != nil || res.Outcome != registry.HeartbeatRefreshed {
-					b.Fatalf("heartbeat: %+v, %v", res, err)
-				}
-				i++
-			}
+			measure(b, 0, heartbeatOp(r, clock.heartbeat))
 		})
 	}
 }

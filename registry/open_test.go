@@ -194,14 +194,7 @@ func TestOpenWithoutAutoMigrate(t *testing.T) {
 func TestMigrateAppliesPendingInOneTransaction(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "r.db")
-	db, err := registry.OpenSQLiteDB(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := registry.MigrateTo(ctx, db, 1); err != nil {
-		t.Fatal(err)
-	}
+	db := openAtVersion(t, 1, func() (*sql.DB, error) { return registry.OpenSQLiteDB(path) })
 	// Something else took the name that version 2 creates, in a shape it
 	// cannot index.
 	if _, err := db.Exec(`CREATE TABLE ff_exec_core (id INTEGER PRIMARY KEY)`); err != nil {

@@ -14,7 +14,6 @@ import (
 func TestEventsOfEveryNamespace(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store) {
 		r, _ := setup(t, s)
-		ctx := context.Background()
 		var want []string
 		for i, k := range [][2]string{{"b", "w1"}, {"a", "w1"}, {"c", "w9"}, {"a", "w2"}, {"b", "w1"}} {
 			mustRegister(t, r, registerArgs(k[0], k[1], t0.Add(time.Duration(i)*time.Second)))
@@ -27,16 +26,8 @@ func TestEventsOfEveryNamespace(t *testing.T) {
 			}
 			return out
 		}
-		list := func(args registry.ListWorkerEventsArgs) registry.ListWorkerEventsResult {
-			t.Helper()
-			res, err := r.ListWorkerEvents(ctx, args)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return res
-		}
 
-		all := list(registry.ListWorkerEventsArgs{})
+		all := mustListEvents(t, r, registry.ListWorkerEventsArgs{})
 		equal(t, "every namespace", names(all.Events), want)
 		equal(t, "next", all.Next, int64(0))
 		for i := 1; i < len(all.Events); i++ {
@@ -50,7 +41,7 @@ func TestEventsOfEveryNamespace(t *testing.T) {
 			var got []string
 			args := registry.ListWorkerEventsArgs{Limit: 2, NewestFirst: newest}
 			for range 10 {
-				page := list(args)
+				page := mustListEvents(t, r, args)
 				got = append(got, names(page.Events)...)
 				if page.Next == 0 {
 					break
@@ -67,7 +58,7 @@ func TestEventsOfEveryNamespace(t *testing.T) {
 			equal(t, "paged", got, wantPaged)
 		}
 		// A namespace still narrows the log.
-		equal(t, "namespace a", names(list(registry.ListWorkerEventsArgs{Namespace: "a"}).Events), []string{"a/w1", "a/w2"})
+		equal(t, "namespace a", names(mustListEvents(t, r, registry.ListWorkerEventsArgs{Namespace: "a"}).Events), []string{"a/w1", "a/w2"})
 	})
 }
 

@@ -40,12 +40,8 @@ func orphanFixture(b *testing.B, postgres bool, n, holders, dead int) (*registry
 	rng := rand.New(rand.NewPCG(uint64(n), 2))
 	holder := func(i int) string { return fmt.Sprintf("worker-%04d", i) }
 	registrytest.InsertLeasesFunc(b, sqlDB, n, func(i int) registrytest.Lease {
-		var u uuid.UUID
-		for j := range u {
-			u[j] = byte(rng.IntN(256))
-		}
 		return registrytest.Lease{
-			ExecutionID:      registry.ExecutionID{Partition: uint16(rng.IntN(256)), UUID: u},
+			ExecutionID:      randomExecutionID(rng),
 			Namespace:        fmt.Sprintf("ns-%d", i%4),
 			WorkerInstanceID: holder(i % holders),
 			LeaseEpoch:       uint64(i % 7),

@@ -18,7 +18,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"runtime"
@@ -36,20 +35,9 @@ import (
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
-// The reference's schema and statements (see bench_test.go), ported to
-// Postgres: $N placeholders, bigint times, ON CONFLICT DO NOTHING for
-// INSERT OR IGNORE.
-const pgReferenceSchema = `
-CREATE TABLE ref_worker_registry (
-    namespace text NOT NULL, worker_instance_id text NOT NULL, worker_id text NOT NULL,
-    lanes text NOT NULL, capabilities_csv text NOT NULL DEFAULT '',
-    last_heartbeat_ms bigint NOT NULL, liveness_ttl_ms bigint NOT NULL, registered_at_ms bigint NOT NULL,
-    PRIMARY KEY (namespace, worker_instance_id));
-CREATE TABLE ref_worker_registry_event (
-    namespace text NOT NULL, worker_instance_id text NOT NULL, event_kind text NOT NULL,
-    event_at_ms bigint NOT NULL, reason text,
-    PRIMARY KEY (namespace, worker_instance_id, event_at_ms));`
-
+// The reference's statements (see bench_test.go), ported to Postgres: $N
+// placeholders, and ON CONFLICT DO NOTHING for INSERT OR IGNORE. Its schema
+// is referenceSchema on both engines.
 const (
 	pgRefHeartbeatUpdate = `UPDATE ref_worker_registry SET last_heartbeat_ms = $3
 		WHERE namespace = $1 AND worker_instance_id = $2 AND last_heartbeat_ms + liveness_ttl_ms > $3
@@ -141,7 +129,7 @@ func pgWorkerFixture(b *testing.B, n, maxConns int, opts ...registry.Option) (*r
 		b.Fatal(err)
 	}
 	b.Cleanup(base.Close)
-	if _, err := base.Exec(ctx, pgReferenceSchema); err != nil {
+	if _, err := base.Exec(ctx, referenceSchema); err != nil {
 		b.Fatal(err)
 	}
 	for _, table := range []string{"ff_worker_registry", "ref_worker_registry"} {
@@ -249,16 +237,7 @@ func BenchmarkPostgresHeartbeat(b *testing.B) {
 		b.Run(fmt.Sprintf("registry/events=%v", events), func(b *testing.B) {
 			r, _ := pgWorkerFixture(b, benchWorkers, 0, registry.WithHeartbeatEvents(events))
 			var clock clockMS
-			i := 0
-			for b.Loop() {
-				res, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{
-					Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
-				})
-				if err != nil || res.Outcome != registry.HeartbeatRefreshed {
-					b.Fatalf("heartbeat: %+v, %v", res, err)
-				}
-				i++
-			}
+			measure(b, 0, heartbeatOp(r, clock.heartbeat))
 		})
 	}
 	// A zero Now: the registry reads its clock, and reads it again once it
@@ -266,52 +245,39 @@ func BenchmarkPostgresHeartbeat(b *testing.B) {
 	b.Run("registry/events=false,now=clock", func(b *testing.B) {
 		var clock clockMS
 		r, _ := pgWorkerFixture(b, benchWorkers, 0, registry.WithClock(func() time.Time { return time.UnixMilli(clock.next()) }))
-		i := 0
-		for b.Loop() {
-			res, err := r.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i)})
-			if err != nil || res.Outcome != registry.HeartbeatRefreshed {
-				b.Fatalf("heartbeat: %+v, %v", res, err)
-			}
-			i++
-		}
+		measure(b, 0, heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
+			return registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i)}
+		}))
 	})
 	b.Run("baseline=reference", func(b *testing.B) {
 		_, base := pgWorkerFixture(b, benchWorkers, 0)
 		var clock clockMS
-		i := 0
-		for b.Loop() {
-			if err := pgReferenceHeartbeat(ctx, base, instanceID(i), clock.next()); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
+		measure(b, 0, func(i int) error { return pgReferenceHeartbeat(ctx, base, instanceID(i), clock.next()) })
 	})
 	// The version-5 store's heartbeat, on its unpartitioned table: what
 	// registry/events=false did before FlowFabric's shape.
 	b.Run("baseline=v5", func(b *testing.B) {
 		base := pgV5Fixture(b, benchWorkers)
 		var clock clockMS
-		i := 0
-		for b.Loop() {
+		measure(b, 0, func(i int) error {
 			var expires int64
 			var draining bool
 			if err := base.QueryRow(ctx, pgV5Heartbeat, clock.next(), "ns", instanceID(i)).Scan(&expires, &draining); err != nil {
-				b.Fatalf("v5 heartbeat: %v", err)
+				return fmt.Errorf("v5 heartbeat: %w", err)
 			}
-			i++
-		}
+			return nil
+		})
 	})
 	b.Run("baseline=floor", func(b *testing.B) {
 		_, base := pgWorkerFixture(b, benchWorkers, 0)
 		var clock clockMS
-		i := 0
-		for b.Loop() {
+		measure(b, 0, func(i int) error {
 			tag, err := base.Exec(ctx, pgFloorUpdate, clock.next(), "ns", instanceID(i))
-			if err != nil || tag.RowsAffected() != 1 {
-				b.Fatalf("floor update: %v, %v", tag, err)
+			if err == nil && tag.RowsAffected() != 1 {
+				err = fmt.Errorf("floor update: %v", tag)
 			}
-			i++
-		}
+			return err
+		})
 	})
 }
 
@@ -324,23 +290,22 @@ func BenchmarkPostgresHeartbeatWorkers(b *testing.B) {
 			r, _ := pgWorkerFixture(b, benchWorkers, 0)
 			var clock clockMS
 			batch := make([]registry.HeartbeatWorkerArgs, size)
-			i := 0
-			for b.Loop() {
+			measure(b, 0, func(i int) error {
 				now := time.UnixMilli(clock.next())
 				for j := range batch {
 					batch[j] = registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i*size + j), Now: now}
 				}
 				res, err := r.HeartbeatWorkers(ctx, batch)
 				if err != nil {
-					b.Fatal(err)
+					return err
 				}
 				for _, h := range res {
 					if h.Outcome != registry.HeartbeatRefreshed {
-						b.Fatalf("heartbeat: %+v", h)
+						return fmt.Errorf("heartbeat: %+v", h)
 					}
 				}
-				i++
-			}
+				return nil
+			})
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/heartbeat")
 		})
 	}
@@ -360,28 +325,7 @@ func BenchmarkPostgresHeartbeatParallel(b *testing.B) {
 		b.Run(pool.name, func(b *testing.B) {
 			r, _ := pgWorkerFixture(b, benchWorkers, pool.maxConns)
 			var clock clockMS
-			var next, failures atomic.Int64
-			var firstErr atomic.Value
-			b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := int(next.Add(1))
-					res, err := r.HeartbeatWorker(context.Background(), registry.HeartbeatWorkerArgs{
-						Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next()),
-					})
-					if err == nil && res.Outcome != registry.HeartbeatRefreshed {
-						err = fmt.Errorf("outcome %v", res.Outcome)
-					}
-					if err != nil {
-						failures.Add(1)
-						firstErr.CompareAndSwap(nil, err)
-					}
-				}
-			})
-			if n := failures.Load(); n != 0 {
-				b.Fatalf("%d heartbeats failed, the first with %v", n, firstErr.Load())
-			}
+			parallel16(b, "heartbeats", heartbeatOp(r, clock.heartbeat))
 		})
 	}
 }
@@ -391,27 +335,17 @@ func BenchmarkPostgresRegister(b *testing.B) {
 	b.Run("registry", func(b *testing.B) {
 		r, _ := pgWorkerFixture(b, benchWorkers, 0)
 		var clock clockMS
-		i := 0
-		for b.Loop() {
-			// Refreshes of live rows, the steady state of a fleet.
-			_, err := r.RegisterWorker(ctx, registry.RegisterWorkerArgs{
-				Namespace: "ns", WorkerID: "pool", WorkerInstanceID: instanceID(i),
-				Lanes: []string{"default", "build"}, Capabilities: []string{"cuda"},
-				LivenessTTL: time.Hour, Now: time.UnixMilli(clock.next()),
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
+		measure(b, 0, func(i int) error {
+			_, err := r.RegisterWorker(ctx, clock.register(i))
+			return err
+		})
 	})
 	b.Run("baseline=reference", func(b *testing.B) {
 		_, base := pgWorkerFixture(b, benchWorkers, 0)
 		var clock clockMS
-		i := 0
-		for b.Loop() {
+		measure(b, 0, func(i int) error {
 			now, id := clock.next(), instanceID(i)
-			err := pgx.BeginFunc(ctx, base, func(tx pgx.Tx) error {
+			return pgx.BeginFunc(ctx, base, func(tx pgx.Tx) error {
 				var worker string
 				if err := tx.QueryRow(ctx, pgRefRegisterSelect, "ns", id).Scan(&worker); err != nil {
 					return err
@@ -422,11 +356,7 @@ func BenchmarkPostgresRegister(b *testing.B) {
 				_, err := tx.Exec(ctx, pgRefEventInsert, "ns", id, "registered", now)
 				return err
 			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
+		})
 	})
 }
 
@@ -437,26 +367,32 @@ func BenchmarkPostgresRegister(b *testing.B) {
 func BenchmarkPostgresRegisterParallel(b *testing.B) {
 	r, _ := pgWorkerFixture(b, benchWorkers, 16)
 	var clock clockMS
+	parallel16(b, "registers", func(i int) error {
+		_, err := r.RegisterWorker(context.Background(), clock.register(i))
+		return err
+	})
+}
+
+// parallel16 resets b's timer and calls op from 16 goroutines (at least
+// one a CPU) with call numbers from 1 on, until b has run enough; then it
+// fails b if any call failed, naming how many of what failed and the first
+// error.
+func parallel16(b *testing.B, what string, op func(i int) error) {
+	b.Helper()
 	var next, failures atomic.Int64
 	var firstErr atomic.Value
 	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			i := int(next.Add(1))
-			_, err := r.RegisterWorker(context.Background(), registry.RegisterWorkerArgs{
-				Namespace: "ns", WorkerID: "pool", WorkerInstanceID: instanceID(i),
-				Lanes: []string{"default", "build"}, Capabilities: []string{"cuda"},
-				LivenessTTL: time.Hour, Now: time.UnixMilli(clock.next()),
-			})
-			if err != nil {
+			if err := op(int(next.Add(1))); err != nil {
 				failures.Add(1)
 				firstErr.CompareAndSwap(nil, err)
 			}
 		}
 	})
 	if n := failures.Load(); n != 0 {
-		b.Fatalf("%d registers failed, the first with %v", n, firstErr.Load())
+		b.Fatalf("%d %s failed, the first with %v", n, what, firstErr.Load())
 	}
 }
 
@@ -562,23 +498,6 @@ const (
 	LIMIT $5`
 )
 
-// benchLease makes the leases of leaseFixture's data set of n.
-func benchLease(n int) func(i int) registrytest.Lease {
-	rng := rand.New(rand.NewPCG(uint64(n), 1))
-	return func(i int) registrytest.Lease {
-		var l registrytest.Lease
-		for j := range l.ExecutionID.UUID {
-			l.ExecutionID.UUID[j] = byte(rng.IntN(256))
-		}
-		l.ExecutionID.Partition = uint16(rng.IntN(256))
-		l.Namespace = fmt.Sprintf("ns-%d", i%4)
-		l.WorkerInstanceID = fmt.Sprintf("worker-%d", i%500)
-		l.LeaseEpoch = uint64(i % 7)
-		l.ExpiresAt = t0.Add(-time.Duration(n-i) / 100 * time.Millisecond)
-		return l
-	}
-}
-
 // BenchmarkPostgresListExpiredLeases measures a 1000-lease page at the
 // start of the walk and nine tenths in, at 10k, 100k and 1M expired
 // leases (REGISTRY_BENCH_POSTGRES_LEASES), for this library and for the
@@ -588,36 +507,13 @@ func BenchmarkPostgresListExpiredLeases(b *testing.B) {
 	for _, n := range benchSizes(b, "REGISTRY_BENCH_POSTGRES_LEASES", 10_000, 100_000, 1_000_000) {
 		b.Run(fmt.Sprintf("leases=%d", n), func(b *testing.B) {
 			r, sqlDB := pgLeaseFixture(b, n)
-			deep := cursorAt(b, r, n*9/10)
-			pages := []struct {
-				name  string
-				after *registry.LeaseCursor
-			}{{"first", nil}, {"deep", deep}}
-			for _, page := range pages {
-				b.Run("registry/page="+page.name, func(b *testing.B) {
-					args := registry.ListExpiredLeasesArgs{AsOf: t0, After: page.after} // Limit 0: DefaultLimit, 1000
-					for b.Loop() {
-						res, err := r.ListExpiredLeases(context.Background(), args)
-						if err != nil || len(res.Leases) != registry.DefaultLimit {
-							b.Fatalf("page of %d, %v", len(res.Leases), err)
-						}
-					}
-				})
-			}
-			if _, err := sqlDB.Exec(pgRefLeaseIndex); err != nil {
-				b.Fatal(err)
-			}
-			pgSettle(b, sqlDB, "ff_attempt")
-			stmt := prepare(b, sqlDB, pgRefLeaseQuery)
-			for _, page := range pages {
-				b.Run("baseline=reference/page="+page.name, func(b *testing.B) {
-					for b.Loop() {
-						if got := referencePage(b, stmt, page.after, 1000); got != 1000 {
-							b.Fatalf("reference page of %d", got)
-						}
-					}
-				})
-			}
+			benchLeasePages(b, r, n, 0, false, func() *sql.Stmt {
+				if _, err := sqlDB.Exec(pgRefLeaseIndex); err != nil {
+					b.Fatal(err)
+				}
+				pgSettle(b, sqlDB, "ff_attempt")
+				return prepare(b, sqlDB, pgRefLeaseQuery)
+			})
 		})
 	}
 }

@@ -61,6 +61,30 @@ func setupAt(t testing.TB, path string, opts ...registry.Option) (*registry.Regi
 	return r, b
 }
 
+// openFile opens a registry on a new SQLite file in t.TempDir, closed when
+// the test ends, and returns it with the file's path.
+func openFile(t testing.TB, opts ...registry.Option) (*registry.Registry, string) {
+	t.Helper()
+	b := &testBundle{engine: engineSQLite, path: filepath.Join(t.TempDir(), "registry.db")}
+	return b.open(t, opts...), b.path
+}
+
+// openAtVersion opens a database with open, closed when the test ends,
+// and migrates it to version: a database of an earlier schema, to fill and
+// then upgrade.
+func openAtVersion(t testing.TB, version int64, open func() (*sql.DB, error)) *sql.DB {
+	t.Helper()
+	db, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := registry.MigrateTo(context.Background(), db, version); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 // open opens another Registry on the test's database, closed when the test
 // ends.
 func (b *testBundle) open(t testing.TB, opts ...registry.Option) *registry.Registry {
@@ -303,6 +327,16 @@ func mustRegister(t testing.TB, r *registry.Registry, args registry.RegisterWork
 		t.Fatalf("RegisterWorker(%s/%s): %v", args.Namespace, args.WorkerInstanceID, err)
 	}
 	return o
+}
+
+// mustListEvents is ListWorkerEvents that fails the test on error.
+func mustListEvents(t *testing.T, r *registry.Registry, args registry.ListWorkerEventsArgs) registry.ListWorkerEventsResult {
+	t.Helper()
+	res, err := r.ListWorkerEvents(context.Background(), args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 func mustHeartbeat(t *testing.T, r *registry.Registry, ns, instance string, now time.Time) registry.HeartbeatResult {

@@ -179,27 +179,17 @@ func TestRunSweeper(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- r.RunSweeper(ctx, registry.SweeperConfig{Interval: time.Millisecond}) }()
 
-		waitFor := func(what string, cond func() bool) {
-			t.Helper()
-			deadline := time.Now().Add(10 * time.Second)
-			for !cond() {
-				if time.Now().After(deadline) {
-					t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
-				}
-				time.Sleep(time.Millisecond)
-			}
-		}
-		waitFor("a first sweep", func() bool { return strings.Contains(logs.String(), "worker registry sweep") })
+		waitForLogged(t, logs, "a first sweep", func() bool { return strings.Contains(logs.String(), "worker registry sweep") })
 		equal(t, "rows while live", b.rowCount(t), 1)
 
 		// A clock before 1970 makes sweeps fail; the sweeper logs and goes on.
 		setNow(time.Unix(-100, 0))
-		waitFor("a failed sweep", func() bool { return strings.Contains(logs.String(), "sweep failed") })
+		waitForLogged(t, logs, "a failed sweep", func() bool { return strings.Contains(logs.String(), "sweep failed") })
 
 		// The registry's clock, not the wall clock, decides expiry.
 		setNow(t0.Add(10 * time.Second))
-		waitFor("the expired worker to be swept", func() bool { return b.rowCount(t) == 0 })
-		waitFor("a logged sweep of it", func() bool { return strings.Contains(logs.String(), "swept=1") })
+		waitForLogged(t, logs, "the expired worker to be swept", func() bool { return b.rowCount(t) == 0 })
+		waitForLogged(t, logs, "a logged sweep of it", func() bool { return strings.Contains(logs.String(), "swept=1") })
 
 		cancel()
 		select {

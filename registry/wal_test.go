@@ -96,11 +96,7 @@ func TestWALBoundedByEachWrite(t *testing.T) {
 func TestWALShrinksAfterBurst(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "registry.db")
-	r, err := registry.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, path := openFile(t)
 	defer r.Close()
 	const workers = 100
 	for i := range workers {

@@ -19,13 +19,8 @@ import (
 // see real exit codes without building it.
 func TestMain(m *testing.M) { clitest.Main(m, main) }
 
-type result = clitest.Result
-
 // migrate runs the command in dir with env added to the environment.
-func migrate(t *testing.T, dir string, env []string, args ...string) result {
-	t.Helper()
-	return clitest.Self().Run(t, dir, env, args...)
-}
+var migrate = clitest.Self().Run
 
 func latestVersion(t *testing.T) int {
 	t.Helper()
@@ -67,7 +62,7 @@ func TestCommands(t *testing.T) {
 // (none: registry.db in dir).
 func testCommands(t *testing.T, dir string, dbArgs []string) {
 	latest := latestVersion(t)
-	run := func(args ...string) result {
+	run := func(args ...string) clitest.Result {
 		t.Helper()
 		res := migrate(t, dir, nil, append(slices.Clone(dbArgs), args...)...)
 		if res.Code != 0 {

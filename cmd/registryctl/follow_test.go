@@ -151,7 +151,7 @@ func TestWorkersEventsFollowJSON(t *testing.T) {
 			live(t, reg, "other", "elsewhere")
 		})
 		f := startFollower(t, path, "workers", "events", "-namespace", "ns", "-since", "1h", "-follow", "-json", "-limit", "1")
-		first := decode[jsonEvent](t, f.waitFor(t, "the recent event", func(string) bool { return true }))
+		first := decode[eventJSON](t, f.waitFor(t, "the recent event", func(string) bool { return true }))
 		if first.WorkerInstanceID != "recent" || first.Kind != "registered" || first.Namespace != "ns" {
 			t.Fatalf("first event = %+v, want ns/recent's registration", first)
 		}
@@ -161,7 +161,7 @@ func TestWorkersEventsFollowJSON(t *testing.T) {
 		}
 		live(t, reg, "other", "ignored")
 		line := f.waitFor(t, "the kill", func(line string) bool { return strings.Contains(line, "marked_dead") })
-		if e := decode[jsonEvent](t, line); e.WorkerInstanceID != "recent" || e.Reason != "gone" || e.ID <= first.ID {
+		if e := decode[eventJSON](t, line); e.WorkerInstanceID != "recent" || e.Reason != "gone" || e.ID <= first.ID {
 			t.Fatalf("marked_dead event = %+v", e)
 		}
 		if code := f.stop(t, syscall.SIGTERM); code != 0 || f.stderr.String() != "" {

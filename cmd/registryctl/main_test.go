@@ -23,17 +23,12 @@ import (
 // see real exit codes without building it.
 func TestMain(m *testing.M) { clitest.Main(m, main) }
 
-type result = clitest.Result
-
 // registryctl runs the command in dir with env added to the environment.
-func registryctl(t *testing.T, dir string, env []string, args ...string) result {
-	t.Helper()
-	return clitest.Self().Run(t, dir, env, args...)
-}
+var registryctl = clitest.Self().Run
 
 // ctl runs the command on the database at path and fails the test unless
 // it exits with code.
-func ctl(t *testing.T, path string, code int, args ...string) result {
+func ctl(t *testing.T, path string, code int, args ...string) clitest.Result {
 	t.Helper()
 	dir := filepath.Dir(path)
 	if registry.IsPostgresDSN(path) {
@@ -48,7 +43,7 @@ func ctl(t *testing.T, path string, code int, args ...string) result {
 
 // ctlAt is ctl with registryctl's clock fixed at now, so that relative
 // ages print the same on every run.
-func ctlAt(t *testing.T, path string, now time.Time, code int, args ...string) result {
+func ctlAt(t *testing.T, path string, now time.Time, code int, args ...string) clitest.Result {
 	t.Helper()
 	dir := filepath.Dir(path)
 	if registry.IsPostgresDSN(path) {
@@ -195,65 +190,45 @@ func ms(t time.Time) string {
 	return t.UTC().Truncate(time.Millisecond).Format("2006-01-02T15:04:05.000Z")
 }
 
-// The JSON shapes as a consumer would declare them.
-type (
-	jsonWorker struct {
-		Namespace        string   `json:"namespace"`
-		WorkerID         string   `json:"worker_id"`
-		WorkerInstanceID string   `json:"worker_instance_id"`
-		Status           string   `json:"status"`
-		Lanes            []string `json:"lanes"`
-		Capabilities     []string `json:"capabilities"`
-		LastHeartbeat    string   `json:"last_heartbeat"`
-		RegisteredAt     string   `json:"registered_at"`
-		ExpiresAt        string   `json:"expires_at"`
-		LivenessTTLMS    int64    `json:"liveness_ttl_ms"`
-		Draining         bool     `json:"draining"`
+// TestJSONKeys pins the JSON shapes' keys, which are the command's contract:
+// the tests below decode the output into the shapes themselves, so a renamed
+// key fails here.
+func TestJSONKeys(t *testing.T) {
+	next := int64(9)
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{workersJSON{Workers: []workerJSON{{Namespace: "ns", WorkerID: "pool", WorkerInstanceID: "w1", Status: "live",
+			Lanes: []string{"default"}, Capabilities: []string{}, LastHeartbeat: "t1", RegisteredAt: "t0", ExpiresAt: "t2",
+			LivenessTTLMS: 30_000, Draining: true}}, Next: &workerCursorJSON{Namespace: "ns", WorkerInstanceID: "w1"}},
+			`{"workers":[{"namespace":"ns","worker_id":"pool","worker_instance_id":"w1","status":"live",` +
+				`"lanes":["default"],"capabilities":[],"last_heartbeat":"t1","registered_at":"t0","expires_at":"t2",` +
+				`"liveness_ttl_ms":30000,"draining":true}],"next":{"namespace":"ns","worker_instance_id":"w1"}}`},
+		{eventsJSON{Events: []eventJSON{{ID: 8, At: "t0", Namespace: "ns", WorkerInstanceID: "w1", Kind: "drained", Reason: "why"}}, Next: &next},
+			`{"events":[{"id":8,"at":"t0","namespace":"ns","worker_instance_id":"w1","kind":"drained","reason":"why"}],"next":9}`},
+		{leasesJSON{Leases: []leaseJSON{{ExecutionID: "e", LeaseID: "l", LeaseEpoch: 2, AttemptIndex: 1,
+			WorkerInstanceID: "w1", Namespace: "ns", ExpiresAt: "t0"}}, Next: &leaseCursorJSON{ExpiresAt: "t0", ExecutionID: "e", AttemptIndex: 1}},
+			`{"leases":[{"execution_id":"e","lease_id":"l","lease_epoch":2,"attempt_index":1,` +
+				`"worker_instance_id":"w1","namespace":"ns","expires_at":"t0"}],` +
+				`"next":{"expires_at":"t0","execution_id":"e","attempt_index":1}}`},
+		{outcomeJSON{Namespace: "ns", WorkerInstanceID: "w1", Outcome: "marked"},
+			`{"namespace":"ns","worker_instance_id":"w1","outcome":"marked"}`},
+		{sweepJSON{Swept: 2, PrunedEvents: 1}, `{"swept":2,"pruned_events":1}`},
+		{versionJSON{Version: "v1", Module: "m", Revision: "r", Modified: true, Go: "go1"},
+			`{"version":"v1","module":"m","revision":"r","modified":true,"go":"go1"}`},
+	} {
+		got, err := json.Marshal(c.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != c.want {
+			t.Errorf("%T as JSON:\n%s\nwant\n%s", c.v, got, c.want)
+		}
 	}
-	jsonWorkers struct {
-		Workers []jsonWorker `json:"workers"`
-		Next    *struct {
-			Namespace        string `json:"namespace"`
-			WorkerInstanceID string `json:"worker_instance_id"`
-		} `json:"next"`
-	}
-	jsonEvent struct {
-		ID               int64  `json:"id"`
-		At               string `json:"at"`
-		Namespace        string `json:"namespace"`
-		WorkerInstanceID string `json:"worker_instance_id"`
-		Kind             string `json:"kind"`
-		Reason           string `json:"reason"`
-	}
-	jsonEvents struct {
-		Events []jsonEvent `json:"events"`
-		Next   *int64      `json:"next"`
-	}
-	jsonLease struct {
-		ExecutionID      string `json:"execution_id"`
-		LeaseID          string `json:"lease_id"`
-		LeaseEpoch       uint64 `json:"lease_epoch"`
-		AttemptIndex     uint32 `json:"attempt_index"`
-		WorkerInstanceID string `json:"worker_instance_id"`
-		Namespace        string `json:"namespace"`
-		ExpiresAt        string `json:"expires_at"`
-	}
-	jsonLeases struct {
-		Leases []jsonLease `json:"leases"`
-		Next   *struct {
-			ExpiresAt    string `json:"expires_at"`
-			ExecutionID  string `json:"execution_id"`
-			AttemptIndex uint32 `json:"attempt_index"`
-		} `json:"next"`
-	}
-	jsonOutcome struct {
-		Namespace        string `json:"namespace"`
-		WorkerInstanceID string `json:"worker_instance_id"`
-		Outcome          string `json:"outcome"`
-	}
-)
+}
 
-func workerNames(ws []jsonWorker) []string {
+func workerNames(ws []workerJSON) []string {
 	var names []string
 	for _, w := range ws {
 		names = append(names, w.Namespace+"/"+w.WorkerInstanceID)
@@ -295,11 +270,11 @@ func TestWorkersList(t *testing.T) {
 
 		t.Run("json", func(t *testing.T) {
 			res := ctlAt(t, path, now, 0, "-json", "workers", "list")
-			got := decode[jsonWorkers](t, res.Stdout)
+			got := decode[workersJSON](t, res.Stdout)
 			if got.Next != nil || len(got.Workers) != 3 {
 				t.Fatalf("workers = %+v, next %+v", got.Workers, got.Next)
 			}
-			want := jsonWorker{
+			want := workerJSON{
 				Namespace: "alpha", WorkerID: "cpu-pool", WorkerInstanceID: "a-2", Status: "live",
 				Lanes: []string{"default"}, Capabilities: []string{},
 				LastHeartbeat: "2026-01-01T12:00:00.000Z", RegisteredAt: "2026-01-01T12:00:00.000Z",
@@ -353,7 +328,7 @@ func TestWorkersList(t *testing.T) {
 					t.Errorf("table: workers = %q, want %q", got, f.want)
 				}
 				res := ctlAt(t, path, now, 0, append([]string{"-json", "workers", "list"}, f.args...)...)
-				if got := workerNames(decode[jsonWorkers](t, res.Stdout).Workers); !slices.Equal(got, f.want) {
+				if got := workerNames(decode[workersJSON](t, res.Stdout).Workers); !slices.Equal(got, f.want) {
 					t.Errorf("json: workers = %q, want %q", got, f.want)
 				}
 			})
@@ -387,7 +362,7 @@ func TestWorkersListAll(t *testing.T) {
 		if !slices.EqualFunc(body, want, slices.Equal) {
 			t.Fatalf("-all rows =\n%q\nwant\n%q", body, want)
 		}
-		got := decode[jsonWorkers](t, ctlAt(t, path, now, 0, "-json", "workers", "list", "-all").Stdout)
+		got := decode[workersJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "list", "-all").Stdout)
 		var statuses []string
 		for _, w := range got.Workers {
 			statuses = append(statuses, w.WorkerInstanceID+":"+w.Status)
@@ -468,17 +443,17 @@ func TestWorkersListPaging(t *testing.T) {
 			t.Fatalf("-all: workers %q, stderr %q; want %q and no hint", got, res.Stderr, all)
 		}
 
-		page := decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "3").Stdout)
+		page := decode[workersJSON](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "3").Stdout)
 		if got := workerNames(page.Workers); !slices.Equal(got, all[:3]) || page.Next == nil ||
 			page.Next.Namespace != "ns" || page.Next.WorkerInstanceID != "w2" {
 			t.Fatalf("-json -limit 3: workers %q, next %+v", got, page.Next)
 		}
-		page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "2", "-all").Stdout)
+		page = decode[workersJSON](t, ctl(t, path, 0, "-json", "workers", "list", "-limit", "2", "-all").Stdout)
 		if got := workerNames(page.Workers); !slices.Equal(got, all) || page.Next != nil {
 			t.Fatalf("-json -all: workers %q, next %+v", got, page.Next)
 		}
 		// -after-namespace defaults to -namespace.
-		page = decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list", "-namespace", "ns", "-after-instance", "w3").Stdout)
+		page = decode[workersJSON](t, ctl(t, path, 0, "-json", "workers", "list", "-namespace", "ns", "-after-instance", "w3").Stdout)
 		if got := workerNames(page.Workers); !slices.Equal(got, []string{"ns/w4"}) {
 			t.Fatalf("-namespace ns -after-instance w3: workers %q", got)
 		}
@@ -493,7 +468,7 @@ func TestDrainAndKill(t *testing.T) {
 		})
 		draining := func() map[string]bool {
 			got := map[string]bool{}
-			for _, w := range decode[jsonWorkers](t, ctl(t, path, 0, "-json", "workers", "list").Stdout).Workers {
+			for _, w := range decode[workersJSON](t, ctl(t, path, 0, "-json", "workers", "list").Stdout).Workers {
 				got[w.WorkerInstanceID] = w.Draining
 			}
 			return got
@@ -510,8 +485,8 @@ func TestDrainAndKill(t *testing.T) {
 		if got := col(body, 2); !slices.Equal(got, []string{"draining", "live"}) {
 			t.Fatalf("STATUS column = %q", got)
 		}
-		out := decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "drain", "-namespace", "ns", "-instance", "w2").Stdout)
-		if out != (jsonOutcome{"ns", "w2", "drain_requested"}) {
+		out := decode[outcomeJSON](t, ctl(t, path, 0, "-json", "workers", "drain", "-namespace", "ns", "-instance", "w2").Stdout)
+		if out != (outcomeJSON{"ns", "w2", "drain_requested"}) {
 			t.Fatalf("drain -json = %+v", out)
 		}
 
@@ -522,7 +497,7 @@ func TestDrainAndKill(t *testing.T) {
 		if got := draining(); len(got) != 1 || !got["w2"] {
 			t.Fatalf("workers after kill of w1 = %v, want only w2", got)
 		}
-		events := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").Stdout).Events
+		events := decode[eventsJSON](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").Stdout).Events
 		var kinds []string
 		for _, e := range events {
 			kinds = append(kinds, e.Kind)
@@ -541,8 +516,8 @@ func TestDrainAndKill(t *testing.T) {
 			!strings.HasSuffix(lines[len(lines)-1], "  "+reason) {
 			t.Fatalf("events table does not end with marked_dead and the reason:\n%s", table)
 		}
-		out = decode[jsonOutcome](t, ctl(t, path, 0, "-json", "workers", "kill", "-namespace", "ns", "-instance", "w2").Stdout)
-		if out != (jsonOutcome{"ns", "w2", "marked"}) {
+		out = decode[outcomeJSON](t, ctl(t, path, 0, "-json", "workers", "kill", "-namespace", "ns", "-instance", "w2").Stdout)
+		if out != (outcomeJSON{"ns", "w2", "marked"}) {
 			t.Fatalf("kill -json = %+v", out)
 		}
 
@@ -566,8 +541,8 @@ func TestDrainAndKill(t *testing.T) {
 				t.Errorf("%q: stderr %q, want one line saying %s is not registered", tc.args, res.Stderr, instance)
 			}
 		}
-		out = decode[jsonOutcome](t, ctl(t, path, 3, "-json", "workers", "drain", "-namespace", "ns", "-instance", "ghost").Stdout)
-		if out != (jsonOutcome{"ns", "ghost", "not_registered"}) {
+		out = decode[outcomeJSON](t, ctl(t, path, 3, "-json", "workers", "drain", "-namespace", "ns", "-instance", "ghost").Stdout)
+		if out != (outcomeJSON{"ns", "ghost", "not_registered"}) {
 			t.Fatalf("drain -json of unknown = %+v", out)
 		}
 		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "ghost").Stdout); len(body) != 0 {
@@ -626,11 +601,11 @@ func TestWorkersEvents(t *testing.T) {
 			t.Errorf("-after %s: ids %q, stderr %q; want %q and no hint", ids[1], col(body, 0), res.Stderr, ids[2:])
 		}
 
-		page := decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-limit", "2").Stdout)
+		page := decode[eventsJSON](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns", "-limit", "2").Stdout)
 		if len(page.Events) != 2 || page.Next == nil || strconv.FormatInt(*page.Next, 10) != ids[1] {
 			t.Fatalf("-json -limit 2: %+v", page)
 		}
-		page = decode[jsonEvents](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns").Stdout)
+		page = decode[eventsJSON](t, ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns").Stdout)
 		if len(page.Events) != 3 || page.Next != nil {
 			t.Fatalf("-json: %+v", page)
 		}
@@ -652,7 +627,7 @@ func TestWorkersEvents(t *testing.T) {
 			t.Fatalf("every namespace: %q, want %q", all, want)
 		}
 		allIDs := col(body, 0)
-		page = decode[jsonEvents](t, ctl(t, path, 0, "workers", "events", "-json", "-limit", "3").Stdout)
+		page = decode[eventsJSON](t, ctl(t, path, 0, "workers", "events", "-json", "-limit", "3").Stdout)
 		if len(page.Events) != 3 || page.Events[2].Namespace != "other" || page.Next == nil || strconv.FormatInt(*page.Next, 10) != allIDs[2] {
 			t.Fatalf("every namespace -json -limit 3: %+v", page)
 		}
@@ -732,11 +707,11 @@ func TestLeasesExpired(t *testing.T) {
 			t.Fatalf("-wide second row = %q, want %q, epoch 2 and the absolute expiry", body[1], want)
 		}
 
-		got := decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired").Stdout)
+		got := decode[leasesJSON](t, ctlAt(t, path, now, 0, "-json", "leases", "expired").Stdout)
 		if len(got.Leases) != 3 || got.Next != nil {
 			t.Fatalf("-json: %+v", got)
 		}
-		if l, want := got.Leases[0], (jsonLease{"{fp:7}:11111111-2222-3333-4444-555555555555", "11111111-2222-3332-4444-555555555555",
+		if l, want := got.Leases[0], (leaseJSON{"{fp:7}:11111111-2222-3333-4444-555555555555", "11111111-2222-3332-4444-555555555555",
 			1, 0, "w1", "alpha", ms(now.Add(-2 * time.Hour))}); l != want {
 			t.Fatalf("-json lease = %+v, want %+v", l, want)
 		}
@@ -794,11 +769,11 @@ func TestLeasesExpired(t *testing.T) {
 		if _, body := rows(t, res.Stdout); !slices.Equal(col(body, 0), expired) || res.Stderr != "" {
 			t.Fatalf("-all: executions %q, stderr %q", col(body, 0), res.Stderr)
 		}
-		got = decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2").Stdout)
+		got = decode[leasesJSON](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2").Stdout)
 		if len(got.Leases) != 2 || got.Next == nil || got.Next.ExecutionID != expired[1] || got.Next.ExpiresAt != ms(now.Add(-time.Hour)) || got.Next.AttemptIndex != 1 {
 			t.Fatalf("-json -limit 2: %+v next %+v", got.Leases, got.Next)
 		}
-		got = decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2", "-all").Stdout)
+		got = decode[leasesJSON](t, ctlAt(t, path, now, 0, "-json", "leases", "expired", "-limit", "2", "-all").Stdout)
 		if len(got.Leases) != 3 || got.Next != nil {
 			t.Fatalf("-json -all: %+v next %+v", got.Leases, got.Next)
 		}
@@ -876,7 +851,7 @@ func TestDatabaseLocation(t *testing.T) {
 
 // wantError fails the test unless res exited with code, printing nothing
 // on stdout and one line on stderr that contains message.
-func wantError(t *testing.T, res result, code int, message string) {
+func wantError(t *testing.T, res clitest.Result, code int, message string) {
 	t.Helper()
 	if res.Code != code {
 		t.Fatalf("exit %d, want %d (stderr %q)", res.Code, code, res.Stderr)
@@ -979,7 +954,7 @@ func TestBadFlagValues(t *testing.T) {
 	}
 	// The rejected drain and kills changed nothing.
 	res := ctl(t, path, 0, "-json", "workers", "events", "-namespace", "ns")
-	if events := decode[jsonEvents](t, res.Stdout).Events; len(events) != 1 || events[0].Kind != "registered" {
+	if events := decode[eventsJSON](t, res.Stdout).Events; len(events) != 1 || events[0].Kind != "registered" {
 		t.Errorf("events after rejected calls = %+v, want only the registration", events)
 	}
 	if _, body := rows(t, ctl(t, path, 0, "workers", "list").Stdout); !slices.Equal(col(body, 1), []string{"w1"}) || !slices.Equal(col(body, 2), []string{"live"}) {
@@ -1151,7 +1126,7 @@ func TestGlobalFlagsAnywhere(t *testing.T) {
 		if res.Code != 0 {
 			t.Fatalf("%q: exit %d, stderr %q", args, res.Code, res.Stderr)
 		}
-		if got := workerNames(decode[jsonWorkers](t, res.Stdout).Workers); !slices.Equal(got, []string{"ns/here"}) {
+		if got := workerNames(decode[workersJSON](t, res.Stdout).Workers); !slices.Equal(got, []string{"ns/here"}) {
 			t.Errorf("%q: workers %q, want ns/here", args, got)
 		}
 	}

@@ -37,7 +37,7 @@ TTL           30s
 		if res := ctlAt(t, path, now, 0, "workers", "get", "-namespace", "ns", "-instance", "w1"); res.Stdout != want || res.Stderr != "" {
 			t.Fatalf("workers get:\n%s\nwant:\n%s\nstderr %q", res.Stdout, want, res.Stderr)
 		}
-		w := decode[jsonWorker](t, ctlAt(t, path, now, 0, "workers", "get", "-namespace", "ns", "-instance", "w1", "-json").Stdout)
+		w := decode[workerJSON](t, ctlAt(t, path, now, 0, "workers", "get", "-namespace", "ns", "-instance", "w1", "-json").Stdout)
 		if w.WorkerInstanceID != "w1" || w.Status != "draining" || !w.Draining || !slices.Equal(w.Lanes, []string{"default", "gpu"}) ||
 			w.ExpiresAt != "2026-01-01T12:00:30.000Z" || w.LivenessTTLMS != 30_000 {
 			t.Fatalf("workers get -json = %+v", w)
@@ -46,13 +46,13 @@ TTL           30s
 		if res := ctlAt(t, path, now, 0, "workers", "resume", "-namespace", "ns", "-instance", "w1"); res.Stdout != "resumed\n" || res.Stderr != "" {
 			t.Fatalf("resume: stdout %q, stderr %q", res.Stdout, res.Stderr)
 		}
-		if w := decode[jsonWorker](t, ctlAt(t, path, now, 0, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); w.Status != "live" || w.Draining {
+		if w := decode[workerJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); w.Status != "live" || w.Draining {
 			t.Fatalf("after resume: %+v, want live", w)
 		}
-		if out := decode[jsonOutcome](t, ctlAt(t, path, now, 0, "-json", "workers", "resume", "-namespace", "ns", "-instance", "idle").Stdout); out != (jsonOutcome{"ns", "idle", "resumed"}) {
+		if out := decode[outcomeJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "resume", "-namespace", "ns", "-instance", "idle").Stdout); out != (outcomeJSON{"ns", "idle", "resumed"}) {
 			t.Fatalf("resume -json = %+v", out)
 		}
-		events := decode[jsonEvents](t, ctlAt(t, path, now, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").Stdout).Events
+		events := decode[eventsJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").Stdout).Events
 		var kinds []string
 		for _, e := range events {
 			kinds = append(kinds, e.Kind)
@@ -78,7 +78,7 @@ TTL           30s
 				t.Errorf("%q: stdout %q, stderr %q", tc.args, res.Stdout, res.Stderr)
 			}
 		}
-		if out := decode[jsonOutcome](t, ctlAt(t, path, later, 3, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); out != (jsonOutcome{"ns", "w1", "not_registered"}) {
+		if out := decode[outcomeJSON](t, ctlAt(t, path, later, 3, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); out != (outcomeJSON{"ns", "w1", "not_registered"}) {
 			t.Fatalf("get -json of an expired worker = %+v", out)
 		}
 		wantError(t, registryctl(t, t.TempDir(), nil, "-db", path, "workers", "get", "-namespace", "ns", "-instance", " w1"), 2, "-instance: must not have leading or trailing space")
@@ -119,7 +119,7 @@ func TestLeasesOrphaned(t *testing.T) {
 		if len(body) != 1 || body[0][0] != orphaned[0] || body[0][6] != "3" || body[0][7] != "2026-01-01T13:00:00.000Z" {
 			t.Fatalf("-wide -namespace beta = %q", body)
 		}
-		got := decode[jsonLeases](t, ctlAt(t, path, now, 0, "-json", "leases", "orphaned", "-limit", "2").Stdout)
+		got := decode[leasesJSON](t, ctlAt(t, path, now, 0, "-json", "leases", "orphaned", "-limit", "2").Stdout)
 		if len(got.Leases) != 2 || got.Leases[1].ExecutionID != orphaned[1] || got.Leases[1].AttemptIndex != 2 ||
 			got.Next == nil || got.Next.ExecutionID != orphaned[1] || got.Next.AttemptIndex != 2 {
 			t.Fatalf("-json -limit 2 = %+v next %+v", got.Leases, got.Next)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -36,6 +37,26 @@ func PostgresDSN(tb testing.TB) string {
 		tb.Skipf("registrytest: %s is not set: no Postgres server to test against", PostgresEnv)
 	}
 	return dsn
+}
+
+// PostgresDSNForms returns two other spellings of the Postgres URL dsn
+// (one that PostgresSchema returns, say) that reach the same database and
+// schema: the URL with its scheme in upper case, and a keyword/value DSN
+// with the URL's host, port, user, password, database and search_path.
+func PostgresDSNForms(tb testing.TB, dsn string) (upperScheme, keywordValue string) {
+	tb.Helper()
+	ds, err := registry.ParseDSN(dsn)
+	if err != nil {
+		tb.Fatalf("registrytest: %v", err)
+	}
+	c := ds.PoolConfig().ConnConfig
+	keywordValue = fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable options='-c search_path=%s'",
+		c.Host, c.Port, c.User, c.Database, c.RuntimeParams["search_path"])
+	if c.Password != "" {
+		keywordValue += " password='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(c.Password) + "'"
+	}
+	scheme, rest, _ := strings.Cut(dsn, "://")
+	return strings.ToUpper(scheme) + "://" + rest, keywordValue
 }
 
 // PostgresSchema creates an empty schema in the database at dsn, dropped

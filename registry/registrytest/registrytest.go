@@ -19,6 +19,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -66,6 +67,31 @@ func Open(tb testing.TB, opts ...registry.Option) (*registry.Registry, *sql.DB) 
 	}
 	tb.Cleanup(func() { sqlDB.Close() })
 	return r, sqlDB
+}
+
+// TextRows returns the rows of queries that each select one text column,
+// one query's rows after another's. It fails the test on error.
+func TextRows(tb testing.TB, sqlDB *sql.DB, queries ...string) []string {
+	tb.Helper()
+	var out []string
+	for _, q := range queries {
+		rows, err := sqlDB.Query(q)
+		if err != nil {
+			tb.Fatalf("registrytest: %v", err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				rows.Close()
+				tb.Fatalf("registrytest: %v", err)
+			}
+			out = append(out, s)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			tb.Fatalf("registrytest: %v", err)
+		}
+	}
+	return out
 }
 
 // InsertLeases writes each lease's execution and attempt and returns the
