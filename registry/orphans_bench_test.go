@@ -98,7 +98,7 @@ const (
 	  AND (a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index) > ($2, $3, $4, $5)
 	  AND c.public_state IN ('active', 'claimed', 'running')
 	  AND NOT EXISTS (SELECT 1 FROM ff_worker_registry w
-	                  WHERE w.worker_instance_id = a.worker_instance_id AND w.expires_at_ms > $1)
+	                  WHERE w.worker_instance_id = a.worker_instance_id AND w.last_heartbeat_ms + w.liveness_ttl_ms > $1)
 	ORDER BY a.lease_expires_at_ms, a.partition_key, a.execution_id, a.attempt_index
 	LIMIT $6`
 )

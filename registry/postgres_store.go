@@ -36,7 +36,7 @@ func newPostgresStore(pool *pgxpool.Pool) *postgresStore {
 	return &postgresStore{pool: pool, q: pgdb.New(pool)}
 }
 
-func (s *postgresStore) reader() storeReader { return postgresQueries{q: s.q} }
+func (s *postgresStore) reader() storeReader { return postgresQueries{q: s.q, pool: s.pool} }
 func (s *postgresStore) writer() storeWriter { return postgresQueries{q: s.q, pool: s.pool} }
 
 // inTx runs fn in a READ COMMITTED transaction, which is enough because
@@ -113,10 +113,11 @@ type postgresQueries struct {
 }
 
 // withGenericPlan runs fn in a transaction whose prepared statements use
-// generic plans. A statement over every partition (a sweep batch, a prune
-// batch) costs over a hundred milliseconds to plan for its parameters, and
-// Postgres plans the first five runs of each on each connection that way
-// before it settles on a generic plan; a generic plan costs milliseconds.
+// generic plans. A statement over every partition (a sweep or prune
+// batch, a listing, a lease walk) costs milliseconds to over a hundred to
+// plan for its parameters, and Postgres plans the first five runs of each
+// on each connection that way before it may settle on a generic plan,
+// which is planned once per connection and prunes partitions as it runs.
 func (s postgresQueries) withGenericPlan(ctx context.Context, fn func(q *pgdb.Queries) error) error {
 	if s.pool == nil {
 		return fn(s.q) // in the caller's transaction
@@ -359,19 +360,20 @@ func (s postgresQueries) deleteEventsBefore(ctx context.Context, beforeMS int64,
 
 func (s postgresQueries) listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error) {
 	var rows []pgdb.ListLiveWorkersRow
-	var err error
-	if q.Namespace == "" {
-		rows, err = s.q.ListLiveWorkers(ctx, pgdb.ListLiveWorkersParams{
-			AfterNamespace:  q.AfterNamespace,
-			AfterInstanceID: q.AfterInstance,
-			NowMs:           q.NowMs,
-			Lane:            q.Lane,
-			Capability:      q.Capability,
-			RowLimit:        int64(q.RowLimit),
-		})
-	} else {
-		var inNS []pgdb.ListLiveWorkersInNamespaceRow
-		inNS, err = s.q.ListLiveWorkersInNamespace(ctx, pgdb.ListLiveWorkersInNamespaceParams{
+	// Every partition: see withGenericPlan.
+	err := s.withGenericPlan(ctx, func(pq *pgdb.Queries) (err error) {
+		if q.Namespace == "" {
+			rows, err = pq.ListLiveWorkers(ctx, pgdb.ListLiveWorkersParams{
+				AfterNamespace:  q.AfterNamespace,
+				AfterInstanceID: q.AfterInstance,
+				NowMs:           q.NowMs,
+				Lane:            q.Lane,
+				Capability:      q.Capability,
+				RowLimit:        int64(q.RowLimit),
+			})
+			return err
+		}
+		inNS, err := pq.ListLiveWorkersInNamespace(ctx, pgdb.ListLiveWorkersInNamespaceParams{
 			Namespace:       q.Namespace,
 			AfterInstanceID: q.AfterInstance,
 			NowMs:           q.NowMs,
@@ -382,7 +384,8 @@ func (s postgresQueries) listWorkers(ctx context.Context, q workerQuery) ([]work
 		for _, row := range inNS {
 			rows = append(rows, pgdb.ListLiveWorkersRow(row))
 		}
-	}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -397,21 +400,30 @@ func (s postgresQueries) listEvents(ctx context.Context, q eventQuery) ([]eventR
 	var rows []pgdb.FfWorkerRegistryEvent
 	var err error
 	limit := int64(q.RowLimit)
-	switch {
-	case q.Namespace == "" && !q.NewestFirst:
-		rows, err = s.q.ListAllEventsAsc(ctx, pgdb.ListAllEventsAscParams{AfterID: q.After, RowLimit: limit})
-	case q.Namespace == "":
-		rows, err = s.q.ListAllEventsDesc(ctx, pgdb.ListAllEventsDescParams{BeforeID: q.Before, RowLimit: limit})
-	case q.Instance == "" && !q.NewestFirst:
-		rows, err = s.q.ListEventsAsc(ctx, pgdb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
-	case q.Instance == "":
-		rows, err = s.q.ListEventsDesc(ctx, pgdb.ListEventsDescParams{Namespace: q.Namespace, BeforeID: q.Before, RowLimit: limit})
-	case !q.NewestFirst:
-		rows, err = s.q.ListInstanceEventsAsc(ctx, pgdb.ListInstanceEventsAscParams{
-			PartitionKey: partitionKey(q.Instance), Namespace: q.Namespace, WorkerInstanceID: q.Instance, AfterID: q.After, RowLimit: limit})
-	default:
-		rows, err = s.q.ListInstanceEventsDesc(ctx, pgdb.ListInstanceEventsDescParams{
-			PartitionKey: partitionKey(q.Instance), Namespace: q.Namespace, WorkerInstanceID: q.Instance, BeforeID: q.Before, RowLimit: limit})
+	if q.Instance != "" {
+		// One partition.
+		if !q.NewestFirst {
+			rows, err = s.q.ListInstanceEventsAsc(ctx, pgdb.ListInstanceEventsAscParams{
+				PartitionKey: partitionKey(q.Instance), Namespace: q.Namespace, WorkerInstanceID: q.Instance, AfterID: q.After, RowLimit: limit})
+		} else {
+			rows, err = s.q.ListInstanceEventsDesc(ctx, pgdb.ListInstanceEventsDescParams{
+				PartitionKey: partitionKey(q.Instance), Namespace: q.Namespace, WorkerInstanceID: q.Instance, BeforeID: q.Before, RowLimit: limit})
+		}
+	} else {
+		// Every partition: see withGenericPlan.
+		err = s.withGenericPlan(ctx, func(pq *pgdb.Queries) (err error) {
+			switch {
+			case q.Namespace == "" && !q.NewestFirst:
+				rows, err = pq.ListAllEventsAsc(ctx, pgdb.ListAllEventsAscParams{AfterID: q.After, RowLimit: limit})
+			case q.Namespace == "":
+				rows, err = pq.ListAllEventsDesc(ctx, pgdb.ListAllEventsDescParams{BeforeID: q.Before, RowLimit: limit})
+			case !q.NewestFirst:
+				rows, err = pq.ListEventsAsc(ctx, pgdb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
+			default:
+				rows, err = pq.ListEventsDesc(ctx, pgdb.ListEventsDescParams{Namespace: q.Namespace, BeforeID: q.Before, RowLimit: limit})
+			}
+			return err
+		})
 	}
 	if err != nil {
 		return nil, err
@@ -463,8 +475,12 @@ func (s postgresQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS
 	return pgWorkerRow(pgdb.ListLiveWorkersRow(row)), true, nil
 }
 
-func (s postgresQueries) listDeadHolders(ctx context.Context, asOfMS int64) ([]string, error) {
-	return s.q.ListDeadHolders(ctx, asOfMS)
+func (s postgresQueries) listDeadHolders(ctx context.Context, asOfMS int64) (holders []string, err error) {
+	err = s.withGenericPlan(ctx, func(q *pgdb.Queries) error {
+		holders, err = q.ListDeadHolders(ctx, asOfMS)
+		return err
+	})
+	return holders, err
 }
 
 // listHolderLeases reads every holder's leases in one statement, one
