@@ -18,30 +18,27 @@ import (
 // for that use, and for the cache once the transaction is over: the
 // writer's pool has one connection, which the transaction holds.
 type stmtCache struct {
-	db *sql.DB
+	db    *sql.DB
+	q     *sqlitedb.Queries // over the cache, outside transactions
+	stmts sync.Map          // query → *sql.Stmt; read on every call, so no lock
 
 	mu      sync.Mutex
-	stmts   map[string]*sql.Stmt
 	pending map[string]bool // first used in a transaction; see preparePending
 	closed  bool
 }
 
 func newStmtCache(db *sql.DB) *stmtCache {
-	return &stmtCache{db: db, stmts: make(map[string]*sql.Stmt), pending: make(map[string]bool)}
+	c := &stmtCache{db: db, pending: make(map[string]bool)}
+	c.q = sqlitedb.New(cachedDBTX{c: c})
+	return c
 }
 
 // queries returns sqlc's queries over the cache, in tx when tx is not nil.
 func (c *stmtCache) queries(tx *sql.Tx) *sqlitedb.Queries {
-	return sqlitedb.New(cachedDBTX{c: c, tx: tx})
-}
-
-func (c *stmtCache) cached(query string) (*sql.Stmt, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, errStmtCacheClosed
+	if tx == nil {
+		return c.q
 	}
-	return c.stmts[query], nil
+	return sqlitedb.New(cachedDBTX{c: c, tx: tx})
 }
 
 var errStmtCacheClosed = errors.New("registry: statement cache closed")
@@ -60,11 +57,10 @@ func (c *stmtCache) prepare(ctx context.Context, query string) (*sql.Stmt, error
 	if c.closed {
 		return nil, errors.Join(errStmtCacheClosed, st.Close())
 	}
-	if kept, ok := c.stmts[query]; ok {
+	if kept, loaded := c.stmts.LoadOrStore(query, st); loaded {
 		// Another call prepared it meanwhile.
-		return kept, st.Close()
+		return kept.(*sql.Stmt), st.Close()
 	}
-	c.stmts[query] = st
 	return st, nil
 }
 
@@ -90,10 +86,11 @@ func (c *stmtCache) close() error {
 	defer c.mu.Unlock()
 	c.closed = true
 	var err error
-	for _, st := range c.stmts {
-		err = errors.Join(err, st.Close())
-	}
-	clear(c.stmts)
+	c.stmts.Range(func(q, st any) bool {
+		err = errors.Join(err, st.(*sql.Stmt).Close())
+		c.stmts.Delete(q)
+		return true
+	})
 	return err
 }
 
@@ -105,23 +102,22 @@ type cachedDBTX struct {
 }
 
 func (d cachedDBTX) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
-	st, err := d.c.cached(query)
-	switch {
-	case err != nil:
-		return nil, err
-	case st != nil && d.tx != nil:
-		return d.tx.StmtContext(ctx, st), nil
-	case st != nil:
-		return st, nil
-	case d.tx != nil:
-		if st, err = d.tx.PrepareContext(ctx, query); err == nil {
-			d.c.mu.Lock()
-			d.c.pending[query] = true
-			d.c.mu.Unlock()
+	if v, ok := d.c.stmts.Load(query); ok {
+		if d.tx != nil {
+			return d.tx.StmtContext(ctx, v.(*sql.Stmt)), nil
 		}
-		return st, err
+		return v.(*sql.Stmt), nil
 	}
-	return d.c.prepare(ctx, query)
+	if d.tx == nil {
+		return d.c.prepare(ctx, query)
+	}
+	st, err := d.tx.PrepareContext(ctx, query)
+	if err == nil {
+		d.c.mu.Lock()
+		d.c.pending[query] = true
+		d.c.mu.Unlock()
+	}
+	return st, err
 }
 
 func (d cachedDBTX) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
