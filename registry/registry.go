@@ -20,9 +20,9 @@ type Registry struct {
 	st     store
 	cfg    config
 	closed atomic.Bool
-	// The time of the sweeps' last prune, once there has been one.
-	pruned    atomic.Bool
-	lastPrune atomic.Int64
+	// nextPrune is the sweep time (ms) from which a sweep prunes again;
+	// zero, before the first, lets any sweep prune.
+	nextPrune atomic.Int64
 }
 
 // Open opens a registry and migrates its database to the latest schema.

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -93,7 +94,8 @@ func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, e
 			break
 		}
 	}
-	if last := r.lastPrune.Load(); !r.pruned.Load() || nowMS < last || nowMS-last >= pruneEvery.Milliseconds() {
+	// A clock set back more than pruneEvery prunes again too.
+	if next := r.nextPrune.Load(); nowMS >= next || next-nowMS > pruneEvery.Milliseconds() {
 		// Cannot overflow: nowMS is at least 0 and a retention at most ~9.2e12 ms.
 		pruned, err := r.pruneEvents(ctx, nowMS-r.cfg.eventRetention.Milliseconds())
 		rep.PrunedEvents = int(pruned)
@@ -101,8 +103,7 @@ func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, e
 			return rep, err
 		}
 		// pruneEvents stops at a partial batch: nothing older is left.
-		r.lastPrune.Store(nowMS)
-		r.pruned.Store(true)
+		r.nextPrune.Store(nowMS + min(pruneEvery.Milliseconds(), math.MaxInt64-nowMS))
 	}
 	if err := r.refreshGauges(ctx, nowMS); err != nil {
 		// The sweep did its work; the gauges keep the last counts.

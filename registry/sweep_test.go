@@ -77,6 +77,50 @@ func TestSweepInBatches(t *testing.T) {
 	})
 }
 
+// TestSweepsPruneOnceAMinute: a registry's sweeps prune the audit log at
+// most once a minute of sweep time (a clock set back far prunes again),
+// while PruneEvents prunes at once.
+func TestSweepsPruneOnceAMinute(t *testing.T) {
+	eachEngine(t, func(t *testing.T, s store) {
+		r, _ := setup(t, s, registry.WithEventRetention(time.Millisecond))
+		ctx := context.Background()
+		sweep := func(at time.Time) int {
+			t.Helper()
+			rep, err := r.SweepExpiredWorkers(ctx, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rep.PrunedEvents
+		}
+		// Two events each time: pruning always keeps the newest event.
+		register := func(id string, at time.Time) {
+			t.Helper()
+			mustRegister(t, r, registerArgs("ns", id, at))
+			mustRegister(t, r, registerArgs("ns", id+"2", at))
+		}
+		prunes := func(what string, at time.Time, want bool) {
+			t.Helper()
+			if n := sweep(at); (n > 0) != want {
+				t.Errorf("%s: pruned %d events, want pruning %v", what, n, want)
+			}
+		}
+		register("a", t0)
+		prunes("first sweep", t0.Add(time.Second), true)
+		register("b", t0.Add(2*time.Second))
+		prunes("sweep 59 s later", t0.Add(60*time.Second), false)
+		prunes("sweep a minute later", t0.Add(61*time.Second), true)
+		register("c", t0.Add(61500*time.Millisecond))
+		prunes("sweep 1 s later", t0.Add(62*time.Second), false)
+		prunes("sweep with the clock set back 100 ms", t0.Add(61900*time.Millisecond), false)
+		register("d", t0.Add(-11*time.Minute))
+		prunes("sweep with the clock set back 11 min", t0.Add(-10*time.Minute), true)
+		register("e", t0.Add(-9*time.Minute))
+		if n, err := r.PruneEvents(ctx, t0.Add(time.Hour)); err != nil || n == 0 {
+			t.Fatalf("PruneEvents = %d, %v; want events pruned at once", n, err)
+		}
+	})
+}
+
 func TestSweepPrunesOldEvents(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store) {
 		r, b := setup(t, s, registry.WithEventRetention(time.Hour))
