@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,12 +19,14 @@ import (
 
 // compiledWrites records, by directory, the writes of the statements that
 // SQLite compiled on the connections opened on files in that directory,
-// as "insert ff_attempt", "update ff_worker_registry" and so on.
+// as "insert ff_attempt", "update ff_worker_registry" and so on, and
+// counts their commits.
 var compiledWrites sync.Map // directory → *writeLog
 
 type writeLog struct {
-	mu     sync.Mutex
-	writes []string
+	mu      sync.Mutex
+	writes  []string
+	commits atomic.Int64 // transactions committed, autocommit statements included
 }
 
 // count returns how many compiled writes are one of writes.
@@ -67,6 +70,10 @@ func init() {
 		if log == nil {
 			return nil
 		}
+		conn.(sqlite.HookRegisterer).RegisterCommitHook(func() int32 {
+			log.commits.Add(1)
+			return 0
+		})
 		// SQLite asks the authorizer about each table a statement writes
 		// while it compiles the statement, so this sees every prepare.
 		return conn.(sqlite.AuthorizerRegisterer).RegisterAuthorizer(func(action sqlite.AuthorizerActionCode, table, _, _, _ string) sqlite.AuthorizerReturnCode {
@@ -140,6 +147,101 @@ func TestStatementsArePreparedOnce(t *testing.T) {
 		compiled := log.count("update ff_worker_registry", "insert ff_worker_registry_event") - before
 		if max := 4; compiled < 1 || compiled > max {
 			t.Errorf("events %v: 100 heartbeats compiled their statements %d times, want 1 to %d", events, compiled, max)
+		}
+	}
+}
+
+// TestConcurrentHeartbeatsShareCommits: single heartbeats from 16
+// goroutines that wait for the write turn together are committed together
+// (sqlite_beats.go), and each caller still gets its own worker's result.
+// Half the goroutines give Now (one autocommit statement when alone), half
+// let the registry read the time (a transaction when alone); one in four
+// workers is draining and one in eight unknown.
+func TestConcurrentHeartbeatsShareCommits(t *testing.T) {
+	dir, log := watchCompiles(t)
+	ctx := context.Background()
+	r, err := registry.Open(ctx, filepath.Join(dir, "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const goroutines, perWorker = 16, 4
+	id := func(g, w int) string { return fmt.Sprintf("g%d-w%d", g, w) }
+	start := time.Now().Truncate(time.Millisecond)
+	const ttl = 10 * time.Second // registerArgs's
+	for g := range goroutines {
+		for w := range perWorker {
+			if w == 3 && g%2 == 0 {
+				continue // unknown
+			}
+			mustRegister(t, r, registerArgs("ns", id(g, w), start))
+			if w == 2 {
+				if _, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: id(g, w)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	const rounds = 50
+	before := log.commits.Load()
+	last := make([][]time.Time, goroutines) // each worker's last expiry
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		last[g] = make([]time.Time, perWorker)
+		wg.Go(func() {
+			for i := range rounds {
+				w := i % perWorker
+				args := registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: id(g, w)}
+				if g%2 == 1 {
+					args.Now = start.Add(time.Duration(i+1) * time.Millisecond)
+				}
+				res, err := r.HeartbeatWorker(ctx, args)
+				unknown := w == 3 && g%2 == 0
+				switch {
+				case err != nil:
+					errs <- err
+					return
+				case unknown != (res.Outcome == registry.HeartbeatNotRegistered):
+					errs <- fmt.Errorf("%s: outcome %v", id(g, w), res.Outcome)
+					return
+				case !unknown && (res.Directive == registry.DirectiveDrain) != (w == 2):
+					errs <- fmt.Errorf("%s: directive %v", id(g, w), res.Directive)
+					return
+				case args.Now.IsZero() && !unknown && res.NextExpiry.Before(start.Add(ttl)):
+					errs <- fmt.Errorf("%s: next expiry %v, before the start plus the TTL", id(g, w), res.NextExpiry)
+					return
+				case !args.Now.IsZero() && !unknown && !res.NextExpiry.Equal(args.Now.Add(ttl)):
+					errs <- fmt.Errorf("%s: next expiry %v, want %v", id(g, w), res.NextExpiry, args.Now.Add(ttl))
+					return
+				}
+				last[g][w] = res.NextExpiry
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	beats, commits := goroutines*rounds, log.commits.Load()-before
+	t.Logf("%d heartbeats in %d commits", beats, commits)
+	if commits*10 > int64(beats)*9 {
+		t.Errorf("%d heartbeats took %d commits: concurrent heartbeats were not committed together", beats, commits)
+	}
+	workers, err := r.ListWorkers(ctx, registry.ListWorkersArgs{Namespace: "ns", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]time.Time{}
+	for _, w := range workers.Workers {
+		stored[w.WorkerInstanceID] = w.ExpiresAt
+	}
+	for g := range goroutines {
+		for w := range 3 {
+			if got := stored[id(g, w)]; !got.Equal(last[g][w]) {
+				t.Errorf("%s: stored expiry %v, want its last heartbeat's %v", id(g, w), got, last[g][w])
+			}
 		}
 	}
 }

@@ -20,6 +20,7 @@ type sqliteStore struct {
 	w, r     *stmtCache
 	owned    bool       // close closes the databases
 	gate     *writeGate // see write
+	beats    beatQueue  // see heartbeat
 }
 
 func newSQLiteStore(writer, reader *sql.DB) *sqliteStore {

@@ -19,7 +19,9 @@ import (
 // processes writing back to back, and then fail with SQLITE_BUSY. So every
 // write of the store runs through write, which
 //
-//   - queues the process's writes on one turn, in arrival order;
+//   - queues the process's writes on one turn, in arrival order (single
+//     heartbeats that wait together are written together, in arrival
+//     order: sqlite_beats.go);
 //   - leaves SQLite's busy handler a short timeout (writerBusyTimeoutMS)
 //     and tries again itself after a short jittered pause, as long as the
 //     call's context lives, so that a waiting process tries often;
@@ -84,6 +86,12 @@ func (s *sqliteStore) write(ctx context.Context, attempt func() (held time.Durat
 		return ctx.Err()
 	}
 	defer func() { <-g.turn }()
+	return s.writeInTurn(ctx, attempt)
+}
+
+// writeInTurn is write for a caller that already holds the turn.
+func (s *sqliteStore) writeInTurn(ctx context.Context, attempt func() (held time.Duration, err error)) error {
+	g := s.gate
 	if err := sleepCtx(ctx, time.Until(time.Unix(0, g.yieldUntil.Load()))); err != nil {
 		return err
 	}
@@ -114,7 +122,12 @@ func (s *sqliteStore) write(ctx context.Context, attempt func() (held time.Durat
 // SQLITE_BUSY has written nothing, so it runs again, fn included.
 func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
 	defer s.w.preparePending(ctx)
-	return s.write(ctx, func() (time.Duration, error) {
+	return s.write(ctx, s.txAttempt(ctx, fn))
+}
+
+// txAttempt returns write's attempt for a transaction that runs fn.
+func (s *sqliteStore) txAttempt(ctx context.Context, fn func(storeWriter) error) func() (time.Duration, error) {
+	return func() (time.Duration, error) {
 		// A connection of its own, so that a COMMIT that fails with
 		// SQLITE_BUSY, which leaves SQLite's transaction open, can be
 		// rolled back before the next try.
@@ -141,7 +154,7 @@ func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) erro
 			err = errors.Join(err, rbErr)
 		}
 		return held, err
-	})
+	}
 }
 
 // writer returns the store's single statements, each its own autocommit
@@ -152,12 +165,14 @@ func (s *sqliteStore) writer() storeWriter {
 
 // heartbeatAt heartbeats k in a transaction, at the time now returns once
 // the transaction holds the write lock.
-func (s *sqliteStore) heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (row heartbeatRow, found bool, err error) {
-	err = s.inTx(ctx, func(q storeWriter) error {
-		row, found, err = q.heartbeatLiveWorker(ctx, k, now())
-		return err
+func (s *sqliteStore) heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (heartbeatRow, bool, error) {
+	return s.heartbeat(ctx, k, now, func(b *beat) func() (time.Duration, error) {
+		return s.txAttempt(ctx, func(q storeWriter) error {
+			var err error
+			b.row, b.found, err = q.heartbeatLiveWorker(ctx, b.k, b.now())
+			return err
+		})
 	})
-	return row, found, err
 }
 
 // sqliteAutocommit runs each statement as a write of its own.
@@ -199,12 +214,16 @@ func (a sqliteAutocommit) upsertWorker(ctx context.Context, w workerRow) error {
 	return a.do(ctx, func() error { return a.q.upsertWorker(ctx, w) })
 }
 
-func (a sqliteAutocommit) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (row heartbeatRow, found bool, err error) {
-	err = a.do(ctx, func() error {
-		row, found, err = a.q.heartbeatLiveWorker(ctx, k, nowMS)
-		return err
+// heartbeatLiveWorker is one statement, or shares a transaction with other
+// goroutines' heartbeats (see heartbeat).
+func (a sqliteAutocommit) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
+	return a.s.heartbeat(ctx, k, func() int64 { return nowMS }, func(b *beat) func() (time.Duration, error) {
+		return func() (time.Duration, error) {
+			var err error
+			b.row, b.found, err = a.q.heartbeatLiveWorker(ctx, b.k, nowMS)
+			return 0, err
+		}
 	})
-	return row, found, err
 }
 
 func (a sqliteAutocommit) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) (rows []heartbeatRow, err error) {

@@ -1,0 +1,155 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Single heartbeats from many goroutines of one process (group commit).
+//
+// Each write of a SQLite store is a commit: WAL frames, shm locks and the
+// turn handed from goroutine to goroutine. Heartbeats that wait for the
+// write turn together are therefore written together: whichever of them
+// gets the turn writes every heartbeat waiting at that moment, in arrival
+// order, in one transaction, and hands each its own result. A heartbeat
+// that finds nobody else waiting is written alone, exactly as before.
+//
+// Each heartbeat's time is still read once the transaction holds the write
+// lock (now is called just before its statement), and a caller whose
+// context ends while its heartbeat waits takes it out of the queue and has
+// written nothing. Once a write has taken it, the caller waits for that
+// write, which lasts microseconds a heartbeat. If a shared transaction
+// fails, every heartbeat in it is written again alone by its own caller,
+// so one caller's cancelled context or failure is not another's.
+
+// beat is one single heartbeat waiting for the write turn.
+type beat struct {
+	k   instanceKey
+	now func() int64
+
+	// Set by the write that took the beat, before it closes done.
+	row   heartbeatRow
+	found bool
+	err   error
+	done  chan struct{}
+}
+
+// errWriteAlone tells a beat's caller that the shared transaction failed
+// and that it must write its heartbeat alone.
+var errWriteAlone = errors.New("write the heartbeat alone")
+
+// beatQueue holds the beats waiting for the write turn, oldest first.
+type beatQueue struct {
+	mu      sync.Mutex
+	waiting []*beat
+}
+
+func (q *beatQueue) push(b *beat) {
+	q.mu.Lock()
+	q.waiting = append(q.waiting, b)
+	q.mu.Unlock()
+}
+
+// remove takes b out of the queue and reports whether it was still there.
+func (q *beatQueue) remove(b *beat) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := slices.Index(q.waiting, b)
+	if i < 0 {
+		return false
+	}
+	q.waiting = slices.Delete(q.waiting, i, i+1)
+	return true
+}
+
+// take removes and returns up to n of the oldest beats.
+func (q *beatQueue) take(n int) []*beat {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, len(q.waiting))
+	taken := slices.Clone(q.waiting[:n])
+	q.waiting = slices.Delete(q.waiting, 0, n)
+	return taken
+}
+
+// heartbeat writes one heartbeat of k at the time now returns, together
+// with the other single heartbeats waiting for the write turn. alone
+// returns write's attempt that writes b by itself, setting b.row and
+// b.found; it is used when no other heartbeat waits, or after a shared
+// transaction failed.
+func (s *sqliteStore) heartbeat(ctx context.Context, k instanceKey, now func() int64,
+	alone func(b *beat) func() (time.Duration, error)) (heartbeatRow, bool, error) {
+	defer s.w.preparePending(ctx)
+	g := s.gate
+	select {
+	case g.turn <- struct{}{}: // nobody writes: no queue
+		defer func() { <-g.turn }()
+		b := beat{k: k, now: now}
+		err := s.writeInTurn(ctx, alone(&b))
+		return b.row, b.found, err
+	default:
+	}
+	b := &beat{k: k, now: now, done: make(chan struct{})}
+	s.beats.push(b)
+	select {
+	case g.turn <- struct{}{}:
+	case <-b.done:
+		if b.err == errWriteAlone {
+			err := s.write(ctx, alone(b))
+			return b.row, b.found, err
+		}
+		return b.row, b.found, b.err
+	case <-ctx.Done():
+		if s.beats.remove(b) {
+			return heartbeatRow{}, false, ctx.Err()
+		}
+		<-b.done // taken: its write is under way
+		if b.err == errWriteAlone {
+			return heartbeatRow{}, false, ctx.Err()
+		}
+		return b.row, b.found, b.err
+	}
+	defer func() { <-g.turn }()
+	group := s.beats.take(s.batchChunk())
+	if len(group) == 1 && group[0] == b {
+		err := s.writeInTurn(ctx, alone(b))
+		return b.row, b.found, err
+	}
+	if len(group) > 0 {
+		s.writeBeats(ctx, group)
+	}
+	// b was in group, or an earlier write, which closed done before it
+	// gave up the turn, took it.
+	<-b.done
+	if b.err != errWriteAlone {
+		return b.row, b.found, b.err
+	}
+	if err := ctx.Err(); err != nil {
+		return heartbeatRow{}, false, err
+	}
+	err := s.writeInTurn(ctx, alone(b))
+	return b.row, b.found, err
+}
+
+// writeBeats writes group in one transaction, in order, and closes each
+// beat's done.
+func (s *sqliteStore) writeBeats(ctx context.Context, group []*beat) {
+	err := s.writeInTurn(ctx, s.txAttempt(ctx, func(q storeWriter) error {
+		for _, b := range group {
+			var err error
+			if b.row, b.found, err = q.heartbeatLiveWorker(ctx, b.k, b.now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	for _, b := range group {
+		if err != nil {
+			b.row, b.found, b.err = heartbeatRow{}, false, errWriteAlone
+		}
+		close(b.done)
+	}
+}

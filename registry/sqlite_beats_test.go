@@ -1,0 +1,214 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// beatsFixture opens a SQLite registry with n registered workers w0…w(n-1)
+// and returns it with its store.
+func beatsFixture(t *testing.T, n int) (*Registry, *sqliteStore) {
+	t.Helper()
+	ctx := context.Background()
+	r, err := Open(ctx, filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	for i := range n {
+		if _, err := r.RegisterWorker(ctx, RegisterWorkerArgs{Namespace: "ns", WorkerInstanceID: fmt.Sprint("w", i),
+			WorkerID: "w", Lanes: []string{"default"}, LivenessTTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r, r.st.(*sqliteStore)
+}
+
+// queueBeats starts one heartbeat per key while the test holds the write
+// turn, each in its own goroutine and with its own context, and returns
+// once all of them wait in the queue, in the order of keys.
+func queueBeats(t *testing.T, s *sqliteStore, ctxs []context.Context, keys []instanceKey, now []func() int64) (results []heartbeatRow, found []bool, errs []error, wait func()) {
+	t.Helper()
+	results, found, errs = make([]heartbeatRow, len(keys)), make([]bool, len(keys)), make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Go(func() { results[i], found[i], errs[i] = s.heartbeatAt(ctxs[i], k, now[i]) })
+		// One at a time, so that the queue's order is keys' order.
+		waitFor(t, func() bool { return queued(s) == i+1 })
+	}
+	return results, found, errs, wg.Wait
+}
+
+func queued(s *sqliteStore) int {
+	s.beats.mu.Lock()
+	defer s.beats.mu.Unlock()
+	return len(s.beats.waiting)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+	}
+}
+
+// TestWaitingHeartbeatsShareATransaction queues heartbeats behind a held
+// write turn and checks that, once it is free, they are written in arrival
+// order, each reading its time inside the write, with their own results.
+func TestWaitingHeartbeatsShareATransaction(t *testing.T) {
+	r, s := beatsFixture(t, 3)
+	ctx := context.Background()
+	if _, err := r.RequestDrain(ctx, RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w1"}); err != nil {
+		t.Fatal(err)
+	}
+	keys := []instanceKey{{"ns", "w0"}, {"ns", "w1"}, {"ns", "absent"}, {"ns", "w2"}}
+	var mu sync.Mutex
+	var calls []string
+	base := time.Now().UnixMilli() + 1000
+	now := make([]func() int64, len(keys))
+	ctxs := make([]context.Context, len(keys))
+	for i, k := range keys {
+		ctxs[i] = ctx
+		now[i] = func() int64 {
+			mu.Lock()
+			defer mu.Unlock()
+			calls = append(calls, k.instanceID)
+			return base + int64(i)
+		}
+	}
+	s.gate.turn <- struct{}{}
+	rows, found, errs, wait := queueBeats(t, s, ctxs, keys, now)
+	if len(calls) != 0 {
+		t.Fatalf("times read before the write turn: %v", calls)
+	}
+	<-s.gate.turn
+	wait()
+	if want := []string{"w0", "w1", "absent", "w2"}; !slices.Equal(calls, want) {
+		t.Fatalf("times read in order %v, want %v (arrival order, once each)", calls, want)
+	}
+	for i, k := range keys {
+		if errs[i] != nil {
+			t.Fatalf("%s: %v", k.instanceID, errs[i])
+		}
+		if wantFound := k.instanceID != "absent"; found[i] != wantFound {
+			t.Fatalf("%s: found = %v, want %v", k.instanceID, found[i], wantFound)
+		}
+		if !found[i] {
+			continue
+		}
+		if want := base + int64(i) + time.Minute.Milliseconds(); rows[i].ExpiresAtMs != want {
+			t.Errorf("%s: expiry %d, want %d", k.instanceID, rows[i].ExpiresAtMs, want)
+		}
+		if rows[i].Draining != (k.instanceID == "w1") {
+			t.Errorf("%s: draining = %v", k.instanceID, rows[i].Draining)
+		}
+		w, ok, err := s.reader().getLiveWorker(ctx, k, base)
+		if err != nil || !ok || w.LastHeartbeatMs != base+int64(i) {
+			t.Errorf("%s: stored heartbeat %d (found %v, %v), want %d", k.instanceID, w.LastHeartbeatMs, ok, err, base+int64(i))
+		}
+	}
+	if n := queued(s); n != 0 {
+		t.Fatalf("%d heartbeats left in the queue", n)
+	}
+}
+
+// TestQueuedHeartbeatCancelledWritesNothing cancels a heartbeat that waits
+// in the queue: it fails with its context's error, the others go on, and
+// its row is unchanged.
+func TestQueuedHeartbeatCancelledWritesNothing(t *testing.T) {
+	_, s := beatsFixture(t, 2)
+	keys := []instanceKey{{"ns", "w0"}, {"ns", "w1"}}
+	before, _, err := s.reader().getLiveWorker(context.Background(), keys[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := before.LastHeartbeatMs + 5000
+	cctx, cancel := context.WithCancel(context.Background())
+	ctxs := []context.Context{cctx, context.Background()}
+	now := []func() int64{func() int64 { return later }, func() int64 { return later }}
+	s.gate.turn <- struct{}{}
+	_, found, errs, wait := queueBeats(t, s, ctxs, keys, now)
+	cancel()
+	waitFor(t, func() bool { return queued(s) == 1 })
+	<-s.gate.turn
+	wait()
+	if !errors.Is(errs[0], context.Canceled) || errs[1] != nil || !found[1] {
+		t.Fatalf("errors %v, found %v; want the cancelled one's context error and the other written", errs, found)
+	}
+	for i, want := range []int64{before.LastHeartbeatMs, later} {
+		w, _, err := s.reader().getLiveWorker(context.Background(), keys[i], 0)
+		if err != nil || w.LastHeartbeatMs != want {
+			t.Fatalf("%s: last heartbeat %d (%v), want %d", keys[i].instanceID, w.LastHeartbeatMs, err, want)
+		}
+	}
+}
+
+// TestFailedSharedHeartbeatsAreWrittenAlone fails a shared transaction, by
+// cancelling the context of the heartbeat that writes it from inside its
+// time read: that heartbeat fails and writes nothing, and each of the
+// others is then written alone, by its own caller.
+func TestFailedSharedHeartbeatsAreWrittenAlone(t *testing.T) {
+	_, s := beatsFixture(t, 3)
+	keys := []instanceKey{{"ns", "w0"}, {"ns", "w1"}, {"ns", "w2"}}
+	before, _, err := s.reader().getLiveWorker(context.Background(), keys[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := before.LastHeartbeatMs + 5000
+	// The first to queue is the first the turn goes to, so it writes the
+	// group; its time read cancels its own context.
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctxs := []context.Context{cctx, context.Background(), context.Background()}
+	var reads sync.Map
+	now := make([]func() int64, len(keys))
+	for i := range keys {
+		now[i] = func() int64 {
+			n, _ := reads.LoadOrStore(i, new(int))
+			*n.(*int)++
+			if i == 0 {
+				cancel()
+			}
+			return later
+		}
+	}
+	s.gate.turn <- struct{}{}
+	_, found, errs, wait := queueBeats(t, s, ctxs, keys, now)
+	time.Sleep(20 * time.Millisecond) // the first blocks on the turn first
+	<-s.gate.turn
+	wait()
+	if !errors.Is(errs[0], context.Canceled) {
+		t.Fatalf("the group's writer got %v, want context.Canceled", errs[0])
+	}
+	for i, k := range keys {
+		want := later
+		if i == 0 {
+			want = before.LastHeartbeatMs
+		} else if errs[i] != nil || !found[i] {
+			t.Fatalf("%s: %v (found %v), want written alone", k.instanceID, errs[i], found[i])
+		}
+		w, _, err := s.reader().getLiveWorker(context.Background(), k, 0)
+		if err != nil || w.LastHeartbeatMs != want {
+			t.Fatalf("%s: last heartbeat %d (%v), want %d", k.instanceID, w.LastHeartbeatMs, err, want)
+		}
+	}
+	// The group failed at its first statement; each of the others read
+	// its time once, alone.
+	for i := 1; i < len(keys); i++ {
+		n := 0
+		if p, ok := reads.Load(i); ok {
+			n = *p.(*int)
+		}
+		if n != 1 {
+			t.Fatalf("%s read its time %d times, want 1", keys[i].instanceID, n)
+		}
+	}
+}
