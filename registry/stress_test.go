@@ -45,9 +45,9 @@ var (
 
 // stressClock is the goroutines' shared fake clock. It only moves forward,
 // one tick (2 ms) at a time. Every operation runs at an even millisecond
-// after t0 and every sweep at an odd one, so that the audit log tells a
-// sweep's ttl_swept event from the one a register writes when it replaces
-// an expired row.
+// after t0 and every sweep at an odd one, so that the audit log mostly
+// tells a sweep's ttl_swept event from the one a register writes when it
+// replaces an expired row (see runStress for when it cannot).
 type stressClock struct{ ticks atomic.Int64 }
 
 func (c *stressClock) now() time.Time {
@@ -297,22 +297,21 @@ func runStress(t *testing.T, st store, seed uint64, ops int, heartbeatEvents boo
 	}
 	equal(t, "marked_dead events by reason (Marked outcomes)", marks, total.markReasons)
 	equal(t, "marked_dead events (Marked outcomes)", stats.kinds["marked_dead"], total.marked)
-	var sweptBySweep, sweptByRegister int
-	for _, e := range events {
-		if e.Kind == "ttl_swept" {
-			if (e.AtMS-t0.UnixMilli())%2 == 1 {
-				sweptBySweep++
-			} else {
-				sweptByRegister++
-			}
-		}
+	// Each row a sweep reports is one ttl_swept event, so the other
+	// ttl_swept events are registers' over an expired row, each followed
+	// in its transaction by its registered event (stats.replaced counts
+	// the events so followed). The log cannot always tell which is which:
+	// a sweep's event may be followed at once by a new registration, and
+	// an explicit-Now heartbeat that moved an expiry back can make a
+	// register's events move to the next millisecond, across the parity of
+	// sweeps' (odd) and registers' (even) times. Hence bounds.
+	ttlSwept := stats.kinds["ttl_swept"]
+	byRegisters := ttlSwept - total.swept
+	if byRegisters < 0 || byRegisters > stats.replaced {
+		t.Errorf("%d ttl_swept events, %d rows reported swept: %d events by registers over an expired row, but only %d are followed by their registered event",
+			ttlSwept, total.swept, byRegisters, stats.replaced)
 	}
-	// Sweeps run at odd milliseconds and registers at even ones, but an
-	// event whose key was taken moved to the next millisecond, across the
-	// parity: the total is exact, the split is not.
-	equal(t, "ttl_swept events (sum of SweepReport.Swept, and one per register over an expired row)",
-		sweptBySweep+sweptByRegister, total.swept+stats.replaced)
-	t.Logf("audit log: %v; %d ttl_swept by sweeps, %d by registers over an expired row", stats.kinds, sweptBySweep, sweptByRegister)
+	t.Logf("audit log: %v; %d ttl_swept by sweeps, %d by registers over an expired row", stats.kinds, total.swept, byRegisters)
 	if b.engine == engineSQLite {
 		integrityCheck(t, b.path)
 	}
@@ -327,7 +326,7 @@ func runStress(t *testing.T, st store, seed uint64, ops int, heartbeatEvents boo
 		"Registered": total.registered, "Refreshed": total.refreshed, "ErrInstanceReassigned": total.reassigned,
 		"refreshed heartbeats": total.beats, "heartbeats not registered": total.beatsNotRegistered,
 		"heartbeats told to drain": total.beatsDrain, "Marked": total.marked, "marks not registered": total.markNotRegistered,
-		"DrainRequested": total.drains, "rows swept": total.swept, "expired rows replaced by a register": stats.replaced,
+		"DrainRequested": total.drains, "rows swept": total.swept, "expired rows replaced by a register": byRegisters,
 	} {
 		if n == 0 {
 			t.Errorf("no %s in the whole run: the stress mix no longer reaches that path", what)
