@@ -23,7 +23,7 @@ import (
 // Environment of a child process. The child is this test binary, run with
 // -test.run=^TestHelperChildProcess$.
 const (
-	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go), crash (crash_test.go), batcher or beater (fairness_test.go)
+	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go), crash (crash_test.go), batcher or beater (fairness_test.go), soak (soak_test.go)
 	envChildDB   = "REGISTRY_CHILD_DB"   // the database file
 	envChildID   = "REGISTRY_CHILD_ID"   // the child's number, for names and seeds
 	envChildSeed = "REGISTRY_CHILD_SEED" // its random seed
@@ -36,7 +36,7 @@ const (
 func TestHelperChildProcess(t *testing.T) {
 	switch role := os.Getenv(envChildRole); role {
 	case "":
-		t.Skip("only runs as a child process of TestMultiProcess* and TestCrash*")
+		t.Skip("only runs as a child process of TestMultiProcess*, TestCrash*, TestMultiProcessFairness and TestSoak")
 	case "hammer":
 		hammerChild(t)
 	case "crash":
@@ -45,6 +45,8 @@ func TestHelperChildProcess(t *testing.T) {
 		batcherChild(t)
 	case "beater":
 		beaterChild(t)
+	case "soak":
+		soakChild(t)
 	default:
 		t.Fatalf("unknown %s=%q", envChildRole, role)
 	}

@@ -314,6 +314,7 @@ func sameObjects(t *testing.T, what string, got, want map[string]string) {
 }
 
 func TestAdoptFlowFabricPostgres(t *testing.T) {
+	t.Parallel() // a database of its own
 	ctx := context.Background()
 	dir := flowfabricDir(t)
 	dsn := registrytest.PostgresDatabaseFrom(t, registrytest.PostgresDSN(t), flowfabricTemplateKey(t, dir), buildFlowFabricPostgres(dir))
@@ -491,6 +492,7 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 // event IDs, and a second event of one kind in one millisecond moves to the
 // next free one.
 func TestPostgresUpgradeFromVersion5(t *testing.T) {
+	t.Parallel() // a schema of its own
 	ctx := context.Background()
 	dsn := registrytest.PostgresSchema(t, registrytest.PostgresDSN(t))
 	db := openAtVersion(t, 5, func() (*sql.DB, error) { return sql.Open("pgx", dsn) })

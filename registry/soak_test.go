@@ -27,8 +27,9 @@ import (
 // It samples the WAL's size, the heap in use and the p99 call latency at
 // regular points and asserts that they stay flat.
 //
-// The README's test command runs a short soak. `make soak` runs the long one
-// (REGISTRY_SOAK_CALLS=1000000) and writes its figures to soak.md, which
+// The README's test command runs a short soak, in a child process beside
+// the other tests. `make soak` runs the long one, alone
+// (REGISTRY_SOAK_CALLS=1000000), and writes its figures to soak.md, which
 // benchreport puts in BENCHMARKS.md. REGISTRY_SOAK_FLOWFABRIC=1 runs it on
 // a database built by FlowFabric's migrations and adopted by the registry.
 
@@ -64,7 +65,40 @@ type soakSample struct {
 }
 
 func TestSoak(t *testing.T) {
-	// Not parallel: it measures latency and the heap, which other tests would disturb.
+	if os.Getenv("REGISTRY_SOAK_CALLS") != "" || os.Getenv("REGISTRY_SOAK_REPORT") != "" {
+		// A measured soak runs alone, in this process.
+		runSoak(t, soakAlone)
+		return
+	}
+	// The short soak runs in a child process beside the other tests, so
+	// that the heap it measures is its own and it does not hold the suite
+	// up (it is the longest test under -race).
+	t.Parallel()
+	cmd := childCommand("soak", "")
+	cmd.Args = append(cmd.Args, "-test.v")
+	out, err := cmd.CombinedOutput()
+	for line := range strings.Lines(string(out)) {
+		if strings.Contains(line, "soak_test.go") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
+	if err != nil {
+		t.Fatalf("soak child: %v\n%s", err, out)
+	}
+}
+
+// soakChild is TestSoak's child process.
+func soakChild(t *testing.T) { runSoak(t, soakShared) }
+
+// How much a soak's p99 latency may grow, from the second quarter of the
+// run to the last: less for one that has the machine to itself than for
+// one that shares it with the other tests.
+const (
+	soakAlone  = 2 * time.Millisecond
+	soakShared = 25 * time.Millisecond
+)
+
+func runSoak(t *testing.T, latencySlack time.Duration) {
 	calls := soakCalls(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "soak.db")
@@ -219,7 +253,7 @@ func TestSoak(t *testing.T) {
 			sample(done, quiet)
 		}
 	}
-	checkSoak(t, samples)
+	checkSoak(t, samples, latencySlack)
 	if out := os.Getenv("REGISTRY_SOAK_REPORT"); out != "" {
 		if err := os.WriteFile(out, []byte(soakReport(calls, samples)), 0o644); err != nil {
 			t.Fatal(err)
@@ -231,7 +265,7 @@ func TestSoak(t *testing.T) {
 // every point; the heap, and the p99 latency of each kind of stretch, in
 // the last quarter of the run within bounds of the second quarter's (the
 // first is warm-up: caches filling, the event log reaching its retention).
-func checkSoak(t *testing.T, samples []soakSample) {
+func checkSoak(t *testing.T, samples []soakSample, latencySlack time.Duration) {
 	t.Helper()
 	for _, s := range samples {
 		t.Logf("after %7d calls: WAL %6.2f MB, heap in use %6.2f MB, p99 %v (quiet %v)", s.calls, mb(s.wal), mb(int64(s.heapInuse)), s.p99, s.quiet)
@@ -263,7 +297,7 @@ func checkSoak(t *testing.T, samples []soakSample) {
 		// Samples alternate kinds, so widen a part that holds one kind only.
 		e, l := p99(samples[q:min(len(samples), 2*q+1)]), p99(samples[len(samples)-q-1:])
 		// Slack for a busy machine.
-		if l > 3*e+2*time.Millisecond {
+		if l > 3*e+latencySlack {
 			t.Errorf("p99 latency (single heartbeats alone: %v) grew from %v to %v", quiet, e, l)
 		}
 	}
