@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -158,9 +159,29 @@ func TestStatementsArePreparedOnce(t *testing.T) {
 // let the registry read the time (a transaction when alone); one in four
 // workers is draining and one in eight unknown.
 func TestConcurrentHeartbeatsShareCommits(t *testing.T) {
-	dir, log := watchCompiles(t)
+	t.Run("registry", func(t *testing.T) {
+		dir, log := watchCompiles(t)
+		concurrentHeartbeats(t, filepath.Join(dir, "r.db"), log)
+	})
+	t.Run("flowfabric", func(t *testing.T) {
+		// FlowFabric's own database, adopted, copied into the watched
+		// directory.
+		src, err := os.ReadFile(flowfabricSQLite(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir, log := watchCompiles(t)
+		path := filepath.Join(dir, "flowfabric.db")
+		if err := os.WriteFile(path, src, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		concurrentHeartbeats(t, path, log)
+	})
+}
+
+func concurrentHeartbeats(t *testing.T, path string, log *writeLog) {
 	ctx := context.Background()
-	r, err := registry.Open(ctx, filepath.Join(dir, "r.db"))
+	r, err := registry.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}

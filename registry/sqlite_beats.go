@@ -82,7 +82,6 @@ func (q *beatQueue) take(n int) []*beat {
 // transaction failed.
 func (s *sqliteStore) heartbeat(ctx context.Context, k instanceKey, now func() int64,
 	alone func(b *beat) func() (time.Duration, error)) (heartbeatRow, bool, error) {
-	defer s.w.preparePending(ctx)
 	g := s.gate
 	select {
 	case g.turn <- struct{}{}: // nobody writes: no queue
@@ -137,6 +136,7 @@ func (s *sqliteStore) heartbeat(ctx context.Context, k instanceKey, now func() i
 // writeBeats writes group in one transaction, in order, and closes each
 // beat's done.
 func (s *sqliteStore) writeBeats(ctx context.Context, group []*beat) {
+	defer s.w.preparePending(ctx)
 	err := s.writeInTurn(ctx, s.txAttempt(ctx, func(q storeWriter) error {
 		for _, b := range group {
 			var err error

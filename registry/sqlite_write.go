@@ -166,6 +166,7 @@ func (s *sqliteStore) writer() storeWriter {
 // heartbeatAt heartbeats k in a transaction, at the time now returns once
 // the transaction holds the write lock.
 func (s *sqliteStore) heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (heartbeatRow, bool, error) {
+	defer s.w.preparePending(ctx)
 	return s.heartbeat(ctx, k, now, func(b *beat) func() (time.Duration, error) {
 		return s.txAttempt(ctx, func(q storeWriter) error {
 			var err error
