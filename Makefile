@@ -17,7 +17,7 @@ lint:
 
 # The README's test command.
 test:
-	go test -race ./...
+	go test -race -gcflags=modernc.org/sqlite/lib=-race=false ./...
 
 # The benchmark suite and its report: see BENCHMARKS.md.
 
