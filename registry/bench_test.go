@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -119,13 +120,18 @@ func steady(b *testing.B, op func(i int) error) {
 }
 
 // measure runs op for every iteration of b's loop, for calls from first on.
+// Its calls carry the profiler label phase=measure, so that a CPU profile
+// of a benchmark can leave out its fixture and warm-up
+// (go tool pprof -tagfocus=phase=measure).
 func measure(b *testing.B, first int, op func(i int) error) {
 	b.Helper()
-	for i := first; b.Loop(); i++ {
-		if err := op(i); err != nil {
-			b.Fatal(err)
+	pprof.Do(context.Background(), pprof.Labels("phase", "measure"), func(context.Context) {
+		for i := first; b.Loop(); i++ {
+			if err := op(i); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
 }
 
 // heartbeatOp is one registry heartbeat of benchmark call i, which must
