@@ -119,7 +119,7 @@ func loopsOf(t *testing.T, cfg registry.WorkerConfig) int {
 	label := fmt.Sprintf("%q:%q", "workerregistry.worker", cfg.Namespace+"/"+cfg.WorkerInstanceID)
 	n := 0
 	for _, rec := range strings.Split(sb.String(), "\n\n") {
-		if !strings.Contains(rec, label) || strings.Contains(rec, "\n#\t0x") && !strings.Contains(rec, ".(*Worker).run+") {
+		if !strings.Contains(rec, label) || (strings.Contains(rec, "\n#\t0x") && !strings.Contains(rec, ".(*Worker).run+")) {
 			continue
 		}
 		count, _, _ := strings.Cut(rec, " @ ")
