@@ -21,8 +21,11 @@ test:
 
 # The benchmark suite and its report: see BENCHMARKS.md.
 
+# BENCH_COUNT is go test's -count: the report takes each figure's median.
+BENCH_COUNT ?= 3
+
 bench:
-	REGISTRY_TEST_POSTGRES= go test -run='^$$' -bench=. -timeout=30m ./registry/ | tee bench.txt
+	REGISTRY_TEST_POSTGRES= go test -run='^$$' -bench=. -count=$(BENCH_COUNT) -timeout=90m ./registry/ | tee bench.txt
 	go run ./scripts/benchreport -in bench.txt -md BENCHMARKS.md -svg docs/expired-lease-pages.svg
 
 # The Postgres store's benchmarks and their report, BENCHMARKS-postgres.md:
