@@ -479,54 +479,50 @@ func BenchmarkSweepExpired(b *testing.B) {
 	// event inserts.
 	registryWithout(b, []string{"event_indexes"}, func(b *testing.B, r *registry.Registry, base *sql.DB) {
 		var clock clockMS
-		var longest time.Duration
-		heartbeat := heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
+		measureSweeps(b, expired, heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
 			return registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next())}
-		})
-		for i := range warmupCalls {
-			if err := heartbeat(i); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for b.Loop() {
-			b.StopTimer()
-			addExpired(b, base, "ff_worker_registry")
-			b.StartTimer()
-			stop := concurrentWriter(heartbeat)
+		}), func(b *testing.B) { addExpired(b, base, "ff_worker_registry") }, func() (int, error) {
 			rep, err := r.SweepExpiredWorkers(context.Background(), time.UnixMilli(clock.next()))
-			longest = max(longest, stop(b))
-			if err != nil || rep.Swept != expired {
-				b.Fatalf("sweep: %+v, %v", rep, err)
-			}
-		}
-		b.ReportMetric(float64(longest.Microseconds())/1000, "max_writer_wait_ms")
+			return rep.Swept, err
+		})
 	})
 	b.Run("baseline=reference", func(b *testing.B) {
 		_, base := workerFixture(b, benchWorkers)
 		sweep, event := prepare(b, base, refSweep), prepare(b, base, refEventInsert)
 		update, insert := prepare(b, base, refHeartbeatUpdate), prepare(b, base, refEventInsert)
 		var clock clockMS
-		var longest time.Duration
-		for i := range warmupCalls {
-			if err := referenceHeartbeat(base, update, insert, instanceID(i), clock.next()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for b.Loop() {
-			b.StopTimer()
-			addExpired(b, base, "ref_worker_registry")
-			b.StartTimer()
-			stop := concurrentWriter(func(i int) error {
-				return referenceHeartbeat(base, update, insert, instanceID(i), clock.next())
-			})
-			n := referenceSweep(b, base, sweep, event, clock.next())
-			longest = max(longest, stop(b))
-			if n != expired {
-				b.Fatalf("reference swept %d", n)
-			}
-		}
-		b.ReportMetric(float64(longest.Microseconds())/1000, "max_writer_wait_ms")
+		measureSweeps(b, expired, func(i int) error {
+			return referenceHeartbeat(base, update, insert, instanceID(i), clock.next())
+		}, func(b *testing.B) { addExpired(b, base, "ref_worker_registry") }, func() (int, error) {
+			return referenceSweep(b, base, sweep, event, clock.next()), nil
+		})
 	})
+}
+
+// measureSweeps makes warmupCalls writes, then times a sweep a round: add
+// puts expired rows in place (untimed), and sweep, which must remove all
+// of them, runs while write keeps writing on another goroutine. It reports
+// the longest single write as max_writer_wait_ms.
+func measureSweeps(b *testing.B, expired int, write func(i int) error, add func(b *testing.B), sweep func() (int, error)) {
+	b.Helper()
+	for i := range warmupCalls {
+		if err := write(i); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var longest time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		add(b)
+		b.StartTimer()
+		stop := concurrentWriter(write)
+		n, err := sweep()
+		longest = max(longest, stop(b))
+		if err != nil || n != expired {
+			b.Fatalf("swept %d of %d: %v", n, expired, err)
+		}
+	}
+	b.ReportMetric(float64(longest.Microseconds())/1000, "max_writer_wait_ms")
 }
 
 // concurrentWriter calls write in a loop on another goroutine until the

@@ -54,6 +54,18 @@ const (
 	pgRefSweep = `DELETE FROM ref_worker_registry WHERE last_heartbeat_ms + liveness_ttl_ms < $1
 		RETURNING namespace, worker_instance_id`
 	pgFloorUpdate = `UPDATE ref_worker_registry SET last_heartbeat_ms = $1 WHERE namespace = $2 AND worker_instance_id = $3`
+	// The reference's Postgres sweep (ttl_sweep_tick) deletes the expired
+	// rows and inserts their events in one statement, a partition at a
+	// time; on the reference's one table, one statement does it all.
+	pgRefSweepAll = `WITH swept AS (
+			DELETE FROM ref_worker_registry WHERE last_heartbeat_ms + liveness_ttl_ms < $1
+			RETURNING namespace, worker_instance_id
+		), ev AS (
+			INSERT INTO ref_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
+			SELECT namespace, worker_instance_id, 'ttl_swept', $1, NULL FROM swept
+			ON CONFLICT DO NOTHING
+			RETURNING 1
+		) SELECT count(*) FROM swept`
 )
 
 // postgresBenchSchema returns the DSN of a fresh schema for b, or skips b
@@ -463,6 +475,57 @@ func BenchmarkPostgresSweepNothingExpired(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// BenchmarkPostgresSweepExpired is BenchmarkSweepExpired on Postgres:
+// 100k expired workers swept while another goroutine keeps heartbeating,
+// against the reference's sweep statement. Each round starts from vacuumed
+// tables, as autovacuum leaves them between real sweeps of that size: the
+// previous round's dead rows would otherwise sit at the front of the
+// expiry index.
+func BenchmarkPostgresSweepExpired(b *testing.B) {
+	const expired = 100_000
+	ctx := context.Background()
+	addExpired := func(b *testing.B, base *pgxpool.Pool, table string) {
+		b.Helper()
+		if _, err := base.Exec(ctx, "VACUUM "+table+", "+table+"_event"); err != nil {
+			b.Fatal(err)
+		}
+		extra, extraValues := ", partition_key", ", ff_worker_registry_partition_key(id)"
+		if table == "ref_worker_registry" {
+			extra, extraValues = "", ""
+		}
+		_, err := base.Exec(ctx, `INSERT INTO `+table+` (namespace, worker_instance_id, worker_id, lanes,
+				capabilities_csv, last_heartbeat_ms, liveness_ttl_ms, registered_at_ms`+extra+`)
+			SELECT 'ns', id, 'pool', '{default}', '', $1::bigint, 1000, $1::bigint`+extraValues+`
+			FROM generate_series(0, $2::integer - 1) AS s(i),
+			     LATERAL (SELECT 'x' || lpad(i::text, 6, '0') AS id) AS k`,
+			t0.Add(-time.Hour).UnixMilli(), expired)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("registry", func(b *testing.B) {
+		r, base := pgWorkerFixture(b, benchWorkers, 0)
+		var clock clockMS
+		measureSweeps(b, expired, heartbeatOp(r, func(i int) registry.HeartbeatWorkerArgs {
+			return registry.HeartbeatWorkerArgs{Namespace: "ns", WorkerInstanceID: instanceID(i), Now: time.UnixMilli(clock.next())}
+		}), func(b *testing.B) { addExpired(b, base, "ff_worker_registry") }, func() (int, error) {
+			rep, err := r.SweepExpiredWorkers(ctx, time.UnixMilli(clock.next()))
+			return rep.Swept, err
+		})
+	})
+	b.Run("baseline=reference", func(b *testing.B) {
+		_, base := pgWorkerFixture(b, benchWorkers, 0)
+		var clock clockMS
+		measureSweeps(b, expired, func(i int) error {
+			return pgReferenceHeartbeat(ctx, base, instanceID(i), clock.next())
+		}, func(b *testing.B) { addExpired(b, base, "ref_worker_registry") }, func() (int, error) {
+			var n int
+			err := base.QueryRow(ctx, pgRefSweepAll, clock.next()).Scan(&n)
+			return n, err
+		})
 	})
 }
 
