@@ -430,7 +430,8 @@ const notes = `
   the WAL has filled and been checkpointed, B-tree pages have split, the
   audit log is not empty. Runs on this shared two-core machine move single
   figures by tens of percent; ratios less, but not nothing, which is why
-  each benchmark runs three times and the table shows medians.
+  make bench measures each benchmark more than once (BENCH_COUNT, three
+  unless set) and the table shows medians.
 - **Pages written per commit.** The write path's cost is mostly WAL
   frames: each page a commit changes is written to the WAL (two system
   calls and a checksum) and later checkpointed (with two fsyncs per
@@ -461,11 +462,13 @@ const notes = `
 - **What the indexes cost, measured.** The rows "Without ..." run the same
   calls on a database from which the benchmark dropped the registry's
   indexes, giving up what they guarantee. Without the expiry index a
-  heartbeat comes within the floor's target; without all four a heartbeat
-  with events writes as many WAL frames as the reference's (strace counts
-  the same pwrite calls per call), and the rest of the gap is CPU spread
-  over the call (a RETURNING row, the write turn, a connection of its own
-  for the transaction). No row reaches parity while the indexes stay.
+  heartbeat comes to about the floor's target (0.73x to 0.83x across
+  runs); without all four a heartbeat with events writes as many WAL
+  frames as the reference's (strace counts the same pwrite calls per
+  call), and the rest of the gap is CPU spread over the call (a RETURNING
+  row, the write turn, a connection of its own for the transaction), of
+  the order of this machine's run-to-run noise. No row reaches parity
+  while the indexes stay.
 - **Expired-lease pages.** The reference's query runs on its expiry index
   (INDEXED BY: on this database the planner would otherwise walk the
   registry's lease index for it, and the baseline would be this library's

@@ -63,6 +63,33 @@ func TestReportComputesRatiosFromOneRun(t *testing.T) {
 	}
 }
 
+func TestReportSaysHowManyCounts(t *testing.T) {
+	for _, tc := range []struct {
+		runs int
+		want []string
+	}{
+		{1, []string{"measures each benchmark once;", "-count=1 "}},
+		{3, []string{"measures each benchmark 3 times (-count=3);", "-count=3 "}},
+	} {
+		dir := t.TempDir()
+		in := filepath.Join(dir, "bench.txt")
+		run := fakeRun(1e6, nil)
+		if err := os.WriteFile(in, []byte(strings.Repeat(run, tc.runs)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		md := filepath.Join(dir, "B.md")
+		if err := runReport(in, md, filepath.Join(dir, "c.svg")); err != nil {
+			t.Fatal(err)
+		}
+		report, _ := os.ReadFile(md)
+		for _, want := range tc.want {
+			if !strings.Contains(string(report), want) {
+				t.Errorf("%d runs: report lacks %q", tc.runs, want)
+			}
+		}
+	}
+}
+
 func TestReportFailsOnMissingBenchmark(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "bench.txt")
