@@ -5,18 +5,12 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
 // maxHeartbeatBatch bounds one HeartbeatWorkers call.
 const maxHeartbeatBatch = MaxLimit
-
-// postgresChunkSize is how many heartbeats one transaction of a batch
-// writes on Postgres (SQLite sizes its chunks by time: see batchChunk).
-// Postgres has no write lock to share, so chunks only bound how many rows
-// one transaction holds.
-const postgresChunkSize = 500
-
-type instanceKey struct{ namespace, instanceID string }
 
 // HeartbeatWorkers applies a batch of heartbeats and returns one result per
 // input, in input order, each as HeartbeatWorker would return it had the
@@ -76,7 +70,7 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 	}
 	results := make([]HeartbeatResult, len(batch))
 	for lo := 0; lo < len(batch); {
-		hi := min(lo+r.st.batchChunk(), len(batch))
+		hi := min(lo+r.st.BatchChunk(), len(batch))
 		if err := r.heartbeatChunk(ctx, batch[lo:hi], nows[lo:hi], clockMS, results[lo:hi]); err != nil {
 			return nil, err
 		}
@@ -89,23 +83,23 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 // are the entries' times as validated, clockMS for those with a zero Now;
 // results receives the chunk's results.
 func (r *Registry) heartbeatChunk(ctx context.Context, batch []HeartbeatWorkerArgs, firstNows []int64, clockMS int64, results []HeartbeatResult) error {
-	keys := make([]instanceKey, len(batch))
-	seen := make(map[instanceKey]bool, len(batch))
+	keys := make([]store.InstanceKey, len(batch))
+	seen := make(map[store.InstanceKey]bool, len(batch))
 	distinct, anyClock := true, false
 	for i, args := range batch {
-		keys[i] = instanceKey{args.Namespace, args.WorkerInstanceID}
+		keys[i] = store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
 		distinct = distinct && !seen[keys[i]]
 		seen[keys[i]] = true
 		anyClock = anyClock || args.Now.IsZero()
 	}
 	nows := make([]int64, len(batch))
 	var took time.Duration
-	err := r.inTx(ctx, func(q storeWriter) error {
+	err := r.inTx(ctx, func(q store.Writer) error {
 		start := time.Now()
 		defer func() { took = time.Since(start) }()
 		// The clock can only have moved forward, so the first times lock
 		// every row that may still be live at the later ones.
-		live, err := q.lockWorkers(ctx, keys, slices.Min(firstNows))
+		live, err := q.LockWorkers(ctx, keys, slices.Min(firstNows))
 		if err != nil {
 			return err
 		}
@@ -143,14 +137,14 @@ func (r *Registry) heartbeatChunk(ctx context.Context, batch []HeartbeatWorkerAr
 		return r.heartbeatGroups(ctx, q, batch, nows, todo, results)
 	})
 	if err == nil {
-		r.st.tookChunk(len(batch), took)
+		r.st.TookChunk(len(batch), took)
 	}
 	return err
 }
 
 // heartbeatGroups runs one statement per distinct time among the entries
 // todo of the batch, whose keys are all distinct.
-func (r *Registry) heartbeatGroups(ctx context.Context, q storeWriter, batch []HeartbeatWorkerArgs, nows []int64, todo []int, results []HeartbeatResult) error {
+func (r *Registry) heartbeatGroups(ctx context.Context, q store.Writer, batch []HeartbeatWorkerArgs, nows []int64, todo []int, results []HeartbeatResult) error {
 	groups := map[int64][]int{}
 	var order []int64
 	for _, i := range todo {
@@ -162,14 +156,14 @@ func (r *Registry) heartbeatGroups(ctx context.Context, q storeWriter, batch []H
 	}
 	for _, now := range order {
 		idx := groups[now]
-		keys := make([]instanceKey, len(idx))
-		pos := make(map[instanceKey]int, len(idx))
+		keys := make([]store.InstanceKey, len(idx))
+		pos := make(map[store.InstanceKey]int, len(idx))
 		for j, i := range idx {
-			keys[j] = instanceKey{batch[i].Namespace, batch[i].WorkerInstanceID}
+			keys[j] = store.InstanceKey{Namespace: batch[i].Namespace, InstanceID: batch[i].WorkerInstanceID}
 			pos[keys[j]] = i
 			results[i] = HeartbeatResult{Outcome: HeartbeatNotRegistered}
 		}
-		rows, err := q.heartbeatLiveWorkers(ctx, now, keys)
+		rows, err := q.HeartbeatLiveWorkers(ctx, now, keys)
 		if err != nil {
 			return err
 		}
@@ -180,13 +174,13 @@ func (r *Registry) heartbeatGroups(ctx context.Context, q storeWriter, batch []H
 			continue
 		}
 		// Events in input order, as single calls would write them.
-		refreshed := make([]instanceKey, 0, len(rows))
+		refreshed := make([]store.InstanceKey, 0, len(rows))
 		for j, i := range idx {
 			if results[i].Outcome == HeartbeatRefreshed {
 				refreshed = append(refreshed, keys[j])
 			}
 		}
-		if err := q.insertEvents(ctx, eventHeartbeat, now, refreshed); err != nil {
+		if err := q.InsertEvents(ctx, eventHeartbeat, now, refreshed); err != nil {
 			return err
 		}
 	}

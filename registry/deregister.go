@@ -3,6 +3,8 @@ package registry
 import (
 	"context"
 	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
 // DeregisterWorkerArgs are the arguments of DeregisterWorker.
@@ -102,7 +104,7 @@ func (r *Registry) DeregisterWorker(ctx context.Context, args DeregisterWorkerAr
 }
 
 func (r *Registry) deregisterWorker(ctx context.Context, args DeregisterWorkerArgs) (DeregisterOutcome, error) {
-	ok, err := r.changeLiveWorker(ctx, args.Namespace, args.WorkerInstanceID, args.Now, eventDeregistered, storeWriter.deleteLiveWorker)
+	ok, err := r.changeLiveWorker(ctx, args.Namespace, args.WorkerInstanceID, args.Now, eventDeregistered, store.Writer.DeleteLiveWorker)
 	if err != nil {
 		return 0, err
 	}
@@ -130,7 +132,7 @@ func (r *Registry) ResumeWorker(ctx context.Context, args ResumeWorkerArgs) (Res
 }
 
 func (r *Registry) resumeWorker(ctx context.Context, args ResumeWorkerArgs) (ResumeOutcome, error) {
-	ok, err := r.changeLiveWorker(ctx, args.Namespace, args.WorkerInstanceID, args.Now, eventResumed, storeWriter.resumeWorker)
+	ok, err := r.changeLiveWorker(ctx, args.Namespace, args.WorkerInstanceID, args.Now, eventResumed, store.Writer.ResumeWorker)
 	if err != nil {
 		return 0, err
 	}
@@ -144,7 +146,7 @@ func (r *Registry) resumeWorker(ctx context.Context, args ResumeWorkerArgs) (Res
 // event of kind in the same transaction; it reports whether the
 // registration was live.
 func (r *Registry) changeLiveWorker(ctx context.Context, namespace, instanceID string, at time.Time, kind string,
-	change func(storeWriter, context.Context, instanceKey, int64) (bool, error)) (bool, error) {
+	change func(store.Writer, context.Context, store.InstanceKey, int64) (bool, error)) (bool, error) {
 	if err := validateInstance(namespace, instanceID); err != nil {
 		return false, err
 	}
@@ -153,10 +155,10 @@ func (r *Registry) changeLiveWorker(ctx context.Context, namespace, instanceID s
 		return false, err
 	}
 	live := false
-	err = r.inTx(ctx, func(q storeWriter) error {
+	err = r.inTx(ctx, func(q store.Writer) error {
 		now = r.lockedNow(at, now)
 		live = false // this run's, should an earlier one have failed
-		ok, err := change(q, ctx, instanceKey{namespace, instanceID}, now)
+		ok, err := change(q, ctx, store.InstanceKey{Namespace: namespace, InstanceID: instanceID}, now)
 		if err != nil || !ok {
 			return err
 		}
@@ -188,7 +190,7 @@ func (r *Registry) getWorker(ctx context.Context, args GetWorkerArgs) (WorkerInf
 	if err != nil {
 		return WorkerInfo{}, false, err
 	}
-	row, ok, err := r.st.reader().getLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
+	row, ok, err := r.st.Reader().GetLiveWorker(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}, now)
 	if err != nil || !ok {
 		return WorkerInfo{}, false, err
 	}

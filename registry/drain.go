@@ -3,6 +3,8 @@ package registry
 import (
 	"context"
 	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
 // RequestDrainArgs are the arguments of RequestDrain.
@@ -47,10 +49,10 @@ func (r *Registry) requestDrain(ctx context.Context, args RequestDrainArgs) (Dra
 		return 0, err
 	}
 	outcome := DrainNotRegistered
-	err = r.inTx(ctx, func(q storeWriter) error {
+	err = r.inTx(ctx, func(q store.Writer) error {
 		now = r.lockedNow(args.Now, now)
 		outcome = DrainNotRegistered // this run's, should an earlier one have failed
-		ok, err := q.requestDrain(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
+		ok, err := q.RequestDrain(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}, now)
 		if err != nil || !ok {
 			return err
 		}

@@ -4,24 +4,26 @@ import (
 	"context"
 	"math"
 	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
 // Event kinds, as stored in ff_worker_registry_event.event_kind.
 const (
-	eventRegistered     = "registered"
-	eventRefreshed      = "refreshed"
-	eventHeartbeat      = "heartbeat"
-	eventMarkedDead     = "marked_dead"
-	eventTTLSwept       = "ttl_swept"
-	eventDrainRequested = "drain_requested"
-	eventDeregistered   = "deregistered"
-	eventResumed        = "resumed"
+	eventRegistered     = store.EventRegistered
+	eventRefreshed      = store.EventRefreshed
+	eventHeartbeat      = store.EventHeartbeat
+	eventMarkedDead     = store.EventMarkedDead
+	eventTTLSwept       = store.EventTTLSwept
+	eventDrainRequested = store.EventDrainRequested
+	eventDeregistered   = store.EventDeregistered
+	eventResumed        = store.EventResumed
 )
 
 // insertEvent records an event in the caller's transaction, so that the
 // event and the change it records commit or roll back together.
-func insertEvent(ctx context.Context, q storeWriter, namespace, instanceID, kind string, atMS int64, reason *string) error {
-	return q.insertEvent(ctx, eventRow{
+func insertEvent(ctx context.Context, q store.Writer, namespace, instanceID, kind string, atMS int64, reason *string) error {
+	return q.InsertEvent(ctx, store.EventRow{
 		Namespace:        namespace,
 		WorkerInstanceID: instanceID,
 		EventKind:        kind,
@@ -100,7 +102,7 @@ func (r *Registry) listWorkerEvents(ctx context.Context, args ListWorkerEventsAr
 	if before == 0 {
 		before = math.MaxInt64
 	}
-	rows, err := r.st.reader().listEvents(ctx, eventQuery{
+	rows, err := r.st.Reader().ListEvents(ctx, store.EventQuery{
 		Namespace:   args.Namespace,
 		Instance:    args.WorkerInstanceID,
 		NewestFirst: args.NewestFirst,

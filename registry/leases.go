@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/store"
 	"github.com/google/uuid"
 )
 
@@ -68,7 +69,7 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 	if err != nil {
 		return ListExpiredLeasesResult{}, err
 	}
-	rows, err := r.st.reader().listExpiredLeases(ctx, params)
+	rows, err := r.st.Reader().ListExpiredLeases(ctx, params)
 	if err != nil {
 		return ListExpiredLeasesResult{}, err
 	}
@@ -81,22 +82,22 @@ func (r *Registry) listExpiredLeases(ctx context.Context, args ListExpiredLeases
 
 // leaseQuery validates the arguments of a lease listing and returns its
 // query, which asks for one row more than the page, and the page's size.
-func (r *Registry) leaseQuery(asOf time.Time, namespace string, after *LeaseCursor, pageSize int) (leaseQuery, int, error) {
+func (r *Registry) leaseQuery(asOf time.Time, namespace string, after *LeaseCursor, pageSize int) (store.LeaseQuery, int, error) {
 	if namespace != "" {
 		if err := validateID("namespace", namespace); err != nil {
-			return leaseQuery{}, 0, err
+			return store.LeaseQuery{}, 0, err
 		}
 	}
 	limit, err := pageLimit(pageSize)
 	if err != nil {
-		return leaseQuery{}, 0, err
+		return store.LeaseQuery{}, 0, err
 	}
 	asOfMS, err := r.millis("as_of", asOf)
 	if err != nil {
-		return leaseQuery{}, 0, err
+		return store.LeaseQuery{}, 0, err
 	}
 	// Below every stored key: partitions start at 0.
-	params := leaseQuery{
+	params := store.LeaseQuery{
 		AsOfMs:           asOfMS,
 		AfterExpiresAtMs: math.MinInt64,
 		AfterPartition:   -1,
@@ -107,12 +108,12 @@ func (r *Registry) leaseQuery(asOf time.Time, namespace string, after *LeaseCurs
 	if c := after; c != nil {
 		if c.ExpiresAt.IsZero() {
 			// Zero would otherwise mean the clock, which is never meant.
-			return leaseQuery{}, 0, invalid("after.expires_at", "must be set")
+			return store.LeaseQuery{}, 0, invalid("after.expires_at", "must be set")
 		}
 		// Any time a stored lease has is a valid position, even one before
 		// 1970: the engine, not this library, writes the expiries.
 		if params.AfterExpiresAtMs, err = storedMillis("after.expires_at", c.ExpiresAt); err != nil {
-			return leaseQuery{}, 0, err
+			return store.LeaseQuery{}, 0, err
 		}
 		params.AfterPartition = int64(c.ExecutionID.Partition)
 		params.AfterExecutionID = c.ExecutionID.UUID[:]
@@ -123,7 +124,7 @@ func (r *Registry) leaseQuery(asOf time.Time, namespace string, after *LeaseCurs
 
 // leasePage decodes a page of rows, which hold one more than limit when
 // another page follows, and returns the cursor of that page.
-func leasePage(rows []leaseRow, limit int) ([]ExpiredLease, *LeaseCursor, error) {
+func leasePage(rows []store.LeaseRow, limit int) ([]ExpiredLease, *LeaseCursor, error) {
 	more := len(rows) > limit
 	if more {
 		rows = rows[:limit]
@@ -142,7 +143,7 @@ func leasePage(rows []leaseRow, limit int) ([]ExpiredLease, *LeaseCursor, error)
 	return leases, &LeaseCursor{ExpiresAt: last.ExpiresAt, ExecutionID: last.ExecutionID, AttemptIndex: last.AttemptIndex}, nil
 }
 
-func decodeLease(row leaseRow) (ExpiredLease, error) {
+func decodeLease(row store.LeaseRow) (ExpiredLease, error) {
 	execution, err := uuid.FromBytes(row.ExecutionID)
 	if err != nil || row.PartitionKey < 0 || row.PartitionKey > math.MaxUint16 ||
 		row.AttemptIndex < 0 || row.AttemptIndex > math.MaxInt32 || row.LeaseEpoch < 0 {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/store"
+	"github.com/flowfabric/workerregistry/internal/store/pgstore"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -217,7 +219,7 @@ func (o *observer) close() {
 
 // storeIdx says which store r is on.
 func (r *Registry) storeIdx() int {
-	if _, ok := r.st.(*postgresStore); ok {
+	if _, ok := r.st.(*pgstore.Store); ok {
 		return storeIdxPostgres
 	}
 	return storeIdxSQLite
@@ -367,9 +369,9 @@ func (r *Registry) refreshGauges(ctx context.Context, nowMS int64) error {
 		return nil
 	}
 	live := make(map[string]int64)
-	q := workerQuery{NowMs: nowMS, RowLimit: liveCountPage}
+	q := store.WorkerQuery{NowMs: nowMS, RowLimit: liveCountPage}
 	for {
-		rows, err := r.st.reader().listWorkers(ctx, q)
+		rows, err := r.st.Reader().ListWorkers(ctx, q)
 		if err != nil {
 			return err
 		}
@@ -382,7 +384,7 @@ func (r *Registry) refreshGauges(ctx context.Context, nowMS int64) error {
 		last := rows[len(rows)-1]
 		q.AfterNamespace, q.AfterInstance = last.Namespace, last.WorkerInstanceID
 	}
-	leases, err := r.st.reader().listExpiredLeases(ctx, leaseQuery{
+	leases, err := r.st.Reader().ListExpiredLeases(ctx, store.LeaseQuery{
 		AsOfMs:           nowMS,
 		AfterExpiresAtMs: math.MinInt64,
 		AfterPartition:   -1,

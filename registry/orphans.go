@@ -7,6 +7,8 @@ import (
 	"context"
 	"math"
 	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
 // ListOrphanedLeasesArgs are the arguments of ListOrphanedLeases.
@@ -61,16 +63,16 @@ func (r *Registry) listOrphanedLeases(ctx context.Context, args ListOrphanedLeas
 	if err != nil {
 		return ListOrphanedLeasesResult{}, err
 	}
-	start := leaseKey{q.AfterExpiresAtMs, q.AfterPartition, q.AfterExecutionID, q.AfterAttemptIndex}
+	start := store.LeaseKey{ExpiresAtMs: q.AfterExpiresAtMs, Partition: q.AfterPartition, ExecutionID: q.AfterExecutionID, AttemptIndex: q.AfterAttemptIndex}
 	// Past every key that expires at AsOf: partitions are below MaxInt32.
-	if unexpired := (leaseKey{q.AsOfMs, math.MaxInt32, []byte{}, 0}); compareKeys(start, unexpired) < 0 {
+	if unexpired := (store.LeaseKey{ExpiresAtMs: q.AsOfMs, Partition: math.MaxInt32, ExecutionID: []byte{}, AttemptIndex: 0}); compareKeys(start, unexpired) < 0 {
 		start = unexpired
 	}
-	holders, err := r.st.reader().listDeadHolders(ctx, q.AsOfMs)
+	holders, err := r.st.Reader().ListDeadHolders(ctx, q.AsOfMs)
 	if err != nil {
 		return ListOrphanedLeasesResult{}, err
 	}
-	rows, err := mergeHolderLeases(ctx, r.st.reader(), holders, start, q.Namespace, q.RowLimit)
+	rows, err := mergeHolderLeases(ctx, r.st.Reader(), holders, start, q.Namespace, q.RowLimit)
 	if err != nil {
 		return ListOrphanedLeasesResult{}, err
 	}
@@ -92,17 +94,17 @@ const minHolderChunk = 8
 // walk that runs out reads again, twice as much, so that one holder
 // holding the whole page costs a few reads. A lease that two walks return
 // (it moved between holders while they read) is taken once.
-func mergeHolderLeases(ctx context.Context, rd storeReader, holders []string, start leaseKey, namespace string, want int) ([]leaseRow, error) {
+func mergeHolderLeases(ctx context.Context, rd store.Reader, holders []string, start store.LeaseKey, namespace string, want int) ([]store.LeaseRow, error) {
 	if len(holders) == 0 {
 		return nil, nil
 	}
 	share := (want + len(holders) - 1) / len(holders)
 	chunk := min(want, max(minHolderChunk, share+share/4))
-	after := make([]leaseKey, len(holders))
+	after := make([]store.LeaseKey, len(holders))
 	for i := range after {
 		after[i] = start
 	}
-	rows, err := rd.listHolderLeases(ctx, holderLeaseQuery{Holders: holders, After: after, Namespace: namespace, PerHolder: chunk})
+	rows, err := rd.ListHolderLeases(ctx, store.HolderLeaseQuery{Holders: holders, After: after, Namespace: namespace, PerHolder: chunk})
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +126,7 @@ func mergeHolderLeases(ctx context.Context, rd storeReader, holders []string, st
 	}
 	heap.Init(&pending)
 
-	out := make([]leaseRow, 0, want)
+	out := make([]store.LeaseRow, 0, want)
 	seen := make(map[attemptID]bool, want)
 	for len(out) < want && len(pending) > 0 {
 		w := pending[0]
@@ -137,8 +139,8 @@ func mergeHolderLeases(ctx context.Context, rd storeReader, holders []string, st
 		if len(w.rows) == 0 && !w.done && len(out) < want {
 			w.chunk = min(2*w.chunk, want)
 			n := min(w.chunk, want-len(out))
-			more, err := rd.listHolderLeases(ctx, holderLeaseQuery{
-				Holders: []string{w.holder}, After: []leaseKey{rowKey(row)}, Namespace: namespace, PerHolder: n,
+			more, err := rd.ListHolderLeases(ctx, store.HolderLeaseQuery{
+				Holders: []string{w.holder}, After: []store.LeaseKey{rowKey(row)}, Namespace: namespace, PerHolder: n,
 			})
 			if err != nil {
 				return nil, err
@@ -157,7 +159,7 @@ func mergeHolderLeases(ctx context.Context, rd storeReader, holders []string, st
 // holderWalk is the part of one holder's walk read and not yet merged.
 type holderWalk struct {
 	holder string
-	rows   []leaseRow
+	rows   []store.LeaseRow
 	chunk  int  // rows the last read asked for
 	done   bool // the last read returned fewer: the walk has no more
 }
@@ -178,13 +180,13 @@ func (h *walkHeap) Pop() any {
 	return w
 }
 
-func rowKey(row leaseRow) leaseKey {
-	return leaseKey{row.LeaseExpiresAtMs, row.PartitionKey, row.ExecutionID, row.AttemptIndex}
+func rowKey(row store.LeaseRow) store.LeaseKey {
+	return store.LeaseKey{ExpiresAtMs: row.LeaseExpiresAtMs, Partition: row.PartitionKey, ExecutionID: row.ExecutionID, AttemptIndex: row.AttemptIndex}
 }
 
 // compareKeys orders lease keys as the lease walks do, execution UUIDs
 // by their bytes.
-func compareKeys(a, b leaseKey) int {
+func compareKeys(a, b store.LeaseKey) int {
 	return cmp.Or(
 		cmp.Compare(a.ExpiresAtMs, b.ExpiresAtMs),
 		cmp.Compare(a.Partition, b.Partition),
@@ -198,7 +200,7 @@ type attemptID struct {
 	execution          [16]byte
 }
 
-func leaseIdentity(row leaseRow) attemptID {
+func leaseIdentity(row store.LeaseRow) attemptID {
 	id := attemptID{partition: row.PartitionKey, attempt: row.AttemptIndex}
 	copy(id.execution[:], row.ExecutionID)
 	return id

@@ -4,11 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io/fs"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/flowfabric/workerregistry/internal/store/pgstore"
 	"github.com/flowfabric/workerregistry/schema"
 )
 
@@ -61,30 +61,20 @@ func openPostgresPool(ctx context.Context, cfg *pgxpool.Config, opts []Option) (
 		pool.Close()
 		return nil, err
 	}
-	st := newPostgresStore(pool)
-	st.owned = true
-	return &Registry{st: st, cfg: newConfig(opts)}, nil
+	return &Registry{st: pgstore.New(pool, true), cfg: newConfig(opts)}, nil
 }
 
 // NewPostgres returns a Registry over a pgx pool the caller owns, on a
 // database already migrated (see Migrate, with stdlib.OpenDBFromPool(pool)).
 // Close does not close the pool.
 func NewPostgres(pool *pgxpool.Pool, opts ...Option) *Registry {
-	return &Registry{st: newPostgresStore(pool), cfg: newConfig(opts)}
+	return &Registry{st: pgstore.New(pool, false), cfg: newConfig(opts)}
 }
 
 // isPostgresDB reports whether db runs on pgx's database/sql driver.
 func isPostgresDB(db *sql.DB) bool {
 	_, ok := db.Driver().(*stdlib.Driver)
 	return ok
-}
-
-// schemaFor returns the migrations of the Postgres or the SQLite store.
-func schemaFor(postgres bool) fs.FS {
-	if postgres {
-		return schema.Postgres
-	}
-	return schema.SQLite
 }
 
 // RedactDSN returns dsn as ParseDSN's DataSource.String shows it: every

@@ -154,7 +154,7 @@ func TestStatementsArePreparedOnce(t *testing.T) {
 
 // TestConcurrentHeartbeatsShareCommits: single heartbeats from 16
 // goroutines that wait for the write turn together are committed together
-// (sqlite_beats.go), and each caller still gets its own worker's result.
+// (internal/store/sqlitestore/beats.go), and each caller still gets its own worker's result.
 // Half the goroutines give Now (one autocommit statement when alone), half
 // let the registry read the time (a transaction when alone); one in four
 // workers is draining and one in eight unknown.

@@ -4,11 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io/fs"
 	"math"
 	"sync/atomic"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/store"
+	"github.com/flowfabric/workerregistry/internal/store/pgstore"
+	"github.com/flowfabric/workerregistry/internal/store/sqlitestore"
+	"github.com/flowfabric/workerregistry/schema"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -17,7 +20,7 @@ import (
 // database. It is safe for concurrent use by many goroutines, and many
 // processes may share one database.
 type Registry struct {
-	st     store
+	st     store.Store
 	cfg    config
 	closed atomic.Bool
 	// nextPrune is the sweep time (ms) from which a sweep prunes again;
@@ -74,7 +77,7 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	r.cfg.obs.close()
-	return r.st.close()
+	return r.st.Close()
 }
 
 // check refuses a call on a Registry that is closed or that no constructor
@@ -90,8 +93,8 @@ func (r *Registry) check() error {
 }
 
 // inTx runs fn in one write transaction of the store.
-func (r *Registry) inTx(ctx context.Context, fn func(q storeWriter) error) error {
-	return r.st.inTx(ctx, fn)
+func (r *Registry) inTx(ctx context.Context, fn func(q store.Writer) error) error {
+	return r.st.InTx(ctx, fn)
 }
 
 // Migrate brings the database to the latest schema version. The database
@@ -115,43 +118,20 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 // adopted in the transaction of the first migration that runs.
 func MigrateTo(ctx context.Context, db *sql.DB, version int64) ([]*goose.MigrationResult, error) {
 	if isPostgresDB(db) {
-		return migratePostgres(ctx, db, version)
+		return pgstore.Migrate(ctx, db, version)
 	}
-	// Migrators wait for each other at BEGIN IMMEDIATE for as long as
-	// db's busy timeout allows; a db without one fails at once, so retry.
-	for wait := 10 * time.Millisecond; ; wait *= 2 {
-		res, err := migrateSQLite(ctx, db, version)
-		if err == nil || !isBusy(err) || wait > maxMigrateWait {
-			return res, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(wait):
-		}
-	}
+	return sqlitestore.Migrate(ctx, db, version)
 }
 
 // SchemaVersion returns the registry schema version of the database, 0
 // when it holds no registry, without writing anything: goose's own version
 // calls create the version table where it is missing.
 func SchemaVersion(ctx context.Context, db *sql.DB) (int64, error) {
-	exists := `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '` + VersionTable + `')`
 	if isPostgresDB(db) {
-		exists = `SELECT to_regclass('` + VersionTable + `') IS NOT NULL`
+		return pgstore.SchemaVersion(ctx, db)
 	}
-	var found bool
-	if err := db.QueryRowContext(ctx, exists).Scan(&found); err != nil || !found {
-		return 0, err
-	}
-	var v int64
-	err := db.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM `+VersionTable).Scan(&v)
-	return v, err
+	return sqlitestore.SchemaVersion(ctx, db)
 }
-
-// maxMigrateWait bounds the retries of a SQLite migration that finds the
-// database busy: about 2.5 s in all.
-const maxMigrateWait = 1280 * time.Millisecond
 
 // NewMigrationProvider returns a goose provider over the embedded schema of
 // db's store (see Migrate), for tools that need more than Migrate (status,
@@ -162,15 +142,15 @@ func NewMigrationProvider(db *sql.DB) (*goose.Provider, error) {
 		// an application's goose runs; losers poll every second, not every
 		// five, for up to two minutes.
 		locker, err := lock.NewPostgresSessionLocker(
-			lock.WithLockID(migrationLockID),
+			lock.WithLockID(store.MigrationLockID),
 			lock.WithLockTimeout(1, 120))
 		if err != nil {
 			return nil, err
 		}
-		return goose.NewProvider(goose.DialectPostgres, db, schemaFor(true),
+		return goose.NewProvider(goose.DialectPostgres, db, schema.Postgres,
 			goose.WithTableName(VersionTable), goose.WithSessionLocker(locker))
 	}
-	return goose.NewProvider(goose.DialectSQLite3, db, schemaFor(false), goose.WithTableName(VersionTable))
+	return goose.NewProvider(goose.DialectSQLite3, db, schema.SQLite, goose.WithTableName(VersionTable))
 }
 
 // VersionTable is the table in which goose records the registry's schema
@@ -178,27 +158,7 @@ func NewMigrationProvider(db *sql.DB) (*goose.Provider, error) {
 // tables often live in a database that the engine migrates with goose too,
 // and the two histories must not mix. The stock goose CLI needs
 // -table ff_worker_registry_version.
-const VersionTable = "ff_worker_registry_version"
-
-// migrationLockID is the Postgres advisory lock that serialises the
-// registry's migrations ("ffwr" "migr" as bytes).
-const migrationLockID = 0x6666_7772_6d69_6772
-
-// latestSchemaVersion is the version of the newest embedded migration.
-func latestSchemaVersion(fsys fs.FS) int64 {
-	names, _ := fs.Glob(fsys, "*.sql")
-	var latest int64
-	for _, name := range names {
-		if v, err := goose.NumericComponent(name); err == nil {
-			latest = max(latest, v)
-		}
-	}
-	return latest
-}
-
-func newerSchemaError(current, latest int64) error {
-	return fmt.Errorf("database schema version %d is newer than this library's latest (%d): upgrade the library", current, latest)
-}
+const VersionTable = store.VersionTable
 
 // millis resolves an args struct's time to milliseconds: zero means the
 // registry's clock.

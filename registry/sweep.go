@@ -84,7 +84,7 @@ func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, e
 		return rep, err
 	}
 	for {
-		n, err := r.st.writer().sweepExpiredWorkers(ctx, nowMS, sweepBatchSize)
+		n, err := r.st.Writer().SweepExpiredWorkers(ctx, nowMS, sweepBatchSize)
 		if err != nil {
 			return rep, err
 		}
@@ -136,7 +136,7 @@ func (r *Registry) PruneEvents(ctx context.Context, before time.Time) (int64, er
 func (r *Registry) pruneEvents(ctx context.Context, beforeMS int64) (int64, error) {
 	var total int64
 	for {
-		n, err := r.st.writer().deleteEventsBefore(ctx, beforeMS, pruneBatchSize)
+		n, err := r.st.Writer().DeleteEventsBefore(ctx, beforeMS, pruneBatchSize)
 		r.countPruned(ctx, n)
 		total += n
 		if err != nil || n < pruneBatchSize {

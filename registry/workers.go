@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
 // RegisterWorkerArgs are the arguments of RegisterWorker.
@@ -127,11 +129,11 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 	}
 
 	outcome := Registered
-	key := instanceKey{args.Namespace, args.WorkerInstanceID}
-	err = r.inTx(ctx, func(q storeWriter) error {
+	key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
+	err = r.inTx(ctx, func(q store.Writer) error {
 		outcome = Registered // this run's, should an earlier one have failed
-		newRow := func(now int64) workerRow {
-			return workerRow{
+		newRow := func(now int64) store.WorkerRow {
+			return store.WorkerRow{
 				Namespace:        args.Namespace,
 				WorkerInstanceID: args.WorkerInstanceID,
 				WorkerID:         args.WorkerID,
@@ -143,12 +145,12 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 				ExpiresAtMs:      now + ttl,
 			}
 		}
-		if rf, ok := q.(liveRefresher); ok {
+		if rf, ok := q.(store.LiveRefresher); ok {
 			// The common case, a live registration refreshed, in one
 			// statement; anything else reads the row first. (A store with a
 			// refresher holds the write lock from the transaction's start.)
 			now := r.lockedNow(args.Now, now)
-			refreshed, err := rf.refreshLiveWorker(ctx, newRow(now))
+			refreshed, err := rf.RefreshLiveWorker(ctx, newRow(now))
 			if err != nil {
 				return err
 			}
@@ -157,7 +159,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 				return insertEvent(ctx, q, args.Namespace, args.WorkerInstanceID, eventRefreshed, now, nil)
 			}
 		}
-		prev, found, err := q.getWorker(ctx, key)
+		prev, found, err := q.GetWorker(ctx, key)
 		// After getWorker, which holds the row (Postgres) if the
 		// transaction did not hold the write lock from its start (SQLite).
 		now = r.lockedNow(args.Now, now)
@@ -179,7 +181,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 				return err
 			}
 		}
-		if err := q.upsertWorker(ctx, row); err != nil {
+		if err := q.UpsertWorker(ctx, row); err != nil {
 			return err
 		}
 		kind := eventRegistered
@@ -192,16 +194,6 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 		return 0, err
 	}
 	return outcome, nil
-}
-
-// liveRefresher is a storeWriter that refreshes a registration in one
-// statement when it is live under w's worker ID: it writes w's lanes,
-// capabilities, TTL and heartbeat, keeps the stored RegisteredAtMs, clears
-// a drain, and reports true; otherwise it writes nothing and reports
-// false. Others read the row with getWorker and write it with
-// upsertWorker.
-type liveRefresher interface {
-	refreshLiveWorker(ctx context.Context, w workerRow) (bool, error)
 }
 
 // HeartbeatWorker moves a live registration's expiry to Now plus its TTL.
@@ -239,9 +231,9 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 	switch {
 	case !r.cfg.heartbeatEvents && !args.Now.IsZero():
 		// One statement needs no explicit transaction.
-		return r.heartbeatOne(ctx, r.st.writer(), args, now)
+		return r.heartbeatOne(ctx, r.st.Writer(), args, now)
 	case !r.cfg.heartbeatEvents:
-		row, found, err := r.st.heartbeatAt(ctx, instanceKey{args.Namespace, args.WorkerInstanceID},
+		row, found, err := r.st.HeartbeatAt(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID},
 			func() int64 { return r.lockedNow(args.Now, now) })
 		if err != nil {
 			return HeartbeatResult{}, err
@@ -251,12 +243,12 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 		}
 		return heartbeatResult(row.ExpiresAtMs, row.Draining), nil
 	}
-	key := instanceKey{args.Namespace, args.WorkerInstanceID}
+	key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
 	var res HeartbeatResult
-	err = r.inTx(ctx, func(q storeWriter) error {
+	err = r.inTx(ctx, func(q store.Writer) error {
 		if args.Now.IsZero() {
 			// Postgres: the row's lock first, then the time.
-			if _, err := q.lockWorkers(ctx, []instanceKey{key}, now); err != nil {
+			if _, err := q.LockWorkers(ctx, []store.InstanceKey{key}, now); err != nil {
 				return err
 			}
 		}
@@ -268,8 +260,8 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 
 // heartbeatOne refreshes one live registration and, when heartbeat events
 // are on, records the event; q must then be a transaction's.
-func (r *Registry) heartbeatOne(ctx context.Context, q storeWriter, args HeartbeatWorkerArgs, now int64) (HeartbeatResult, error) {
-	row, found, err := q.heartbeatLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
+func (r *Registry) heartbeatOne(ctx context.Context, q store.Writer, args HeartbeatWorkerArgs, now int64) (HeartbeatResult, error) {
+	row, found, err := q.HeartbeatLiveWorker(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}, now)
 	if err != nil {
 		return HeartbeatResult{}, err
 	}
@@ -320,10 +312,10 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 		return 0, err
 	}
 	outcome := MarkNotRegistered
-	err = r.inTx(ctx, func(q storeWriter) error {
+	err = r.inTx(ctx, func(q store.Writer) error {
 		now = r.lockedNow(args.Now, now)
 		outcome = MarkNotRegistered // this run's, should an earlier one have failed
-		ok, err := q.deleteLiveWorker(ctx, instanceKey{args.Namespace, args.WorkerInstanceID}, now)
+		ok, err := q.DeleteLiveWorker(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}, now)
 		if err != nil || !ok {
 			return err
 		}
@@ -384,7 +376,7 @@ func (r *Registry) listWorkers(ctx context.Context, args ListWorkersArgs) (ListW
 	}
 
 	// One row more than the page tells whether another page exists.
-	rows, err := r.st.reader().listWorkers(ctx, workerQuery{
+	rows, err := r.st.Reader().ListWorkers(ctx, store.WorkerQuery{
 		Namespace:      args.Namespace,
 		AfterNamespace: after.Namespace,
 		AfterInstance:  after.WorkerInstanceID,
@@ -416,7 +408,7 @@ func (r *Registry) listWorkers(ctx context.Context, args ListWorkersArgs) (ListW
 // size, even negative as an unsigned value cast to signed): they decode as
 // stored, with the TTL saturated to what a Duration holds, rather than
 // failing a whole page.
-func decodeWorker(row workerRow) (WorkerInfo, error) {
+func decodeWorker(row store.WorkerRow) (WorkerInfo, error) {
 	ttl := time.Duration(math.MaxInt64)
 	if row.LivenessTTLMs < math.MaxInt64/int64(time.Millisecond) {
 		ttl = time.Duration(max(row.LivenessTTLMs, math.MinInt64/int64(time.Millisecond))) * time.Millisecond

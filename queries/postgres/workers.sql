@@ -1,6 +1,6 @@
 -- The registry's table is FlowFabric's ff_worker_registry, hash-partitioned
 -- by partition_key, which the caller computes from the instance ID as the
--- engine does (partitionKey in registry/postgres_store.go). A statement
+-- engine does (partitionKey in internal/store/pgstore/store.go). A statement
 -- about one instance names its partition_key, so that Postgres touches one
 -- partition. A row is live while now < last_heartbeat_ms + liveness_ttl_ms,
 -- the expression of ff_worker_registry_expiry_idx, whoever wrote the row.

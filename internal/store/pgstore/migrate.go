@@ -1,4 +1,4 @@
-package registry
+package pgstore
 
 import (
 	"context"
@@ -8,26 +8,28 @@ import (
 	"path"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/store"
+	"github.com/flowfabric/workerregistry/schema"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
 )
 
-// migratePostgres applies the pending Postgres migrations up to target,
+// Migrate applies the pending Postgres migrations up to target,
 // each in a transaction of its own (a migration that fails leaves no trace)
-// and records each in VersionTable as goose does. A FlowFabric database is
+// and records each in the version table as goose does. A FlowFabric database is
 // adopted in the transaction of the first migration it runs.
-func migratePostgres(ctx context.Context, db *sql.DB, target int64) ([]*goose.MigrationResult, error) {
-	migrations, err := sqliteMigrations(schemaFor(true))
+func Migrate(ctx context.Context, db *sql.DB, target int64) ([]*goose.MigrationResult, error) {
+	migrations, err := store.ReadMigrations(schema.Postgres)
 	if err != nil {
 		return nil, err
 	}
-	store, err := database.NewStore(database.DialectPostgres, VersionTable)
+	vs, err := database.NewStore(database.DialectPostgres, store.VersionTable)
 	if err != nil {
 		return nil, err
 	}
 	var results []*goose.MigrationResult
 	for {
-		res, done, err := migratePostgresStep(ctx, db, store, migrations, target)
+		res, done, err := migrateStep(ctx, db, vs, migrations, target)
 		results = append(results, res...)
 		if err != nil || done {
 			return results, err
@@ -35,10 +37,10 @@ func migratePostgres(ctx context.Context, db *sql.DB, target int64) ([]*goose.Mi
 	}
 }
 
-// migratePostgresStep applies the next pending migration, if any, and
+// migrateStep applies the next pending migration, if any, and
 // reports whether none was left.
-func migratePostgresStep(ctx context.Context, db *sql.DB, store database.Store, migrations []sqliteMigration, target int64) (results []*goose.MigrationResult, done bool, err error) {
-	latest := migrations[len(migrations)-1].version
+func migrateStep(ctx context.Context, db *sql.DB, vs database.Store, migrations []store.Migration, target int64) (results []*goose.MigrationResult, done bool, err error) {
+	latest := migrations[len(migrations)-1].Version
 	target = min(target, latest)
 	// READ COMMITTED by name: each statement sees what the migrator before
 	// this one committed.
@@ -53,21 +55,21 @@ func migratePostgresStep(ctx context.Context, db *sql.DB, store database.Store, 
 	}()
 	// The lock that goose's session locker takes for cmd/migrate's down
 	// and status: migrators of one database run one at a time.
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockID)); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(store.MigrationLockID)); err != nil {
 		return nil, false, fmt.Errorf("lock migrations: %w", err)
 	}
 	var exists bool
-	if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, VersionTable).Scan(&exists); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.VersionTable).Scan(&exists); err != nil {
 		return nil, false, fmt.Errorf("read schema version: %w", err)
 	}
 	var current int64
 	if exists {
-		if current, err = store.GetLatestVersion(ctx, tx); err != nil {
+		if current, err = vs.GetLatestVersion(ctx, tx); err != nil {
 			return nil, false, fmt.Errorf("read schema version: %w", err)
 		}
 	}
 	if current > latest {
-		return nil, false, newerSchemaError(current, latest)
+		return nil, false, store.NewerSchemaError(current, latest)
 	}
 	if current >= target {
 		return nil, true, tx.Commit()
@@ -82,11 +84,11 @@ func migratePostgresStep(ctx context.Context, db *sql.DB, store database.Store, 
 		return nil, false, fmt.Errorf("a FlowFabric database is adopted at version %d; it cannot stop at %d", flowfabricPostgresShapeVersion+1, target)
 	}
 	if !exists {
-		if err := store.CreateVersionTable(ctx, tx); err != nil {
-			return nil, false, fmt.Errorf("create %s: %w", VersionTable, err)
+		if err := vs.CreateVersionTable(ctx, tx); err != nil {
+			return nil, false, fmt.Errorf("create %s: %w", store.VersionTable, err)
 		}
-		if err := store.Insert(ctx, tx, database.InsertRequest{Version: 0}); err != nil {
-			return nil, false, fmt.Errorf("create %s: %w", VersionTable, err)
+		if err := vs.Insert(ctx, tx, database.InsertRequest{Version: 0}); err != nil {
+			return nil, false, fmt.Errorf("create %s: %w", store.VersionTable, err)
 		}
 	}
 	if adopt {
@@ -94,39 +96,39 @@ func migratePostgresStep(ctx context.Context, db *sql.DB, store database.Store, 
 		// them as applied and run none of them; version 7 runs in this
 		// transaction, so that adoption is all or nothing.
 		for _, m := range migrations {
-			if m.version > flowfabricPostgresShapeVersion {
+			if m.Version > flowfabricPostgresShapeVersion {
 				break
 			}
-			if err := store.Insert(ctx, tx, database.InsertRequest{Version: m.version}); err != nil {
+			if err := vs.Insert(ctx, tx, database.InsertRequest{Version: m.Version}); err != nil {
 				return nil, false, fmt.Errorf("adopt FlowFabric database: %w (nothing was applied)", err)
 			}
 			results = append(results, &goose.MigrationResult{
-				Source: &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/postgres", m.name), Version: m.version},
+				Source: &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/postgres", m.Name), Version: m.Version},
 				Empty:  true, Direction: "up",
 			})
 		}
 		current = flowfabricPostgresShapeVersion
 	}
 	for _, m := range migrations {
-		if m.version <= current {
+		if m.Version <= current {
 			continue
 		}
 		start := time.Now()
-		if _, err := tx.ExecContext(ctx, m.up); err != nil {
-			return nil, false, fmt.Errorf("migration %s: %w (nothing of it was applied)", m.name, err)
+		if _, err := tx.ExecContext(ctx, m.Up); err != nil {
+			return nil, false, fmt.Errorf("migration %s: %w (nothing of it was applied)", m.Name, err)
 		}
-		if err := store.Insert(ctx, tx, database.InsertRequest{Version: m.version}); err != nil {
-			return nil, false, fmt.Errorf("migration %s: %w (nothing of it was applied)", m.name, err)
+		if err := vs.Insert(ctx, tx, database.InsertRequest{Version: m.Version}); err != nil {
+			return nil, false, fmt.Errorf("migration %s: %w (nothing of it was applied)", m.Name, err)
 		}
 		if err := tx.Commit(); err != nil {
-			return nil, false, fmt.Errorf("commit migration %s: %w", m.name, err)
+			return nil, false, fmt.Errorf("commit migration %s: %w", m.Name, err)
 		}
 		results = append(results, &goose.MigrationResult{
-			Source:    &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/postgres", m.name), Version: m.version},
+			Source:    &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/postgres", m.Name), Version: m.Version},
 			Duration:  time.Since(start),
 			Direction: "up",
 		})
-		return results, m.version >= target, nil
+		return results, m.Version >= target, nil
 	}
 	return nil, true, tx.Commit()
 }
@@ -197,4 +199,16 @@ func adoptablePostgres(ctx context.Context, tx *sql.Tx) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// SchemaVersion returns the registry schema version of the database, 0
+// when it holds no registry, without writing anything.
+func SchemaVersion(ctx context.Context, db *sql.DB) (int64, error) {
+	var found bool
+	if err := db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.VersionTable).Scan(&found); err != nil || !found {
+		return 0, err
+	}
+	var v int64
+	err := db.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM `+store.VersionTable).Scan(&v)
+	return v, err
 }

@@ -1,4 +1,4 @@
-package registry
+package sqlitestore
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
 // The SQLite store's write path: how a write waits for the write lock, and
@@ -78,7 +80,7 @@ func newWriteGate() *writeGate {
 // it fails with SQLITE_BUSY (or SQLITE_LOCKED) and ctx lives. attempt must
 // leave nothing behind when it fails: a transaction rolled back, or a
 // single statement.
-func (s *sqliteStore) write(ctx context.Context, attempt func() (held time.Duration, err error)) error {
+func (s *Store) write(ctx context.Context, attempt func() (held time.Duration, err error)) error {
 	g := s.gate
 	select {
 	case g.turn <- struct{}{}:
@@ -90,7 +92,7 @@ func (s *sqliteStore) write(ctx context.Context, attempt func() (held time.Durat
 }
 
 // writeInTurn is write for a caller that already holds the turn.
-func (s *sqliteStore) writeInTurn(ctx context.Context, attempt func() (held time.Duration, err error)) error {
+func (s *Store) writeInTurn(ctx context.Context, attempt func() (held time.Duration, err error)) error {
 	g := s.gate
 	if err := sleepCtx(ctx, time.Until(time.Unix(0, g.yieldUntil.Load()))); err != nil {
 		return err
@@ -104,7 +106,7 @@ func (s *sqliteStore) writeInTurn(ctx context.Context, attempt func() (held time
 				g.yieldUntil.Store(time.Now().Add(jitter(yieldMin, yieldMax)).UnixNano())
 			}
 		}
-		if !isBusy(err) {
+		if !IsBusy(err) {
 			return err
 		}
 		g.lastBusy = time.Now()
@@ -116,17 +118,17 @@ func (s *sqliteStore) writeInTurn(ctx context.Context, attempt func() (held time
 	}
 }
 
-// inTx runs fn in a transaction that the writer's DSN makes BEGIN
+// InTx runs fn in a transaction that the writer's DSN makes BEGIN
 // IMMEDIATE: the write lock is taken up front and waits out other writers
 // instead of failing half way. That also serialises every write. A transaction that fails with
 // SQLITE_BUSY has written nothing, so it runs again, fn included.
-func (s *sqliteStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(store.Writer) error) error {
 	defer s.w.preparePending(ctx)
 	return s.write(ctx, s.txAttempt(ctx, fn))
 }
 
 // txAttempt returns write's attempt for a transaction that runs fn.
-func (s *sqliteStore) txAttempt(ctx context.Context, fn func(storeWriter) error) func() (time.Duration, error) {
+func (s *Store) txAttempt(ctx context.Context, fn func(store.Writer) error) func() (time.Duration, error) {
 	return func() (time.Duration, error) {
 		// A connection of its own, so that a COMMIT that fails with
 		// SQLITE_BUSY, which leaves SQLite's transaction open, can be
@@ -149,7 +151,7 @@ func (s *sqliteStore) txAttempt(ctx context.Context, fn func(storeWriter) error)
 			return held, errors.Join(err, ignoreDone(tx.Rollback()))
 		}
 		err = tx.Commit()
-		if isBusy(err) {
+		if IsBusy(err) {
 			_, rbErr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 			err = errors.Join(err, rbErr)
 		}
@@ -157,20 +159,20 @@ func (s *sqliteStore) txAttempt(ctx context.Context, fn func(storeWriter) error)
 	}
 }
 
-// writer returns the store's single statements, each its own autocommit
+// Writer returns the store's single statements, each its own autocommit
 // write through write.
-func (s *sqliteStore) writer() storeWriter {
+func (s *Store) Writer() store.Writer {
 	return sqliteAutocommit{s: s, q: sqliteQueries{s.w.queries(nil)}}
 }
 
-// heartbeatAt heartbeats k in a transaction, at the time now returns once
+// HeartbeatAt heartbeats k in a transaction, at the time now returns once
 // the transaction holds the write lock.
-func (s *sqliteStore) heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (heartbeatRow, bool, error) {
+func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, now func() int64) (store.HeartbeatRow, bool, error) {
 	defer s.w.preparePending(ctx)
 	return s.heartbeat(ctx, k, now, func(b *beat) func() (time.Duration, error) {
-		return s.txAttempt(ctx, func(q storeWriter) error {
+		return s.txAttempt(ctx, func(q store.Writer) error {
 			var err error
-			b.row, b.found, err = q.heartbeatLiveWorker(ctx, b.k, b.now())
+			b.row, b.found, err = q.HeartbeatLiveWorker(ctx, b.k, b.now())
 			return err
 		})
 	})
@@ -178,7 +180,7 @@ func (s *sqliteStore) heartbeatAt(ctx context.Context, k instanceKey, now func()
 
 // sqliteAutocommit runs each statement as a write of its own.
 type sqliteAutocommit struct {
-	s *sqliteStore
+	s *Store
 	q sqliteQueries
 }
 
@@ -199,92 +201,92 @@ func (a sqliteAutocommit) doBulk(ctx context.Context, stmt func() error) error {
 	})
 }
 
-func (sqliteAutocommit) lockWorkers(context.Context, []instanceKey, int64) (map[instanceKey]bool, error) {
+func (sqliteAutocommit) LockWorkers(context.Context, []store.InstanceKey, int64) (map[store.InstanceKey]bool, error) {
 	return nil, nil
 }
 
-func (a sqliteAutocommit) getWorker(ctx context.Context, k instanceKey) (reg registration, found bool, err error) {
+func (a sqliteAutocommit) GetWorker(ctx context.Context, k store.InstanceKey) (reg store.Registration, found bool, err error) {
 	err = a.do(ctx, func() error {
-		reg, found, err = a.q.getWorker(ctx, k)
+		reg, found, err = a.q.GetWorker(ctx, k)
 		return err
 	})
 	return reg, found, err
 }
 
-func (a sqliteAutocommit) upsertWorker(ctx context.Context, w workerRow) error {
-	return a.do(ctx, func() error { return a.q.upsertWorker(ctx, w) })
+func (a sqliteAutocommit) UpsertWorker(ctx context.Context, w store.WorkerRow) error {
+	return a.do(ctx, func() error { return a.q.UpsertWorker(ctx, w) })
 }
 
-// heartbeatLiveWorker is one statement, or shares a transaction with other
+// HeartbeatLiveWorker is one statement, or shares a transaction with other
 // goroutines' heartbeats (see heartbeat).
-func (a sqliteAutocommit) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
+func (a sqliteAutocommit) HeartbeatLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (store.HeartbeatRow, bool, error) {
 	return a.s.heartbeat(ctx, k, func() int64 { return nowMS }, func(b *beat) func() (time.Duration, error) {
 		return func() (time.Duration, error) {
 			var err error
-			b.row, b.found, err = a.q.heartbeatLiveWorker(ctx, b.k, nowMS)
+			b.row, b.found, err = a.q.HeartbeatLiveWorker(ctx, b.k, nowMS)
 			return 0, err
 		}
 	})
 }
 
-func (a sqliteAutocommit) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) (rows []heartbeatRow, err error) {
+func (a sqliteAutocommit) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey) (rows []store.HeartbeatRow, err error) {
 	err = a.doBulk(ctx, func() error {
-		rows, err = a.q.heartbeatLiveWorkers(ctx, nowMS, keys)
+		rows, err = a.q.HeartbeatLiveWorkers(ctx, nowMS, keys)
 		return err
 	})
 	return rows, err
 }
 
-func (a sqliteAutocommit) deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (ok bool, err error) {
+func (a sqliteAutocommit) DeleteLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (ok bool, err error) {
 	err = a.do(ctx, func() error {
-		ok, err = a.q.deleteLiveWorker(ctx, k, nowMS)
+		ok, err = a.q.DeleteLiveWorker(ctx, k, nowMS)
 		return err
 	})
 	return ok, err
 }
 
-func (a sqliteAutocommit) requestDrain(ctx context.Context, k instanceKey, nowMS int64) (ok bool, err error) {
+func (a sqliteAutocommit) RequestDrain(ctx context.Context, k store.InstanceKey, nowMS int64) (ok bool, err error) {
 	err = a.do(ctx, func() error {
-		ok, err = a.q.requestDrain(ctx, k, nowMS)
+		ok, err = a.q.RequestDrain(ctx, k, nowMS)
 		return err
 	})
 	return ok, err
 }
 
-func (a sqliteAutocommit) resumeWorker(ctx context.Context, k instanceKey, nowMS int64) (ok bool, err error) {
+func (a sqliteAutocommit) ResumeWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (ok bool, err error) {
 	err = a.do(ctx, func() error {
-		ok, err = a.q.resumeWorker(ctx, k, nowMS)
+		ok, err = a.q.ResumeWorker(ctx, k, nowMS)
 		return err
 	})
 	return ok, err
 }
 
-// sweepExpiredWorkers is two statements, so it is a transaction of its own.
-func (a sqliteAutocommit) sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (n int, err error) {
-	err = a.s.inTx(ctx, func(q storeWriter) error {
-		n, err = q.sweepExpiredWorkers(ctx, nowMS, limit)
+// SweepExpiredWorkers is two statements, so it is a transaction of its own.
+func (a sqliteAutocommit) SweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (n int, err error) {
+	err = a.s.InTx(ctx, func(q store.Writer) error {
+		n, err = q.SweepExpiredWorkers(ctx, nowMS, limit)
 		return err
 	})
 	return n, err
 }
 
-func (a sqliteAutocommit) insertEvent(ctx context.Context, e eventRow) error {
-	return a.do(ctx, func() error { return a.q.insertEvent(ctx, e) })
+func (a sqliteAutocommit) InsertEvent(ctx context.Context, e store.EventRow) error {
+	return a.do(ctx, func() error { return a.q.InsertEvent(ctx, e) })
 }
 
-func (a sqliteAutocommit) insertEvents(ctx context.Context, kind string, atMS int64, keys []instanceKey) error {
-	return a.doBulk(ctx, func() error { return a.q.insertEvents(ctx, kind, atMS, keys) })
+func (a sqliteAutocommit) InsertEvents(ctx context.Context, kind string, atMS int64, keys []store.InstanceKey) error {
+	return a.doBulk(ctx, func() error { return a.q.InsertEvents(ctx, kind, atMS, keys) })
 }
 
-func (a sqliteAutocommit) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (n int64, err error) {
+func (a sqliteAutocommit) DeleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (n int64, err error) {
 	err = a.doBulk(ctx, func() error {
-		n, err = a.q.deleteEventsBefore(ctx, beforeMS, limit)
+		n, err = a.q.DeleteEventsBefore(ctx, beforeMS, limit)
 		return err
 	})
 	return n, err
 }
 
-func (s *sqliteStore) batchChunk() int {
+func (s *Store) BatchChunk() int {
 	per := s.gate.perBeat.Load()
 	if per <= 0 {
 		return chunkFirstSize
@@ -292,7 +294,7 @@ func (s *sqliteStore) batchChunk() int {
 	return int(min(chunkMax, max(chunkMin, int64(chunkHold)/per)))
 }
 
-func (s *sqliteStore) tookChunk(n int, d time.Duration) {
+func (s *Store) TookChunk(n int, d time.Duration) {
 	if n < chunkMin {
 		return // fixed costs would dominate
 	}

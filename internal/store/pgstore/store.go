@@ -1,4 +1,4 @@
-package registry
+package pgstore
 
 import (
 	"cmp"
@@ -15,9 +15,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flowfabric/workerregistry/db/pgdb"
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
-// postgresStore runs the registry's statements on a pgx pool, on
+// Store runs the registry's statements on a pgx pool, on
 // FlowFabric's partitioned tables. Postgres has row locks and many
 // concurrent writers, so unlike SQLite nothing serialises write
 // transactions: the statements carry the locks. Every writer locks rows
@@ -26,55 +27,56 @@ import (
 // at its first event (the event ID's column default), as the engine's own
 // statements do; so no lock order can deadlock, with each other or with
 // the engine.
-type postgresStore struct {
+type Store struct {
 	pool  *pgxpool.Pool
 	q     *pgdb.Queries
 	owned bool // close closes the pool
 }
 
-func newPostgresStore(pool *pgxpool.Pool) *postgresStore {
-	return &postgresStore{pool: pool, q: pgdb.New(pool)}
+// New returns a store on pool; Close closes the pool when owned.
+func New(pool *pgxpool.Pool, owned bool) *Store {
+	return &Store{pool: pool, q: pgdb.New(pool), owned: owned}
 }
 
-func (s *postgresStore) reader() storeReader { return postgresQueries{q: s.q, pool: s.pool} }
-func (s *postgresStore) writer() storeWriter { return postgresQueries{q: s.q, pool: s.pool} }
+func (s *Store) Reader() store.Reader { return postgresQueries{q: s.q, pool: s.pool} }
+func (s *Store) Writer() store.Writer { return postgresQueries{q: s.q, pool: s.pool} }
 
-// inTx runs fn in a READ COMMITTED transaction, which is enough because
+// InTx runs fn in a READ COMMITTED transaction, which is enough because
 // every read that a write depends on locks what it read first. It is asked
 // for by name: under a server whose default is REPEATABLE READ or
 // SERIALIZABLE, the snapshot would predate the locks' waits, and a
 // register that lost a race would fail with a serialization error instead
 // of seeing the winner's row.
-func (s *postgresStore) inTx(ctx context.Context, fn func(storeWriter) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(store.Writer) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		return fn(postgresQueries{q: s.q.WithTx(tx)})
 	})
 }
 
-// heartbeatAt first tries the heartbeat as one statement, at the time
+// HeartbeatAt first tries the heartbeat as one statement, at the time
 // read just before it: if the row's lock is free, that time is the
 // lock's, give or take a network hop. If another transaction holds the
 // lock, the statement fails at once (NOWAIT) instead of waiting, and the
 // heartbeat waits for the lock in a transaction, then reads the time. The
 // statement costs a few percent more than a plain UPDATE; locking first
 // in a transaction every time would cost three times as much (measured).
-func (s *postgresStore) heartbeatAt(ctx context.Context, k instanceKey, now func() int64) (heartbeatRow, bool, error) {
+func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, now func() int64) (store.HeartbeatRow, bool, error) {
 	row, err := s.q.HeartbeatLiveWorkerNoWait(ctx, pgdb.HeartbeatLiveWorkerNoWaitParams{
-		NowMs: now(), PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+		NowMs: now(), PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
 	})
 	switch {
 	case err == nil:
-		return heartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}, true, nil
+		return store.HeartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}, true, nil
 	case errors.Is(err, pgx.ErrNoRows):
-		return heartbeatRow{}, false, nil
+		return store.HeartbeatRow{}, false, nil
 	case !isLockNotAvailable(err):
-		return heartbeatRow{}, false, err
+		return store.HeartbeatRow{}, false, err
 	}
-	var res heartbeatRow
+	var res store.HeartbeatRow
 	var found bool
-	err = s.inTx(ctx, func(q storeWriter) error {
-		res, found = heartbeatRow{}, false
-		prev, ok, err := q.getWorker(ctx, k) // FOR UPDATE: waits for the lock
+	err = s.InTx(ctx, func(q store.Writer) error {
+		res, found = store.HeartbeatRow{}, false
+		prev, ok, err := q.GetWorker(ctx, k) // FOR UPDATE: waits for the lock
 		if err != nil || !ok {
 			return err
 		}
@@ -82,14 +84,19 @@ func (s *postgresStore) heartbeatAt(ctx context.Context, k instanceKey, now func
 		if prev.ExpiresAtMs <= nowMS {
 			return nil
 		}
-		res, found, err = q.heartbeatLiveWorker(ctx, k, nowMS)
+		res, found, err = q.HeartbeatLiveWorker(ctx, k, nowMS)
 		return err
 	})
 	return res, found, err
 }
 
-func (s *postgresStore) batchChunk() int              { return postgresChunkSize }
-func (s *postgresStore) tookChunk(int, time.Duration) {}
+func (s *Store) BatchChunk() int              { return chunkSize }
+func (s *Store) TookChunk(int, time.Duration) {}
+
+// chunkSize is how many heartbeats one transaction of a batch writes
+// (SQLite sizes its chunks by time). Postgres has no write lock to share,
+// so chunks only bound how many rows one transaction holds.
+const chunkSize = 500
 
 // isLockNotAvailable reports Postgres's lock_not_available, which NOWAIT
 // raises.
@@ -98,19 +105,25 @@ func isLockNotAvailable(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
 }
 
-func (s *postgresStore) close() error {
+func (s *Store) Close() error {
 	if s.owned {
 		s.pool.Close()
 	}
 	return nil
 }
 
-// postgresQueries adapts the generated queries to storeReader and
-// storeWriter. pool is set where the queries run outside a transaction.
+// postgresQueries adapts the generated queries to store.Reader and
+// store.Writer. pool is set where the queries run outside a transaction.
 type postgresQueries struct {
 	q    *pgdb.Queries
 	pool *pgxpool.Pool
 }
+
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Reader = postgresQueries{}
+	_ store.Writer = postgresQueries{}
+)
 
 // withGenericPlan runs fn in a transaction whose prepared statements use
 // generic plans, without JIT. A statement over every partition (a sweep or
@@ -142,8 +155,8 @@ func (s postgresQueries) withGenericPlan(ctx context.Context, fn func(q *pgdb.Qu
 // heartbeat one a key, 373 µs set-based; 100 keys, 86 µs and 50 µs.
 const setBatch = 32
 
-// lockWorkers locks the live rows of keys in key order.
-func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey, minNowMS int64) (map[instanceKey]bool, error) {
+// LockWorkers locks the live rows of keys in key order.
+func (s postgresQueries) LockWorkers(ctx context.Context, keys []store.InstanceKey, minNowMS int64) (map[store.InstanceKey]bool, error) {
 	if len(keys) >= setBatch {
 		if _, err := s.q.UseGenericPlans(ctx); err != nil {
 			return nil, err
@@ -155,24 +168,24 @@ func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey, mi
 		if err != nil {
 			return nil, err
 		}
-		live := make(map[instanceKey]bool, len(rows))
+		live := make(map[store.InstanceKey]bool, len(rows))
 		for _, row := range rows {
-			live[instanceKey{row.Namespace, row.WorkerInstanceID}] = true
+			live[store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}] = true
 		}
 		return live, nil
 	}
 	sorted := slices.Clone(keys)
-	slices.SortFunc(sorted, func(a, b instanceKey) int {
-		return cmp.Or(strings.Compare(a.namespace, b.namespace), strings.Compare(a.instanceID, b.instanceID))
+	slices.SortFunc(sorted, func(a, b store.InstanceKey) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.InstanceID, b.InstanceID))
 	})
 	sorted = slices.Compact(sorted)
 	params := make([]pgdb.LockWorkerBatchParams, len(sorted))
 	for i, k := range sorted {
 		params[i] = pgdb.LockWorkerBatchParams{
-			PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, MinNowMs: minNowMS,
+			PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, MinNowMs: minNowMS,
 		}
 	}
-	live := make(map[instanceKey]bool, len(sorted))
+	live := make(map[store.InstanceKey]bool, len(sorted))
 	var firstErr error
 	s.q.LockWorkerBatch(ctx, params).QueryRow(func(i int, row pgdb.LockWorkerBatchRow, err error) {
 		switch {
@@ -185,23 +198,23 @@ func (s postgresQueries) lockWorkers(ctx context.Context, keys []instanceKey, mi
 	return live, firstErr
 }
 
-func (s postgresQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
-	if err := s.q.LockWorkerKey(ctx, pgdb.LockWorkerKeyParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID}); err != nil {
-		return registration{}, false, err
+func (s postgresQueries) GetWorker(ctx context.Context, k store.InstanceKey) (store.Registration, bool, error) {
+	if err := s.q.LockWorkerKey(ctx, pgdb.LockWorkerKeyParams{Namespace: k.Namespace, WorkerInstanceID: k.InstanceID}); err != nil {
+		return store.Registration{}, false, err
 	}
 	row, err := s.q.GetWorker(ctx, pgdb.GetWorkerParams{
-		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+		PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return registration{}, false, nil
+		return store.Registration{}, false, nil
 	}
 	if err != nil {
-		return registration{}, false, err
+		return store.Registration{}, false, err
 	}
-	return registration(row), true, nil
+	return store.Registration(row), true, nil
 }
 
-func (s postgresQueries) upsertWorker(ctx context.Context, w workerRow) error {
+func (s postgresQueries) UpsertWorker(ctx context.Context, w store.WorkerRow) error {
 	// Lanes are sorted and de-duplicated, as the engine stores them.
 	return s.q.UpsertWorker(ctx, pgdb.UpsertWorkerParams{
 		PartitionKey:     partitionKey(w.WorkerInstanceID),
@@ -216,49 +229,49 @@ func (s postgresQueries) upsertWorker(ctx context.Context, w workerRow) error {
 	})
 }
 
-func (s postgresQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
+func (s postgresQueries) HeartbeatLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (store.HeartbeatRow, bool, error) {
 	row, err := s.q.HeartbeatLiveWorker(ctx, pgdb.HeartbeatLiveWorkerParams{
-		NowMs: nowMS, PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+		NowMs: nowMS, PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return heartbeatRow{}, false, nil
+		return store.HeartbeatRow{}, false, nil
 	}
 	if err != nil {
-		return heartbeatRow{}, false, err
+		return store.HeartbeatRow{}, false, err
 	}
-	return heartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}, true, nil
+	return store.HeartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}, true, nil
 }
 
-// heartbeatLiveWorkers refreshes the live rows of keys (see setBatch).
-func (s postgresQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
+// HeartbeatLiveWorkers refreshes the live rows of keys (see setBatch).
+func (s postgresQueries) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey) ([]store.HeartbeatRow, error) {
 	if len(keys) >= setBatch {
 		// lockWorkers, called first in the transaction, set generic plans.
 		partitions, namespaces, instances := keyColumns(keys)
 		rows, err := s.q.HeartbeatLiveWorkers(ctx, pgdb.HeartbeatLiveWorkersParams{
 			NowMs: nowMS, PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances,
 		})
-		out := make([]heartbeatRow, len(rows))
+		out := make([]store.HeartbeatRow, len(rows))
 		for i, row := range rows {
-			out[i] = heartbeatRow{Key: instanceKey{row.Namespace, row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}
+			out[i] = store.HeartbeatRow{Key: store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}
 		}
 		return out, err
 	}
 	params := make([]pgdb.HeartbeatLiveWorkerBatchParams, 0, len(keys))
-	seen := make(map[instanceKey]bool, len(keys))
+	seen := make(map[store.InstanceKey]bool, len(keys))
 	for _, k := range keys {
 		if !seen[k] {
 			seen[k] = true
 			params = append(params, pgdb.HeartbeatLiveWorkerBatchParams{
-				NowMs: nowMS, PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+				NowMs: nowMS, PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
 			})
 		}
 	}
-	var out []heartbeatRow
+	var out []store.HeartbeatRow
 	var firstErr error
 	s.q.HeartbeatLiveWorkerBatch(ctx, params).QueryRow(func(_ int, row pgdb.HeartbeatLiveWorkerBatchRow, err error) {
 		switch {
 		case err == nil:
-			out = append(out, heartbeatRow{Key: instanceKey{row.Namespace, row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining})
+			out = append(out, store.HeartbeatRow{Key: store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining})
 		case !errors.Is(err, pgx.ErrNoRows) && firstErr == nil:
 			firstErr = err
 		}
@@ -266,31 +279,31 @@ func (s postgresQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, 
 	return out, firstErr
 }
 
-func (s postgresQueries) deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+func (s postgresQueries) DeleteLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (bool, error) {
 	n, err := s.q.DeleteLiveWorker(ctx, pgdb.DeleteLiveWorkerParams{
-		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS,
 	})
 	return n > 0, err
 }
 
-func (s postgresQueries) requestDrain(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+func (s postgresQueries) RequestDrain(ctx context.Context, k store.InstanceKey, nowMS int64) (bool, error) {
 	n, err := s.q.RequestDrain(ctx, pgdb.RequestDrainParams{
-		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS,
 	})
 	return n > 0, err
 }
 
-func (s postgresQueries) resumeWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+func (s postgresQueries) ResumeWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (bool, error) {
 	n, err := s.q.ResumeWorker(ctx, pgdb.ResumeWorkerParams{
-		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS,
 	})
 	return n > 0, err
 }
 
-// sweepExpiredWorkers first probes for an expired row, so that a sweep
+// SweepExpiredWorkers first probes for an expired row, so that a sweep
 // with nothing to do is one round trip of one index probe per partition;
 // the batch itself is one statement.
-func (s postgresQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
+func (s postgresQueries) SweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
 	if expired, err := s.q.AnyExpiredWorker(ctx, nowMS); err != nil || !expired {
 		return 0, err
 	}
@@ -306,11 +319,11 @@ func (s postgresQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, l
 	return int(row.Swept), err
 }
 
-// insertEvent records e. The engine's table keys events by (instance, time,
+// InsertEvent records e. The engine's table keys events by (instance, time,
 // kind), so an event whose key is taken moves to the next free millisecond
 // rather than being lost; a racing insert of the same key waits for the
 // other to commit and then finds it taken.
-func (s postgresQueries) insertEvent(ctx context.Context, e eventRow) error {
+func (s postgresQueries) InsertEvent(ctx context.Context, e store.EventRow) error {
 	pk := partitionKey(e.WorkerInstanceID)
 	for at := e.EventAtMs; ; at++ {
 		n, err := s.q.InsertEvent(ctx, pgdb.InsertEventParams{
@@ -327,9 +340,9 @@ func (s postgresQueries) insertEvent(ctx context.Context, e eventRow) error {
 	}
 }
 
-// insertEvents records events of one kind and time as one statement; the
+// InsertEvents records events of one kind and time as one statement; the
 // few whose key is taken follow one by one (see insertEvent).
-func (s postgresQueries) insertEvents(ctx context.Context, kind string, atMS int64, keys []instanceKey) error {
+func (s postgresQueries) InsertEvents(ctx context.Context, kind string, atMS int64, keys []store.InstanceKey) error {
 	partitions, namespaces, instances := keyColumns(keys)
 	rows, err := s.q.InsertEvents(ctx, pgdb.InsertEventsParams{
 		EventKind: kind, EventAtMs: atMS, PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances,
@@ -337,13 +350,13 @@ func (s postgresQueries) insertEvents(ctx context.Context, kind string, atMS int
 	if err != nil || len(rows) == len(keys) {
 		return err
 	}
-	written := make(map[instanceKey]bool, len(rows))
+	written := make(map[store.InstanceKey]bool, len(rows))
 	for _, row := range rows {
-		written[instanceKey{row.Namespace, row.WorkerInstanceID}] = true
+		written[store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}] = true
 	}
 	for _, k := range keys {
 		if !written[k] {
-			if err := s.insertEvent(ctx, eventRow{Namespace: k.namespace, WorkerInstanceID: k.instanceID, EventKind: kind, EventAtMs: atMS + 1}); err != nil {
+			if err := s.InsertEvent(ctx, store.EventRow{Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, EventKind: kind, EventAtMs: atMS + 1}); err != nil {
 				return err
 			}
 		}
@@ -351,8 +364,8 @@ func (s postgresQueries) insertEvents(ctx context.Context, kind string, atMS int
 	return nil
 }
 
-// deleteEventsBefore probes first, as sweepExpiredWorkers does.
-func (s postgresQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (n int64, err error) {
+// DeleteEventsBefore probes first, as sweepExpiredWorkers does.
+func (s postgresQueries) DeleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (n int64, err error) {
 	if found, err := s.q.AnyEventBefore(ctx, beforeMS); err != nil || !found {
 		return 0, err
 	}
@@ -363,7 +376,7 @@ func (s postgresQueries) deleteEventsBefore(ctx context.Context, beforeMS int64,
 	return n, err
 }
 
-func (s postgresQueries) listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error) {
+func (s postgresQueries) ListWorkers(ctx context.Context, q store.WorkerQuery) ([]store.WorkerRow, error) {
 	var rows []pgdb.ListLiveWorkersRow
 	// Every partition: see withGenericPlan.
 	err := s.withGenericPlan(ctx, func(pq *pgdb.Queries) (err error) {
@@ -394,14 +407,14 @@ func (s postgresQueries) listWorkers(ctx context.Context, q workerQuery) ([]work
 	if err != nil {
 		return nil, err
 	}
-	out := make([]workerRow, len(rows))
+	out := make([]store.WorkerRow, len(rows))
 	for i, row := range rows {
 		out[i] = pgWorkerRow(row)
 	}
 	return out, nil
 }
 
-func (s postgresQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow, error) {
+func (s postgresQueries) ListEvents(ctx context.Context, q store.EventQuery) ([]store.EventRow, error) {
 	var rows []pgdb.FfWorkerRegistryEvent
 	var err error
 	limit := int64(q.RowLimit)
@@ -433,14 +446,14 @@ func (s postgresQueries) listEvents(ctx context.Context, q eventQuery) ([]eventR
 	if err != nil {
 		return nil, err
 	}
-	out := make([]eventRow, len(rows))
+	out := make([]store.EventRow, len(rows))
 	for i, row := range rows {
-		out[i] = eventRow{row.EventID, row.Namespace, row.WorkerInstanceID, row.EventKind, row.EventAtMs, row.Reason}
+		out[i] = store.EventRow{EventID: row.EventID, Namespace: row.Namespace, WorkerInstanceID: row.WorkerInstanceID, EventKind: row.EventKind, EventAtMs: row.EventAtMs, Reason: row.Reason}
 	}
 	return out, nil
 }
 
-func (s postgresQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([]leaseRow, error) {
+func (s postgresQueries) ListExpiredLeases(ctx context.Context, q store.LeaseQuery) ([]store.LeaseRow, error) {
 	params := pgdb.ListExpiredLeasesParams{
 		AsOfMs:            q.AsOfMs,
 		AfterExpiresAtMs:  q.AfterExpiresAtMs,
@@ -464,27 +477,27 @@ func (s postgresQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([
 	if err != nil {
 		return nil, err
 	}
-	out := make([]leaseRow, len(rows))
+	out := make([]store.LeaseRow, len(rows))
 	for i, row := range rows {
 		out[i] = pgLeaseRow(row)
 	}
 	return out, nil
 }
 
-func (s postgresQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (workerRow, bool, error) {
+func (s postgresQueries) GetLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (store.WorkerRow, bool, error) {
 	row, err := s.q.GetLiveWorker(ctx, pgdb.GetLiveWorkerParams{
-		PartitionKey: partitionKey(k.instanceID), Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return workerRow{}, false, nil
+		return store.WorkerRow{}, false, nil
 	}
 	if err != nil {
-		return workerRow{}, false, err
+		return store.WorkerRow{}, false, err
 	}
 	return pgWorkerRow(pgdb.ListLiveWorkersRow(row)), true, nil
 }
 
-func (s postgresQueries) listDeadHolders(ctx context.Context, asOfMS int64) (holders []string, err error) {
+func (s postgresQueries) ListDeadHolders(ctx context.Context, asOfMS int64) (holders []string, err error) {
 	err = s.withGenericPlan(ctx, func(q *pgdb.Queries) error {
 		holders, err = q.ListDeadHolders(ctx, asOfMS)
 		return err
@@ -492,9 +505,9 @@ func (s postgresQueries) listDeadHolders(ctx context.Context, asOfMS int64) (hol
 	return holders, err
 }
 
-// listHolderLeases reads every holder's leases in one statement, one
+// ListHolderLeases reads every holder's leases in one statement, one
 // round trip, whatever the number of holders.
-func (s postgresQueries) listHolderLeases(ctx context.Context, q holderLeaseQuery) ([]leaseRow, error) {
+func (s postgresQueries) ListHolderLeases(ctx context.Context, q store.HolderLeaseQuery) ([]store.LeaseRow, error) {
 	params := pgdb.ListHolderLeasesParams{
 		Holders:             q.Holders,
 		Namespace:           q.Namespace,
@@ -524,7 +537,7 @@ func (s postgresQueries) listHolderLeases(ctx context.Context, q holderLeaseQuer
 	if err != nil {
 		return nil, err
 	}
-	out := make([]leaseRow, len(rows))
+	out := make([]store.LeaseRow, len(rows))
 	for i, row := range rows {
 		out[i] = pgLeaseRow(pgdb.ListExpiredLeasesRow(row))
 	}
@@ -532,8 +545,8 @@ func (s postgresQueries) listHolderLeases(ctx context.Context, q holderLeaseQuer
 }
 
 // pgLeaseRow is a lease as the lease walks return it.
-func pgLeaseRow(r pgdb.ListExpiredLeasesRow) leaseRow {
-	return leaseRow{
+func pgLeaseRow(r pgdb.ListExpiredLeasesRow) store.LeaseRow {
+	return store.LeaseRow{
 		PartitionKey: int64(r.PartitionKey), ExecutionID: r.ExecutionID[:], AttemptIndex: int64(r.AttemptIndex),
 		LeaseEpoch: r.LeaseEpoch, WorkerInstanceID: r.WorkerInstanceID, LeaseExpiresAtMs: r.LeaseExpiresAtMs,
 		Namespace: r.Namespace,
@@ -542,12 +555,12 @@ func pgLeaseRow(r pgdb.ListExpiredLeasesRow) leaseRow {
 
 // keyColumns splits keys into the parallel arrays that the Postgres
 // statements unnest.
-func keyColumns(keys []instanceKey) (partitions []int16, namespaces, instances []string) {
+func keyColumns(keys []store.InstanceKey) (partitions []int16, namespaces, instances []string) {
 	partitions = make([]int16, len(keys))
 	namespaces = make([]string, len(keys))
 	instances = make([]string, len(keys))
 	for i, k := range keys {
-		partitions[i], namespaces[i], instances[i] = partitionKey(k.instanceID), k.namespace, k.instanceID
+		partitions[i], namespaces[i], instances[i] = partitionKey(k.InstanceID), k.Namespace, k.InstanceID
 	}
 	return partitions, namespaces, instances
 }
@@ -567,8 +580,8 @@ func partitionKey(instanceID string) int16 {
 
 // pgWorkerRow is a registration as the store's statements return it; lanes
 // are the engine's text[], joined as on SQLite.
-func pgWorkerRow(r pgdb.ListLiveWorkersRow) workerRow {
-	return workerRow{
+func pgWorkerRow(r pgdb.ListLiveWorkersRow) store.WorkerRow {
+	return store.WorkerRow{
 		Namespace: r.Namespace, WorkerInstanceID: r.WorkerInstanceID, WorkerID: r.WorkerID,
 		Lanes: strings.Join(r.Lanes, ","), CapabilitiesCsv: r.CapabilitiesCsv,
 		LastHeartbeatMs: r.LastHeartbeatMs, LivenessTTLMs: r.LivenessTTLMs, RegisteredAtMs: r.RegisteredAtMs,

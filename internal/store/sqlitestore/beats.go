@@ -1,4 +1,4 @@
-package registry
+package sqlitestore
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
 // Single heartbeats from many goroutines of one process (group commit).
@@ -27,11 +29,11 @@ import (
 
 // beat is one single heartbeat waiting for the write turn.
 type beat struct {
-	k   instanceKey
+	k   store.InstanceKey
 	now func() int64
 
 	// Set by the write that took the beat, before it closes done.
-	row   heartbeatRow
+	row   store.HeartbeatRow
 	found bool
 	err   error
 	done  chan struct{}
@@ -80,8 +82,8 @@ func (q *beatQueue) take(n int) []*beat {
 // returns write's attempt that writes b by itself, setting b.row and
 // b.found; it is used when no other heartbeat waits, or after a shared
 // transaction failed.
-func (s *sqliteStore) heartbeat(ctx context.Context, k instanceKey, now func() int64,
-	alone func(b *beat) func() (time.Duration, error)) (heartbeatRow, bool, error) {
+func (s *Store) heartbeat(ctx context.Context, k store.InstanceKey, now func() int64,
+	alone func(b *beat) func() (time.Duration, error)) (store.HeartbeatRow, bool, error) {
 	g := s.gate
 	select {
 	case g.turn <- struct{}{}: // nobody writes: no queue
@@ -103,16 +105,16 @@ func (s *sqliteStore) heartbeat(ctx context.Context, k instanceKey, now func() i
 		return b.row, b.found, b.err
 	case <-ctx.Done():
 		if s.beats.remove(b) {
-			return heartbeatRow{}, false, ctx.Err()
+			return store.HeartbeatRow{}, false, ctx.Err()
 		}
 		<-b.done // taken: its write is under way
 		if b.err == errWriteAlone {
-			return heartbeatRow{}, false, ctx.Err()
+			return store.HeartbeatRow{}, false, ctx.Err()
 		}
 		return b.row, b.found, b.err
 	}
 	defer func() { <-g.turn }()
-	group := s.beats.take(s.batchChunk())
+	group := s.beats.take(s.BatchChunk())
 	if len(group) == 1 && group[0] == b {
 		err := s.writeInTurn(ctx, alone(b))
 		return b.row, b.found, err
@@ -127,7 +129,7 @@ func (s *sqliteStore) heartbeat(ctx context.Context, k instanceKey, now func() i
 		return b.row, b.found, b.err
 	}
 	if err := ctx.Err(); err != nil {
-		return heartbeatRow{}, false, err
+		return store.HeartbeatRow{}, false, err
 	}
 	err := s.writeInTurn(ctx, alone(b))
 	return b.row, b.found, err
@@ -135,12 +137,12 @@ func (s *sqliteStore) heartbeat(ctx context.Context, k instanceKey, now func() i
 
 // writeBeats writes group in one transaction, in order, and closes each
 // beat's done.
-func (s *sqliteStore) writeBeats(ctx context.Context, group []*beat) {
+func (s *Store) writeBeats(ctx context.Context, group []*beat) {
 	defer s.w.preparePending(ctx)
-	err := s.writeInTurn(ctx, s.txAttempt(ctx, func(q storeWriter) error {
+	err := s.writeInTurn(ctx, s.txAttempt(ctx, func(q store.Writer) error {
 		for _, b := range group {
 			var err error
-			if b.row, b.found, err = q.heartbeatLiveWorker(ctx, b.k, b.now()); err != nil {
+			if b.row, b.found, err = q.HeartbeatLiveWorker(ctx, b.k, b.now()); err != nil {
 				return err
 			}
 		}
@@ -148,7 +150,7 @@ func (s *sqliteStore) writeBeats(ctx context.Context, group []*beat) {
 	}))
 	for _, b := range group {
 		if err != nil {
-			b.row, b.found, b.err = heartbeatRow{}, false, errWriteAlone
+			b.row, b.found, b.err = store.HeartbeatRow{}, false, errWriteAlone
 		}
 		close(b.done)
 	}

@@ -1,4 +1,4 @@
-package registry
+package sqlitestore
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 	"math"
 
 	"github.com/flowfabric/workerregistry/db/sqlitedb"
+	"github.com/flowfabric/workerregistry/internal/store"
 )
 
-// sqliteStore runs the registry's statements on SQLite: writes on a
+// Store runs the registry's statements on SQLite: writes on a
 // one-connection pool whose transactions are BEGIN IMMEDIATE, reads on a
 // separate query-only pool. Each pool prepares a statement on its first
 // use (stmtCache).
-type sqliteStore struct {
+type Store struct {
 	writerDB *sql.DB // at most one connection: SQLite has one writer at a time
 	readerDB *sql.DB // the read pool; the same *sql.DB as writerDB when not split
 	w, r     *stmtCache
@@ -23,8 +24,12 @@ type sqliteStore struct {
 	beats    beatQueue  // see heartbeat
 }
 
-func newSQLiteStore(writer, reader *sql.DB) *sqliteStore {
-	s := &sqliteStore{writerDB: writer, readerDB: reader, w: newStmtCache(writer), gate: newWriteGate()}
+// New returns a store whose writes go through writer, a pool of one
+// connection with immediate transactions (WriterDSN), and whose reads go
+// through reader, which may be writer itself. Close closes both when
+// owned.
+func New(writer, reader *sql.DB, owned bool) *Store {
+	s := &Store{writerDB: writer, readerDB: reader, w: newStmtCache(writer), gate: newWriteGate(), owned: owned}
 	s.r = s.w
 	if reader != writer {
 		s.r = newStmtCache(reader)
@@ -32,11 +37,11 @@ func newSQLiteStore(writer, reader *sql.DB) *sqliteStore {
 	return s
 }
 
-func (s *sqliteStore) reader() storeReader { return sqliteQueries{s.r.queries(nil)} }
+func (s *Store) Reader() store.Reader { return sqliteQueries{s.r.queries(nil)} }
 
 // writer and inTx are in sqlite_write.go.
 
-func (s *sqliteStore) close() error {
+func (s *Store) Close() error {
 	err := s.w.close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.close())
@@ -74,26 +79,34 @@ func ignoreDone(err error) error {
 	return err
 }
 
-// sqliteQueries adapts the generated queries to storeReader and
-// storeWriter.
+// sqliteQueries adapts the generated queries to store.Reader and
+// store.Writer.
 type sqliteQueries struct{ q *sqlitedb.Queries }
 
-func (sqliteQueries) lockWorkers(context.Context, []instanceKey, int64) (map[instanceKey]bool, error) {
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.Reader        = sqliteQueries{}
+	_ store.Writer        = sqliteQueries{}
+	_ store.LiveRefresher = sqliteQueries{} // the registry's one-statement re-register
+	_ store.Writer        = sqliteAutocommit{}
+)
+
+func (sqliteQueries) LockWorkers(context.Context, []store.InstanceKey, int64) (map[store.InstanceKey]bool, error) {
 	return nil, nil
 }
 
-func (s sqliteQueries) getWorker(ctx context.Context, k instanceKey) (registration, bool, error) {
-	row, err := s.q.GetWorker(ctx, sqlitedb.GetWorkerParams{Namespace: k.namespace, WorkerInstanceID: k.instanceID})
+func (s sqliteQueries) GetWorker(ctx context.Context, k store.InstanceKey) (store.Registration, bool, error) {
+	row, err := s.q.GetWorker(ctx, sqlitedb.GetWorkerParams{Namespace: k.Namespace, WorkerInstanceID: k.InstanceID})
 	if errors.Is(err, sql.ErrNoRows) {
-		return registration{}, false, nil
+		return store.Registration{}, false, nil
 	}
 	if err != nil {
-		return registration{}, false, err
+		return store.Registration{}, false, err
 	}
-	return registration(row), true, nil
+	return store.Registration(row), true, nil
 }
 
-func (s sqliteQueries) upsertWorker(ctx context.Context, w workerRow) error {
+func (s sqliteQueries) UpsertWorker(ctx context.Context, w store.WorkerRow) error {
 	return s.q.UpsertWorker(ctx, sqlitedb.UpsertWorkerParams{
 		Namespace:        w.Namespace,
 		WorkerInstanceID: w.WorkerInstanceID,
@@ -106,7 +119,7 @@ func (s sqliteQueries) upsertWorker(ctx context.Context, w workerRow) error {
 	})
 }
 
-func (s sqliteQueries) refreshLiveWorker(ctx context.Context, w workerRow) (bool, error) {
+func (s sqliteQueries) RefreshLiveWorker(ctx context.Context, w store.WorkerRow) (bool, error) {
 	_, err := s.q.RefreshLiveWorker(ctx, sqlitedb.RefreshLiveWorkerParams{
 		Lanes:            w.Lanes,
 		CapabilitiesCsv:  w.CapabilitiesCsv,
@@ -122,19 +135,19 @@ func (s sqliteQueries) refreshLiveWorker(ctx context.Context, w workerRow) (bool
 	return err == nil, err
 }
 
-func (s sqliteQueries) heartbeatLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (heartbeatRow, bool, error) {
+func (s sqliteQueries) HeartbeatLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (store.HeartbeatRow, bool, error) {
 	// All rows (at most one), so that the statement steps to SQLITE_DONE:
 	// see HeartbeatLiveWorker in queries/sqlite/workers.sql.
 	rows, err := s.q.HeartbeatLiveWorker(ctx, sqlitedb.HeartbeatLiveWorkerParams{
-		NowMs: nowMS, Namespace: k.namespace, WorkerInstanceID: k.instanceID,
+		NowMs: nowMS, Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
 	})
 	if err != nil || len(rows) == 0 {
-		return heartbeatRow{}, false, err
+		return store.HeartbeatRow{}, false, err
 	}
-	return heartbeatRow{Key: k, ExpiresAtMs: expiryMS(rows[0].LastHeartbeatMs, rows[0].LivenessTTLMs), Draining: rows[0].Draining}, true, nil
+	return store.HeartbeatRow{Key: k, ExpiresAtMs: expiryMS(rows[0].LastHeartbeatMs, rows[0].LivenessTTLMs), Draining: rows[0].Draining}, true, nil
 }
 
-func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []instanceKey) ([]heartbeatRow, error) {
+func (s sqliteQueries) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey) ([]store.HeartbeatRow, error) {
 	keysJSON, err := keyArray(keys)
 	if err != nil {
 		return nil, err
@@ -143,10 +156,10 @@ func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, ke
 	if err != nil {
 		return nil, err
 	}
-	out := make([]heartbeatRow, len(rows))
+	out := make([]store.HeartbeatRow, len(rows))
 	for i, row := range rows {
-		out[i] = heartbeatRow{
-			Key:         instanceKey{row.Namespace, row.WorkerInstanceID},
+		out[i] = store.HeartbeatRow{
+			Key:         store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID},
 			ExpiresAtMs: expiryMS(row.LastHeartbeatMs, row.LivenessTTLMs),
 			Draining:    row.Draining,
 		}
@@ -154,31 +167,31 @@ func (s sqliteQueries) heartbeatLiveWorkers(ctx context.Context, nowMS int64, ke
 	return out, nil
 }
 
-func (s sqliteQueries) deleteLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+func (s sqliteQueries) DeleteLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (bool, error) {
 	n, err := s.q.DeleteLiveWorker(ctx, sqlitedb.DeleteLiveWorkerParams{
-		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS,
 	})
 	return n > 0, err
 }
 
-func (s sqliteQueries) requestDrain(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+func (s sqliteQueries) RequestDrain(ctx context.Context, k store.InstanceKey, nowMS int64) (bool, error) {
 	n, err := s.q.RequestDrain(ctx, sqlitedb.RequestDrainParams{
-		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS,
 	})
 	return n > 0, err
 }
 
-func (s sqliteQueries) resumeWorker(ctx context.Context, k instanceKey, nowMS int64) (bool, error) {
+func (s sqliteQueries) ResumeWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (bool, error) {
 	n, err := s.q.ResumeWorker(ctx, sqlitedb.ResumeWorkerParams{
-		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS,
 	})
 	return n > 0, err
 }
 
-// insertEvent records e. The engine's table keys events by (namespace,
+// InsertEvent records e. The engine's table keys events by (namespace,
 // instance, time, kind), so an event whose key is taken moves to the next
 // free millisecond rather than being lost.
-func (s sqliteQueries) insertEvent(ctx context.Context, e eventRow) error {
+func (s sqliteQueries) InsertEvent(ctx context.Context, e store.EventRow) error {
 	for at := e.EventAtMs; ; at++ {
 		n, err := s.q.InsertEvent(ctx, sqlitedb.InsertEventParams{
 			Namespace:        e.Namespace,
@@ -193,9 +206,9 @@ func (s sqliteQueries) insertEvent(ctx context.Context, e eventRow) error {
 	}
 }
 
-// insertEvents records events of one kind and time as one statement; the
+// InsertEvents records events of one kind and time as one statement; the
 // few whose key is taken follow one by one (see insertEvent).
-func (s sqliteQueries) insertEvents(ctx context.Context, kind string, atMS int64, keys []instanceKey) error {
+func (s sqliteQueries) InsertEvents(ctx context.Context, kind string, atMS int64, keys []store.InstanceKey) error {
 	keysJSON, err := keyArray(keys)
 	if err != nil {
 		return err
@@ -204,13 +217,13 @@ func (s sqliteQueries) insertEvents(ctx context.Context, kind string, atMS int64
 	if err != nil || len(rows) == len(keys) {
 		return err
 	}
-	written := make(map[instanceKey]bool, len(rows))
+	written := make(map[store.InstanceKey]bool, len(rows))
 	for _, row := range rows {
-		written[instanceKey{row.Namespace, row.WorkerInstanceID}] = true
+		written[store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}] = true
 	}
 	for _, k := range keys {
 		if !written[k] {
-			if err := s.insertEvent(ctx, eventRow{Namespace: k.namespace, WorkerInstanceID: k.instanceID, EventKind: kind, EventAtMs: atMS + 1}); err != nil {
+			if err := s.InsertEvent(ctx, store.EventRow{Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, EventKind: kind, EventAtMs: atMS + 1}); err != nil {
 				return err
 			}
 		}
@@ -218,7 +231,7 @@ func (s sqliteQueries) insertEvents(ctx context.Context, kind string, atMS int64
 	return nil
 }
 
-// sweepExpiredWorkers removes one sweep batch of at most limit rows not
+// SweepExpiredWorkers removes one sweep batch of at most limit rows not
 // live at nowMS and records a ttl_swept event for each (q must be a
 // transaction's), with set-based
 // statements that keep the rows' keys inside SQLite: the events are
@@ -227,8 +240,8 @@ func (s sqliteQueries) insertEvents(ctx context.Context, kind string, atMS int64
 // insertEvent; finding those costs a probe of each row of a batch that
 // wrote fewer events than limit (the last one of a sweep), and nothing
 // otherwise.
-func (s sqliteQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
-	res, err := s.q.InsertSweepEvents(ctx, sqlitedb.InsertSweepEventsParams{EventKind: eventTTLSwept, NowMs: nowMS, BatchSize: int64(limit)})
+func (s sqliteQueries) SweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
+	res, err := s.q.InsertSweepEvents(ctx, sqlitedb.InsertSweepEventsParams{EventKind: store.EventTTLSwept, NowMs: nowMS, BatchSize: int64(limit)})
 	if err != nil {
 		return 0, err
 	}
@@ -248,13 +261,13 @@ func (s sqliteQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, lim
 			before = last - written
 		}
 		taken, err := s.q.ListSweepConflicts(ctx, sqlitedb.ListSweepConflictsParams{
-			NowMs: nowMS, BatchSize: int64(limit), EventKind: eventTTLSwept, BeforeID: before,
+			NowMs: nowMS, BatchSize: int64(limit), EventKind: store.EventTTLSwept, BeforeID: before,
 		})
 		if err != nil {
 			return 0, err
 		}
 		for _, k := range taken {
-			if err := s.insertEvent(ctx, eventRow{Namespace: k.Namespace, WorkerInstanceID: k.WorkerInstanceID, EventKind: eventTTLSwept, EventAtMs: nowMS + 1}); err != nil {
+			if err := s.InsertEvent(ctx, store.EventRow{Namespace: k.Namespace, WorkerInstanceID: k.WorkerInstanceID, EventKind: store.EventTTLSwept, EventAtMs: nowMS + 1}); err != nil {
 				return 0, err
 			}
 		}
@@ -263,11 +276,11 @@ func (s sqliteQueries) sweepExpiredWorkers(ctx context.Context, nowMS int64, lim
 	return int(n), err
 }
 
-func (s sqliteQueries) deleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {
+func (s sqliteQueries) DeleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {
 	return s.q.DeleteEventsBefore(ctx, sqlitedb.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: int64(limit)})
 }
 
-func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]workerRow, error) {
+func (s sqliteQueries) ListWorkers(ctx context.Context, q store.WorkerQuery) ([]store.WorkerRow, error) {
 	if q.Namespace == "" {
 		rows, err := s.q.ListLiveWorkers(ctx, sqlitedb.ListLiveWorkersParams{
 			AfterNamespace:  q.AfterNamespace,
@@ -277,7 +290,7 @@ func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]worker
 			Capability:      q.Capability,
 			RowLimit:        int64(q.RowLimit),
 		})
-		return mapRows(rows, err, func(r sqlitedb.ListLiveWorkersRow) workerRow { return workerRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListLiveWorkersRow) store.WorkerRow { return store.WorkerRow(r) })
 	}
 	rows, err := s.q.ListLiveWorkersInNamespace(ctx, sqlitedb.ListLiveWorkersInNamespaceParams{
 		Namespace:       q.Namespace,
@@ -287,32 +300,32 @@ func (s sqliteQueries) listWorkers(ctx context.Context, q workerQuery) ([]worker
 		Capability:      q.Capability,
 		RowLimit:        int64(q.RowLimit),
 	})
-	return mapRows(rows, err, func(r sqlitedb.ListLiveWorkersInNamespaceRow) workerRow { return workerRow(r) })
+	return mapRows(rows, err, func(r sqlitedb.ListLiveWorkersInNamespaceRow) store.WorkerRow { return store.WorkerRow(r) })
 }
 
-func (s sqliteQueries) listEvents(ctx context.Context, q eventQuery) ([]eventRow, error) {
+func (s sqliteQueries) ListEvents(ctx context.Context, q store.EventQuery) ([]store.EventRow, error) {
 	limit := int64(q.RowLimit)
 	switch {
 	case q.Namespace == "" && !q.NewestFirst:
 		rows, err := s.q.ListAllEventsAsc(ctx, sqlitedb.ListAllEventsAscParams{AfterID: q.After, RowLimit: limit})
-		return mapRows(rows, err, func(r sqlitedb.ListAllEventsAscRow) eventRow { return eventRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListAllEventsAscRow) store.EventRow { return store.EventRow(r) })
 	case q.Namespace == "":
 		rows, err := s.q.ListAllEventsDesc(ctx, sqlitedb.ListAllEventsDescParams{BeforeID: q.Before, RowLimit: limit})
-		return mapRows(rows, err, func(r sqlitedb.ListAllEventsDescRow) eventRow { return eventRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListAllEventsDescRow) store.EventRow { return store.EventRow(r) })
 	case q.Instance == "" && !q.NewestFirst:
 		rows, err := s.q.ListEventsAsc(ctx, sqlitedb.ListEventsAscParams{Namespace: q.Namespace, AfterID: q.After, RowLimit: limit})
-		return mapRows(rows, err, func(r sqlitedb.ListEventsAscRow) eventRow { return eventRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListEventsAscRow) store.EventRow { return store.EventRow(r) })
 	case q.Instance == "":
 		rows, err := s.q.ListEventsDesc(ctx, sqlitedb.ListEventsDescParams{Namespace: q.Namespace, BeforeID: q.Before, RowLimit: limit})
-		return mapRows(rows, err, func(r sqlitedb.ListEventsDescRow) eventRow { return eventRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListEventsDescRow) store.EventRow { return store.EventRow(r) })
 	case !q.NewestFirst:
 		rows, err := s.q.ListInstanceEventsAsc(ctx, sqlitedb.ListInstanceEventsAscParams{
 			Namespace: q.Namespace, WorkerInstanceID: q.Instance, AfterID: q.After, RowLimit: limit})
-		return mapRows(rows, err, func(r sqlitedb.ListInstanceEventsAscRow) eventRow { return eventRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListInstanceEventsAscRow) store.EventRow { return store.EventRow(r) })
 	default:
 		rows, err := s.q.ListInstanceEventsDesc(ctx, sqlitedb.ListInstanceEventsDescParams{
 			Namespace: q.Namespace, WorkerInstanceID: q.Instance, BeforeID: q.Before, RowLimit: limit})
-		return mapRows(rows, err, func(r sqlitedb.ListInstanceEventsDescRow) eventRow { return eventRow(r) })
+		return mapRows(rows, err, func(r sqlitedb.ListInstanceEventsDescRow) store.EventRow { return store.EventRow(r) })
 	}
 }
 
@@ -330,7 +343,7 @@ func mapRows[T, R any](rows []T, err error, conv func(T) R) ([]R, error) {
 	return out, nil
 }
 
-func (s sqliteQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([]leaseRow, error) {
+func (s sqliteQueries) ListExpiredLeases(ctx context.Context, q store.LeaseQuery) ([]store.LeaseRow, error) {
 	rows, err := s.q.ListExpiredLeases(ctx, sqlitedb.ListExpiredLeasesParams{
 		AsOfMs:            q.AsOfMs,
 		AfterExpiresAtMs:  q.AfterExpiresAtMs,
@@ -340,31 +353,31 @@ func (s sqliteQueries) listExpiredLeases(ctx context.Context, q leaseQuery) ([]l
 		Namespace:         q.Namespace,
 		RowLimit:          int64(q.RowLimit),
 	})
-	return mapRows(rows, err, func(r sqlitedb.ListExpiredLeasesRow) leaseRow { return leaseRow(r) })
+	return mapRows(rows, err, func(r sqlitedb.ListExpiredLeasesRow) store.LeaseRow { return store.LeaseRow(r) })
 }
 
-func (s sqliteQueries) getLiveWorker(ctx context.Context, k instanceKey, nowMS int64) (workerRow, bool, error) {
+func (s sqliteQueries) GetLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (store.WorkerRow, bool, error) {
 	row, err := s.q.GetLiveWorker(ctx, sqlitedb.GetLiveWorkerParams{
-		Namespace: k.namespace, WorkerInstanceID: k.instanceID, NowMs: nowMS,
+		Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS,
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return workerRow{}, false, nil
+		return store.WorkerRow{}, false, nil
 	}
 	if err != nil {
-		return workerRow{}, false, err
+		return store.WorkerRow{}, false, err
 	}
-	return workerRow(row), true, nil
+	return store.WorkerRow(row), true, nil
 }
 
-func (s sqliteQueries) listDeadHolders(ctx context.Context, asOfMS int64) ([]string, error) {
+func (s sqliteQueries) ListDeadHolders(ctx context.Context, asOfMS int64) ([]string, error) {
 	return s.q.ListDeadHolders(ctx, asOfMS)
 }
 
-// listHolderLeases runs one statement per holder: in process, a statement
+// ListHolderLeases runs one statement per holder: in process, a statement
 // costs microseconds, and one per holder keeps each a range scan of the
 // holder's index entries.
-func (s sqliteQueries) listHolderLeases(ctx context.Context, q holderLeaseQuery) ([]leaseRow, error) {
-	var out []leaseRow
+func (s sqliteQueries) ListHolderLeases(ctx context.Context, q store.HolderLeaseQuery) ([]store.LeaseRow, error) {
+	var out []store.LeaseRow
 	for i, holder := range q.Holders {
 		after := q.After[i]
 		rows, err := s.q.ListHolderLeases(ctx, sqlitedb.ListHolderLeasesParams{
@@ -380,7 +393,7 @@ func (s sqliteQueries) listHolderLeases(ctx context.Context, q holderLeaseQuery)
 			return nil, err
 		}
 		for _, row := range rows {
-			out = append(out, leaseRow(row))
+			out = append(out, store.LeaseRow(row))
 		}
 	}
 	return out, nil
@@ -388,10 +401,10 @@ func (s sqliteQueries) listHolderLeases(ctx context.Context, q holderLeaseQuery)
 
 // keyArray encodes keys as the JSON array of [namespace, instance] pairs
 // that the SQLite statements unpack with json_each.
-func keyArray(keys []instanceKey) (string, error) {
+func keyArray(keys []store.InstanceKey) (string, error) {
 	pairs := make([][2]string, len(keys))
 	for i, k := range keys {
-		pairs[i] = [2]string{k.namespace, k.instanceID}
+		pairs[i] = [2]string{k.Namespace, k.InstanceID}
 	}
 	b, err := json.Marshal(pairs)
 	return string(b), err

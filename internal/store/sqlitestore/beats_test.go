@@ -1,4 +1,4 @@
-package registry
+package sqlitestore
 
 import (
 	"context"
@@ -9,43 +9,60 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
+	"github.com/flowfabric/workerregistry/schema"
 )
 
-// beatsFixture opens a SQLite registry with n registered workers w0…w(n-1)
-// and returns it with its store.
-func beatsFixture(t *testing.T, n int) (*Registry, *sqliteStore) {
+// beatsFixture opens a store on a new migrated file with n registered
+// workers w0…w(n-1).
+func beatsFixture(t *testing.T, n int) *Store {
 	t.Helper()
 	ctx := context.Background()
-	r, err := Open(ctx, filepath.Join(t.TempDir(), "r.db"))
+	path := filepath.Join(t.TempDir(), "r.db")
+	if _, err := MigrateFile(ctx, path, store.LatestVersion(schema.SQLite)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenFile(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { s.Close() })
+	nowMS := time.Now().UnixMilli()
 	for i := range n {
-		if _, err := r.RegisterWorker(ctx, RegisterWorkerArgs{Namespace: "ns", WorkerInstanceID: fmt.Sprint("w", i),
-			WorkerID: "w", Lanes: []string{"default"}, LivenessTTL: time.Minute}); err != nil {
+		if err := s.Writer().UpsertWorker(ctx, store.WorkerRow{Namespace: "ns", WorkerInstanceID: fmt.Sprint("w", i),
+			WorkerID: "w", Lanes: "default", LastHeartbeatMs: nowMS, LivenessTTLMs: time.Minute.Milliseconds(), RegisteredAtMs: nowMS}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return r, r.st.(*sqliteStore)
+	return s
 }
 
 // queueBeats starts one heartbeat per key while the test holds the write
 // turn, each in its own goroutine and with its own context, and returns
 // once all of them wait in the queue, in the order of keys.
-func queueBeats(t *testing.T, s *sqliteStore, ctxs []context.Context, keys []instanceKey, now []func() int64) (results []heartbeatRow, found []bool, errs []error, wait func()) {
+func queueBeats(t *testing.T, s *Store, ctxs []context.Context, keys []store.InstanceKey, now []func() int64) (results []store.HeartbeatRow, found []bool, errs []error, wait func()) {
 	t.Helper()
-	results, found, errs = make([]heartbeatRow, len(keys)), make([]bool, len(keys)), make([]error, len(keys))
+	results, found, errs = make([]store.HeartbeatRow, len(keys)), make([]bool, len(keys)), make([]error, len(keys))
 	var wg sync.WaitGroup
 	for i, k := range keys {
-		wg.Go(func() { results[i], found[i], errs[i] = s.heartbeatAt(ctxs[i], k, now[i]) })
+		wg.Go(func() { results[i], found[i], errs[i] = s.HeartbeatAt(ctxs[i], k, now[i]) })
 		// One at a time, so that the queue's order is keys' order.
 		waitFor(t, func() bool { return queued(s) == i+1 })
 	}
 	return results, found, errs, wg.Wait
 }
 
-func queued(s *sqliteStore) int {
+// nsKeys returns the keys of instances in namespace "ns".
+func nsKeys(ids ...string) []store.InstanceKey {
+	keys := make([]store.InstanceKey, len(ids))
+	for i, id := range ids {
+		keys[i] = store.InstanceKey{Namespace: "ns", InstanceID: id}
+	}
+	return keys
+}
+
+func queued(s *Store) int {
 	s.beats.mu.Lock()
 	defer s.beats.mu.Unlock()
 	return len(s.beats.waiting)
@@ -64,12 +81,12 @@ func waitFor(t *testing.T, cond func() bool) {
 // write turn and checks that, once it is free, they are written in arrival
 // order, each reading its time inside the write, with their own results.
 func TestWaitingHeartbeatsShareATransaction(t *testing.T) {
-	r, s := beatsFixture(t, 3)
+	s := beatsFixture(t, 3)
 	ctx := context.Background()
-	if _, err := r.RequestDrain(ctx, RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w1"}); err != nil {
-		t.Fatal(err)
+	if ok, err := s.Writer().RequestDrain(ctx, store.InstanceKey{Namespace: "ns", InstanceID: "w1"}, time.Now().UnixMilli()); err != nil || !ok {
+		t.Fatal(ok, err)
 	}
-	keys := []instanceKey{{"ns", "w0"}, {"ns", "w1"}, {"ns", "absent"}, {"ns", "w2"}}
+	keys := nsKeys("w0", "w1", "absent", "w2")
 	var mu sync.Mutex
 	var calls []string
 	base := time.Now().UnixMilli() + 1000
@@ -80,7 +97,7 @@ func TestWaitingHeartbeatsShareATransaction(t *testing.T) {
 		now[i] = func() int64 {
 			mu.Lock()
 			defer mu.Unlock()
-			calls = append(calls, k.instanceID)
+			calls = append(calls, k.InstanceID)
 			return base + int64(i)
 		}
 	}
@@ -96,23 +113,23 @@ func TestWaitingHeartbeatsShareATransaction(t *testing.T) {
 	}
 	for i, k := range keys {
 		if errs[i] != nil {
-			t.Fatalf("%s: %v", k.instanceID, errs[i])
+			t.Fatalf("%s: %v", k.InstanceID, errs[i])
 		}
-		if wantFound := k.instanceID != "absent"; found[i] != wantFound {
-			t.Fatalf("%s: found = %v, want %v", k.instanceID, found[i], wantFound)
+		if wantFound := k.InstanceID != "absent"; found[i] != wantFound {
+			t.Fatalf("%s: found = %v, want %v", k.InstanceID, found[i], wantFound)
 		}
 		if !found[i] {
 			continue
 		}
 		if want := base + int64(i) + time.Minute.Milliseconds(); rows[i].ExpiresAtMs != want {
-			t.Errorf("%s: expiry %d, want %d", k.instanceID, rows[i].ExpiresAtMs, want)
+			t.Errorf("%s: expiry %d, want %d", k.InstanceID, rows[i].ExpiresAtMs, want)
 		}
-		if rows[i].Draining != (k.instanceID == "w1") {
-			t.Errorf("%s: draining = %v", k.instanceID, rows[i].Draining)
+		if rows[i].Draining != (k.InstanceID == "w1") {
+			t.Errorf("%s: draining = %v", k.InstanceID, rows[i].Draining)
 		}
-		w, ok, err := s.reader().getLiveWorker(ctx, k, base)
+		w, ok, err := s.Reader().GetLiveWorker(ctx, k, base)
 		if err != nil || !ok || w.LastHeartbeatMs != base+int64(i) {
-			t.Errorf("%s: stored heartbeat %d (found %v, %v), want %d", k.instanceID, w.LastHeartbeatMs, ok, err, base+int64(i))
+			t.Errorf("%s: stored heartbeat %d (found %v, %v), want %d", k.InstanceID, w.LastHeartbeatMs, ok, err, base+int64(i))
 		}
 	}
 	if n := queued(s); n != 0 {
@@ -124,9 +141,9 @@ func TestWaitingHeartbeatsShareATransaction(t *testing.T) {
 // in the queue: it fails with its context's error, the others go on, and
 // its row is unchanged.
 func TestQueuedHeartbeatCancelledWritesNothing(t *testing.T) {
-	_, s := beatsFixture(t, 2)
-	keys := []instanceKey{{"ns", "w0"}, {"ns", "w1"}}
-	before, _, err := s.reader().getLiveWorker(context.Background(), keys[0], 0)
+	s := beatsFixture(t, 2)
+	keys := nsKeys("w0", "w1")
+	before, _, err := s.Reader().GetLiveWorker(context.Background(), keys[0], 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,9 +161,9 @@ func TestQueuedHeartbeatCancelledWritesNothing(t *testing.T) {
 		t.Fatalf("errors %v, found %v; want the cancelled one's context error and the other written", errs, found)
 	}
 	for i, want := range []int64{before.LastHeartbeatMs, later} {
-		w, _, err := s.reader().getLiveWorker(context.Background(), keys[i], 0)
+		w, _, err := s.Reader().GetLiveWorker(context.Background(), keys[i], 0)
 		if err != nil || w.LastHeartbeatMs != want {
-			t.Fatalf("%s: last heartbeat %d (%v), want %d", keys[i].instanceID, w.LastHeartbeatMs, err, want)
+			t.Fatalf("%s: last heartbeat %d (%v), want %d", keys[i].InstanceID, w.LastHeartbeatMs, err, want)
 		}
 	}
 }
@@ -156,9 +173,9 @@ func TestQueuedHeartbeatCancelledWritesNothing(t *testing.T) {
 // time read: that heartbeat fails and writes nothing, and each of the
 // others is then written alone, by its own caller.
 func TestFailedSharedHeartbeatsAreWrittenAlone(t *testing.T) {
-	_, s := beatsFixture(t, 3)
-	keys := []instanceKey{{"ns", "w0"}, {"ns", "w1"}, {"ns", "w2"}}
-	before, _, err := s.reader().getLiveWorker(context.Background(), keys[0], 0)
+	s := beatsFixture(t, 3)
+	keys := nsKeys("w0", "w1", "w2")
+	before, _, err := s.Reader().GetLiveWorker(context.Background(), keys[0], 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +210,11 @@ func TestFailedSharedHeartbeatsAreWrittenAlone(t *testing.T) {
 		if i == 0 {
 			want = before.LastHeartbeatMs
 		} else if errs[i] != nil || !found[i] {
-			t.Fatalf("%s: %v (found %v), want written alone", k.instanceID, errs[i], found[i])
+			t.Fatalf("%s: %v (found %v), want written alone", k.InstanceID, errs[i], found[i])
 		}
-		w, _, err := s.reader().getLiveWorker(context.Background(), k, 0)
+		w, _, err := s.Reader().GetLiveWorker(context.Background(), k, 0)
 		if err != nil || w.LastHeartbeatMs != want {
-			t.Fatalf("%s: last heartbeat %d (%v), want %d", k.instanceID, w.LastHeartbeatMs, err, want)
+			t.Fatalf("%s: last heartbeat %d (%v), want %d", k.InstanceID, w.LastHeartbeatMs, err, want)
 		}
 	}
 	// The group failed at its first statement; each of the others read
@@ -208,7 +225,7 @@ func TestFailedSharedHeartbeatsAreWrittenAlone(t *testing.T) {
 			n = *p.(*int)
 		}
 		if n != 1 {
-			t.Fatalf("%s read its time %d times, want 1", keys[i].instanceID, n)
+			t.Fatalf("%s read its time %d times, want 1", keys[i].InstanceID, n)
 		}
 	}
 }

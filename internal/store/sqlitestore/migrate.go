@@ -1,104 +1,71 @@
-package registry
+package sqlitestore
 
 import (
-	"bufio"
-	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/store"
+	"github.com/flowfabric/workerregistry/schema"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
 )
 
-// sqliteMigration is one embedded goose migration of the SQLite store.
-type sqliteMigration struct {
-	version int64
-	name    string // file name, for messages and goose results
-	up      string // the Up section's SQL, run as one script; down goes through goose
-}
-
-// sqliteMigrations reads the embedded SQLite migrations in version order.
-func sqliteMigrations(fsys fs.FS) ([]sqliteMigration, error) {
-	names, err := fs.Glob(fsys, "*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var out []sqliteMigration
-	for _, name := range names {
-		v, err := goose.NumericComponent(name)
-		if err != nil {
-			return nil, fmt.Errorf("migration %s: %w", name, err)
+// Migrate applies the pending migrations up to and including target, as
+// migrate does, retrying while another migrator holds the database.
+func Migrate(ctx context.Context, db *sql.DB, target int64) ([]*goose.MigrationResult, error) {
+	// Migrators wait for each other at BEGIN IMMEDIATE for as long as
+	// db's busy timeout allows; a db without one fails at once, so retry.
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		res, err := migrate(ctx, db, target)
+		if err == nil || !IsBusy(err) || wait > maxMigrateWait {
+			return res, err
 		}
-		text, err := fs.ReadFile(fsys, name)
-		if err != nil {
+		select {
+		case <-ctx.Done():
 			return nil, err
+		case <-time.After(wait):
 		}
-		up, err := gooseUpSection(string(text))
-		if err != nil {
-			return nil, fmt.Errorf("migration %s: %w", name, err)
-		}
-		out = append(out, sqliteMigration{version: v, name: name, up: up})
 	}
-	slices.SortFunc(out, func(a, b sqliteMigration) int { return cmp.Compare(a.version, b.version) })
-	return out, nil
 }
 
-// gooseUpSection returns the text of a goose SQL file's Up section. SQLite runs a section as one script, so statements need not be
-// split; the annotations that would change how goose runs a file (no
-// transaction, environment substitution) are refused, since the runner
-// applies every pending file in one transaction.
-func gooseUpSection(text string) (string, error) {
-	var up strings.Builder
-	inUp := false
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		line := sc.Text()
-		if ann, ok := strings.CutPrefix(strings.TrimSpace(line), "-- +goose "); ok {
-			switch ann = strings.TrimSpace(ann); {
-			case strings.EqualFold(ann, "Up"), strings.EqualFold(ann, "Down"):
-				inUp = strings.EqualFold(ann, "Up")
-			case strings.EqualFold(ann, "StatementBegin"), strings.EqualFold(ann, "StatementEnd"):
-			default:
-				return "", fmt.Errorf("annotation %q is not supported by the SQLite runner", ann)
-			}
-			continue
-		}
-		if inUp {
-			up.WriteString(line)
-			up.WriteByte('\n')
-		}
+// maxMigrateWait bounds the retries of a migration that finds the
+// database busy: about 2.5 s in all.
+const maxMigrateWait = 1280 * time.Millisecond
+
+// SchemaVersion returns the registry schema version of the database, 0
+// when it holds no registry, without writing anything: goose's own version
+// calls create the version table where it is missing.
+func SchemaVersion(ctx context.Context, db *sql.DB) (int64, error) {
+	var found bool
+	err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)`, store.VersionTable).Scan(&found)
+	if err != nil || !found {
+		return 0, err
 	}
-	if err := sc.Err(); err != nil {
-		return "", err
-	}
-	if up.Len() == 0 {
-		return "", errors.New("no -- +goose Up section")
-	}
-	return up.String(), nil
+	var v int64
+	err = db.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM `+store.VersionTable).Scan(&v)
+	return v, err
 }
 
-// migrateSQLite applies the pending SQLite migrations up to target (all of
+// migrate applies the pending SQLite migrations up to target (all of
 // them when target is the latest) in one immediate transaction, and
-// records each in VersionTable as goose does, so that goose and the stock
+// records each in the version table as goose does, so that goose and the stock
 // CLI read the same history. Either every pending migration is applied or,
 // on any failure, none is and the database is as it was. It fails, writing
 // nothing, when the database is newer than target's migrations.
-func migrateSQLite(ctx context.Context, db *sql.DB, target int64) ([]*goose.MigrationResult, error) {
-	migrations, err := sqliteMigrations(schemaFor(false))
+func migrate(ctx context.Context, db *sql.DB, target int64) ([]*goose.MigrationResult, error) {
+	migrations, err := store.ReadMigrations(schema.SQLite)
 	if err != nil {
 		return nil, err
 	}
-	latest := migrations[len(migrations)-1].version
+	latest := migrations[len(migrations)-1].Version
 	target = min(target, latest)
-	store, err := database.NewStore(database.DialectSQLite3, VersionTable)
+	vs, err := database.NewStore(database.DialectSQLite3, store.VersionTable)
 	if err != nil {
 		return nil, err
 	}
@@ -127,18 +94,18 @@ func migrateSQLite(ctx context.Context, db *sql.DB, target int64) ([]*goose.Migr
 		}
 	}()
 	var exists bool
-	err = conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)`, VersionTable).Scan(&exists)
+	err = conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)`, store.VersionTable).Scan(&exists)
 	if err != nil {
 		return nil, fmt.Errorf("read schema version: %w", err)
 	}
 	var current int64
 	if exists {
-		if current, err = store.GetLatestVersion(ctx, conn); err != nil {
+		if current, err = vs.GetLatestVersion(ctx, conn); err != nil {
 			return nil, fmt.Errorf("read schema version: %w", err)
 		}
 	}
 	if current > latest {
-		return nil, newerSchemaError(current, latest)
+		return nil, store.NewerSchemaError(current, latest)
 	}
 	var results []*goose.MigrationResult
 	if current >= target {
@@ -151,25 +118,25 @@ func migrateSQLite(ctx context.Context, db *sql.DB, target int64) ([]*goose.Migr
 		}
 	}
 	if !exists {
-		if err := store.CreateVersionTable(ctx, conn); err != nil {
-			return nil, fmt.Errorf("create %s: %w", VersionTable, err)
+		if err := vs.CreateVersionTable(ctx, conn); err != nil {
+			return nil, fmt.Errorf("create %s: %w", store.VersionTable, err)
 		}
-		if err := store.Insert(ctx, conn, database.InsertRequest{Version: 0}); err != nil {
-			return nil, fmt.Errorf("create %s: %w", VersionTable, err)
+		if err := vs.Insert(ctx, conn, database.InsertRequest{Version: 0}); err != nil {
+			return nil, fmt.Errorf("create %s: %w", store.VersionTable, err)
 		}
 	}
 	if adopt && target >= flowfabricShapeVersion {
 		// FlowFabric's migrations made what versions 1 to 3 make: record
 		// them as applied, run none of them.
 		for _, m := range migrations {
-			if m.version > flowfabricShapeVersion {
+			if m.Version > flowfabricShapeVersion {
 				break
 			}
-			if err := store.Insert(ctx, conn, database.InsertRequest{Version: m.version}); err != nil {
+			if err := vs.Insert(ctx, conn, database.InsertRequest{Version: m.Version}); err != nil {
 				return nil, fmt.Errorf("adopt FlowFabric database: %w (nothing was applied)", err)
 			}
 			results = append(results, &goose.MigrationResult{
-				Source: &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/sqlite", m.name), Version: m.version},
+				Source: &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/sqlite", m.Name), Version: m.Version},
 				Empty:  true, Direction: "up",
 			})
 		}
@@ -178,18 +145,18 @@ func migrateSQLite(ctx context.Context, db *sql.DB, target int64) ([]*goose.Migr
 		return nil, fmt.Errorf("a FlowFabric database is adopted at version %d; it cannot stop at %d", flowfabricShapeVersion, target)
 	}
 	for _, m := range migrations {
-		if m.version <= current || m.version > target {
+		if m.Version <= current || m.Version > target {
 			continue
 		}
 		start := time.Now()
-		if _, err := conn.ExecContext(ctx, m.up); err != nil {
-			return nil, fmt.Errorf("migration %s: %w (nothing was applied)", m.name, err)
+		if _, err := conn.ExecContext(ctx, m.Up); err != nil {
+			return nil, fmt.Errorf("migration %s: %w (nothing was applied)", m.Name, err)
 		}
-		if err := store.Insert(ctx, conn, database.InsertRequest{Version: m.version}); err != nil {
-			return nil, fmt.Errorf("migration %s: %w (nothing was applied)", m.name, err)
+		if err := vs.Insert(ctx, conn, database.InsertRequest{Version: m.Version}); err != nil {
+			return nil, fmt.Errorf("migration %s: %w (nothing was applied)", m.Name, err)
 		}
 		results = append(results, &goose.MigrationResult{
-			Source:    &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/sqlite", m.name), Version: m.version},
+			Source:    &goose.Source{Type: goose.TypeSQL, Path: path.Join("schema/sqlite", m.Name), Version: m.Version},
 			Duration:  time.Since(start),
 			Direction: "up",
 		})
