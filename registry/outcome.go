@@ -161,6 +161,43 @@ func (o *DrainOutcome) UnmarshalText(text []byte) error {
 
 var drainOutcomes = enum{"DrainOutcome", 1, []string{"drain_requested", "not_registered"}}
 
+// WorkerState is what a Worker knows of its own registration (see
+// Worker.State).
+type WorkerState int
+
+const (
+	// WorkerLive: the registry's clock is before the expiry that the last
+	// successful heartbeat or registration returned (Worker.LiveUntil).
+	WorkerLive WorkerState = iota + 1
+	// WorkerLapsed: that expiry has passed, or a heartbeat found the
+	// registration gone. The engine may reclaim the worker's leases: start
+	// no job. The loop goes on trying, and the worker is live again once a
+	// heartbeat or a registration succeeds.
+	WorkerLapsed
+	// WorkerEnded: the loop has ended (see Worker.Err); it is final.
+	WorkerEnded
+)
+
+// String returns "live", "lapsed" or "ended".
+func (s WorkerState) String() string {
+	return workerStates.name(int(s))
+}
+
+// MarshalText returns the name that String returns, so that JSON and other
+// text encodings show a word; a value out of range is an error.
+func (s WorkerState) MarshalText() ([]byte, error) { return workerStates.marshal(int(s)) }
+
+// UnmarshalText sets s from its name; an unknown name is an error.
+func (s *WorkerState) UnmarshalText(text []byte) error {
+	v, err := workerStates.unmarshal(text)
+	if err == nil {
+		*s = WorkerState(v)
+	}
+	return err
+}
+
+var workerStates = enum{"WorkerState", 1, []string{"live", "lapsed", "ended"}}
+
 // enum names the values of an enum type, the first of which is first.
 type enum struct {
 	typ   string

@@ -160,6 +160,11 @@ func (s *scenario) play(path string) error {
 	if err := s.loopHeartbeat(5*time.Second, "W1", 15*time.Second); err != nil {
 		return err
 	}
+	// W1's code asks its loop before it takes a job: only a live worker
+	// may start one (see startJob).
+	if err := s.step(5*time.Second, "W1 checks its State before a job", startJob(w1), "live: starts the job"); err != nil {
+		return err
+	}
 	if err := s.heartbeat(5*time.Second, "W2", registry.HeartbeatRefreshed, 15*time.Second); err != nil {
 		return err
 	}
@@ -234,8 +239,24 @@ func (s *scenario) play(path string) error {
 	if err := s.lastEvent(late, "stop W1's loop", "W1", "deregistered"); err != nil {
 		return err
 	}
+	if err := s.step(late, "W1 checks its State before a job", startJob(w1), "ended: takes no job"); err != nil {
+		return err
+	}
 	fmt.Fprintln(s.out, "scenario complete: every step behaved as specified")
 	return nil
+}
+
+// startJob is what a worker's code does before it starts a job: it asks
+// its loop whether its registration is live. Once the registration has
+// lapsed (its heartbeats did not get through in time), the engine may
+// give the worker's leases to another worker, so a job started then could
+// run twice; the loop keeps trying, and State is WorkerLive again once a
+// heartbeat or a registration succeeds.
+func startJob(w *registry.Worker) string {
+	if st := w.State(); st != registry.WorkerLive {
+		return st.String() + ": takes no job"
+	}
+	return "live: starts the job"
 }
 
 func (s *scenario) heartbeat(offset time.Duration, instance string, want registry.HeartbeatOutcome, nextExpiry time.Duration) error {

@@ -25,6 +25,7 @@ func Example() {
 	// T+0s       lease L2 held by W2                        expires T+12s
 	// T+0s       lease L3 held by W3                        expires T+1m0s
 	// T+5s       W1's loop heartbeats                       next expiry T+15s
+	// T+5s       W1 checks its State before a job           live: starts the job
 	// T+5s       heartbeat W2                               refreshed, next expiry T+15s
 	// T+6s       mark W3 dead ("decommissioned")            marked
 	// T+6s       orphaned leases (holder not live)          [L3 held by W3, expires T+1m0s]
@@ -36,6 +37,7 @@ func Example() {
 	// T+15.001s  list workers                               [W1]
 	// T+15.001s  expired leases                             [L2 held by W2, expired T+12s]
 	// T+15.001s  stop W1's loop                             deregistered
+	// T+15.001s  W1 checks its State before a job           ended: takes no job
 	// scenario complete: every step behaved as specified
 }
 
