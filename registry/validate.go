@@ -89,6 +89,37 @@ func validateText(field, s string) error {
 	return nil
 }
 
+// validateNewID is validateID for an identifier that a registration
+// creates (namespace, worker ID, instance ID), which must also look like
+// what it is: see rejectInvisible. Lookups (heartbeats, drains, kills,
+// filters, cursors) keep validateID's rules, so that a row stored before
+// this rule, or written by the engine, can still be named, drained and
+// removed.
+func validateNewID(field, s string) error {
+	if err := validateID(field, s); err != nil {
+		return err
+	}
+	return rejectInvisible(field, s)
+}
+
+// rejectInvisible rejects Unicode format characters (Cf: bidirectional
+// overrides and isolates such as U+202E and U+2066..U+2069, zero-width
+// characters such as U+200B and U+FEFF, the soft hyphen U+00AD, tag
+// characters U+E0001..U+E007F) and the line and paragraph separators (Zl
+// U+2028, Zp U+2029), as validateText rejects control characters: with
+// them "w-1\u200b" prints exactly as "w-1", and a bidi override reverses
+// what follows it on an operator's screen. Ordinary non-ASCII letters
+// ("é", "日本") stay valid. Reasons are free text and keep them (an emoji
+// sequence joins with U+200D).
+func rejectInvisible(field, s string) error {
+	for _, r := range s {
+		if unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return invalid(field, "must not contain invisible format or separator characters (found %U)", r)
+		}
+	}
+	return nil
+}
+
 // validateToken checks one lane or capability.
 func validateToken(field, s string) error {
 	if s == "" {
@@ -109,7 +140,8 @@ func validateToken(field, s string) error {
 	return nil
 }
 
-// encodeTokens validates a lane or capability list and returns its stored
+// encodeTokens validates a registration's lane or capability list (with
+// validateToken's rules and rejectInvisible's) and returns its stored
 // form: sorted, de-duplicated and comma-joined.
 func encodeTokens(field string, tokens []string, minCount, maxCount int) (string, error) {
 	if len(tokens) < minCount {
@@ -119,7 +151,11 @@ func encodeTokens(field string, tokens []string, minCount, maxCount int) (string
 		return "", invalid(field, "exceeds %d entries (got %d)", maxCount, len(tokens))
 	}
 	for i, t := range tokens {
-		if err := validateToken(field+"["+strconv.Itoa(i)+"]", t); err != nil {
+		name := field + "[" + strconv.Itoa(i) + "]"
+		if err := rejectInvisible(name, t); err != nil {
+			return "", err
+		}
+		if err := validateToken(name, t); err != nil {
 			return "", err
 		}
 	}

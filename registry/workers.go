@@ -105,10 +105,13 @@ func (r *Registry) RegisterWorker(ctx context.Context, args RegisterWorkerArgs) 
 }
 
 func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) (RegisterOutcome, error) {
-	if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
+	if err := validateNewID("namespace", args.Namespace); err != nil {
 		return 0, err
 	}
-	if err := validateID("worker_id", args.WorkerID); err != nil {
+	if err := validateNewID("worker_instance_id", args.WorkerInstanceID); err != nil {
+		return 0, err
+	}
+	if err := validateNewID("worker_id", args.WorkerID); err != nil {
 		return 0, err
 	}
 	lanes, err := encodeTokens("lanes", args.Lanes, 1, maxLanes)
