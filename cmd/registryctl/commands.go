@@ -63,12 +63,20 @@ var commands = []command{
 		doc: `Lists live workers ordered by namespace and instance ID: one page, and when
 more exist, the flags that continue after it on stderr. -all lists every
 page, and also the registrations whose TTL ran out that the sweep has not
-removed yet, with the status "expired".
+removed yet, with the status "expired". It prints each page as it arrives
+and holds no more than one in memory, so the table's columns are as wide as
+the first page needs, and widen when a later page needs more.
 
 The table shows each worker's STATUS (live, draining or expired), lanes and
 capabilities, LAST SEEN (its last heartbeat) and EXPIRES as ages relative to
 now, and its TTL, with long values cut to fit 120 columns; -wide adds the
 worker ID, the registration's age and the absolute times, in full.
+
+Every value from the database is shown visibly in tables: control
+characters (escape sequences, newlines), format characters (bidi
+overrides, zero-width) and bytes that are not UTF-8 print as escapes such
+as \x1b, \n, \u202e or \xff, and a backslash as \\; a cut never splits
+an escape. -json prints the stored strings exactly.
 
 -json prints {"workers": [{"namespace", "worker_id", "worker_instance_id",
 "status", "lanes", "capabilities", "last_heartbeat", "registered_at",
@@ -122,7 +130,8 @@ object per line instead.
 		doc: `Asks a live worker to finish its work in hand and take no more: its
 heartbeats answer "drain" until it registers again. The reason is recorded
 in the drain_requested event. Prints drain_requested, or not_registered and
-exits 3 when the worker is not live.
+exits 3 when the worker is not live, with the worker it acted on:
+drain_requested: worker instance "ID" in namespace "NS".
 
 -json prints {"namespace", "worker_instance_id", "outcome": "drain_requested"
 or "not_registered"}.
@@ -135,7 +144,7 @@ or "not_registered"}.
 		synopsis: "-namespace NS -instance ID",
 		doc: `Withdraws a drain request: the live worker's heartbeats answer "none"
 again, and a resumed event is recorded. Prints resumed, or not_registered
-and exits 3 when the worker is not live.
+and exits 3 when the worker is not live, with the worker as drain does.
 
 -json prints {"namespace", "worker_instance_id", "outcome": "resumed" or
 "not_registered"}.
@@ -148,7 +157,7 @@ and exits 3 when the worker is not live.
 		synopsis: "-namespace NS -instance ID [-reason TEXT]",
 		doc: `Marks a live worker dead: removes its registration and records a
 marked_dead event with the reason. Prints marked, or not_registered and
-exits 3 when the worker is not live.
+exits 3 when the worker is not live, with the worker as drain does.
 
 -json prints {"namespace", "worker_instance_id", "outcome": "marked" or
 "not_registered"}.
@@ -161,8 +170,9 @@ exits 3 when the worker is not live.
 		synopsis: "[-namespace NS] [-limit N] [-as-of RFC3339] [-all] [-wide]",
 		doc: `Lists the leases that expired at or before -as-of while their execution
 is still active, claimed or running, ordered by expiry: one page, and when
-more exist, the flags that continue after it on stderr; -all lists them all.
-The table shows how long ago each expired; -wide adds the lease ID, its
+more exist, the flags that continue after it on stderr; -all lists them all,
+printing each page as it arrives (columns widen when a later page needs
+more). The table shows how long ago each expired; -wide adds the lease ID, its
 epoch and the absolute expiry.
 
 -json prints {"leases": [{"execution_id", "lease_id", "lease_epoch",
@@ -178,8 +188,8 @@ epoch and the absolute expiry.
 longer live (swept, marked dead, deregistered), on executions still active,
 claimed or running, ordered by expiry: the engine can reclaim them now
 rather than when they expire. One page, and when more exist, the flags that
-continue after it on stderr; -all lists them all. The table shows when each
-expires; -wide adds the lease ID, its epoch and the absolute expiry.
+continue after it on stderr; -all lists them all, page by page as for
+leases expired. The table shows when each expires; -wide adds the lease ID, its epoch and the absolute expiry.
 
 -json prints {"leases": [...], "next": ...} as leases expired does.
 `,
@@ -200,8 +210,8 @@ event for each, and deletes events older than 7 days. Prints the counts.
 		doc: `Counts what the registry holds now: live and draining workers per
 namespace and lane, per namespace the expired registrations that the sweep
 has not removed yet, and the backlog of expired leases (those that
-'leases expired' lists) with the oldest one's expiry. It reads every
-registration and every expired lease.
+'leases expired' lists) with the oldest one's expiry: two tables, each
+under a title line. It reads every registration and every expired lease.
 
 -json prints {"as_of", "live", "draining", "expired_unswept",
 "expired_leases", "namespaces": [{"namespace", "live", "draining",
@@ -247,19 +257,21 @@ func workersList(flags *flag.FlagSet) runFunc {
 		}
 		now := out.now()
 		args.Now = now // one time for every page, and for the ages shown
-		var workers []registry.WorkerInfo
+		w := out.workerList(now, *wide)
 		for {
 			res, err := list(ctx, args)
 			if err != nil {
 				return err
 			}
-			workers = append(workers, res.Workers...)
+			if err := w.page(res.Workers); err != nil {
+				return err
+			}
 			args.After = res.Next
 			if res.Next == nil || !*all {
 				break
 			}
 		}
-		if err := out.workers(workers, args.After, now, *wide); err != nil {
+		if err := w.end(workerCursorToJSON(args.After)); err != nil {
 			return err
 		}
 		if next := args.After; next != nil {
@@ -558,19 +570,21 @@ func leases(flags *flag.FlagSet, asOf, expiry string,
 		if flagSet(flags, "after-expires") || flagSet(flags, "after-execution") || flagSet(flags, "after-attempt") {
 			args.After = &after
 		}
-		var leases []registry.ExpiredLease
+		w := out.leaseList(expiry, out.now(), *wide)
 		for {
 			page, next, err := list(ctx, reg, args)
 			if err != nil {
 				return err
 			}
-			leases = append(leases, page...)
+			if err := w.page(page); err != nil {
+				return err
+			}
 			args.After = next
 			if next == nil || !*all {
 				break
 			}
 		}
-		if err := out.leases(leases, args.After, expiry, out.now(), *wide); err != nil {
+		if err := w.end(leaseCursorToJSON(args.After)); err != nil {
 			return err
 		}
 		if next := args.After; next != nil {

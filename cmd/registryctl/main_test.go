@@ -475,7 +475,7 @@ func TestDrainAndKill(t *testing.T) {
 		}
 
 		const drainReason = "rack 12: disk replacement"
-		if res := ctl(t, path, 0, "workers", "drain", "-namespace", "ns", "-instance", "w1", "-reason", drainReason); res.Stdout != "drain_requested\n" || res.Stderr != "" {
+		if res := ctl(t, path, 0, "workers", "drain", "-namespace", "ns", "-instance", "w1", "-reason", drainReason); res.Stdout != "drain_requested: worker instance \"w1\" in namespace \"ns\"\n" || res.Stderr != "" {
 			t.Fatalf("drain: stdout %q, stderr %q", res.Stdout, res.Stderr)
 		}
 		if got := draining(); !got["w1"] || got["w2"] || len(got) != 2 {
@@ -491,7 +491,7 @@ func TestDrainAndKill(t *testing.T) {
 		}
 
 		const reason = "operator: host retired"
-		if res := ctl(t, path, 0, "workers", "kill", "-namespace", "ns", "-instance", "w1", "-reason", reason); res.Stdout != "marked\n" {
+		if res := ctl(t, path, 0, "workers", "kill", "-namespace", "ns", "-instance", "w1", "-reason", reason); res.Stdout != "marked: worker instance \"w1\" in namespace \"ns\"\n" {
 			t.Fatalf("kill: stdout %q", res.Stdout)
 		}
 		if got := draining(); len(got) != 1 || !got["w2"] {
@@ -526,9 +526,9 @@ func TestDrainAndKill(t *testing.T) {
 			args   []string
 			stdout string
 		}{
-			{[]string{"workers", "drain", "-namespace", "ns", "-instance", "w1"}, "not_registered\n"},
-			{[]string{"workers", "kill", "-namespace", "ns", "-instance", "ghost"}, "not_registered\n"},
-			{[]string{"workers", "kill", "-namespace", "other", "-instance", "w2"}, "not_registered\n"},
+			{[]string{"workers", "drain", "-namespace", "ns", "-instance", "w1"}, "not_registered: worker instance \"w1\" in namespace \"ns\"\n"},
+			{[]string{"workers", "kill", "-namespace", "ns", "-instance", "ghost"}, "not_registered: worker instance \"ghost\" in namespace \"ns\"\n"},
+			{[]string{"workers", "kill", "-namespace", "other", "-instance", "w2"}, "not_registered: worker instance \"w2\" in namespace \"other\"\n"},
 		}
 		for _, tc := range notRegistered {
 			res := ctl(t, path, 3, tc.args...)
@@ -1165,6 +1165,10 @@ func TestShellQuote(t *testing.T) {
 		"it's":        `'it'\''s'`,
 		"{fp:7}:uuid": "'{fp:7}:uuid'",
 		"":            "''",
+		// Bytes a terminal would obey come back visibly, in bash's $'...'.
+		"w\x1b[0m":   `$'w\x1b[0m'`,
+		"it's\n":     `$'it\'s\n'`,
+		"a\\b\u202e": `$'a\\b\u202e'`,
 	} {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)

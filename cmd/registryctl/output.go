@@ -151,40 +151,98 @@ func (o *output) worker(w registry.WorkerInfo, now time.Time) error {
 	return err
 }
 
-func (o *output) workers(workers []registry.WorkerInfo, next *registry.WorkerCursor, now time.Time, wide bool) error {
-	if o.json {
-		v := workersJSON{Workers: make([]workerJSON, len(workers))}
-		for i, w := range workers {
-			v.Workers[i] = workerToJSON(w, now)
-		}
-		if next != nil {
-			v.Next = &workerCursorJSON{Namespace: next.Namespace, WorkerInstanceID: next.WorkerInstanceID}
-		}
-		return o.writeJSON(v)
-	}
+// workerList prints a worker listing page by page, as the pages arrive.
+func (o *output) workerList(now time.Time, wide bool) *listWriter[registry.WorkerInfo] {
+	l := &listWriter[registry.WorkerInfo]{o: o, key: "workers",
+		toJSON: func(w registry.WorkerInfo) any { return workerToJSON(w, now) }}
 	if wide {
-		rows := make([][]string, len(workers))
-		for i, w := range workers {
-			rows[i] = []string{w.Namespace, w.WorkerInstanceID, w.WorkerID, status(w, now),
+		l.table = newTable(o.stdout, column{name: "NAMESPACE"}, column{name: "INSTANCE"}, column{name: "WORKER"},
+			column{name: "STATUS"}, column{name: "LANES"}, column{name: "CAPABILITIES"}, column{name: "REGISTERED"},
+			column{name: "LAST SEEN"}, column{name: "EXPIRES"}, column{name: "TTL"},
+			column{name: "HEARTBEAT AT"}, column{name: "EXPIRES AT"})
+		l.row = func(w registry.WorkerInfo) []string {
+			return []string{w.Namespace, w.WorkerInstanceID, w.WorkerID, status(w, now),
 				strings.Join(w.Lanes, ","), strings.Join(w.Capabilities, ","),
 				relative(w.RegisteredAt, now), relative(w.LastHeartbeat, now), relative(w.ExpiresAt, now),
 				ttl(w.LivenessTTL), formatTime(w.LastHeartbeat), formatTime(w.ExpiresAt)}
 		}
-		return newTable(o.stdout, column{name: "NAMESPACE"}, column{name: "INSTANCE"}, column{name: "WORKER"},
-			column{name: "STATUS"}, column{name: "LANES"}, column{name: "CAPABILITIES"}, column{name: "REGISTERED"},
-			column{name: "LAST SEEN"}, column{name: "EXPIRES"}, column{name: "TTL"},
-			column{name: "HEARTBEAT AT"}, column{name: "EXPIRES AT"}).write(rows)
+		return l
 	}
-	rows := make([][]string, len(workers))
-	for i, w := range workers {
-		rows[i] = []string{w.Namespace, w.WorkerInstanceID, status(w, now),
+	// At most 120 columns, whatever the values; usually far fewer. Ages
+	// are at most 11 characters (see age) and never cut.
+	l.table = newTable(o.stdout, column{name: "NAMESPACE", max: 16}, column{name: "INSTANCE", max: 26},
+		column{name: "STATUS"}, column{name: "LANES", max: 13}, column{name: "CAPABILITIES", max: 13},
+		column{name: "LAST SEEN"}, column{name: "EXPIRES"}, column{name: "TTL", max: 8})
+	l.row = func(w registry.WorkerInfo) []string {
+		return []string{w.Namespace, w.WorkerInstanceID, status(w, now),
 			strings.Join(w.Lanes, ","), strings.Join(w.Capabilities, ","),
 			relative(w.LastHeartbeat, now), relative(w.ExpiresAt, now), ttl(w.LivenessTTL)}
 	}
-	// At most 120 columns, whatever the values; usually far fewer.
-	return newTable(o.stdout, column{name: "NAMESPACE", max: 16}, column{name: "INSTANCE", max: 26},
-		column{name: "STATUS"}, column{name: "LANES", max: 14}, column{name: "CAPABILITIES", max: 14},
-		column{name: "LAST SEEN", max: 10}, column{name: "EXPIRES", max: 10}, column{name: "TTL", max: 8}).write(rows)
+	return l
+}
+
+// listWriter prints a listing page by page, as its pages arrive, so that
+// -all holds one page in memory, not the whole listing: table rows under
+// one header (column widths set by the first page, growing when a later
+// page needs more), or with -json {"KEY": [...], "next": ...}, the same
+// document that a one-page listing prints.
+type listWriter[T any] struct {
+	o      *output
+	key    string // the JSON list's key
+	table  *table
+	row    func(T) []string
+	toJSON func(T) any
+	n      int // items written
+}
+
+func (l *listWriter[T]) page(items []T) error {
+	if !l.o.json {
+		if len(items) == 0 {
+			return nil
+		}
+		rows := make([][]string, len(items))
+		for i, it := range items {
+			rows[i] = l.row(it)
+		}
+		return l.table.write(rows)
+	}
+	var b strings.Builder
+	for _, it := range items {
+		if l.n == 0 {
+			b.WriteString("{\n  \"" + l.key + "\": [\n    ")
+		} else {
+			b.WriteString(",\n    ")
+		}
+		js, err := json.MarshalIndent(l.toJSON(it), "    ", "  ")
+		if err != nil {
+			return err
+		}
+		b.Write(js)
+		l.n++
+	}
+	_, err := io.WriteString(l.o.stdout, b.String())
+	return err
+}
+
+// end finishes the listing; next is the JSON of its cursor, a nil pointer
+// when the listing is complete.
+func (l *listWriter[T]) end(next any) error {
+	if !l.o.json {
+		if l.table.widths == nil {
+			return l.table.write(nil) // the header of an empty listing
+		}
+		return nil
+	}
+	head := "\n  ],\n"
+	if l.n == 0 {
+		head = "{\n  \"" + l.key + "\": [],\n"
+	}
+	js, err := json.MarshalIndent(next, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(l.o.stdout, head+"  \"next\": "+string(js)+"\n}\n")
+	return err
 }
 
 func eventToJSON(e registry.WorkerEvent) eventJSON {
@@ -249,13 +307,13 @@ func (s *eventStream) write(events []registry.WorkerEvent) error {
 	return s.table.write(rows)
 }
 
-// leases prints a lease listing; expiry names the column of the relative
-// expiry (EXPIRED, or EXPIRES for leases not expired yet).
-func (o *output) leases(leases []registry.ExpiredLease, next *registry.LeaseCursor, expiry string, now time.Time, wide bool) error {
-	if o.json {
-		v := leasesJSON{Leases: make([]leaseJSON, len(leases))}
-		for i, l := range leases {
-			v.Leases[i] = leaseJSON{
+// leaseList prints a lease listing page by page; expiry names the column
+// of the relative expiry (EXPIRED, or EXPIRES for leases not expired yet).
+// Ages are at most 11 characters (see age), so that column is never cut.
+func (o *output) leaseList(expiry string, now time.Time, wide bool) *listWriter[registry.ExpiredLease] {
+	l := &listWriter[registry.ExpiredLease]{o: o, key: "leases",
+		toJSON: func(l registry.ExpiredLease) any {
+			return leaseJSON{
 				ExecutionID:      l.ExecutionID.String(),
 				LeaseID:          l.LeaseID.String(),
 				LeaseEpoch:       l.LeaseEpoch,
@@ -264,29 +322,38 @@ func (o *output) leases(leases []registry.ExpiredLease, next *registry.LeaseCurs
 				Namespace:        l.Namespace,
 				ExpiresAt:        formatTime(l.ExpiresAt),
 			}
-		}
-		if next != nil {
-			v.Next = &leaseCursorJSON{ExpiresAt: formatTime(next.ExpiresAt), ExecutionID: next.ExecutionID.String(), AttemptIndex: next.AttemptIndex}
-		}
-		return o.writeJSON(v)
-	}
-	rows := make([][]string, len(leases))
-	for i, l := range leases {
-		attempt := strconv.FormatUint(uint64(l.AttemptIndex), 10)
-		if wide {
-			rows[i] = []string{l.ExecutionID.String(), attempt, l.WorkerInstanceID, l.Namespace, relative(l.ExpiresAt, now),
-				l.LeaseID.String(), strconv.FormatUint(l.LeaseEpoch, 10), formatTime(l.ExpiresAt)}
-		} else {
-			rows[i] = []string{l.ExecutionID.String(), attempt, l.WorkerInstanceID, l.Namespace, relative(l.ExpiresAt, now)}
-		}
-	}
+		}}
 	if wide {
-		return newTable(o.stdout, column{name: "EXECUTION"}, column{name: "ATTEMPT"}, column{name: "INSTANCE"},
+		l.table = newTable(o.stdout, column{name: "EXECUTION"}, column{name: "ATTEMPT"}, column{name: "INSTANCE"},
 			column{name: "NAMESPACE"}, column{name: expiry}, column{name: "LEASE ID"}, column{name: "EPOCH"},
-			column{name: "EXPIRES AT"}).write(rows)
+			column{name: "EXPIRES AT"})
+		l.row = func(l registry.ExpiredLease) []string {
+			return []string{l.ExecutionID.String(), strconv.FormatUint(uint64(l.AttemptIndex), 10), l.WorkerInstanceID,
+				l.Namespace, relative(l.ExpiresAt, now), l.LeaseID.String(), strconv.FormatUint(l.LeaseEpoch, 10), formatTime(l.ExpiresAt)}
+		}
+		return l
 	}
-	return newTable(o.stdout, column{name: "EXECUTION"}, column{name: "ATTEMPT"}, column{name: "INSTANCE", max: 26},
-		column{name: "NAMESPACE", max: 16}, column{name: expiry, max: 10}).write(rows)
+	l.table = newTable(o.stdout, column{name: "EXECUTION"}, column{name: "ATTEMPT"}, column{name: "INSTANCE", max: 26},
+		column{name: "NAMESPACE", max: 16}, column{name: expiry})
+	l.row = func(l registry.ExpiredLease) []string {
+		return []string{l.ExecutionID.String(), strconv.FormatUint(uint64(l.AttemptIndex), 10), l.WorkerInstanceID,
+			l.Namespace, relative(l.ExpiresAt, now)}
+	}
+	return l
+}
+
+func leaseCursorToJSON(next *registry.LeaseCursor) *leaseCursorJSON {
+	if next == nil {
+		return nil
+	}
+	return &leaseCursorJSON{ExpiresAt: formatTime(next.ExpiresAt), ExecutionID: next.ExecutionID.String(), AttemptIndex: next.AttemptIndex}
+}
+
+func workerCursorToJSON(next *registry.WorkerCursor) *workerCursorJSON {
+	if next == nil {
+		return nil
+	}
+	return &workerCursorJSON{Namespace: next.Namespace, WorkerInstanceID: next.WorkerInstanceID}
 }
 
 // outcome prints what a drain or kill did. The outcome is printed even when
@@ -296,7 +363,8 @@ func (o *output) outcome(namespace, instance, outcome string, notRegistered bool
 	if o.json {
 		err = o.writeJSON(outcomeJSON{Namespace: namespace, WorkerInstanceID: instance, Outcome: outcome})
 	} else {
-		_, err = fmt.Fprintln(o.stdout, outcome)
+		// Which worker, since a script or a scrollback may hold many.
+		_, err = fmt.Fprintf(o.stdout, "%s: worker instance %q in namespace %q\n", outcome, instance, namespace)
 	}
 	if err == nil && notRegistered {
 		err = notRegisteredError{namespace, instance}
@@ -344,11 +412,18 @@ func (o *output) more(what string, flagsAndValues ...string) {
 }
 
 // shellQuote leaves a word of plainly safe characters alone and single-quotes
-// anything else, since IDs may hold spaces, quotes or braces.
+// anything else, since IDs may hold spaces, quotes or braces. A value that
+// visible would escape (a control or format character, a byte that is not
+// UTF-8) is written in bash's $'...' quoting with visible's escapes, which
+// the shell turns back into the same bytes, so that nothing from the
+// database reaches the terminal raw, and the hint still pastes back.
 func shellQuote(s string) string {
 	safe := s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@+=") == ""
 	if safe {
 		return s
+	}
+	if v := visible(s); v != strings.ReplaceAll(s, `\`, `\\`) {
+		return "$'" + strings.ReplaceAll(v, "'", `\'`) + "'"
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

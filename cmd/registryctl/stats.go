@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"flag"
+	"io"
 	"slices"
 	"strconv"
 	"time"
@@ -134,8 +135,15 @@ func statsReport(byNS map[string]*namespaceStats, now time.Time) statsJSON {
 	return v
 }
 
-// stats prints two tables: workers per namespace and lane, then each
-// namespace's totals, unswept registrations and expired-lease backlog.
+// The titles of stats' two tables, each on a line of its own above the
+// table's header.
+const (
+	statsLanesTitle      = "Live workers per namespace and lane:"
+	statsNamespacesTitle = "Per namespace: workers, registrations not swept yet, expired-lease backlog:"
+)
+
+// stats prints two titled tables: workers per namespace and lane, then
+// each namespace's totals, unswept registrations and expired-lease backlog.
 func (o *output) stats(v statsJSON, now time.Time) error {
 	if o.json {
 		return o.writeJSON(v)
@@ -152,10 +160,13 @@ func (o *output) stats(v statsJSON, now time.Time) error {
 		namespaces = append(namespaces, []string{n.Namespace, strconv.Itoa(n.Live), strconv.Itoa(n.Draining),
 			strconv.Itoa(n.ExpiredUnswept), strconv.Itoa(n.ExpiredLeases), oldest})
 	}
-	err := newTable(o.stdout, column{name: "NAMESPACE", max: 32}, column{name: "LANE", max: 32},
-		column{name: "LIVE"}, column{name: "DRAINING"}).write(lanes)
+	_, err := io.WriteString(o.stdout, statsLanesTitle+"\n")
 	if err == nil {
-		_, err = o.stdout.Write([]byte("\n"))
+		err = newTable(o.stdout, column{name: "NAMESPACE", max: 32}, column{name: "LANE", max: 32},
+			column{name: "LIVE"}, column{name: "DRAINING"}).write(lanes)
+	}
+	if err == nil {
+		_, err = io.WriteString(o.stdout, "\n"+statsNamespacesTitle+"\n")
 	}
 	if err == nil {
 		err = newTable(o.stdout, column{name: "NAMESPACE", max: 32}, column{name: "LIVE"}, column{name: "DRAINING"},

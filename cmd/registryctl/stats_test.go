@@ -70,6 +70,12 @@ func TestStats(t *testing.T) {
 		if !ok {
 			t.Fatalf("stats printed one table, want two:\n%s", out)
 		}
+		// Each table has its title above its header.
+		lanes, ok1 := strings.CutPrefix(lanes, statsLanesTitle+"\n")
+		namespaces, ok2 := strings.CutPrefix(namespaces, statsNamespacesTitle+"\n")
+		if !ok1 || !ok2 {
+			t.Fatalf("stats tables are not titled %q and %q:\n%s", statsLanesTitle, statsNamespacesTitle, out)
+		}
 		header, body := rows(t, lanes)
 		if wantRows := [][]string{{"alpha", "default", "2", "1"}, {"alpha", "gpu", "1", "1"}, {"beta", "gpu", "1", "0"}}; !slices.Equal(header, []string{"NAMESPACE", "LANE", "LIVE", "DRAINING"}) ||
 			!slices.EqualFunc(body, wantRows, slices.Equal) {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -77,16 +78,81 @@ func (t *table) line(b *strings.Builder, cells []string) {
 	b.WriteString(strings.TrimRight(l.String(), " ") + "\n")
 }
 
-// cut shortens s to n characters, its last one "…"; "" becomes "-".
+// cut shortens s, shown visibly (see visible), to n characters, its last
+// one "…"; "" becomes "-". It never cuts inside an escape: an escape that
+// would not fit whole is left out with what follows it.
 func cut(s string, n int) string {
 	if s == "" {
 		return "-"
 	}
-	if n <= 0 || utf8.RuneCountInString(s) <= n {
-		return s
+	units := visibleUnits(s)
+	width := 0
+	for _, u := range units {
+		width += utf8.RuneCountInString(u)
 	}
-	runes := []rune(s)
-	return string(runes[:n-1]) + "…"
+	if n <= 0 || width <= n {
+		return strings.Join(units, "")
+	}
+	var b strings.Builder
+	width = 0
+	for _, u := range units {
+		w := utf8.RuneCountInString(u)
+		if width+w > n-1 {
+			break
+		}
+		b.WriteString(u)
+		width += w
+	}
+	return b.String() + "…"
+}
+
+// visible returns s as a terminal may show it: every character that could
+// move the cursor, change the terminal's state, break a line or hide
+// itself is written as an escape instead, so that a value from the
+// database (which the engine, or anyone who can write to it, may have
+// filled with anything) is shown, never obeyed. Escaped: control
+// characters (Unicode Cc, so ESC, BEL, CSI and the rest of C0 and C1, and
+// newlines) as \n, \r, \t or \xNN; format characters (Cf: bidi
+// overrides, zero-width characters, soft hyphen, tags) and the line and
+// paragraph separators (Zl, Zp), and every other character that Go does
+// not count as printable (spaces other than U+0020, private use,
+// unassigned), as \uNNNN or \UNNNNNNNN; bytes that are not UTF-8 as \xNN; and the backslash itself as \\, so that an escape is
+// never ambiguous with text that looks like one.
+func visible(s string) string { return strings.Join(visibleUnits(s), "") }
+
+// visibleUnits splits s into what visible prints, one character or one
+// escape a unit, so that a cut can fall between units only.
+func visibleUnits(s string) []string {
+	units := make([]string, 0, len(s))
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		units = append(units, visibleRune(r, size, s[i]))
+		i += size
+	}
+	return units
+}
+
+func visibleRune(r rune, size int, first byte) string {
+	switch {
+	case r == utf8.RuneError && size == 1:
+		return fmt.Sprintf(`\x%02x`, first)
+	case r == '\\':
+		return `\\`
+	case r == '\n':
+		return `\n`
+	case r == '\r':
+		return `\r`
+	case r == '\t':
+		return `\t`
+	case r < 0x100 && unicode.Is(unicode.Cc, r):
+		return fmt.Sprintf(`\x%02x`, r)
+	case !unicode.IsPrint(r):
+		if r > 0xffff {
+			return fmt.Sprintf(`\U%08x`, r)
+		}
+		return fmt.Sprintf(`\u%04x`, r)
+	}
+	return string(r)
 }
 
 // relative says when t is relative to now: "4s ago", "in 26s".
@@ -98,8 +164,10 @@ func relative(t, now time.Time) string {
 }
 
 // age is d in its two largest units, rounded down: 4s, 3m12s, 2h5m, 3d4h;
-// under a second, <1s. A glance at a table needs no more precision, and
-// the column stays narrow.
+// under a second, <1s; from 100 days on, days only (339d). A glance at a
+// table needs no more precision, and the column stays narrow: at most 7
+// characters (106751d, the longest Duration), so a relative time is at
+// most 11 ("106751d ago") and a table never has to cut one.
 func age(d time.Duration) string {
 	s := int64(d / time.Second)
 	switch {
@@ -111,8 +179,10 @@ func age(d time.Duration) string {
 		return twoUnits(s/60, "m", s%60, "s")
 	case s < 86400:
 		return twoUnits(s/3600, "h", s%3600/60, "m")
+	case s < 100*86400:
+		return twoUnits(s/86400, "d", s%86400/3600, "h")
 	}
-	return twoUnits(s/86400, "d", s%86400/3600, "h")
+	return fmt.Sprintf("%dd", s/86400)
 }
 
 func twoUnits(a int64, unitA string, b int64, unitB string) string {

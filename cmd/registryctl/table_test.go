@@ -92,6 +92,9 @@ func TestAges(t *testing.T) {
 		{now.Add(-2*time.Hour - 5*time.Minute - 30*time.Second), "2h5m ago"},
 		{now.Add(24 * time.Hour), "in 1d"},
 		{now.Add(-76 * time.Hour), "3d4h ago"},
+		{now.Add(-(99*24 + 23) * time.Hour), "99d23h ago"},
+		{now.Add(-(339*24 + 20) * time.Hour), "339d ago"},
+		{now.Add(-time.Duration(1<<63 - 1)), "106751d ago"},
 	} {
 		if got := relative(tc.at, now); got != tc.want {
 			t.Errorf("relative(now%+v) = %q, want %q", tc.at.Sub(now), got, tc.want)
@@ -117,6 +120,9 @@ func TestAges(t *testing.T) {
 		want string
 	}{
 		{"", 5, "-"}, {"abc", 5, "abc"}, {"abcde", 5, "abcde"}, {"abcdef", 5, "abcd…"}, {"ünïcödé", 4, "ünï…"}, {"abcdef", 0, "abcdef"},
+		// Escaped, never cut inside an escape.
+		{"a\x1bb", 0, `a\x1bb`}, {"\u202eab\n", 0, `\u202eab\n`}, {"abcdefghijklm\x1b[31m", 16, "abcdefghijklm…"},
+		{"ab\x1b[31m", 7, `ab\x1b…`}, {"ab\x1b", 5, "ab…"}, {`a\b`, 0, `a\\b`}, {"\xffok", 0, `\xffok`}, {"日本\U000E0001", 0, `日本\U000e0001`},
 	} {
 		if got := cut(tc.s, tc.n); got != tc.want {
 			t.Errorf("cut(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)

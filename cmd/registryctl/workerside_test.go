@@ -43,7 +43,7 @@ TTL           30s
 			t.Fatalf("workers get -json = %+v", w)
 		}
 
-		if res := ctlAt(t, path, now, 0, "workers", "resume", "-namespace", "ns", "-instance", "w1"); res.Stdout != "resumed\n" || res.Stderr != "" {
+		if res := ctlAt(t, path, now, 0, "workers", "resume", "-namespace", "ns", "-instance", "w1"); res.Stdout != "resumed: worker instance \"w1\" in namespace \"ns\"\n" || res.Stderr != "" {
 			t.Fatalf("resume: stdout %q, stderr %q", res.Stdout, res.Stderr)
 		}
 		if w := decode[workerJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); w.Status != "live" || w.Draining {
@@ -74,7 +74,7 @@ TTL           30s
 			{later, []string{"workers", "resume", "-namespace", "ns", "-instance", "idle"}},
 		} {
 			res := ctlAt(t, path, tc.at, 3, tc.args...)
-			if res.Stdout != "not_registered\n" || !strings.Contains(res.Stderr, "is not registered") {
+			if !strings.HasPrefix(res.Stdout, "not_registered: worker instance \""+tc.args[len(tc.args)-1]+"\" in namespace \""+tc.args[3]+"\"\n") || !strings.Contains(res.Stderr, "is not registered") {
 				t.Errorf("%q: stdout %q, stderr %q", tc.args, res.Stdout, res.Stderr)
 			}
 		}
