@@ -3,13 +3,23 @@
 //
 // Usage:
 //
-//	migrate [-db PATH|URL] up | down | status | version | redo | reset | up-to N | down-to N
+//	migrate [-db PATH|URL] up | down | status | redo | reset | up-to N | down-to N
+//	migrate help | version
+//
+// The -db flag goes before or after the command. status prints the
+// database's schema version and the latest migration's; version prints
+// migrate's own version, as registryctl's does.
 //
 // The database is -db, else $REGISTRY_DB, else registry.db in the working
 // directory. A Postgres URL (postgres:// or postgresql://) or libpq
 // keyword/value DSN ("host=db dbname=registry ...") selects Postgres and
 // its migrations; anything else is a SQLite file, which only up and up-to
 // create when it is missing (see registry.ParseDSN).
+//
+// Exit status, as registryctl's: 0 success; 1 failure (storage, a file
+// that is not a registry database, a migration that failed); 2 a bad
+// command line, including a -db that cannot be parsed. (registryctl also
+// exits 3 for a worker that is not registered.)
 package main
 
 import (
@@ -30,6 +40,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/flowfabric/workerregistry/internal/buildinfo"
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -42,10 +53,18 @@ Commands:
   down-to N    roll back migrations down to, but not including, version N
   redo         roll back the most recent migration and apply it again
   reset        roll back every migration
-  status       list migrations and whether each is applied
-  version      print the database's current version
+  status       print the database's schema version and latest migration,
+               and list migrations and whether each is applied
+  version      print migrate's own version (the schema's is under status)
+  help         print this
 
-Flags:
+Exit status:
+  0  success
+  1  failure: storage, a file that is not a registry database, a failed
+     migration
+  2  bad command line: an unknown command or flag, or a bad flag value
+
+Flags, before or after the command:
 `
 
 func main() {
@@ -84,17 +103,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defaultDB = env
 	}
 	path := flags.String("db", defaultDB, "SQLite database file, or Postgres URL or keyword/value DSN (env REGISTRY_DB)")
-	if err := flags.Parse(args); err != nil {
+	printUsage := func(w io.Writer) {
+		fmt.Fprint(w, usage)
+		flags.SetOutput(w)
+		flags.PrintDefaults()
+		flags.SetOutput(io.Discard)
+	}
+	positional, err := parseInterspersed(flags, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, usage)
-			flags.SetOutput(stderr)
-			flags.PrintDefaults()
+			printUsage(stderr)
 			return err
 		}
 		return usageError(err.Error())
 	}
-	cmd, version, err := parseCommand(flags.Args())
+	cmd, version, err := parseCommand(positional)
 	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "help":
+		printUsage(stdout) // asked for: stdout, as registryctl help
+		return nil
+	case "version":
+		_, err := fmt.Fprintln(stdout, buildinfo.Read().Line("migrate"))
 		return err
 	}
 
@@ -166,13 +198,35 @@ func openDB(ds registry.DataSource) (*sql.DB, error) {
 	return registry.OpenSQLiteForMigration(path)
 }
 
+// parseInterspersed parses flags wherever they stand among the command's
+// words, before or after them, and returns the words. A negative number
+// is a word, so that "down-to -1" is refused as a version, not as a flag.
+func parseInterspersed(flags *flag.FlagSet, args []string) ([]string, error) {
+	var words []string
+	for {
+		if len(args) > 0 && len(words) > 0 {
+			if _, err := strconv.ParseInt(args[0], 10, 64); err == nil {
+				words, args = append(words, args[0]), args[1:]
+				continue
+			}
+		}
+		if err := flags.Parse(args); err != nil {
+			return nil, err
+		}
+		if args = flags.Args(); len(args) == 0 {
+			return words, nil
+		}
+		words, args = append(words, args[0]), args[1:]
+	}
+}
+
 func parseCommand(args []string) (cmd string, version int64, err error) {
 	if len(args) == 0 {
 		return "", 0, usagef("no command given")
 	}
 	cmd = args[0]
 	switch cmd {
-	case "up", "down", "status", "version", "redo", "reset":
+	case "up", "down", "status", "version", "redo", "reset", "help":
 		if len(args) != 1 {
 			return "", 0, usagef("%s takes no arguments", cmd)
 		}
@@ -206,9 +260,6 @@ func execute(ctx context.Context, sqlDB *sql.DB, cmd string, version int64, out 
 	switch cmd {
 	case "status":
 		return printStatus(ctx, p, current, latest, out)
-	case "version":
-		fmt.Fprintln(out, current)
-		return nil
 	}
 	if current > latest {
 		return fmt.Errorf("database version %d is newer than this binary's latest migration (%d): use a newer migrate", current, latest)

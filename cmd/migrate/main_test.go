@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"database/sql"
 	"os"
 	"path/filepath"
@@ -70,9 +71,16 @@ func testCommands(t *testing.T, dir string, dbArgs []string) {
 		}
 		return res
 	}
+	// The schema's version is status's first line: "database version N,
+	// latest migration M". The flag goes after the command here.
 	version := func() string {
 		t.Helper()
-		return strings.TrimSpace(run("version").Stdout)
+		var v, latest int64
+		res := run("status")
+		if _, err := fmt.Sscanf(res.Stdout, "database version %d, latest migration %d\n", &v, &latest); err != nil {
+			t.Fatalf("status printed %q: %v", res.Stdout, err)
+		}
+		return itoa(int(v))
 	}
 
 	if res := run("up"); !strings.Contains(res.Stdout, "OK    up 00001_worker_registry.sql") {

@@ -6,12 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/buildinfo"
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -608,31 +607,8 @@ func sweep(*flag.FlagSet) runFunc {
 
 func version(*flag.FlagSet) runFunc {
 	return func(_ context.Context, _ *registry.Registry, out *output) error {
-		return out.version(buildVersion())
+		return out.version(buildinfo.Read())
 	}
-}
-
-// buildVersion reads the module version and VCS stamp that the go command
-// recorded in the binary.
-func buildVersion() versionJSON {
-	v := versionJSON{Version: "(devel)", Go: runtime.Version()}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return v
-	}
-	v.Module = info.Main.Path
-	if info.Main.Version != "" {
-		v.Version = info.Main.Version
-	}
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			v.Revision = s.Value
-		case "vcs.modified":
-			v.Modified = s.Value == "true"
-		}
-	}
-	return v
 }
 
 // timeFlag parses an RFC 3339 flag value, with or without fractional

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/buildinfo"
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -88,13 +89,7 @@ type (
 		Swept        int `json:"swept"`
 		PrunedEvents int `json:"pruned_events"`
 	}
-	versionJSON struct {
-		Version  string `json:"version"`
-		Module   string `json:"module"`
-		Revision string `json:"revision"` // "" when the build recorded none
-		Modified bool   `json:"modified"`
-		Go       string `json:"go"`
-	}
+	versionJSON = buildinfo.Info
 )
 
 // status is what the table and JSON call a worker's state at now.
@@ -384,14 +379,7 @@ func (o *output) version(v versionJSON) error {
 	if o.json {
 		return o.writeJSON(v)
 	}
-	line := "registryctl " + v.Version
-	if v.Revision != "" {
-		line += " " + v.Revision
-		if v.Modified {
-			line += " (modified)"
-		}
-	}
-	_, err := fmt.Fprintln(o.stdout, line+" "+v.Go)
+	_, err := fmt.Fprintln(o.stdout, v.Line("registryctl"))
 	return err
 }
 
