@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -101,20 +103,25 @@ not live {"namespace", "worker_instance_id", "outcome": "not_registered"}.
 	},
 	{
 		name:     "workers events",
-		synopsis: "[-namespace NS [-instance ID]] [-limit N] [-newest] [-after ID] [-since T] [-follow]",
+		synopsis: "[-namespace NS [-instance ID]] [-limit N] [-newest [N]] [-after ID] [-since T] [-follow]",
 		doc: `Lists the audit log (registered, refreshed, heartbeat, marked_dead,
 ttl_swept, drain_requested, and any kind a newer registry records) of every
 namespace, or of one, oldest first unless -newest: one page, and when more
 exist, the -after flag that continues after it on stderr.
 
 -since starts at the first event recorded at or after T, an RFC 3339 time
-or a duration back from now (90s, 10m, 2h, 3d): the log is read back from its
-end to the newest event before T. With -newest it stops there instead.
+or a duration back from now (90s, 10m, 2h, 3d; +10m is ahead): the log is
+read back from its end to the newest event before T. With -newest it stops
+there instead. -newest N lists the newest N events, newest first.
 
 -follow keeps printing events as they are recorded, polling every second,
 until interrupted (Ctrl-C or SIGTERM, exit status 0). It starts after -after
 or at -since when given, else at the end of the log, so that only new
-events print.
+events print; -follow -newest N first prints the newest N events, oldest
+first, as tail -n N -f does (-newest alone: 10). When a read fails after the
+first (a server restart, a connection cut), -follow says so on stderr and
+tries again, waiting 0.5 s, then twice as long each time up to 30 s; it
+says so again once it reads the log.
 
 -json prints {"events": [{"id", "at", "namespace", "worker_instance_id",
 "kind", "reason"}, ...], "next": ID or null}; with -follow, one event
@@ -166,9 +173,10 @@ exits 3 when the worker is not live, with the worker as drain does.
 	},
 	{
 		name:     "leases expired",
-		synopsis: "[-namespace NS] [-limit N] [-as-of RFC3339] [-all] [-wide]",
-		doc: `Lists the leases that expired at or before -as-of while their execution
-is still active, claimed or running, ordered by expiry: one page, and when
+		synopsis: "[-namespace NS] [-limit N] [-as-of T] [-all] [-wide]",
+		doc: `Lists the leases that expired at or before -as-of (default now; an RFC
+3339 time, or a duration: 10m is ten minutes ago, +10m ten minutes ahead)
+while their execution is still active, claimed or running, ordered by expiry: one page, and when
 more exist, the flags that continue after it on stderr; -all lists them all,
 printing each page as it arrives (columns widen when a later page needs
 more). The table shows how long ago each expired; -wide adds the lease ID, its
@@ -182,9 +190,9 @@ epoch and the absolute expiry.
 	},
 	{
 		name:     "leases orphaned",
-		synopsis: "[-namespace NS] [-limit N] [-as-of RFC3339] [-all] [-wide]",
-		doc: `Lists the leases that have not expired at -as-of but whose holder is no
-longer live (swept, marked dead, deregistered), on executions still active,
+		synopsis: "[-namespace NS] [-limit N] [-as-of T] [-all] [-wide]",
+		doc: `Lists the leases that have not expired at -as-of (as for leases expired)
+but whose holder is no longer live (swept, marked dead, deregistered), on executions still active,
 claimed or running, ordered by expiry: the engine can reclaim them now
 rather than when they expire. One page, and when more exist, the flags that
 continue after it on stderr; -all lists them all, page by page as for
@@ -285,15 +293,28 @@ const pollInterval = time.Second
 
 func workersEvents(flags *flag.FlagSet) runFunc {
 	var args registry.ListWorkerEventsArgs
-	var since sinceValue
+	var since timeValue
+	var newest newestValue
 	flags.StringVar(&args.Namespace, "namespace", "", "only events of namespace `NS` (default all)")
 	flags.StringVar(&args.WorkerInstanceID, "instance", "", "only events of worker instance `ID` (needs -namespace)")
 	flags.IntVar(&args.Limit, "limit", registry.DefaultLimit, "`N` events per page (at most 10000)")
-	flags.BoolVar(&args.NewestFirst, "newest", false, "newest first")
+	flags.Var(&newest, "newest", "newest first; -newest `N`: the newest N events (with -follow, then new ones)")
 	flags.Int64Var(&args.After, "after", 0, "start after this event `ID` (with -newest, before it)")
-	flags.Var(&since, "since", "start at the first event at or after `T`: RFC 3339, or a duration back from now (10m, 3d)")
+	flags.Var(&since, "since", "start at the first event at or after `T`: "+timeSyntax)
 	follow := flags.Bool("follow", false, "keep printing new events until interrupted")
 	return func(ctx context.Context, reg *registry.Registry, out *output) error {
+		args.NewestFirst = newest.on
+		if newest.n > 0 {
+			args.Limit = newest.n
+		}
+		if *follow && newest.on {
+			after, err := newestStart(ctx, reg, args, cmp.Or(newest.n, followNewest))
+			if err != nil {
+				return err
+			}
+			args.After, args.NewestFirst, args.Limit = after, false, 0
+			return followEvents(ctx, reg, args, out)
+		}
 		after, err := eventsStart(ctx, reg, args, since, flagSet(flags, "after"), *follow, out.now())
 		if err != nil {
 			return err
@@ -306,9 +327,9 @@ func workersEvents(flags *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		if since.set() && args.NewestFirst {
+		if since.set && args.NewestFirst {
 			// Newest first, the listing ends before the first older event.
-			from := since.from(out.now())
+			from := since.resolve(out.now())
 			for i, e := range res.Events {
 				if e.At.Before(from) {
 					res.Events, res.Next = res.Events[:i], 0
@@ -319,7 +340,7 @@ func workersEvents(flags *flag.FlagSet) runFunc {
 		if err := out.events(res.Events, res.Next); err != nil {
 			return err
 		}
-		if res.Next != 0 {
+		if res.Next != 0 && newest.n == 0 {
 			out.more("events", "-after", strconv.FormatInt(res.Next, 10))
 		}
 		return nil
@@ -330,25 +351,41 @@ func checkEvents(flags *flag.FlagSet) error {
 	switch {
 	case flags.Lookup("instance").Value.String() != "" && flags.Lookup("namespace").Value.String() == "":
 		return errors.New("workers events: -instance needs -namespace: instance IDs are unique only within a namespace")
-	case flags.Lookup("follow").Value.String() == "true" && flags.Lookup("newest").Value.String() == "true":
-		return errors.New("workers events: -follow and -newest do not go together")
+	case flags.Lookup("follow").Value.String() == "true" && flags.Lookup("newest").Value.String() != "false" &&
+		(flagSet(flags, "since") || flagSet(flags, "after")):
+		return errors.New("workers events: -follow -newest starts at the newest events: it does not go with -since or -after")
 	}
 	return nil
+}
+
+// followNewest is how many events -follow -newest prints before new ones
+// when no count is given, as tail -f does.
+const followNewest = 10
+
+// newestStart returns the event ID after which the newest n events of the
+// listing start.
+func newestStart(ctx context.Context, reg *registry.Registry, args registry.ListWorkerEventsArgs, n int) (int64, error) {
+	args.NewestFirst, args.After, args.Limit = true, 0, n+1
+	res, err := reg.ListWorkerEvents(ctx, args)
+	if err != nil || len(res.Events) <= n {
+		return 0, err
+	}
+	return res.Events[n].ID, nil
 }
 
 // eventsStart returns the event ID that an oldest-first listing starts
 // after: -after, or the newest event before -since when that is later, or
 // for -follow without either the newest event, so that only new ones print.
 // Newest first, the listing starts before -after as given.
-func eventsStart(ctx context.Context, reg *registry.Registry, args registry.ListWorkerEventsArgs, since sinceValue, afterSet, follow bool, now time.Time) (int64, error) {
-	if args.NewestFirst || (!since.set() && (afterSet || !follow)) {
+func eventsStart(ctx context.Context, reg *registry.Registry, args registry.ListWorkerEventsArgs, since timeValue, afterSet, follow bool, now time.Time) (int64, error) {
+	if args.NewestFirst || (!since.set && (afterSet || !follow)) {
 		return args.After, nil
 	}
 	// Walk back from the newest event, which is where -follow alone starts,
 	// to the first one older than -since, or to -after if that comes first.
 	back := args
 	back.NewestFirst, back.After, back.Limit = true, 0, registry.MaxLimit
-	if !since.set() {
+	if !since.set {
 		back.Limit = 1
 	}
 	for {
@@ -360,7 +397,7 @@ func eventsStart(ctx context.Context, reg *registry.Registry, args registry.List
 			switch {
 			case e.ID <= args.After:
 				return args.After, nil
-			case !since.set() || e.At.Before(since.from(now)):
+			case !since.set || e.At.Before(since.resolve(now)):
 				return e.ID, nil
 			}
 		}
@@ -372,20 +409,43 @@ func eventsStart(ctx context.Context, reg *registry.Registry, args registry.List
 }
 
 // followEvents prints the events after args.After, then polls for new
-// ones until ctx ends (an interrupt), which is a clean end.
+// ones until ctx ends (an interrupt), which is a clean end. Once it has
+// read the log, a failure to read it again (a server restarting, a
+// connection cut, a lock held too long) does not end it: it says so on
+// stderr and tries again after a pause that doubles up to
+// maxFollowBackoff, and says so again when it reads the log once more.
 func followEvents(ctx context.Context, reg *registry.Registry, args registry.ListWorkerEventsArgs, out *output) error {
 	stream := out.eventStream()
 	started := false
+	var backoff time.Duration
+	faults := followFaults()
 	ticker := time.NewTicker(pollInterval)
 	defer ticker.Stop()
 	for {
 		for {
 			res, err := reg.ListWorkerEvents(ctx, args)
+			if started && faults > 0 {
+				faults, err = faults-1, errors.New("injected fault ("+followFaultsEnv+")")
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
-			if err != nil {
+			if err != nil && !started {
 				return err
+			}
+			if err != nil {
+				backoff = min(max(2*backoff, minFollowBackoff), maxFollowBackoff)
+				fmt.Fprintf(out.stderr, "registryctl: workers events -follow: %v; trying again in %s\n", err, backoff)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+				continue
+			}
+			if backoff != 0 {
+				fmt.Fprintln(out.stderr, "registryctl: workers events -follow: reading the log again")
+				backoff = 0
 			}
 			if !started {
 				// The header, once the arguments proved good, shows that
@@ -413,51 +473,149 @@ func followEvents(ctx context.Context, reg *registry.Registry, args registry.Lis
 	}
 }
 
-// sinceValue is -since: an absolute time, or a duration back from now.
-type sinceValue struct {
-	at  time.Time
-	ago time.Duration
+// The pauses of -follow between failed reads.
+const (
+	minFollowBackoff = 500 * time.Millisecond
+	maxFollowBackoff = 30 * time.Second
+)
+
+// followFaultsEnv, set to N, makes the first N reads of -follow after its
+// first one fail. Only tests set it, to see the follower ride them out.
+const followFaultsEnv = "REGISTRYCTL_TEST_FOLLOW_FAULTS"
+
+func followFaults() int {
+	n, _ := strconv.Atoi(os.Getenv(followFaultsEnv))
+	return n
 }
 
-func (s *sinceValue) String() string {
+// timeValue is a time flag (-since, -as-of, -after-expires): an RFC 3339
+// time, or a duration relative to now, which the command resolves once it
+// knows its clock: "10m" (also "90s", "2h", "3d") is that long ago, "+10m"
+// that long from now, "0" now. A leading "-" is refused rather than
+// guessed at: "-10m" reads as "ago" to some and as "before now" to others,
+// and both are "10m".
+type timeValue struct {
+	at     time.Time
+	offset time.Duration // from now, when relative: negative is ago
+	rel    bool
+	set    bool
+}
+
+// timeSyntax is what a time flag accepts, for its help and its errors.
+const timeSyntax = "an RFC 3339 time (2026-01-02T15:04:05Z), a duration ago (90s, 10m, 2h, 3d) or a duration ahead (+10m)"
+
+func (v *timeValue) String() string {
 	switch {
-	case !s.at.IsZero():
-		return formatTime(s.at)
-	case s.ago != 0:
-		return s.ago.String()
+	case !v.set:
+		return ""
+	case !v.rel:
+		return formatTime(v.at)
+	case v.offset > 0:
+		return "+" + v.offset.String()
 	}
-	return ""
+	return (-v.offset).String()
 }
 
-func (s *sinceValue) Set(v string) error {
-	d, err := time.ParseDuration(v)
-	if days, ok := strings.CutSuffix(v, "d"); ok {
-		// Go's durations stop at hours; a log kept for days is read in days.
-		n, perr := strconv.ParseUint(days, 10, 16)
-		d, err = time.Duration(n)*24*time.Hour, perr
+func (v *timeValue) Set(s string) error {
+	if strings.HasPrefix(s, "-") {
+		return fmt.Errorf("%q: write %s for that long ago, +%s for that long ahead", s, s[1:], s[1:])
 	}
-	if err == nil {
-		if d <= 0 {
-			return errors.New("must be a positive duration or a time")
+	rest, ahead := strings.CutPrefix(s, "+")
+	if d, ok := parseDuration(rest); ok {
+		if !ahead {
+			d = -d
 		}
-		*s = sinceValue{ago: d}
+		*v = timeValue{offset: d, rel: true, set: true}
 		return nil
 	}
-	t, err := time.Parse(time.RFC3339, v)
+	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return errors.New("want an RFC 3339 time (2026-01-02T15:04:05Z) or a duration (90s, 10m, 2h, 3d)")
+		return fmt.Errorf("%q: want %s", s, timeSyntax)
 	}
-	*s = sinceValue{at: t}
+	*v = timeValue{at: t, set: true}
 	return nil
 }
 
-func (s sinceValue) set() bool { return !s.at.IsZero() || s.ago != 0 }
-
-func (s sinceValue) from(now time.Time) time.Time {
-	if s.ago != 0 {
-		return now.Add(-s.ago)
+// parseDuration reads a non-negative Go duration, or a count of days
+// ("3d"): Go's durations stop at hours, and a log kept for days is read
+// in days.
+func parseDuration(s string) (time.Duration, bool) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 16)
+		return time.Duration(n) * 24 * time.Hour, err == nil
 	}
-	return s.at
+	d, err := time.ParseDuration(s)
+	return d, err == nil && d >= 0 && !strings.HasPrefix(s, "-")
+}
+
+// resolve returns the time, relative ones counted from now.
+func (v timeValue) resolve(now time.Time) time.Time {
+	if v.rel {
+		return now.Add(v.offset)
+	}
+	return v.at
+}
+
+// newestValue is -newest: alone, newest first; with a count, "-newest N"
+// or "-newest=N", the newest N events (with -follow, oldest first, and
+// then new ones, as tail -n N -f prints).
+type newestValue struct {
+	on bool
+	n  int // 0: no count given
+}
+
+func (v *newestValue) IsBoolFlag() bool { return true }
+
+func (v *newestValue) String() string {
+	if v.n > 0 {
+		return strconv.Itoa(v.n)
+	}
+	return strconv.FormatBool(v.on)
+}
+
+func (v *newestValue) Set(s string) error {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > registry.MaxLimit {
+			return fmt.Errorf("%q: want a count of events from 1 to %d, or no value", s, registry.MaxLimit)
+		}
+		*v = newestValue{on: true, n: n}
+		return nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%q: want a count of events, or no value", s)
+	}
+	*v = newestValue{on: b}
+	return nil
+}
+
+// takesCount says that "-newest N" is "-newest=N": a bool flag does not
+// take the next word by itself.
+func (v *newestValue) takesCount(next string) bool {
+	_, err := strconv.Atoi(next)
+	return err == nil
+}
+
+// joinCounts rewrites "-FLAG N" into "-FLAG=N" for the flags of a command
+// whose value is a bool with an optional count (-newest), so that both
+// spellings work.
+func joinCounts(flags *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		name := strings.TrimLeft(args[i], "-")
+		if f := flags.Lookup(name); f != nil && strings.HasPrefix(args[i], "-") && i+1 < len(args) {
+			if c, ok := f.Value.(interface{ takesCount(string) bool }); ok && c.takesCount(args[i+1]) {
+				out = append(out, args[i]+"="+args[i+1])
+				i++
+				continue
+			}
+		}
+		if args[i] == "--" {
+			return append(out, args[i:]...)
+		}
+		out = append(out, args[i])
+	}
+	return out
 }
 
 func workersDrain(flags *flag.FlagSet) runFunc {
@@ -545,27 +703,33 @@ func leases(flags *flag.FlagSet, asOf, expiry string,
 	list func(context.Context, *registry.Registry, leaseQuery) ([]registry.ExpiredLease, *registry.LeaseCursor, error)) runFunc {
 	var args leaseQuery
 	var after registry.LeaseCursor
+	var asOfFlag, afterExpires timeValue
 	flags.StringVar(&args.Namespace, "namespace", "", "only leases of namespace `NS` (default all)")
 	flags.IntVar(&args.Limit, "limit", registry.DefaultLimit, "`N` leases per page (at most 10000)")
 	all := flags.Bool("all", false, "list every page")
 	wide := flags.Bool("wide", false, "show every column, in full")
-	flags.Func("as-of", "list leases "+asOf+" `RFC3339` time (default now)", timeFlag(&args.AsOf))
-	flags.Func("after-expires", "start after the lease of expiry `RFC3339` and -after-execution", timeFlag(&after.ExpiresAt))
+	flags.Var(&asOfFlag, "as-of", "list leases "+asOf+" `T` (default now): "+timeSyntax)
+	flags.Var(&afterExpires, "after-expires", "start after the lease of expiry `T` and -after-execution: "+timeSyntax)
 	flags.Func("after-execution", "start after the lease of this execution `ID` ({fp:N}:uuid)", func(s string) (err error) {
 		after.ExecutionID, err = registry.ParseExecutionID(s)
 		return err
 	})
 	flags.Func("after-attempt", "start after this attempt `N` of -after-execution (default 0)", func(s string) error {
 		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return fmt.Errorf("%q: want an attempt index from 0 to %d", s, uint32(math.MaxUint32))
+		}
 		after.AttemptIndex = uint32(n)
-		return err
+		return nil
 	})
 	return func(ctx context.Context, reg *registry.Registry, out *output) error {
 		// One as-of for every page, and in the continuation flags, so that
 		// paging walks a single set of leases.
-		if args.AsOf.IsZero() {
-			args.AsOf = out.now()
+		args.AsOf = out.now()
+		if asOfFlag.set {
+			args.AsOf = asOfFlag.resolve(args.AsOf)
 		}
+		after.ExpiresAt = afterExpires.resolve(out.now())
 		if flagSet(flags, "after-expires") || flagSet(flags, "after-execution") || flagSet(flags, "after-attempt") {
 			args.After = &after
 		}
@@ -608,15 +772,6 @@ func sweep(*flag.FlagSet) runFunc {
 func version(*flag.FlagSet) runFunc {
 	return func(_ context.Context, _ *registry.Registry, out *output) error {
 		return out.version(buildinfo.Read())
-	}
-}
-
-// timeFlag parses an RFC 3339 flag value, with or without fractional
-// seconds.
-func timeFlag(t *time.Time) func(string) error {
-	return func(s string) (err error) {
-		*t, err = time.Parse(time.RFC3339, s)
-		return err
 	}
 }
 

@@ -28,7 +28,13 @@ type follower struct {
 
 func startFollower(t *testing.T, path string, args ...string) *follower {
 	t.Helper()
-	cmd := clitest.Self().Cmd(t.TempDir(), nil, append([]string{"-db", path}, args...)...)
+	return startFollowerEnv(t, nil, path, args...)
+}
+
+// startFollowerEnv is startFollower with env added to the environment.
+func startFollowerEnv(t *testing.T, env []string, path string, args ...string) *follower {
+	t.Helper()
+	cmd := clitest.Self().Cmd(t.TempDir(), env, append([]string{"-db", path}, args...)...)
 	f := &follower{cmd: cmd, lines: make(chan string, 100)}
 	cmd.Stderr = &f.stderr
 	stdout, err := cmd.StdoutPipe()
@@ -179,5 +185,58 @@ func TestFollowerOfMissingDatabase(t *testing.T) {
 	res := registryctl(t, t.TempDir(), nil, "-db", missing, "workers", "events", "-follow")
 	if res.Code != 1 || !strings.Contains(res.Stderr, "no such database file") {
 		t.Fatalf("exit %d, stderr %q", res.Code, res.Stderr)
+	}
+}
+
+// TestFollowNewestN: -follow -newest N prints the newest N events, oldest
+// first, then the new ones, as tail -n N -f does; "-newest N" and
+// "-newest=N" alike.
+func TestFollowNewestN(t *testing.T) {
+	for _, newest := range [][]string{{"-newest", "2"}, {"-newest=2"}} {
+		path := newDB(t, sqliteStore, func(reg *registry.Registry, _ *sql.DB) {
+			for _, id := range []string{"w1", "w2", "w3", "w4"} {
+				live(t, reg, "ns", id)
+			}
+		})
+		f := startFollower(t, path, append([]string{"workers", "events", "-follow"}, newest...)...)
+		f.waitFor(t, "w4's registration", func(line string) bool { return strings.Contains(line, " w4 ") })
+		reg := openTestRegistry(t, path)
+		live(t, reg, "ns", "w5-"+newest[0])
+		f.waitFor(t, "a new registration", func(line string) bool { return strings.Contains(line, " w5-") })
+		if code := f.stop(t, os.Interrupt); code != 0 {
+			t.Fatalf("%q: exit %d, stderr %q", newest, code, f.stderr.String())
+		}
+		var got []string
+		for _, line := range f.seen[1:] {
+			got = append(got, strings.Fields(line)[3])
+		}
+		if want := []string{"w3", "w4", "w5-" + newest[0]}; len(got) < 3 || !slices.Equal(got[:3], want) {
+			t.Fatalf("%q: followed instances %q, want %q first", newest, got, want)
+		}
+		reg.Close()
+	}
+}
+
+// TestFollowRidesOutFailures: once -follow has read the log, failed reads
+// (injected here; a server restart in life) do not end it: it says so on
+// stderr, tries again with a growing pause, says when it reads again, and
+// prints what was recorded meanwhile.
+func TestFollowRidesOutFailures(t *testing.T) {
+	path := newDB(t, sqliteStore, func(reg *registry.Registry, _ *sql.DB) {})
+	f := startFollowerEnv(t, []string{followFaultsEnv + "=2"}, path, "workers", "events", "-follow")
+	f.waitFor(t, "the header", func(line string) bool { return strings.HasPrefix(line, "ID ") })
+	reg := openTestRegistry(t, path)
+	live(t, reg, "ns", "during")
+	f.waitFor(t, "the registration made while reads failed", func(line string) bool { return strings.Contains(line, " during ") })
+	if code := f.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d, want 0; stderr %q", code, f.stderr.String())
+	}
+	want := []string{
+		"registryctl: workers events -follow: injected fault (" + followFaultsEnv + "); trying again in 500ms",
+		"registryctl: workers events -follow: injected fault (" + followFaultsEnv + "); trying again in 1s",
+		"registryctl: workers events -follow: reading the log again",
+	}
+	if got := strings.Split(strings.TrimSpace(f.stderr.String()), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("stderr %q, want %q", got, want)
 	}
 }

@@ -10,12 +10,12 @@
 //
 //	workers list     [-namespace NS] [-lane L] [-capability C] [-limit N] [-all] [-wide]
 //	workers get      -namespace NS -instance ID
-//	workers events   [-namespace NS [-instance ID]] [-limit N] [-newest] [-after ID] [-since T] [-follow]
+//	workers events   [-namespace NS [-instance ID]] [-limit N] [-newest [N]] [-after ID] [-since T] [-follow]
 //	workers drain    -namespace NS -instance ID [-reason TEXT]
 //	workers resume   -namespace NS -instance ID
 //	workers kill     -namespace NS -instance ID [-reason TEXT]
-//	leases expired   [-namespace NS] [-limit N] [-as-of RFC3339] [-all] [-wide]
-//	leases orphaned  [-namespace NS] [-limit N] [-as-of RFC3339] [-all] [-wide]
+//	leases expired   [-namespace NS] [-limit N] [-as-of T] [-all] [-wide]
+//	leases orphaned  [-namespace NS] [-limit N] [-as-of T] [-all] [-wide]
 //	sweep
 //	stats            [-namespace NS]
 //	help             [COMMAND]
@@ -29,6 +29,14 @@
 // 'registryctl help COMMAND' describes a command, its flags and the shape
 // of its -json output.
 //
+// Every time flag (-since, -as-of, -after-expires) takes an RFC 3339 time
+// or a duration from now: 10m (also 90s, 2h, 3d) is ten minutes ago, +10m
+// ten minutes ahead; -10m is refused, naming the flag.
+//
+// Tables show every value from the database visibly: control and format
+// characters, escape sequences and newlines print as escapes (\x1b,
+// \u202e, \n), never raw; -json prints the stored strings exactly.
+//
 // Tables fit a terminal: relative ages ("4s ago", "in 26s"), long values
 // cut; -wide shows every column in full. -json prints absolute times, RFC
 // 3339 in UTC with milliseconds, the registry's precision. Lists print one
@@ -38,6 +46,7 @@
 // registry database); 2 a bad command line, including any flag value the
 // registry rejects (the message names the flag); 3 get, drain, resume or
 // kill of a worker that is not registered (the outcome is still printed).
+// cmd/migrate exits with 0, 1 and 2 alike.
 package main
 
 import (
@@ -182,7 +191,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.SetOutput(io.Discard)
 	exec := cmd.setup(flags)
 	g.define(flags)
-	if err := flags.Parse(rest); err != nil {
+	if err := flags.Parse(joinCounts(flags, rest)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, cmd.help())
 			return err

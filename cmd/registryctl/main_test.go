@@ -724,6 +724,10 @@ func TestLeasesExpired(t *testing.T) {
 			{[]string{"-namespace", "beta"}, expired[1:2]},
 			{[]string{"-as-of", now.Add(-90 * time.Minute).Format(time.RFC3339)}, expired[:1]},
 			{[]string{"-as-of", now.Add(2 * time.Hour).UTC().Format(time.RFC3339Nano)}, append(slices.Clone(expired), ids[3].String())},
+			// Relative: a duration is that long ago, +D that long ahead.
+			{[]string{"-as-of", "90m"}, expired[:1]},
+			{[]string{"-as-of", "+2h"}, append(slices.Clone(expired), ids[3].String())},
+			{[]string{"-as-of", "0"}, expired},
 			{[]string{"-namespace", "gamma"}, nil},
 		}
 		for _, f := range filters {
@@ -885,7 +889,8 @@ func TestUsageErrors(t *testing.T) {
 		{"extra argument", []string{"sweep", "now"}, `sweep takes no arguments (got "now")`},
 		{"help of an unknown command", []string{"help", "frob"}, `help: unknown command "frob"`},
 		{"instance without namespace", []string{"workers", "events", "-instance", "w"}, "-instance needs -namespace"},
-		{"follow newest first", []string{"workers", "events", "-follow", "-newest"}, "-follow and -newest do not go together"},
+		{"follow newest with since", []string{"workers", "events", "-follow", "-newest", "5", "-since", "1m"}, "-follow -newest starts at the newest events: it does not go with -since or -after"},
+		{"newest zero", []string{"workers", "events", "-newest=0"}, `for -newest: "0": want a count of events from 1 to 10000, or no value`},
 		{"drain without -namespace", []string{"workers", "drain", "-instance", "w"}, "workers drain: -namespace is required"},
 		{"drain without -instance", []string{"workers", "drain", "-namespace", "ns"}, "workers drain: -instance is required"},
 		{"kill without -instance", []string{"workers", "kill", "-namespace", "ns", "-reason", "r"}, "workers kill: -instance is required"},
@@ -894,7 +899,10 @@ func TestUsageErrors(t *testing.T) {
 		{"after not a number", []string{"workers", "events", "-namespace", "ns", "-after", "x"}, `invalid value "x" for flag -after`},
 		{"since not a time", []string{"workers", "events", "-since", "yesterday"}, `invalid value "yesterday" for flag -since`},
 		{"since negative", []string{"workers", "events", "-since", "-5m"}, `invalid value "-5m" for flag -since`},
-		{"as-of not a time", []string{"leases", "expired", "-as-of", "yesterday"}, `invalid value "yesterday" for flag -as-of`},
+		{"as-of not a time", []string{"leases", "expired", "-as-of", "yesterday"}, `invalid value "yesterday" for flag -as-of: "yesterday": want an RFC 3339 time (2026-01-02T15:04:05Z), a duration ago (90s, 10m, 2h, 3d) or a duration ahead (+10m)`},
+		{"as-of negative", []string{"leases", "orphaned", "-as-of", "-10m"}, `invalid value "-10m" for flag -as-of: "-10m": write 10m for that long ago, +10m for that long ahead`},
+		{"after-expires not a time", []string{"leases", "expired", "-after-expires", "10x"}, `invalid value "10x" for flag -after-expires: "10x": want an RFC 3339 time`},
+		{"after-attempt not a number", []string{"leases", "expired", "-after-attempt", "x"}, `invalid value "x" for flag -after-attempt: "x": want an attempt index from 0 to 4294967295`},
 		{"after-execution not an ID", []string{"leases", "expired", "-after-execution", "x"}, `invalid value "x" for flag -after-execution`},
 		{"empty -db", []string{"-db", "", "workers", "list"}, "-db: "},
 		{"empty -db after the command", []string{"stats", "-db", ""}, "-db: "},
