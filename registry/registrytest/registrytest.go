@@ -42,7 +42,12 @@ type Lease struct {
 	ExecutionID registry.ExecutionID
 	// Namespace is stored in the execution's raw_fields; "" stores none.
 	Namespace string
-	// State is the execution's public_state; "" means "running".
+	// State is the execution's public_state; "" means "running". It must
+	// be one of LeaseStates: the held states the registry lists leases of
+	// (active, claimed, running) or a state in which the engine holds no
+	// lease (waiting, suspended, completed, failed, cancelled). Any other
+	// is refused, naming the field, so that a typo ("runing") does not
+	// silently write a lease that no listing returns.
 	State            string
 	AttemptIndex     uint32
 	LeaseEpoch       uint64
@@ -139,12 +144,27 @@ func writeLeases(ctx context.Context, sqlDB *sql.DB, n int, lease func(i int) Le
 	return nil
 }
 
+// LeaseStates are the execution states a Lease may have: first those in
+// which the registry lists an attempt's lease (active, claimed, running),
+// then those in which the engine holds none.
+var LeaseStates = []string{"active", "claimed", "running", "waiting", "suspended", "completed", "failed", "cancelled"}
+
+func validateLease(i int, l Lease) error {
+	if l.State != "" && !slices.Contains(LeaseStates, l.State) {
+		return fmt.Errorf("lease %d: State: %q is not an execution state (want one of %s)", i, l.State, strings.Join(LeaseStates, ", "))
+	}
+	return nil
+}
+
 func writeBatch(ctx context.Context, sqlDB *sql.DB, start, end int, lease func(i int) Lease, written func(i int, id registry.ExecutionID)) error {
 	// Key order makes the inserts appends to the primary key's B-tree
 	// rather than random probes.
 	batch := make([]Lease, 0, end-start)
 	for i := start; i < end; i++ {
 		l := lease(i)
+		if err := validateLease(i, l); err != nil {
+			return err
+		}
 		if l.ExecutionID.UUID == uuid.Nil {
 			l.ExecutionID.UUID = uuid.New()
 		}
