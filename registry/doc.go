@@ -82,7 +82,7 @@
 //   - retries SQLITE_BUSY itself, so that no call returns it while its
 //     context lives, and keeps each write short (large heartbeat batches,
 //     sweeps and prunes are split) and the processes that share a file
-//     taking turns (see internal/store/sqlitestore/write.go). Three processes sending batches
+//     taking turns. Three processes sending batches
 //     of 2,000 heartbeats back to back keep a fourth that heartbeats every
 //     20 ms waiting about 120 ms at the 99th percentile
 //     (TestMultiProcessFairness).
@@ -95,7 +95,7 @@
 //
 // The Postgres store runs writers in parallel under row locks, at READ
 // COMMITTED, and takes the few locks more that the guarantees above need
-// (see internal/store/pgstore/store.go). Open builds a pgx pool from the URL
+// (an advisory lock orders audit events). Open builds a pgx pool from the URL
 // (pgxpool.ParseConfig's parameters, such as pool_max_conns, apply),
 // refuses a database whose encoding is not UTF8, and sets
 // idle_in_transaction_session_timeout to 60s unless the URL sets it, so

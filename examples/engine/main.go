@@ -2,8 +2,8 @@
 // plain SQL in transactions on the engine's own tables and no test
 // package: it creates executions, lets workers claim leases on them,
 // extends the leases as the workers heartbeat, and takes back the leases
-// that expired (registry.ListExpiredLeases) and those whose holder is gone
-// (registry.ListOrphanedLeases). Every lease change is fenced by
+// that expired (Registry.ListExpiredLeases) and those whose holder is gone
+// (Registry.ListOrphanedLeases). Every lease change is fenced by
 // lease_epoch: a holder whose lease was taken back changes nothing, and
 // the program checks that it does. It prints each step and exits non-zero
 // as soon as one does not behave as expected.
