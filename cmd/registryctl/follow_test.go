@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,5 +239,42 @@ func TestFollowRidesOutFailures(t *testing.T) {
 	}
 	if got := strings.Split(strings.TrimSpace(f.stderr.String()), "\n"); !slices.Equal(got, want) {
 		t.Fatalf("stderr %q, want %q", got, want)
+	}
+}
+
+// TestFollowRidesOutTerminatedConnections cuts the follower's Postgres
+// connections from the server side (pg_terminate_backend, as a server
+// restart or a failover does): the follower says so on stderr, connects
+// again, and prints what was recorded meanwhile.
+func TestFollowRidesOutTerminatedConnections(t *testing.T) {
+	path := newDB(t, postgresStore, func(reg *registry.Registry, _ *sql.DB) {})
+	u, err := url.Parse(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", "registryctl-follow-test")
+	u.RawQuery = q.Encode()
+	f := startFollower(t, u.String(), "workers", "events", "-follow")
+	f.waitFor(t, "the header", func(line string) bool { return strings.HasPrefix(line, "ID ") })
+
+	admin, err := sql.Open("pgx", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var n int
+	if err := admin.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = 'registryctl-follow-test'`).Scan(&n); err != nil || n == 0 {
+		t.Fatalf("terminated %d connections of the follower (%v)", n, err)
+	}
+	reg := openTestRegistry(t, path)
+	live(t, reg, "ns", "after-cut")
+	f.waitFor(t, "the registration made after the cut", func(line string) bool { return strings.Contains(line, " after-cut ") })
+	if code := f.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("exit %d, want 0; stderr %q", code, f.stderr.String())
+	}
+	if stderr := f.stderr.String(); !strings.Contains(stderr, "trying again in 500ms") || !strings.Contains(stderr, "reading the log again") {
+		t.Fatalf("stderr %q, want the failure and the recovery said", stderr)
 	}
 }
