@@ -49,6 +49,8 @@ func hostileDB(t *testing.T, s store, now time.Time) string {
 	return newDB(t, s, func(reg *registry.Registry, sqlDB *sql.DB) {
 		ctx := context.Background()
 		register(t, reg, "ns", "w-1", "pool", []string{"gpu"}, nil, time.Hour, now.Add(-time.Minute))
+		// A worker that workers get can name, with hostile fields.
+		register(t, reg, "other", "w-2", "pool", []string{"gpu"}, nil, time.Hour, now.Add(-time.Minute))
 		if _, err := reg.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: "w-1", Reason: "r", Now: now.Add(-time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
@@ -62,9 +64,10 @@ func hostileDB(t *testing.T, s store, now time.Time) string {
 			query string
 			args  []any
 		}{
-			{`UPDATE ff_worker_registry SET namespace = $1, worker_instance_id = $2, worker_id = $3, lanes = $4`,
-				[]any{hostileNamespace, hostileInstance, hostileWorker, lanes}},
-			{`UPDATE ff_worker_registry_event SET namespace = $1, worker_instance_id = $2, reason = $3`,
+			{`UPDATE ff_worker_registry SET worker_id = $1, lanes = $2`, []any{hostileWorker, lanes}},
+			{`UPDATE ff_worker_registry SET namespace = $1, worker_instance_id = $2 WHERE worker_instance_id = 'w-1'`,
+				[]any{hostileNamespace, hostileInstance}},
+			{`UPDATE ff_worker_registry_event SET namespace = $1, worker_instance_id = $2, reason = $3 WHERE worker_instance_id = 'w-1'`,
 				[]any{hostileNamespace, hostileInstance, reason}},
 			{`UPDATE ff_attempt SET worker_instance_id = $1`, []any{hostileInstance}},
 		} {
@@ -94,6 +97,7 @@ func TestTablesShowHostileBytesVisibly(t *testing.T) {
 			{"leases", "expired", "-wide"},
 			{"leases", "expired", "-limit", "1"}, // no more: the hint stays empty
 			{"stats"},
+			{"workers", "get", "-namespace", "other", "-instance", "w-2"},
 		} {
 			res := ctlAt(t, path, now, 0, args...)
 			for what, out := range map[string]string{"stdout": res.Stdout, "stderr": res.Stderr} {
@@ -106,25 +110,26 @@ func TestTablesShowHostileBytesVisibly(t *testing.T) {
 			}
 		}
 		// The instance shows its escapes in full when nothing cuts it.
+		// Sorted by namespace: "ns\x1b..." before "other".
 		_, body := rows(t, ctlAt(t, path, now, 0, "workers", "list", "-wide").Stdout)
-		if len(body) != 1 || body[0][1] != `w-1\x1b]0;pwned\x07\u202egnp.exe\u200b` || body[0][2] != `pool\x9b31m\u2028x` {
+		if len(body) != 2 || body[0][1] != `w-1\x1b]0;pwned\x07\u202egnp.exe\u200b` || body[0][2] != `pool\x9b31m\u2028x` {
 			t.Errorf("-wide row = %q", body)
 		}
 		// The event reason's newline forges no row: one line per event.
 		events := ctlAt(t, path, now, 0, "workers", "events").Stdout
-		if n := strings.Count(strings.TrimRight(events, "\n"), "\n"); n != 2 {
-			t.Errorf("events table of 2 events has %d lines after its header:\n%s", n, events)
+		if n := strings.Count(strings.TrimRight(events, "\n"), "\n"); n != 3 {
+			t.Errorf("events table of 3 events has %d lines after its header:\n%s", n, events)
 		}
 		if !strings.Contains(events, `ok\n99  2026`) {
 			t.Errorf("events table does not show the reason's newline as \\n:\n%s", events)
 		}
 		// -json stays exact.
 		got := decode[workersJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "list").Stdout)
-		if len(got.Workers) != 1 || got.Workers[0].WorkerInstanceID != hostileInstance || got.Workers[0].Namespace != hostileNamespace {
+		if len(got.Workers) != 2 || got.Workers[0].WorkerInstanceID != hostileInstance || got.Workers[0].Namespace != hostileNamespace {
 			t.Errorf("-json workers = %+v, want the stored strings exactly", got.Workers)
 		}
 		ev := decode[eventsJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "events").Stdout)
-		if len(ev.Events) != 2 || ev.Events[0].WorkerInstanceID != hostileInstance {
+		if len(ev.Events) != 3 || ev.Events[0].WorkerInstanceID != hostileInstance {
 			t.Errorf("-json events = %+v", ev.Events)
 		}
 		// The lease expired 339 days and 20 hours ago: its age fits its column.
