@@ -38,7 +38,14 @@
 // returns an error that matches [ErrInvalidInput], usually a
 // [*ValidationError] naming the field, and changes nothing; so does
 // [ErrInstanceReassigned], a register of a live instance under another
-// worker ID. Storage errors are wrapped with the operation's name
+// worker ID. Identifiers (namespace, worker ID, instance ID) are 1 to 255
+// bytes of UTF-8 without control characters or leading or trailing space;
+// a registration's identifiers, lanes and capabilities must also be free
+// of format and separator characters (Unicode Cf, Zl, Zp: bidirectional
+// overrides, zero-width characters, the soft hyphen, tags), which print
+// as nothing or reorder what follows. Calls that look a worker up accept
+// them, so that a row stored without that rule can still be reached.
+// Storage errors are wrapped with the operation's name
 // ("register worker: ...") and keep their cause; a stored row that cannot
 // be decoded is [ErrCorruption]. A call after [Registry.Close] fails with
 // [ErrClosed]; Open with [WithAutoMigrate](false) fails with
