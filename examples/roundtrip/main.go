@@ -1,4 +1,5 @@
-// Command roundtrip runs the registry's reference scenario (RFC-025) on an
+// Command roundtrip runs the registry's reference scenario, the one that
+// the FlowFabric engine's worker-registry design walks through, on an
 // embedded SQLite file and prints each step. It exits non-zero as soon as
 // a step does not behave as the scenario says.
 //
