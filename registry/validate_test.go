@@ -10,7 +10,7 @@ import (
 	"github.com/flowfabric/workerregistry/registry"
 )
 
-// TestRejectedCallsChangeNothing runs every validation rule in DESIGN.md
+// TestRejectedCallsChangeNothing runs every validation rule of the package documentation
 // against a database holding rows and checks that the error names the field
 // and that no row changed.
 func TestRejectedCallsChangeNothing(t *testing.T) {

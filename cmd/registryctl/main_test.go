@@ -698,7 +698,7 @@ func TestLeasesExpired(t *testing.T) {
 		if want := []string{"EXECUTION", "ATTEMPT", "INSTANCE", "NAMESPACE", "EXPIRED", "LEASE ID", "EPOCH", "EXPIRES AT"}; !slices.Equal(header, want) {
 			t.Fatalf("-wide header = %q, want %q", header, want)
 		}
-		// The lease ID of DESIGN.md's first vector.
+		// The lease ID of the first test vector of registry's LeaseID derivation (leases_test.go).
 		if want := []string{"{fp:7}:11111111-2222-3333-4444-555555555555", "0", "w1", "alpha", "2h ago",
 			"11111111-2222-3332-4444-555555555555", "1", ms(now.Add(-2 * time.Hour))}; !slices.Equal(body[0], want) {
 			t.Fatalf("-wide first row = %q, want %q", body[0], want)

@@ -52,7 +52,7 @@ func TestInsertLeasesFuncInBatches(t *testing.T) {
 	if err := sqlDB.QueryRow("SELECT count(*) FROM ff_attempt").Scan(&count); err != nil || count != n {
 		t.Fatalf("attempts = %d, %v", count, err)
 	}
-	// The page limits of DESIGN.md: 0 is the default, above the maximum is
+	// The page limits (registry.DefaultLimit, MaxLimit): 0 is the default, above the maximum is
 	// the maximum.
 	for _, tc := range []struct{ limit, want int }{{0, registry.DefaultLimit}, {registry.MaxLimit, registry.MaxLimit}, {20_000, registry.MaxLimit}} {
 		res, err := r.ListExpiredLeases(context.Background(), registry.ListExpiredLeasesArgs{AsOf: expiry, Limit: tc.limit})
