@@ -86,6 +86,26 @@ func TestDocLinksExist(t *testing.T) {
 	}
 }
 
+// TestDocPathsExist: every path of the repository that the README and
+// docs/ quote (`schema/sqlite/00002_executions.sql`, `cmd/migrate`) exists.
+func TestDocPathsExist(t *testing.T) {
+	quoted := regexp.MustCompile("`((?:schema|queries|internal|registry|cmd|examples|db|scripts|docs)/[A-Za-z0-9_./-]+)`")
+	for _, file := range docFiles(t) {
+		if file == "CHANGELOG.md" {
+			continue // it names what changes removed
+		}
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range quoted.FindAllStringSubmatch(string(src), -1) {
+			if _, err := os.Stat(strings.TrimSuffix(m[1], "/")); err != nil {
+				t.Errorf("%s quotes %s: %v", file, m[1], err)
+			}
+		}
+	}
+}
+
 // exportedNames returns the exported top-level names of the package in
 // dir, and its methods as Type.Method, from its non-test files.
 func exportedNames(t *testing.T, dir string) map[string]bool {
