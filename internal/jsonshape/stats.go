@@ -42,7 +42,7 @@ type (
 	}
 )
 
-// namespaceStats are the counts of one namespace as CollectStats gathers
+// namespaceStats are the counts of one namespace as a collector gathers
 // them.
 type namespaceStats struct {
 	live, draining, unswept, expiredLeases int
@@ -56,21 +56,58 @@ type namespaceStats struct {
 // reads every registration and every expired lease. A lease whose
 // execution has no namespace counts under the namespace "".
 func CollectStats(ctx context.Context, reg *registry.Registry, namespace string, now time.Time) (Stats, error) {
-	byNS := map[string]*namespaceStats{}
-	ns := func(name string) *namespaceStats {
-		if byNS[name] == nil {
-			byNS[name] = &namespaceStats{lanes: map[string]*Lane{}}
-		}
-		return byNS[name]
+	c := collector{}
+	if err := c.workers(ctx, reg, namespace, now, 0); err != nil {
+		return Stats{}, err
 	}
+	if err := c.leases(ctx, reg, namespace, now); err != nil {
+		return Stats{}, err
+	}
+	return c.report(now), nil
+}
+
+// CollectWorkerStats is CollectStats without the expired-lease backlog
+// (its counts are 0), over at most max registrations (0: all of them);
+// truncated says that max stopped it. A page that shows the fleet's
+// shape reads no leases, and stays bounded on a huge fleet.
+func CollectWorkerStats(ctx context.Context, reg *registry.Registry, namespace string, now time.Time, max int) (_ Stats, truncated bool, _ error) {
+	c := collector{}
+	if err := c.workers(ctx, reg, namespace, now, max); err != nil {
+		return Stats{}, false, err
+	}
+	return c.report(now), c.truncated, nil
+}
+
+// collector gathers the counts of each namespace.
+type collector struct {
+	byNS      map[string]*namespaceStats
+	truncated bool
+}
+
+func (c *collector) ns(name string) *namespaceStats {
+	if c.byNS == nil {
+		c.byNS = map[string]*namespaceStats{}
+	}
+	if c.byNS[name] == nil {
+		c.byNS[name] = &namespaceStats{lanes: map[string]*Lane{}}
+	}
+	return c.byNS[name]
+}
+
+func (c *collector) workers(ctx context.Context, reg *registry.Registry, namespace string, now time.Time, max int) error {
 	workers := registry.ListWorkersArgs{Namespace: namespace, Limit: registry.MaxLimit}
+	seen := 0
 	for {
+		if max > 0 {
+			workers.Limit = min(registry.MaxLimit, max-seen)
+		}
 		res, err := reg.ListWorkersIncludingExpired(ctx, workers)
 		if err != nil {
-			return Stats{}, err
+			return err
 		}
+		seen += len(res.Workers)
 		for _, w := range res.Workers {
-			s := ns(w.Namespace)
+			s := c.ns(w.Namespace)
 			st := Status(w, now)
 			if st == "expired" {
 				s.unswept++
@@ -93,33 +130,39 @@ func CollectStats(ctx context.Context, reg *registry.Registry, namespace string,
 			}
 		}
 		if workers.After = res.Next; res.Next == nil {
-			break
+			return nil
+		}
+		if max > 0 && seen >= max {
+			c.truncated = true
+			return nil
 		}
 	}
+}
+
+func (c *collector) leases(ctx context.Context, reg *registry.Registry, namespace string, now time.Time) error {
 	leases := registry.ListExpiredLeasesArgs{Namespace: namespace, AsOf: now, Limit: registry.MaxLimit}
 	for {
 		res, err := reg.ListExpiredLeases(ctx, leases)
 		if err != nil {
-			return Stats{}, err
+			return err
 		}
 		for _, l := range res.Leases {
-			s := ns(l.Namespace)
+			s := c.ns(l.Namespace)
 			s.expiredLeases++
 			if s.oldestLease.IsZero() || l.ExpiresAt.Before(s.oldestLease) {
 				s.oldestLease = l.ExpiresAt
 			}
 		}
 		if leases.After = res.Next; res.Next == nil {
-			break
+			return nil
 		}
 	}
-	return statsReport(byNS, now), nil
 }
 
-// statsReport orders the counts by namespace and lane, and totals them.
-func statsReport(byNS map[string]*namespaceStats, now time.Time) Stats {
+// report orders the counts by namespace and lane, and totals them.
+func (c *collector) report(now time.Time) Stats {
 	v := Stats{AsOf: FormatTime(now), Namespaces: []Namespace{}}
-	for name, s := range byNS {
+	for name, s := range c.byNS {
 		n := Namespace{Namespace: name, Live: s.live, Draining: s.draining,
 			ExpiredUnswept: s.unswept, ExpiredLeases: s.expiredLeases, Lanes: []Lane{}}
 		if !s.oldestLease.IsZero() {
