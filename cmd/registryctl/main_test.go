@@ -1008,6 +1008,7 @@ func TestHelp(t *testing.T) {
 		"sweep":           nil,
 		"stats":           {"-namespace"},
 		"version":         nil,
+		"serve":           {"-addr", "-read-only", "-prefix"},
 	}
 	if len(flagsOf) != len(commands) {
 		t.Fatalf("%d commands, %d described here: add the new one", len(commands), len(flagsOf))
