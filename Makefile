@@ -1,6 +1,6 @@
 # Everyday targets. `make check` is what CI runs (.ci/run), minus starting
 # a Postgres server: set REGISTRY_TEST_POSTGRES for the Postgres half.
-.PHONY: check generate lint test bench bench-postgres soak
+.PHONY: check generate lint test bench bench-postgres soak screenshot
 
 check:
 	.ci/run
@@ -44,3 +44,10 @@ bench-postgres:
 soak:
 	REGISTRY_TEST_POSTGRES= REGISTRY_SOAK_CALLS=1000000 REGISTRY_SOAK_REPORT=$(CURDIR)/soak.md go test -run='^TestSoak$$' -v -timeout=60m ./registry/
 	go run ./scripts/benchreport -soak soak.md -md BENCHMARKS.md
+
+
+# docs/dashboard.png: the dashboard's fleet page over a seeded fleet, as
+# headless Chromium (Debian's chromium package) shows it; see
+# dashboard/browser_test.go.
+screenshot:
+	REGISTRY_TEST_BROWSER_REQUIRED=1 DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png go test -count=1 -run='^TestScreenshot$$' ./dashboard/

@@ -201,7 +201,7 @@ func TestListWriterPrintsEachPage(t *testing.T) {
 		}
 		var want strings.Builder
 		(&output{stdout: &want}).writeJSON(workersJSON{Workers: []workerJSON{workerToJSON(w("w-1"), now), workerToJSON(w("w-2"), now)},
-			Next: &workerCursorJSON{"ns", "w-2"}})
+			Next: &workerCursorJSON{Namespace: "ns", WorkerInstanceID: "w-2"}})
 		if b.String() != want.String() {
 			t.Fatalf("-json of two pages:\n%s\nwant the one-page document:\n%s", b.String(), want.String())
 		}

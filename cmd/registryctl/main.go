@@ -18,6 +18,7 @@
 //	leases orphaned  [-namespace NS] [-limit N] [-as-of T] [-all] [-wide]
 //	sweep
 //	stats            [-namespace NS]
+//	serve            [-addr HOST:PORT] [-read-only] [-prefix PATH]   (the dashboard; serve.go)
 //	help             [COMMAND]
 //	version
 //

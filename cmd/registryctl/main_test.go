@@ -486,7 +486,7 @@ func TestDrainAndKill(t *testing.T) {
 			t.Fatalf("STATUS column = %q", got)
 		}
 		out := decode[outcomeJSON](t, ctl(t, path, 0, "-json", "workers", "drain", "-namespace", "ns", "-instance", "w2").Stdout)
-		if out != (outcomeJSON{"ns", "w2", "drain_requested"}) {
+		if out != (outcomeJSON{Namespace: "ns", WorkerInstanceID: "w2", Outcome: "drain_requested"}) {
 			t.Fatalf("drain -json = %+v", out)
 		}
 
@@ -517,7 +517,7 @@ func TestDrainAndKill(t *testing.T) {
 			t.Fatalf("events table does not end with marked_dead and the reason:\n%s", table)
 		}
 		out = decode[outcomeJSON](t, ctl(t, path, 0, "-json", "workers", "kill", "-namespace", "ns", "-instance", "w2").Stdout)
-		if out != (outcomeJSON{"ns", "w2", "marked"}) {
+		if out != (outcomeJSON{Namespace: "ns", WorkerInstanceID: "w2", Outcome: "marked"}) {
 			t.Fatalf("kill -json = %+v", out)
 		}
 
@@ -542,7 +542,7 @@ func TestDrainAndKill(t *testing.T) {
 			}
 		}
 		out = decode[outcomeJSON](t, ctl(t, path, 3, "-json", "workers", "drain", "-namespace", "ns", "-instance", "ghost").Stdout)
-		if out != (outcomeJSON{"ns", "ghost", "not_registered"}) {
+		if out != (outcomeJSON{Namespace: "ns", WorkerInstanceID: "ghost", Outcome: "not_registered"}) {
 			t.Fatalf("drain -json of unknown = %+v", out)
 		}
 		if _, body := rows(t, ctl(t, path, 0, "workers", "events", "-namespace", "ns", "-instance", "ghost").Stdout); len(body) != 0 {
@@ -711,8 +711,8 @@ func TestLeasesExpired(t *testing.T) {
 		if len(got.Leases) != 3 || got.Next != nil {
 			t.Fatalf("-json: %+v", got)
 		}
-		if l, want := got.Leases[0], (leaseJSON{"{fp:7}:11111111-2222-3333-4444-555555555555", "11111111-2222-3332-4444-555555555555",
-			1, 0, "w1", "alpha", ms(now.Add(-2 * time.Hour))}); l != want {
+		if l, want := got.Leases[0], (leaseJSON{ExecutionID: "{fp:7}:11111111-2222-3333-4444-555555555555", LeaseID: "11111111-2222-3332-4444-555555555555",
+			LeaseEpoch: 1, AttemptIndex: 0, WorkerInstanceID: "w1", Namespace: "alpha", ExpiresAt: ms(now.Add(-2 * time.Hour))}); l != want {
 			t.Fatalf("-json lease = %+v, want %+v", l, want)
 		}
 
@@ -1016,6 +1016,7 @@ func TestHelp(t *testing.T) {
 		"sweep":           nil,
 		"stats":           {"-namespace"},
 		"version":         nil,
+		"serve":           {"-addr", "-read-only", "-prefix"},
 	}
 	if len(flagsOf) != len(commands) {
 		t.Fatalf("%d commands, %d described here: add the new one", len(commands), len(flagsOf))

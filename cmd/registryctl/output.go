@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowfabric/workerregistry/internal/buildinfo"
+	"github.com/flowfabric/workerregistry/internal/jsonshape"
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -20,72 +21,22 @@ type output struct {
 	now            func() time.Time // what relative ages count from
 }
 
-// timeLayout is RFC 3339 with milliseconds, the registry's precision, so
-// that a printed time can be passed back to a flag without losing any.
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+func formatTime(t time.Time) string { return jsonshape.FormatTime(t) }
 
-func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
-
-// JSON shapes. The keys are part of the command's contract: snake_case,
-// never renamed, lists never null.
+// JSON shapes, shared with the dashboard's API (internal/jsonshape). The
+// keys are part of the command's contract: snake_case, never renamed,
+// lists never null.
 type (
-	workersJSON struct {
-		Workers []workerJSON      `json:"workers"`
-		Next    *workerCursorJSON `json:"next"`
-	}
-	workerJSON struct {
-		Namespace        string   `json:"namespace"`
-		WorkerID         string   `json:"worker_id"`
-		WorkerInstanceID string   `json:"worker_instance_id"`
-		Status           string   `json:"status"`
-		Lanes            []string `json:"lanes"`
-		Capabilities     []string `json:"capabilities"`
-		LastHeartbeat    string   `json:"last_heartbeat"`
-		RegisteredAt     string   `json:"registered_at"`
-		ExpiresAt        string   `json:"expires_at"`
-		LivenessTTLMS    int64    `json:"liveness_ttl_ms"`
-		Draining         bool     `json:"draining"`
-	}
-	workerCursorJSON struct {
-		Namespace        string `json:"namespace"`
-		WorkerInstanceID string `json:"worker_instance_id"`
-	}
-	eventsJSON struct {
-		Events []eventJSON `json:"events"`
-		Next   *int64      `json:"next"`
-	}
-	eventJSON struct {
-		ID               int64  `json:"id"`
-		At               string `json:"at"`
-		Namespace        string `json:"namespace"`
-		WorkerInstanceID string `json:"worker_instance_id"`
-		Kind             string `json:"kind"`
-		Reason           string `json:"reason"`
-	}
-	leasesJSON struct {
-		Leases []leaseJSON      `json:"leases"`
-		Next   *leaseCursorJSON `json:"next"`
-	}
-	leaseJSON struct {
-		ExecutionID      string `json:"execution_id"`
-		LeaseID          string `json:"lease_id"`
-		LeaseEpoch       uint64 `json:"lease_epoch"`
-		AttemptIndex     uint32 `json:"attempt_index"`
-		WorkerInstanceID string `json:"worker_instance_id"`
-		Namespace        string `json:"namespace"`
-		ExpiresAt        string `json:"expires_at"`
-	}
-	leaseCursorJSON struct {
-		ExpiresAt    string `json:"expires_at"`
-		ExecutionID  string `json:"execution_id"`
-		AttemptIndex uint32 `json:"attempt_index"`
-	}
-	outcomeJSON struct {
-		Namespace        string `json:"namespace"`
-		WorkerInstanceID string `json:"worker_instance_id"`
-		Outcome          string `json:"outcome"`
-	}
-	sweepJSON struct {
+	workersJSON      = jsonshape.Workers
+	workerJSON       = jsonshape.Worker
+	workerCursorJSON = jsonshape.WorkerCursor
+	eventsJSON       = jsonshape.Events
+	eventJSON        = jsonshape.Event
+	leasesJSON       = jsonshape.Leases
+	leaseJSON        = jsonshape.Lease
+	leaseCursorJSON  = jsonshape.LeaseCursor
+	outcomeJSON      = jsonshape.Outcome
+	sweepJSON        struct {
 		Swept        int `json:"swept"`
 		PrunedEvents int `json:"pruned_events"`
 	}
@@ -93,31 +44,9 @@ type (
 )
 
 // status is what the table and JSON call a worker's state at now.
-func status(w registry.WorkerInfo, now time.Time) string {
-	switch {
-	case !w.ExpiresAt.After(now):
-		return "expired"
-	case w.Draining:
-		return "draining"
-	}
-	return "live"
-}
+func status(w registry.WorkerInfo, now time.Time) string { return jsonshape.Status(w, now) }
 
-func workerToJSON(w registry.WorkerInfo, now time.Time) workerJSON {
-	return workerJSON{
-		Namespace:        w.Namespace,
-		WorkerID:         w.WorkerID,
-		WorkerInstanceID: w.WorkerInstanceID,
-		Status:           status(w, now),
-		Lanes:            nonNil(w.Lanes),
-		Capabilities:     nonNil(w.Capabilities),
-		LastHeartbeat:    formatTime(w.LastHeartbeat),
-		RegisteredAt:     formatTime(w.RegisteredAt),
-		ExpiresAt:        formatTime(w.ExpiresAt),
-		LivenessTTLMS:    w.LivenessTTL.Milliseconds(),
-		Draining:         w.Draining,
-	}
-}
+func workerToJSON(w registry.WorkerInfo, now time.Time) workerJSON { return jsonshape.WorkerOf(w, now) }
 
 // worker prints one worker, a field a line: relative ages with the
 // absolute times beside them.
@@ -240,10 +169,7 @@ func (l *listWriter[T]) end(next any) error {
 	return err
 }
 
-func eventToJSON(e registry.WorkerEvent) eventJSON {
-	return eventJSON{ID: e.ID, At: formatTime(e.At), Namespace: e.Namespace,
-		WorkerInstanceID: e.WorkerInstanceID, Kind: e.Kind, Reason: e.Reason}
-}
+func eventToJSON(e registry.WorkerEvent) eventJSON { return jsonshape.EventOf(e) }
 
 func (o *output) events(events []registry.WorkerEvent, next int64) error {
 	if o.json {

@@ -57,8 +57,8 @@ func TestStats(t *testing.T) {
 		want := statsJSON{AsOf: "2026-01-01T12:01:00.000Z", Live: 3, Draining: 1, ExpiredUnswept: 1, ExpiredLeases: 3,
 			Namespaces: []namespaceJSON{
 				{Namespace: "alpha", Live: 2, Draining: 1, ExpiredUnswept: 1, ExpiredLeases: 2, OldestExpiredLease: ptr("2026-01-01T10:00:00.000Z"),
-					Lanes: []laneJSON{{"default", 2, 1}, {"gpu", 1, 1}}},
-				{Namespace: "beta", Live: 1, Lanes: []laneJSON{{"gpu", 1, 0}}},
+					Lanes: []laneJSON{{Lane: "default", Live: 2, Draining: 1}, {Lane: "gpu", Live: 1, Draining: 1}}},
+				{Namespace: "beta", Live: 1, Lanes: []laneJSON{{Lane: "gpu", Live: 1, Draining: 0}}},
 				{Namespace: "gamma", ExpiredLeases: 1, OldestExpiredLease: ptr("2026-01-01T12:00:00.000Z"), Lanes: []laneJSON{}},
 			}}
 		if !statsEqual(v, want) {

@@ -49,7 +49,7 @@ TTL           30s
 		if w := decode[workerJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); w.Status != "live" || w.Draining {
 			t.Fatalf("after resume: %+v, want live", w)
 		}
-		if out := decode[outcomeJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "resume", "-namespace", "ns", "-instance", "idle").Stdout); out != (outcomeJSON{"ns", "idle", "resumed"}) {
+		if out := decode[outcomeJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "resume", "-namespace", "ns", "-instance", "idle").Stdout); out != (outcomeJSON{Namespace: "ns", WorkerInstanceID: "idle", Outcome: "resumed"}) {
 			t.Fatalf("resume -json = %+v", out)
 		}
 		events := decode[eventsJSON](t, ctlAt(t, path, now, 0, "-json", "workers", "events", "-namespace", "ns", "-instance", "w1").Stdout).Events
@@ -78,7 +78,7 @@ TTL           30s
 				t.Errorf("%q: stdout %q, stderr %q", tc.args, res.Stdout, res.Stderr)
 			}
 		}
-		if out := decode[outcomeJSON](t, ctlAt(t, path, later, 3, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); out != (outcomeJSON{"ns", "w1", "not_registered"}) {
+		if out := decode[outcomeJSON](t, ctlAt(t, path, later, 3, "-json", "workers", "get", "-namespace", "ns", "-instance", "w1").Stdout); out != (outcomeJSON{Namespace: "ns", WorkerInstanceID: "w1", Outcome: "not_registered"}) {
 			t.Fatalf("get -json of an expired worker = %+v", out)
 		}
 		wantError(t, registryctl(t, t.TempDir(), nil, "-db", path, "workers", "get", "-namespace", "ns", "-instance", " w1"), 2, "-instance: must not have leading or trailing space")
