@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
 	"github.com/flowfabric/workerregistry/registry"
 )
 
@@ -60,11 +61,11 @@ func TestFailedFirstOpenSparesAnotherOpenersFile(t *testing.T) {
 // allow it) makes ListWorkers fail for the whole namespace.
 func TestEngineWorkerWithoutLanesIsListed(t *testing.T) {
 	t.Parallel()
-	r, b := setupAt(t, flowfabricSQLite(t))
-	e := newEngine(t, b.path)
+	r, b := setupAt(t, flowfabrictest.SQLite(t))
+	e := flowfabrictest.NewEngine(t, b.path)
 	now := time.Now()
-	e.register("ns", "good", "pool", "default", "", time.Minute, now)
-	e.register("ns", "caps-only", "pool", "", "gpu", time.Minute, now)
+	e.Register("ns", "good", "pool", "default", "", time.Minute, now)
+	e.Register("ns", "caps-only", "pool", "", "gpu", time.Minute, now)
 	res, err := r.ListWorkers(context.Background(), registry.ListWorkersArgs{Namespace: "ns"})
 	if err != nil {
 		t.Fatalf("ListWorkers: %v", err)
@@ -77,12 +78,12 @@ func TestEngineWorkerWithoutLanesIsListed(t *testing.T) {
 // The engine stores liveness_ttl_ms as "u64 as i64"; a long TTL makes
 // last_heartbeat_ms + liveness_ttl_ms overflow to a REAL.
 func TestEngineWorkerWithHugeTTL(t *testing.T) {
-	r, b := setupAt(t, flowfabricSQLite(t))
-	e := newEngine(t, b.path)
+	r, b := setupAt(t, flowfabrictest.SQLite(t))
+	e := flowfabrictest.NewEngine(t, b.path)
 	now := time.Now()
-	e.register("ns", "good", "pool", "default", "", time.Minute, now)
-	e.tx(func(tx *sql.Tx) {
-		e.exec(tx, e.sql.registerUpsert, "ns", "forever", "pool", "default", "", now.UnixMilli(), int64(1<<63-1), now.UnixMilli())
+	e.Register("ns", "good", "pool", "default", "", time.Minute, now)
+	e.Tx(func(tx *sql.Tx) {
+		e.Exec(tx, e.SQL.RegisterUpsert, "ns", "forever", "pool", "default", "", now.UnixMilli(), int64(1<<63-1), now.UnixMilli())
 	})
 	ctx := context.Background()
 	if _, err := r.ListWorkers(ctx, registry.ListWorkersArgs{Namespace: "ns"}); err != nil {

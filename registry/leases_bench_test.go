@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
@@ -26,7 +27,7 @@ func leaseFixture(b *testing.B, n int) (*registry.Registry, *sql.DB) {
 // with their own indexes and columns, under the registry's lease index.
 func adoptedLeaseFixture(b *testing.B, n int) (*registry.Registry, *sql.DB) {
 	b.Helper()
-	path := flowfabricSQLite(b)
+	path := flowfabrictest.SQLite(b)
 	r, err := registry.Open(context.Background(), path)
 	if err != nil {
 		b.Fatal(err)

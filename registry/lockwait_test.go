@@ -397,7 +397,7 @@ func TestSQLiteWriteWaitEndsWithTheContext(t *testing.T) {
 		t.Fatalf("HeartbeatWorker = %v, want context.DeadlineExceeded", err)
 	}
 	if se := (*sqlite.Error)(nil); errors.As(err, &se) {
-		t.Fatalf("HeartbeatWorker = %v, which carries SQLite's error %v", err, se)
+		t.Fatalf("HeartbeatWorker = %v, which carries flowfabrictest.SQLite's error %v", err, se)
 	}
 	if took > 5*time.Second {
 		t.Fatalf("the call gave up after %v, long after its 100ms deadline", took)

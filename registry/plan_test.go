@@ -3,6 +3,8 @@ package registry_test
 import (
 	"strings"
 	"testing"
+
+	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
 )
 
 // TestQueryPlansSurviveAnalyze checks that every hot statement keeps its
@@ -15,7 +17,7 @@ func TestQueryPlansSurviveAnalyze(t *testing.T) {
 		t.Run(db, func(t *testing.T) {
 			var b *testBundle
 			if db == "adopted FlowFabric" {
-				_, b = setupAt(t, flowfabricSQLite(t))
+				_, b = setupAt(t, flowfabrictest.SQLite(t))
 			} else {
 				_, b = setup(t, sqliteStore)
 			}

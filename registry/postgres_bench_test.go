@@ -81,7 +81,7 @@ func postgresBenchSchema(b *testing.B) string {
 func skipWithoutPostgres(b *testing.B) {
 	b.Helper()
 	if os.Getenv(registrytest.PostgresEnv) == "" {
-		b.Skipf("%s is not set: no Postgres server to benchmark (scripts/pg-test-server starts one)", registrytest.PostgresEnv)
+		b.Skipf("%s is not set: no flowfabrictest.Postgres server to benchmark (scripts/pg-test-server starts one)", registrytest.PostgresEnv)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"modernc.org/sqlite"
 
+	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
@@ -166,7 +167,7 @@ func TestConcurrentHeartbeatsShareCommits(t *testing.T) {
 	t.Run("flowfabric", func(t *testing.T) {
 		// FlowFabric's own database, adopted, copied into the watched
 		// directory.
-		src, err := os.ReadFile(flowfabricSQLite(t))
+		src, err := os.ReadFile(flowfabrictest.SQLite(t))
 		if err != nil {
 			t.Fatal(err)
 		}

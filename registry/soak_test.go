@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
@@ -103,7 +104,7 @@ func runSoak(t *testing.T, latencySlack time.Duration) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "soak.db")
 	if os.Getenv("REGISTRY_SOAK_FLOWFABRIC") != "" {
-		path = flowfabricSQLite(t) // FlowFabric's own database, adopted
+		path = flowfabrictest.SQLite(t) // FlowFabric's own database, adopted
 	}
 	var clockMS int64 = t0.UnixMilli()
 	clock := func() time.Time { return time.UnixMilli(clockMS).UTC() }
@@ -308,7 +309,7 @@ func mb(n int64) float64 { return float64(n) / (1 << 20) }
 // soakReport is the soak's figures as the Markdown section of BENCHMARKS.md.
 func soakReport(calls int, samples []soakSample) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d mixed calls on two registries sharing one SQLite file (`make soak`, %s, %s/%s):\n\n", calls, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(&b, "%d mixed calls on two registries sharing one flowfabrictest.SQLite file (`make soak`, %s, %s/%s):\n\n", calls, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	most := slices.MaxFunc(samples, func(a, b soakSample) int { return cmp.Compare(a.wal, b.wal) })
 	fmt.Fprintf(&b, "Largest WAL: %.2f MB (after %d calls); limit %d MB.\n\n", mb(most.wal), most.calls, soakMaxWAL>>20)
 	b.WriteString("| calls | stretch | WAL (MB) | heap in use (MB) | p99 of the stretch |\n|---:|---|---:|---:|---:|\n")

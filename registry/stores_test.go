@@ -5,9 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
+	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
@@ -57,7 +57,7 @@ var (
 	// Postgres database that the registry adopted: the engine's 256-way
 	// partitioned tables and everything else its migrations make.
 	flowfabricPostgresStore = store{name: "flowfabric-postgres", engine: enginePostgres, adopted: true,
-		database: func(t testing.TB) string { return flowfabricPostgres(t).DSN }, pooled: flowfabricPostgres}
+		database: func(t testing.TB) string { return flowfabrictest.Postgres(t).DSN }, pooled: flowfabrictest.Postgres}
 )
 
 // stores is every store of the conformance suite, in the order of its
@@ -126,7 +126,7 @@ func pooledPostgres(t testing.TB) registrytest.PooledSchema {
 // and migrated.
 func registrySQLite(t testing.TB) string {
 	t.Helper()
-	return registryTemplate.copy(t, "registry.db", func(dir string) (string, error) {
+	return registryTemplate.Copy(t, "registry.db", func(dir string) (string, error) {
 		path := filepath.Join(dir, "registry.db")
 		return path, openAndClose(path)
 	})
@@ -136,14 +136,14 @@ func registrySQLite(t testing.TB) string {
 // database (flowfabricSQLite) that Open adopted.
 func adoptedFlowFabricSQLite(t testing.TB) string {
 	t.Helper()
-	flowfabricDir(t) // skips the test where FlowFabric's files are absent
-	return adoptedTemplate.copy(t, "flowfabric.db", func(string) (string, error) {
-		path := flowfabricSQLite(t)
+	flowfabrictest.Dir(t) // skips the test where FlowFabric's files are absent
+	return adoptedTemplate.Copy(t, "flowfabric.db", func(string) (string, error) {
+		path := flowfabrictest.SQLite(t)
 		return path, openAndClose(path)
 	})
 }
 
-var registryTemplate, adoptedTemplate dbTemplate
+var registryTemplate, adoptedTemplate flowfabrictest.Template
 
 func openAndClose(path string) error {
 	r, err := registry.Open(context.Background(), path)
@@ -159,41 +159,4 @@ func openAndClose(path string) error {
 		return errors.New(path + "-wal holds frames after Close")
 	}
 	return nil
-}
-
-// dbTemplate is a SQLite database built once per test process, of which
-// each test gets a copy: copying a file costs a fraction of creating and
-// migrating a database (about 130 ms under -race), which every test does.
-type dbTemplate struct {
-	once  sync.Once
-	bytes []byte
-	err   error
-}
-
-// copy writes the template, which build makes on first use in a
-// directory of its own and returns the path of, to a file named name in
-// t.TempDir, and returns its path.
-func (d *dbTemplate) copy(t testing.TB, name string, build func(dir string) (string, error)) string {
-	t.Helper()
-	d.once.Do(func() {
-		dir, err := os.MkdirTemp("", "registry-template")
-		if err != nil {
-			d.err = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		path, err := build(dir)
-		if err == nil {
-			d.bytes, err = os.ReadFile(path)
-		}
-		d.err = err
-	})
-	if d.err != nil {
-		t.Fatal(d.err)
-	}
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, d.bytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
