@@ -84,5 +84,5 @@ func isPostgresDB(db *sql.DB) bool {
 // once with ParseDSN and print the DataSource.
 func RedactDSN(dsn string) string {
 	d, _ := parseDSN(dsn)
-	return d.redacted
+	return d.String()
 }
