@@ -655,7 +655,9 @@ INSERT INTO ff_worker_registry (
 ) VALUES (
     $1, $2, $3, $4,
     $5, $6,
-    $7, $8, $9, false
+    $7, $8, $9,
+    coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+              WHERE d.namespace = $2 AND d.worker_instance_id = $3), false)
 )
 ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -664,7 +666,7 @@ ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = false
+    draining          = excluded.draining
 `
 
 type UpsertWorkerParams struct {
@@ -679,8 +681,9 @@ type UpsertWorkerParams struct {
 	RegisteredAtMs   int64
 }
 
-// Writes a registration over whatever row is there. Registering always clears
-// a pending drain: the new process has not been asked to stop.
+// Writes a registration over whatever row is there. It is draining when
+// the instance's drain directive is pending: a drain outlives a lapse, a
+// sweep and the registration that follows, until ResumeWorker.
 func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) error {
 	_, err := q.db.Exec(ctx, upsertWorker,
 		arg.PartitionKey,

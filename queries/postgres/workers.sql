@@ -25,15 +25,18 @@ WHERE partition_key = sqlc.arg(partition_key)
 FOR UPDATE;
 
 -- name: UpsertWorker :exec
--- Writes a registration over whatever row is there. Registering always clears
--- a pending drain: the new process has not been asked to stop.
+-- Writes a registration over whatever row is there. It is draining when
+-- the instance's drain directive is pending: a drain outlives a lapse, a
+-- sweep and the registration that follows, until ResumeWorker.
 INSERT INTO ff_worker_registry (
     partition_key, namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
     last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
 ) VALUES (
     sqlc.arg(partition_key), sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(worker_id),
     sqlc.arg(lanes), sqlc.arg(capabilities_csv),
-    sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms), false
+    sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms),
+    coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+              WHERE d.namespace = sqlc.arg(namespace) AND d.worker_instance_id = sqlc.arg(worker_instance_id)), false)
 )
 ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -42,7 +45,7 @@ ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = false;
+    draining          = excluded.draining;
 
 -- name: HeartbeatLiveWorker :one
 -- Refreshes a live row only; an expired row is left for the sweep.
