@@ -160,7 +160,13 @@ SELECT (SELECT count(*) FROM swept)::bigint AS swept, (SELECT count(*) FROM reco
 -- HeartbeatLiveWorker for a caller that read its time just before: rather
 -- than wait for another transaction's lock on the row, after which that
 -- time would be stale, it fails with lock_not_available (55P03), and the
--- caller locks the row first and reads the time again.
+-- caller locks the row first and reads the time again. The statement is
+-- sent without the row's lock held, so it may run long after its time was
+-- read (a backend stopped with it in its socket runs it when continued),
+-- after the worker's later heartbeats or a registration on another
+-- connection: it never moves last_heartbeat_ms back. (The other writers
+-- hold the row's lock from before they read their time: nothing else can
+-- have written the row in between. An explicit Now may move it back.)
 WITH target AS (
     SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
     FROM ff_worker_registry AS cur
@@ -171,7 +177,7 @@ WITH target AS (
     FOR NO KEY UPDATE NOWAIT
 )
 UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = sqlc.arg(now_ms)
+SET last_heartbeat_ms = GREATEST(w.last_heartbeat_ms, sqlc.arg(now_ms))
 FROM target
 -- The key again as constants, so that the planner prunes the UPDATE's
 -- partitions too, not only the CTE's.
