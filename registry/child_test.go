@@ -47,6 +47,8 @@ func TestHelperChildProcess(t *testing.T) {
 		beaterChild(t)
 	case "soak":
 		soakChild(t)
+	case "pgmigrate", "pgopen":
+		pgMigrateChild(t, role == "pgopen")
 	default:
 		t.Fatalf("unknown %s=%q", envChildRole, role)
 	}
