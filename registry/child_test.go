@@ -47,6 +47,8 @@ func TestHelperChildProcess(t *testing.T) {
 		beaterChild(t)
 	case "soak":
 		soakChild(t)
+	case "pgmigrate", "pgopen":
+		pgMigrateChild(t, role == "pgopen")
 	default:
 		t.Fatalf("unknown %s=%q", envChildRole, role)
 	}
@@ -261,8 +263,8 @@ func (b *errorBudget) close() {
 //   - refreshed, heartbeat and drain_requested happen only while registered;
 //   - at the end an instance is registered in the replay iff it has a row,
 //     and the row's registered_at_ms is the time of its last registered
-//     event, and its draining flag says whether a drain_requested came after
-//     the last registered or refreshed (registering clears the drain);
+//     event, and its draining flag says whether a drain_requested came
+//     (a drain outlives registrations; these histories have no resumed);
 //   - with exactHeartbeat (every write of last_heartbeat_ms records an
 //     event: heartbeat events on for every writer), last_heartbeat_ms is the
 //     time of the last registered, refreshed or heartbeat event;
@@ -312,16 +314,14 @@ func checkHistory(t testing.TB, events []storedEvent, workers map[workerKey]stor
 			if s.registered {
 				budget.errorf("event %d: %s registered again while registered (its registration from event %d never ended)", e.ID, e.Key, s.lastEvent)
 			}
-			s.registered, s.draining, s.registeredAt, s.beat = true, false, e.AtMS, e.AtMS
+			s.registered, s.registeredAt, s.beat = true, e.AtMS, e.AtMS
 		case "refreshed", "heartbeat", "drain_requested":
 			if !s.registered {
 				budget.errorf("event %d: %s %s while not registered (previous event %d)", e.ID, e.Key, e.Kind, s.lastEvent)
 			}
 			live(e, s, true)
 			switch e.Kind {
-			case "refreshed":
-				s.draining, s.beat = false, e.AtMS
-			case "heartbeat":
+			case "refreshed", "heartbeat":
 				s.beat = e.AtMS
 			default:
 				s.draining = true

@@ -115,8 +115,8 @@ func (r *Registry) deregisterWorker(ctx context.Context, args DeregisterWorkerAr
 }
 
 // ResumeWorker withdraws a drain request: the live worker's next
-// heartbeats return DirectiveNone, and ListWorkers no longer shows it as
-// Draining. It records a resumed event, whether or not a drain was
+// heartbeats return DirectiveNone, ListWorkers no longer shows it as
+// Draining, and its later registrations start without a drain. It records a resumed event, whether or not a drain was
 // pending, as RequestDrain records every request. A registration that is
 // absent or expired gets ResumeNotRegistered and nothing is written.
 func (r *Registry) ResumeWorker(ctx context.Context, args ResumeWorkerArgs) (ResumeOutcome, error) {
@@ -132,7 +132,14 @@ func (r *Registry) ResumeWorker(ctx context.Context, args ResumeWorkerArgs) (Res
 }
 
 func (r *Registry) resumeWorker(ctx context.Context, args ResumeWorkerArgs) (ResumeOutcome, error) {
-	ok, err := r.changeLiveWorker(ctx, args.Namespace, args.WorkerInstanceID, args.Now, eventResumed, store.Writer.ResumeWorker)
+	ok, err := r.changeLiveWorker(ctx, args.Namespace, args.WorkerInstanceID, args.Now, eventResumed,
+		func(q store.Writer, ctx context.Context, k store.InstanceKey, now int64) (bool, error) {
+			ok, err := q.ResumeWorker(ctx, k, now)
+			if err != nil || !ok {
+				return ok, err
+			}
+			return true, q.SetDrainDirective(ctx, k, false, now)
+		})
 	if err != nil {
 		return 0, err
 	}

@@ -17,7 +17,9 @@ type RequestDrainArgs struct {
 
 // RequestDrain asks a live worker to finish its work in hand and take no
 // more: its next heartbeats return DirectiveDrain, and ListWorkers shows it
-// as Draining. A new registration of the instance clears the request.
+// as Draining. The request is recorded for the instance, apart from its
+// registration, so it outlives a lapse, a sweep and a new registration of
+// the instance (which starts draining), until ResumeWorker withdraws it.
 // Requesting again records another event and changes nothing else.
 // The drain_requested event carries Reason, which an operator gives to say
 // why; an empty Reason records none (NULL), as drains did before it existed.
@@ -52,8 +54,12 @@ func (r *Registry) requestDrain(ctx context.Context, args RequestDrainArgs) (Dra
 	err = r.inTx(ctx, func(q store.Writer) error {
 		now = r.lockedNow(args.Now, now)
 		outcome = DrainNotRegistered // this run's, should an earlier one have failed
-		ok, err := q.RequestDrain(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}, now)
+		key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
+		ok, err := q.RequestDrain(ctx, key, now)
 		if err != nil || !ok {
+			return err
+		}
+		if err := q.SetDrainDirective(ctx, key, true, now); err != nil {
 			return err
 		}
 		outcome = DrainRequested

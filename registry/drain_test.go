@@ -27,10 +27,16 @@ func TestDrain(t *testing.T) {
 		w := mustList(t, r, registry.ListWorkersArgs{Now: t0.Add(3 * time.Second)}).Workers
 		equal(t, "draining", []bool{w[0].Draining, w[1].Draining}, []bool{false, true}) // other, w
 
-		// A refresh by the same process, or a new process, clears the drain.
+		// A refresh keeps the drain (TestDrainOutlivesLapseSweepAndRegistration:
+		// so does a new registration); ResumeWorker withdraws it.
 		equal(t, "re-register", mustRegister(t, r, registerArgs("ns", "w", t0.Add(4*time.Second))), registry.Refreshed)
-		equal(t, "directive after re-register", mustHeartbeat(t, r, "ns", "w", t0.Add(5*time.Second)).Directive, registry.DirectiveNone)
-		equal(t, "events", b.eventKinds(t), []string{"registered", "registered", "drain_requested", "refreshed"})
+		equal(t, "directive after re-register", mustHeartbeat(t, r, "ns", "w", t0.Add(5*time.Second)).Directive, registry.DirectiveDrain)
+		if o, err := r.ResumeWorker(ctx, registry.ResumeWorkerArgs{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(6 * time.Second)}); err != nil || o != registry.Resumed {
+			t.Fatalf("ResumeWorker = %v, %v", o, err)
+		}
+		equal(t, "re-register after resume", mustRegister(t, r, registerArgs("ns", "w", t0.Add(7*time.Second))), registry.Refreshed)
+		equal(t, "directive after resume", mustHeartbeat(t, r, "ns", "w", t0.Add(8*time.Second)).Directive, registry.DirectiveNone)
+		equal(t, "events", b.eventKinds(t), []string{"registered", "registered", "drain_requested", "refreshed", "resumed", "refreshed"})
 	})
 }
 

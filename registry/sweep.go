@@ -102,6 +102,9 @@ func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, e
 		if err != nil {
 			return rep, err
 		}
+		if err := r.pruneDirectives(ctx, nowMS); err != nil {
+			return rep, err
+		}
 		// pruneEvents stops at a partial batch: nothing older is left.
 		r.nextPrune.Store(nowMS + min(pruneEvery.Milliseconds(), math.MaxInt64-nowMS))
 	}
@@ -143,6 +146,26 @@ func (r *Registry) pruneEvents(ctx context.Context, beforeMS int64) (int64, erro
 			return total, err
 		}
 	}
+}
+
+// minKillRetention is the least time for which a kill is kept (see
+// pruneDirectives).
+const minKillRetention = 30 * 24 * time.Hour
+
+// pruneDirectives prunes what no worker needs of the directives that
+// outlive registrations (RequestDrain's, MarkWorkerDead's): withdrawn
+// drains; drains of instances absent for longer than the event retention
+// (their process is long gone, as its events are); and kills older than
+// the longer of the event retention and minKillRetention. A kill must
+// outlive the process it killed, which may come back from a pause (a
+// stopped process, a suspended VM) of any length; instance IDs are unique
+// per boot and kills are operators' acts, so keeping each for a month
+// costs a few rows, and the floor keeps a registry with a short event
+// retention from forgetting kills that another relies on.
+func (r *Registry) pruneDirectives(ctx context.Context, nowMS int64) error {
+	retention := r.cfg.eventRetention.Milliseconds()
+	_, err := r.st.Writer().PruneDirectives(ctx, nowMS-retention, nowMS-max(retention, minKillRetention.Milliseconds()))
+	return err
 }
 
 // RunSweeper sweeps at once and then every cfg.Interval until ctx is done,

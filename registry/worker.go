@@ -85,17 +85,22 @@ type Worker struct {
 // that a worker process would otherwise write: it returns once the
 // registration is written, or with RegisterWorker's error (ErrInvalidInput
 // for a bad config, ErrInstanceReassigned when the instance is live under
-// another worker ID), having started nothing.
+// another worker ID), or ErrMarkedDead when MarkWorkerDead killed the
+// instance before, having started nothing.
 //
 // The loop then heartbeats every HeartbeatInterval at the registry's clock
 // (see WithClock); the interval itself is measured in real time. It keeps
 // going through storage errors, which it logs with the registry's logger
 // and retries at the next tick. When a heartbeat finds the registration
 // gone (the process was paused past its TTL, and perhaps swept), it
-// registers again, unless the instance's latest event is marked_dead:
-// then the loop ends with ErrMarkedDead. It also ends if registering again
-// is refused (ErrInstanceReassigned). Draining is closed at the first
-// heartbeat that returns DirectiveDrain.
+// registers again, unless the instance was killed: MarkWorkerDead keeps a
+// record of each kill that outlives the pruning of its marked_dead event
+// (and the loop also takes a latest event marked_dead, which the engine
+// may write, for a kill). Then the loop ends with ErrMarkedDead. It also
+// ends if registering again is refused (ErrInstanceReassigned). Draining
+// is closed at the first heartbeat that returns DirectiveDrain; a drain
+// outlives a lapse and the registration that follows it (see
+// RequestDrain).
 //
 // When ctx ends, the loop stops and deregisters the worker, within
 // 10 seconds, and Err returns ctx's error. Stop does the same with a
@@ -143,7 +148,7 @@ func (r *Registry) startWorker(ctx context.Context, cfg WorkerConfig) (*Worker, 
 	// (the registration stamps a time it reads once it holds its lock,
 	// which is no earlier): LiveUntil errs early, never late.
 	before := r.cfg.clock()
-	if _, err := r.registerWorker(ctx, args); err != nil {
+	if _, err := r.registerWorker(ctx, args, true); err != nil {
 		return nil, err
 	}
 	loopCtx, cancel := context.WithCancel(ctx)
@@ -519,12 +524,12 @@ func (w *Worker) beat(ctx context.Context) (retryNow bool, err error) {
 	var before time.Time
 	err = w.call(ctx, func(ctx context.Context) (err error) {
 		before = w.r.cfg.clock()
-		_, err = w.r.RegisterWorker(ctx, w.args)
+		_, err = w.r.register(ctx, w.args, true)
 		return err
 	})
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(err, ErrInvalidInput) {
-			return false, err // refused, not failed: another worker ID holds the instance
+		if ctx.Err() == nil && (errors.Is(err, ErrInvalidInput) || errors.Is(err, ErrMarkedDead)) {
+			return false, err // refused, not failed: killed, or another worker ID holds the instance
 		}
 		return w.retry(ctx, "registration", err), nil
 	}

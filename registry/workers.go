@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"time"
 
@@ -87,16 +88,25 @@ type WorkerInfo struct {
 // registration. It returns Registered when no live registration existed (an
 // expired one not yet swept is replaced, and recorded as swept), and
 // Refreshed when one did: lanes, capabilities, TTL and heartbeat are
-// overwritten, RegisteredAt is kept and a pending drain is cleared.
+// overwritten and RegisteredAt is kept. The registration is draining while
+// a drain of the instance is pending (RequestDrain, until ResumeWorker),
+// whether or not an earlier registration lapsed in between. A killed
+// instance (MarkWorkerDead) may be registered here; a Worker's loop never
+// registers one.
 //
 // An instance live under another worker ID is rejected with
 // ErrInstanceReassigned and nothing is written.
 func (r *Registry) RegisterWorker(ctx context.Context, args RegisterWorkerArgs) (RegisterOutcome, error) {
+	return r.register(ctx, args, false)
+}
+
+// register is RegisterWorker; unlessKilled is registerWorker's.
+func (r *Registry) register(ctx context.Context, args RegisterWorkerArgs, unlessKilled bool) (RegisterOutcome, error) {
 	ctx, c := r.begin(ctx, opRegisterWorker)
 	if err := r.check(); err != nil {
 		return 0, c.end(ctx, opError(ctx, "register worker", err))
 	}
-	outcome, err := r.registerWorker(ctx, args)
+	outcome, err := r.registerWorker(ctx, args, unlessKilled)
 	r.countRegistration(ctx, outcome, err)
 	if err != nil {
 		return 0, c.end(ctx, opError(ctx, "register worker", err))
@@ -104,7 +114,10 @@ func (r *Registry) RegisterWorker(ctx context.Context, args RegisterWorkerArgs) 
 	return outcome, c.end(ctx, nil)
 }
 
-func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) (RegisterOutcome, error) {
+// registerWorker registers; unlessKilled refuses, in the same
+// transaction, an instance that MarkWorkerDead killed, with an error
+// matching ErrMarkedDead.
+func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, unlessKilled bool) (RegisterOutcome, error) {
 	if err := validateNewID("namespace", args.Namespace); err != nil {
 		return 0, err
 	}
@@ -135,6 +148,19 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs) 
 	key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
 	err = r.inTx(ctx, func(q store.Writer) error {
 		outcome = Registered // this run's, should an earlier one have failed
+		if unlessKilled {
+			kill, killed, err := q.GetKill(ctx, key)
+			if err != nil {
+				return err
+			}
+			if killed {
+				reason := ""
+				if kill.Reason != nil {
+					reason = *kill.Reason
+				}
+				return fmt.Errorf("%w (%q)", ErrMarkedDead, reason)
+			}
+		}
 		newRow := func(now int64) store.WorkerRow {
 			return store.WorkerRow{
 				Namespace:        args.Namespace,
@@ -288,7 +314,9 @@ func heartbeatResult(expiresAtMS int64, draining bool) HeartbeatResult {
 }
 
 // MarkWorkerDead removes a live registration and records a marked_dead
-// event with the reason. A registration that is absent or already expired
+// event with the reason, and a kill of the instance that outlives the
+// event's pruning: a Worker's loop never registers a killed instance
+// again (see StartWorker). A registration that is absent or already expired
 // gets MarkNotRegistered and nothing is written; the sweep records the end
 // of an expired one.
 func (r *Registry) MarkWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) (MarkDeadOutcome, error) {
@@ -318,8 +346,12 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 	err = r.inTx(ctx, func(q store.Writer) error {
 		now = r.lockedNow(args.Now, now)
 		outcome = MarkNotRegistered // this run's, should an earlier one have failed
-		ok, err := q.DeleteLiveWorker(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}, now)
+		key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
+		ok, err := q.DeleteLiveWorker(ctx, key, now)
 		if err != nil || !ok {
+			return err
+		}
+		if err := q.RecordKill(ctx, key, now, &args.Reason); err != nil {
 			return err
 		}
 		outcome = Marked

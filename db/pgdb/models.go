@@ -37,6 +37,15 @@ type FfWorkerRegistry struct {
 	Draining         bool
 }
 
+type FfWorkerRegistryDirective struct {
+	Namespace        string
+	WorkerInstanceID string
+	Draining         bool
+	KilledAtMs       *int64
+	KillReason       *string
+	UpdatedAtMs      int64
+}
+
 type FfWorkerRegistryEvent struct {
 	PartitionKey     int16
 	Namespace        string

@@ -182,7 +182,7 @@ WITH target AS (
     FOR NO KEY UPDATE NOWAIT
 )
 UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = $1
+SET last_heartbeat_ms = GREATEST(w.last_heartbeat_ms, $1)
 FROM target
 WHERE w.partition_key = $2
   AND w.namespace = $3
@@ -208,7 +208,13 @@ type HeartbeatLiveWorkerNoWaitRow struct {
 // HeartbeatLiveWorker for a caller that read its time just before: rather
 // than wait for another transaction's lock on the row, after which that
 // time would be stale, it fails with lock_not_available (55P03), and the
-// caller locks the row first and reads the time again.
+// caller locks the row first and reads the time again. The statement is
+// sent without the row's lock held, so it may run long after its time was
+// read (a backend stopped with it in its socket runs it when continued),
+// after the worker's later heartbeats or a registration on another
+// connection: it never moves last_heartbeat_ms back. (The other writers
+// hold the row's lock from before they read their time: nothing else can
+// have written the row in between. An explicit Now may move it back.)
 // The key again as constants, so that the planner prunes the UPDATE's
 // partitions too, not only the CTE's.
 func (q *Queries) HeartbeatLiveWorkerNoWait(ctx context.Context, arg HeartbeatLiveWorkerNoWaitParams) (HeartbeatLiveWorkerNoWaitRow, error) {
@@ -655,7 +661,9 @@ INSERT INTO ff_worker_registry (
 ) VALUES (
     $1, $2, $3, $4,
     $5, $6,
-    $7, $8, $9, false
+    $7, $8, $9,
+    coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+              WHERE d.namespace = $2 AND d.worker_instance_id = $3), false)
 )
 ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -664,7 +672,7 @@ ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = false
+    draining          = excluded.draining
 `
 
 type UpsertWorkerParams struct {
@@ -679,8 +687,9 @@ type UpsertWorkerParams struct {
 	RegisteredAtMs   int64
 }
 
-// Writes a registration over whatever row is there. Registering always clears
-// a pending drain: the new process has not been asked to stop.
+// Writes a registration over whatever row is there. It is draining when
+// the instance's drain directive is pending: a drain outlives a lapse, a
+// sweep and the registration that follows, until ResumeWorker.
 func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) error {
 	_, err := q.db.Exec(ctx, upsertWorker,
 		arg.PartitionKey,

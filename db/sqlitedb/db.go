@@ -33,6 +33,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.deleteSweepBatchStmt, err = db.PrepareContext(ctx, deleteSweepBatch); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteSweepBatch: %w", err)
 	}
+	if q.getKillStmt, err = db.PrepareContext(ctx, getKill); err != nil {
+		return nil, fmt.Errorf("error preparing query GetKill: %w", err)
+	}
 	if q.getLiveWorkerStmt, err = db.PrepareContext(ctx, getLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query GetLiveWorker: %w", err)
 	}
@@ -90,6 +93,12 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listSweepConflictsStmt, err = db.PrepareContext(ctx, listSweepConflicts); err != nil {
 		return nil, fmt.Errorf("error preparing query ListSweepConflicts: %w", err)
 	}
+	if q.pruneDirectivesStmt, err = db.PrepareContext(ctx, pruneDirectives); err != nil {
+		return nil, fmt.Errorf("error preparing query PruneDirectives: %w", err)
+	}
+	if q.recordKillStmt, err = db.PrepareContext(ctx, recordKill); err != nil {
+		return nil, fmt.Errorf("error preparing query RecordKill: %w", err)
+	}
 	if q.refreshLiveWorkerStmt, err = db.PrepareContext(ctx, refreshLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query RefreshLiveWorker: %w", err)
 	}
@@ -98,6 +107,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.resumeWorkerStmt, err = db.PrepareContext(ctx, resumeWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query ResumeWorker: %w", err)
+	}
+	if q.setDrainDirectiveStmt, err = db.PrepareContext(ctx, setDrainDirective); err != nil {
+		return nil, fmt.Errorf("error preparing query SetDrainDirective: %w", err)
 	}
 	if q.upsertWorkerStmt, err = db.PrepareContext(ctx, upsertWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query UpsertWorker: %w", err)
@@ -120,6 +132,11 @@ func (q *Queries) Close() error {
 	if q.deleteSweepBatchStmt != nil {
 		if cerr := q.deleteSweepBatchStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteSweepBatchStmt: %w", cerr)
+		}
+	}
+	if q.getKillStmt != nil {
+		if cerr := q.getKillStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getKillStmt: %w", cerr)
 		}
 	}
 	if q.getLiveWorkerStmt != nil {
@@ -217,6 +234,16 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listSweepConflictsStmt: %w", cerr)
 		}
 	}
+	if q.pruneDirectivesStmt != nil {
+		if cerr := q.pruneDirectivesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing pruneDirectivesStmt: %w", cerr)
+		}
+	}
+	if q.recordKillStmt != nil {
+		if cerr := q.recordKillStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing recordKillStmt: %w", cerr)
+		}
+	}
 	if q.refreshLiveWorkerStmt != nil {
 		if cerr := q.refreshLiveWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing refreshLiveWorkerStmt: %w", cerr)
@@ -230,6 +257,11 @@ func (q *Queries) Close() error {
 	if q.resumeWorkerStmt != nil {
 		if cerr := q.resumeWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing resumeWorkerStmt: %w", cerr)
+		}
+	}
+	if q.setDrainDirectiveStmt != nil {
+		if cerr := q.setDrainDirectiveStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing setDrainDirectiveStmt: %w", cerr)
 		}
 	}
 	if q.upsertWorkerStmt != nil {
@@ -279,6 +311,7 @@ type Queries struct {
 	deleteEventsBeforeStmt         *sql.Stmt
 	deleteLiveWorkerStmt           *sql.Stmt
 	deleteSweepBatchStmt           *sql.Stmt
+	getKillStmt                    *sql.Stmt
 	getLiveWorkerStmt              *sql.Stmt
 	getWorkerStmt                  *sql.Stmt
 	heartbeatLiveWorkerStmt        *sql.Stmt
@@ -298,9 +331,12 @@ type Queries struct {
 	listLiveWorkersStmt            *sql.Stmt
 	listLiveWorkersInNamespaceStmt *sql.Stmt
 	listSweepConflictsStmt         *sql.Stmt
+	pruneDirectivesStmt            *sql.Stmt
+	recordKillStmt                 *sql.Stmt
 	refreshLiveWorkerStmt          *sql.Stmt
 	requestDrainStmt               *sql.Stmt
 	resumeWorkerStmt               *sql.Stmt
+	setDrainDirectiveStmt          *sql.Stmt
 	upsertWorkerStmt               *sql.Stmt
 }
 
@@ -311,6 +347,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		deleteEventsBeforeStmt:         q.deleteEventsBeforeStmt,
 		deleteLiveWorkerStmt:           q.deleteLiveWorkerStmt,
 		deleteSweepBatchStmt:           q.deleteSweepBatchStmt,
+		getKillStmt:                    q.getKillStmt,
 		getLiveWorkerStmt:              q.getLiveWorkerStmt,
 		getWorkerStmt:                  q.getWorkerStmt,
 		heartbeatLiveWorkerStmt:        q.heartbeatLiveWorkerStmt,
@@ -330,9 +367,12 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listLiveWorkersStmt:            q.listLiveWorkersStmt,
 		listLiveWorkersInNamespaceStmt: q.listLiveWorkersInNamespaceStmt,
 		listSweepConflictsStmt:         q.listSweepConflictsStmt,
+		pruneDirectivesStmt:            q.pruneDirectivesStmt,
+		recordKillStmt:                 q.recordKillStmt,
 		refreshLiveWorkerStmt:          q.refreshLiveWorkerStmt,
 		requestDrainStmt:               q.requestDrainStmt,
 		resumeWorkerStmt:               q.resumeWorkerStmt,
+		setDrainDirectiveStmt:          q.setDrainDirectiveStmt,
 		upsertWorkerStmt:               q.upsertWorkerStmt,
 	}
 }

@@ -32,6 +32,15 @@ type FfWorkerRegistry struct {
 	Draining         bool
 }
 
+type FfWorkerRegistryDirective struct {
+	Namespace        string
+	WorkerInstanceID string
+	Draining         bool
+	KilledAtMs       *int64
+	KillReason       *string
+	UpdatedAtMs      int64
+}
+
 type FfWorkerRegistryEvent struct {
 	Namespace        string
 	WorkerInstanceID string

@@ -403,9 +403,11 @@ SET lanes             = ?1,
     capabilities_csv  = ?2,
     last_heartbeat_ms = ?3,
     liveness_ttl_ms   = ?4,
-    draining          = 0
-WHERE namespace = ?5
-  AND worker_instance_id = ?6
+    draining          = coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+                                  WHERE d.namespace = ?5
+                                    AND d.worker_instance_id = ?6), 0)
+WHERE ff_worker_registry.namespace = ?5
+  AND ff_worker_registry.worker_instance_id = ?6
   AND worker_id = ?7
   AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
 RETURNING registered_at_ms
@@ -423,7 +425,8 @@ type RefreshLiveWorkerParams struct {
 
 // Register's common case in one statement: a registration live under the
 // same worker ID gets the new lanes, capabilities, TTL and heartbeat, keeps
-// its registered_at_ms (returned) and loses a pending drain. Any other
+// its registered_at_ms (returned) and its drain, which follows the
+// instance's drain directive (see UpsertWorker). Any other
 // case (absent, expired, another worker ID) matches no row and writes
 // nothing; the caller then reads the row and writes it with UpsertWorker.
 func (q *Queries) RefreshLiveWorker(ctx context.Context, arg RefreshLiveWorkerParams) (int64, error) {
@@ -492,7 +495,9 @@ INSERT INTO ff_worker_registry (
 ) VALUES (
     ?1, ?2, ?3,
     ?4, ?5,
-    ?6, ?7, ?8, 0
+    ?6, ?7, ?8,
+    coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+              WHERE d.namespace = ?1 AND d.worker_instance_id = ?2), 0)
 )
 ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -501,7 +506,7 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = 0
+    draining          = excluded.draining
 `
 
 type UpsertWorkerParams struct {
@@ -515,8 +520,9 @@ type UpsertWorkerParams struct {
 	RegisteredAtMs   int64
 }
 
-// Writes a registration over whatever row is there. Registering always clears
-// a pending drain: the new process has not been asked to stop.
+// Writes a registration over whatever row is there. It is draining when
+// the instance's drain directive is pending: a drain outlives a lapse, a
+// sweep and the registration that follows, until ResumeWorker.
 func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) error {
 	_, err := q.exec(ctx, q.upsertWorkerStmt, upsertWorker,
 		arg.Namespace,

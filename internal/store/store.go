@@ -81,6 +81,25 @@ type Writer interface {
 	// keys.
 	InsertEvents(ctx context.Context, kind string, atMS int64, keys []InstanceKey) error
 	DeleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error)
+
+	// An operator's directives to an instance, which outlive its
+	// registration (ff_worker_registry_directive). SetDrainDirective
+	// records a drain (RequestDrain) or its withdrawal (ResumeWorker):
+	// registrations of the instance start draining while it is pending.
+	// RecordKill records MarkWorkerDead's kill, which GetKill returns.
+	SetDrainDirective(ctx context.Context, k InstanceKey, draining bool, nowMS int64) error
+	RecordKill(ctx context.Context, k InstanceKey, nowMS int64, reason *string) error
+	GetKill(ctx context.Context, k InstanceKey) (Kill, bool, error)
+	// PruneDirectives deletes withdrawn drains, drains of instances absent
+	// (no registration, no event) since drainBeforeMS, and kills from
+	// before killBeforeMS, and returns how many.
+	PruneDirectives(ctx context.Context, drainBeforeMS, killBeforeMS int64) (int64, error)
+}
+
+// Kill is an instance's kill directive.
+type Kill struct {
+	AtMs   int64
+	Reason *string
 }
 
 // LiveRefresher is a Writer that refreshes a registration in one

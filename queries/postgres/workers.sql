@@ -25,15 +25,18 @@ WHERE partition_key = sqlc.arg(partition_key)
 FOR UPDATE;
 
 -- name: UpsertWorker :exec
--- Writes a registration over whatever row is there. Registering always clears
--- a pending drain: the new process has not been asked to stop.
+-- Writes a registration over whatever row is there. It is draining when
+-- the instance's drain directive is pending: a drain outlives a lapse, a
+-- sweep and the registration that follows, until ResumeWorker.
 INSERT INTO ff_worker_registry (
     partition_key, namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
     last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
 ) VALUES (
     sqlc.arg(partition_key), sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(worker_id),
     sqlc.arg(lanes), sqlc.arg(capabilities_csv),
-    sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms), false
+    sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms),
+    coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+              WHERE d.namespace = sqlc.arg(namespace) AND d.worker_instance_id = sqlc.arg(worker_instance_id)), false)
 )
 ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -42,7 +45,7 @@ ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = false;
+    draining          = excluded.draining;
 
 -- name: HeartbeatLiveWorker :one
 -- Refreshes a live row only; an expired row is left for the sweep.
@@ -157,7 +160,13 @@ SELECT (SELECT count(*) FROM swept)::bigint AS swept, (SELECT count(*) FROM reco
 -- HeartbeatLiveWorker for a caller that read its time just before: rather
 -- than wait for another transaction's lock on the row, after which that
 -- time would be stale, it fails with lock_not_available (55P03), and the
--- caller locks the row first and reads the time again.
+-- caller locks the row first and reads the time again. The statement is
+-- sent without the row's lock held, so it may run long after its time was
+-- read (a backend stopped with it in its socket runs it when continued),
+-- after the worker's later heartbeats or a registration on another
+-- connection: it never moves last_heartbeat_ms back. (The other writers
+-- hold the row's lock from before they read their time: nothing else can
+-- have written the row in between. An explicit Now may move it back.)
 WITH target AS (
     SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
     FROM ff_worker_registry AS cur
@@ -168,7 +177,7 @@ WITH target AS (
     FOR NO KEY UPDATE NOWAIT
 )
 UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = sqlc.arg(now_ms)
+SET last_heartbeat_ms = GREATEST(w.last_heartbeat_ms, sqlc.arg(now_ms))
 FROM target
 -- The key again as constants, so that the planner prunes the UPDATE's
 -- partitions too, not only the CTE's.

@@ -13,15 +13,18 @@ FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_instance_id);
 
 -- name: UpsertWorker :exec
--- Writes a registration over whatever row is there. Registering always clears
--- a pending drain: the new process has not been asked to stop.
+-- Writes a registration over whatever row is there. It is draining when
+-- the instance's drain directive is pending: a drain outlives a lapse, a
+-- sweep and the registration that follows, until ResumeWorker.
 INSERT INTO ff_worker_registry (
     namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
     last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
 ) VALUES (
     sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(worker_id),
     sqlc.arg(lanes), sqlc.arg(capabilities_csv),
-    sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms), 0
+    sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms),
+    coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+              WHERE d.namespace = sqlc.arg(namespace) AND d.worker_instance_id = sqlc.arg(worker_instance_id)), 0)
 )
 ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -30,12 +33,13 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = 0;
+    draining          = excluded.draining;
 
 -- name: RefreshLiveWorker :one
 -- Register's common case in one statement: a registration live under the
 -- same worker ID gets the new lanes, capabilities, TTL and heartbeat, keeps
--- its registered_at_ms (returned) and loses a pending drain. Any other
+-- its registered_at_ms (returned) and its drain, which follows the
+-- instance's drain directive (see UpsertWorker). Any other
 -- case (absent, expired, another worker ID) matches no row and writes
 -- nothing; the caller then reads the row and writes it with UpsertWorker.
 UPDATE ff_worker_registry
@@ -43,9 +47,11 @@ SET lanes             = sqlc.arg(lanes),
     capabilities_csv  = sqlc.arg(capabilities_csv),
     last_heartbeat_ms = sqlc.arg(now_ms),
     liveness_ttl_ms   = sqlc.arg(liveness_ttl_ms),
-    draining          = 0
-WHERE namespace = sqlc.arg(namespace)
-  AND worker_instance_id = sqlc.arg(worker_instance_id)
+    draining          = coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+                                  WHERE d.namespace = sqlc.arg(namespace)
+                                    AND d.worker_instance_id = sqlc.arg(worker_instance_id)), 0)
+WHERE ff_worker_registry.namespace = sqlc.arg(namespace)
+  AND ff_worker_registry.worker_instance_id = sqlc.arg(worker_instance_id)
   AND worker_id = sqlc.arg(worker_id)
   AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
 RETURNING registered_at_ms;

@@ -174,9 +174,10 @@ func emptySchema(ctx context.Context, db *sql.DB, version int64) error {
 	}
 	_, err = db.ExecContext(ctx, `
 		BEGIN;
-		LOCK TABLE ff_worker_registry, ff_worker_registry_event, ff_attempt, ff_exec_core IN ACCESS EXCLUSIVE MODE;
+		LOCK TABLE ff_worker_registry, ff_worker_registry_event, ff_worker_registry_directive, ff_attempt, ff_exec_core IN ACCESS EXCLUSIVE MODE;
 		DELETE FROM ff_worker_registry;
 		DELETE FROM ff_worker_registry_event;
+		DELETE FROM ff_worker_registry_directive;
 		DELETE FROM ff_attempt;
 		DELETE FROM ff_exec_core;
 		SELECT setval('ff_worker_registry_event_id_seq', 1, false);

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
+	istore "github.com/flowfabric/workerregistry/internal/store"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
+	"github.com/flowfabric/workerregistry/schema"
 )
 
 // t0 is the tests' fixed start time.
@@ -89,13 +91,13 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if v, err := registry.SchemaVersion(ctx, db); err != nil || v != 7 {
-		t.Fatalf("version after adoption = %d, %v; want 7", v, err)
+	if v, err := registry.SchemaVersion(ctx, db); err != nil || v != istore.LatestVersion(schema.Postgres) {
+		t.Fatalf("version after adoption = %d, %v; want %d", v, err, istore.LatestVersion(schema.Postgres))
 	}
 	adopted := flowfabrictest.PGObjects(t, db)
 	checkKept(t, "adoption", engineBefore, adopted)
 	for _, added := range []string{"index ff_worker_registry_expiry_idx", "index ff_worker_registry_lease_idx",
-		"column ff_worker_registry.draining", "column ff_worker_registry_event.event_id"} {
+		"column ff_worker_registry.draining", "column ff_worker_registry_event.event_id", "relation ff_worker_registry_directive"} {
 		if _, ok := adopted[added]; !ok {
 			t.Errorf("adoption did not add %s", added)
 		}
@@ -214,7 +216,7 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Down(ctx); err != nil {
+	if _, err := p.DownTo(ctx, 6); err != nil {
 		t.Fatal(err)
 	}
 	sameObjects(t, "objects after down", flowfabrictest.PGObjects(t, db), engineBefore)

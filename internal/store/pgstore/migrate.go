@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"path"
@@ -18,6 +19,17 @@ import (
 // each in a transaction of its own (a migration that fails leaves no trace)
 // and records each in the version table as goose does. A FlowFabric database is
 // adopted in the transaction of the first migration it runs.
+//
+// Migrators of one database run one at a time, under the advisory lock
+// that goose's session locker takes for cmd/migrate's down and status. It
+// is a session lock, taken before the first transaction begins: a
+// backend reads the catalog changes that others committed (invalidation
+// messages) when a transaction starts, and when it locks a relation, but
+// not when it gets an advisory lock. A migrator that waited for the lock
+// inside its transaction, as this one did, went on with the catalog as it
+// was before the wait: to_regclass said the version table that the
+// winner had just made did not exist, and three of four processes that
+// migrated a fresh database together failed.
 func Migrate(ctx context.Context, db *sql.DB, target int64) ([]*goose.MigrationResult, error) {
 	migrations, err := store.ReadMigrations(schema.Postgres)
 	if err != nil {
@@ -27,9 +39,24 @@ func Migrate(ctx context.Context, db *sql.DB, target int64) ([]*goose.MigrationR
 	if err != nil {
 		return nil, err
 	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, int64(store.MigrationLockID)); err != nil {
+		return nil, fmt.Errorf("lock migrations: %w", err)
+	}
+	defer func() {
+		if _, uerr := conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(store.MigrationLockID)); uerr != nil {
+			// The session must not go back to the pool holding the lock:
+			// closing it releases the lock.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
 	var results []*goose.MigrationResult
 	for {
-		res, done, err := migrateStep(ctx, db, vs, migrations, target)
+		res, done, err := migrateStep(ctx, conn, vs, migrations, target)
 		results = append(results, res...)
 		if err != nil || done {
 			return results, err
@@ -39,12 +66,13 @@ func Migrate(ctx context.Context, db *sql.DB, target int64) ([]*goose.MigrationR
 
 // migrateStep applies the next pending migration, if any, and
 // reports whether none was left.
-func migrateStep(ctx context.Context, db *sql.DB, vs database.Store, migrations []store.Migration, target int64) (results []*goose.MigrationResult, done bool, err error) {
+// The caller holds the migration lock on conn.
+func migrateStep(ctx context.Context, conn *sql.Conn, vs database.Store, migrations []store.Migration, target int64) (results []*goose.MigrationResult, done bool, err error) {
 	latest := migrations[len(migrations)-1].Version
 	target = min(target, latest)
 	// READ COMMITTED by name: each statement sees what the migrator before
 	// this one committed.
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return nil, false, fmt.Errorf("begin migration: %w", err)
 	}
@@ -53,11 +81,6 @@ func migrateStep(ctx context.Context, db *sql.DB, vs database.Store, migrations 
 			_ = tx.Rollback()
 		}
 	}()
-	// The lock that goose's session locker takes for cmd/migrate's down
-	// and status: migrators of one database run one at a time.
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(store.MigrationLockID)); err != nil {
-		return nil, false, fmt.Errorf("lock migrations: %w", err)
-	}
 	var exists bool
 	if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.VersionTable).Scan(&exists); err != nil {
 		return nil, false, fmt.Errorf("read schema version: %w", err)

@@ -364,6 +364,33 @@ func (s postgresQueries) InsertEvents(ctx context.Context, kind string, atMS int
 	return nil
 }
 
+func (s postgresQueries) SetDrainDirective(ctx context.Context, k store.InstanceKey, draining bool, nowMS int64) error {
+	return s.q.SetDrainDirective(ctx, pgdb.SetDrainDirectiveParams{
+		Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, Draining: draining, NowMs: nowMS,
+	})
+}
+
+func (s postgresQueries) RecordKill(ctx context.Context, k store.InstanceKey, nowMS int64, reason *string) error {
+	return s.q.RecordKill(ctx, pgdb.RecordKillParams{
+		Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS, Reason: reason,
+	})
+}
+
+func (s postgresQueries) GetKill(ctx context.Context, k store.InstanceKey) (store.Kill, bool, error) {
+	row, err := s.q.GetKill(ctx, pgdb.GetKillParams{Namespace: k.Namespace, WorkerInstanceID: k.InstanceID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Kill{}, false, nil
+	}
+	if err != nil {
+		return store.Kill{}, false, err
+	}
+	return store.Kill{AtMs: row.KilledAtMs, Reason: row.KillReason}, true, nil
+}
+
+func (s postgresQueries) PruneDirectives(ctx context.Context, drainBeforeMS, killBeforeMS int64) (int64, error) {
+	return s.q.PruneDirectives(ctx, pgdb.PruneDirectivesParams{DrainBeforeMs: drainBeforeMS, KillBeforeMs: killBeforeMS})
+}
+
 // DeleteEventsBefore probes first, as sweepExpiredWorkers does.
 func (s postgresQueries) DeleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (n int64, err error) {
 	if found, err := s.q.AnyEventBefore(ctx, beforeMS); err != nil || !found {

@@ -22,13 +22,21 @@ import (
 // Each heartbeat's time is still read once the transaction holds the write
 // lock (now is called just before its statement), and a caller whose
 // context ends while its heartbeat waits takes it out of the queue and has
-// written nothing. Once a write has taken it, the caller waits for that
-// write, which lasts microseconds a heartbeat. If a shared transaction
-// fails, every heartbeat in it is written again alone by its own caller,
-// so one caller's cancelled context or failure is not another's.
+// written nothing. Every caller returns when its own context ends, even
+// once a write has taken its heartbeat: a shared write runs on a goroutine
+// of its own, which holds the write turn, and may still write a heartbeat
+// whose caller gave up (harmless: a heartbeat that the caller will retry).
+// A shared write that finds the lock taken (another process, a lock held
+// past a worker's TTL) retries while any of its callers' contexts lives,
+// and leaves out, at each try, the heartbeats whose callers' contexts have
+// ended: no caller waits past its own deadline, and no write runs on past
+// all of them. If a shared transaction fails, every heartbeat in it is
+// written again alone by its own caller, so one caller's cancelled context
+// or failure is not another's.
 
 // beat is one single heartbeat waiting for the write turn.
 type beat struct {
+	ctx context.Context // its caller's
 	k   store.InstanceKey
 	now func() int64
 
@@ -93,63 +101,85 @@ func (s *Store) heartbeat(ctx context.Context, k store.InstanceKey, now func() i
 		return b.row, b.found, err
 	default:
 	}
-	b := &beat{k: k, now: now, done: make(chan struct{})}
+	b := &beat{ctx: ctx, k: k, now: now, done: make(chan struct{})}
 	s.beats.push(b)
 	select {
 	case g.turn <- struct{}{}:
-	case <-b.done:
-		if b.err == errWriteAlone {
-			err := s.write(ctx, alone(b))
+		group := s.beats.take(s.BatchChunk())
+		if len(group) == 1 && group[0] == b {
+			defer func() { <-g.turn }()
+			err := s.writeInTurn(ctx, alone(b))
 			return b.row, b.found, err
 		}
-		return b.row, b.found, b.err
+		if len(group) == 0 { // an earlier write, which closed done before it gave up the turn, took b
+			<-g.turn
+		} else {
+			go func() {
+				defer func() { <-g.turn }()
+				s.writeBeats(group)
+			}()
+		}
+	case <-b.done:
 	case <-ctx.Done():
 		if s.beats.remove(b) {
 			return store.HeartbeatRow{}, false, ctx.Err()
 		}
-		<-b.done // taken: its write is under way
-		if b.err == errWriteAlone {
-			return store.HeartbeatRow{}, false, ctx.Err()
-		}
-		return b.row, b.found, b.err
 	}
-	defer func() { <-g.turn }()
-	group := s.beats.take(s.BatchChunk())
-	if len(group) == 1 && group[0] == b {
-		err := s.writeInTurn(ctx, alone(b))
-		return b.row, b.found, err
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return store.HeartbeatRow{}, false, ctx.Err() // taken, and perhaps written yet
 	}
-	if len(group) > 0 {
-		s.writeBeats(ctx, group)
-	}
-	// b was in group, or an earlier write, which closed done before it
-	// gave up the turn, took it.
-	<-b.done
 	if b.err != errWriteAlone {
 		return b.row, b.found, b.err
 	}
 	if err := ctx.Err(); err != nil {
 		return store.HeartbeatRow{}, false, err
 	}
-	err := s.writeInTurn(ctx, alone(b))
+	err := s.write(ctx, alone(b))
 	return b.row, b.found, err
 }
 
 // writeBeats writes group in one transaction, in order, and closes each
-// beat's done.
-func (s *Store) writeBeats(ctx context.Context, group []*beat) {
+// beat's done; the caller holds the turn. It tries, and retries while the
+// lock is taken, as long as any beat's context lives; each try leaves out
+// the beats whose contexts have ended, which get their context's error.
+func (s *Store) writeBeats(group []*beat) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	left := len(group)
+	for _, b := range group {
+		stop := context.AfterFunc(b.ctx, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if left--; left == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
 	defer s.w.preparePending(ctx)
+	ended := make([]bool, len(group))
 	err := s.writeInTurn(ctx, s.txAttempt(ctx, func(q store.Writer) error {
-		for _, b := range group {
+		for i, b := range group {
+			if ended[i] = b.ctx.Err() != nil; ended[i] {
+				continue
+			}
+			// The beat's own context: a caller that gives up during its
+			// statement fails the transaction, and the others write alone.
 			var err error
-			if b.row, b.found, err = q.HeartbeatLiveWorker(ctx, b.k, b.now()); err != nil {
+			if b.row, b.found, err = q.HeartbeatLiveWorker(b.ctx, b.k, b.now()); err != nil {
 				return err
 			}
 		}
 		return nil
 	}))
-	for _, b := range group {
-		if err != nil {
+	for i, b := range group {
+		switch {
+		case ended[i]:
+			b.row, b.found, b.err = store.HeartbeatRow{}, false, b.ctx.Err()
+		case err != nil:
 			b.row, b.found, b.err = store.HeartbeatRow{}, false, errWriteAlone
 		}
 		close(b.done)

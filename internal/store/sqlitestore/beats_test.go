@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -17,6 +18,13 @@ import (
 // beatsFixture opens a store on a new migrated file with n registered
 // workers w0…w(n-1).
 func beatsFixture(t *testing.T, n int) *Store {
+	t.Helper()
+	s, _ := beatsFixtureAt(t, n)
+	return s
+}
+
+// beatsFixtureAt is beatsFixture that also returns the file's path.
+func beatsFixtureAt(t *testing.T, n int) (*Store, string) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "r.db")
@@ -35,7 +43,7 @@ func beatsFixture(t *testing.T, n int) *Store {
 			t.Fatal(err)
 		}
 	}
-	return s
+	return s, path
 }
 
 // queueBeats starts one heartbeat per key while the test holds the write
@@ -226,6 +234,75 @@ func TestFailedSharedHeartbeatsAreWrittenAlone(t *testing.T) {
 		}
 		if n != 1 {
 			t.Fatalf("%s read its time %d times, want 1", keys[i].InstanceID, n)
+		}
+	}
+}
+
+// TestSharedHeartbeatsReturnAtTheirOwnDeadlines queues two heartbeats
+// with different deadlines (300 ms, 1.5 s) while another connection holds
+// SQLite's write lock for 3 s: whichever takes the other into its write
+// (the first queued, which the rounds alternate), each returns at its own
+// deadline, not the other's, and the store writes again once the lock
+// goes.
+func TestSharedHeartbeatsReturnAtTheirOwnDeadlines(t *testing.T) {
+	s, path := beatsFixtureAt(t, 2)
+	holder, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	const slack = 150 * time.Millisecond
+	for round := range 4 {
+		deadlines := []time.Duration{1500 * time.Millisecond, 300 * time.Millisecond}
+		if round%2 == 1 {
+			slices.Reverse(deadlines)
+		}
+		ctx := context.Background()
+		conn, err := holder.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.gate.turn <- struct{}{}
+		start := time.Now()
+		ctxs := make([]context.Context, len(deadlines))
+		for i, d := range deadlines {
+			var cancel context.CancelFunc
+			ctxs[i], cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		now := func() int64 { return time.Now().UnixMilli() }
+		returned := make([]time.Duration, len(deadlines))
+		keys := nsKeys("w0", "w1")
+		errs := make([]error, len(keys))
+		var wg sync.WaitGroup
+		for i, k := range keys {
+			wg.Go(func() {
+				_, _, errs[i] = s.HeartbeatAt(ctxs[i], k, now)
+				returned[i] = time.Since(start)
+			})
+			waitFor(t, func() bool { return queued(s) == i+1 })
+		}
+		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			t.Fatal(err)
+		}
+		<-s.gate.turn
+		wg.Wait()
+		for i, d := range deadlines {
+			if !errors.Is(errs[i], context.DeadlineExceeded) {
+				t.Fatalf("round %d: heartbeat %d: %v; want its deadline exceeded", round, i, errs[i])
+			}
+			if returned[i] < d || returned[i] > d+slack {
+				t.Fatalf("round %d: heartbeat with deadline %s returned after %s", round, d, returned[i])
+			}
+		}
+		t.Logf("round %d: returned after %s and %s", round, returned[0].Round(time.Millisecond), returned[1].Round(time.Millisecond))
+		time.Sleep(3*time.Second - time.Since(start))
+		if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		if _, found, err := s.HeartbeatAt(ctx, keys[0], now); err != nil || !found {
+			t.Fatalf("round %d: heartbeat after the lock went: %v, %v", round, found, err)
 		}
 	}
 }

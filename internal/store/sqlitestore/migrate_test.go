@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/pressly/goose/v3"
@@ -46,8 +47,16 @@ func TestRenamedMigrationsReadAsApplied(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(versions)) != latest+1 || versions[len(versions)-1] != latest {
-		t.Fatalf("version table holds %v, want 0..%d", versions, latest)
+	migrations, err := store.ReadMigrations(schema.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{0}
+	for _, m := range migrations {
+		want = append(want, m.Version)
+	}
+	if !slices.Equal(versions, want) {
+		t.Fatalf("version table holds %v, want %v", versions, want)
 	}
 	p, err := goose.NewProvider(goose.DialectSQLite3, db, schema.SQLite, goose.WithTableName(store.VersionTable))
 	if err != nil {

@@ -276,6 +276,33 @@ func (s sqliteQueries) SweepExpiredWorkers(ctx context.Context, nowMS int64, lim
 	return int(n), err
 }
 
+func (s sqliteQueries) SetDrainDirective(ctx context.Context, k store.InstanceKey, draining bool, nowMS int64) error {
+	return s.q.SetDrainDirective(ctx, sqlitedb.SetDrainDirectiveParams{
+		Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, Draining: draining, NowMs: nowMS,
+	})
+}
+
+func (s sqliteQueries) RecordKill(ctx context.Context, k store.InstanceKey, nowMS int64, reason *string) error {
+	return s.q.RecordKill(ctx, sqlitedb.RecordKillParams{
+		Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS, Reason: reason,
+	})
+}
+
+func (s sqliteQueries) GetKill(ctx context.Context, k store.InstanceKey) (store.Kill, bool, error) {
+	row, err := s.q.GetKill(ctx, sqlitedb.GetKillParams{Namespace: k.Namespace, WorkerInstanceID: k.InstanceID})
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Kill{}, false, nil
+	}
+	if err != nil {
+		return store.Kill{}, false, err
+	}
+	return store.Kill{AtMs: row.KilledAtMs, Reason: row.KillReason}, true, nil
+}
+
+func (s sqliteQueries) PruneDirectives(ctx context.Context, drainBeforeMS, killBeforeMS int64) (int64, error) {
+	return s.q.PruneDirectives(ctx, sqlitedb.PruneDirectivesParams{DrainBeforeMs: drainBeforeMS, KillBeforeMs: killBeforeMS})
+}
+
 func (s sqliteQueries) DeleteEventsBefore(ctx context.Context, beforeMS int64, limit int) (int64, error) {
 	return s.q.DeleteEventsBefore(ctx, sqlitedb.DeleteEventsBeforeParams{BeforeMs: beforeMS, BatchSize: int64(limit)})
 }

@@ -286,6 +286,30 @@ func (a sqliteAutocommit) DeleteEventsBefore(ctx context.Context, beforeMS int64
 	return n, err
 }
 
+func (a sqliteAutocommit) SetDrainDirective(ctx context.Context, k store.InstanceKey, draining bool, nowMS int64) error {
+	return a.do(ctx, func() error { return a.q.SetDrainDirective(ctx, k, draining, nowMS) })
+}
+
+func (a sqliteAutocommit) RecordKill(ctx context.Context, k store.InstanceKey, nowMS int64, reason *string) error {
+	return a.do(ctx, func() error { return a.q.RecordKill(ctx, k, nowMS, reason) })
+}
+
+func (a sqliteAutocommit) GetKill(ctx context.Context, k store.InstanceKey) (kill store.Kill, found bool, err error) {
+	err = a.do(ctx, func() error {
+		kill, found, err = a.q.GetKill(ctx, k)
+		return err
+	})
+	return kill, found, err
+}
+
+func (a sqliteAutocommit) PruneDirectives(ctx context.Context, drainBeforeMS, killBeforeMS int64) (n int64, err error) {
+	err = a.doBulk(ctx, func() error {
+		n, err = a.q.PruneDirectives(ctx, drainBeforeMS, killBeforeMS)
+		return err
+	})
+	return n, err
+}
+
 func (s *Store) BatchChunk() int {
 	per := s.gate.perBeat.Load()
 	if per <= 0 {
