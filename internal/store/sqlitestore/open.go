@@ -114,7 +114,8 @@ func IsBusy(err error) bool {
 // 0 for a file that does not exist, is empty or holds no registry. It
 // refuses a file that is not a SQLite database. It reads through a
 // query-only connection that leaves the file, and its journal mode, as
-// they were.
+// they were; one that is read-only (readOnlyDSN) when this process cannot
+// write the file.
 func Inspect(ctx context.Context, path string) (int64, error) {
 	info, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && info.Size() == 0) {
@@ -123,7 +124,11 @@ func Inspect(ctx context.Context, path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ro, err := sql.Open(DriverName, sqliteDSN(path, "_pragma=query_only(1)"))
+	dsn := sqliteDSN(path, "_pragma=query_only(1)")
+	if !Writable(path) {
+		dsn = readOnlyDSN(path)
+	}
+	ro, err := sql.Open(DriverName, dsn)
 	if err != nil {
 		return 0, err
 	}
@@ -190,8 +195,14 @@ func createSQLiteFile(ctx context.Context, path string, version int64) ([]*goose
 // OpenForMigration opens the SQLite database at path, creating it (mode
 // 0600) when missing, to be migrated: one connection with a busy timeout,
 // and the journal mode left as the file has it, so that a migration that
-// fails, or a command that only reads, never switches a file to WAL.
+// fails, or a command that only reads, never switches a file to WAL. An
+// existing file that this process cannot write is opened read-only
+// (OpenReadOnly), so that its version and status can be read: migrations
+// then fail with SQLite's "attempt to write a readonly database".
 func OpenForMigration(path string) (*sql.DB, error) {
+	if path != MemoryPath && exists(path) && !Writable(path) {
+		return OpenReadOnly(context.Background(), path)
+	}
 	if path != MemoryPath {
 		if _, err := createPrivate(path); err != nil {
 			return nil, err

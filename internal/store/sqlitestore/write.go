@@ -94,6 +94,9 @@ func (s *Store) write(ctx context.Context, attempt func() (held time.Duration, e
 // writeInTurn is write for a caller that already holds the turn.
 func (s *Store) writeInTurn(ctx context.Context, attempt func() (held time.Duration, err error)) error {
 	g := s.gate
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	if err := sleepCtx(ctx, time.Until(time.Unix(0, g.yieldUntil.Load()))); err != nil {
 		return err
 	}
