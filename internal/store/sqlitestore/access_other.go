@@ -15,3 +15,7 @@ func canWrite(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, fs.ErrNotExist)
 }
+
+// tryLock locks nothing where flock(2) is not at hand: no temporary file
+// is then proved abandoned, and none is removed (see removeAbandoned).
+func tryLock(*os.File) (bool, error) { return false, errors.ErrUnsupported }

@@ -141,8 +141,11 @@ func Inspect(ctx context.Context, path string) (int64, error) {
 // is built under a temporary name beside path and appears at path only
 // once migrated, so a failure leaves no file behind, and a process that
 // fails never removes a file that another process is creating or using.
-// The journal mode is left alone (see OpenForMigration).
+// Temporary files that a process killed while building one left behind are
+// removed (removeAbandoned). The journal mode is left alone (see
+// OpenForMigration).
 func MigrateFile(ctx context.Context, path string, version int64) ([]*goose.MigrationResult, error) {
+	removeAbandoned(path)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		res, err := createSQLiteFile(ctx, path, version)
 		if !errors.Is(err, fs.ErrExist) {
@@ -163,22 +166,27 @@ func MigrateFile(ctx context.Context, path string, version int64) ([]*goose.Migr
 // path's directory and links it to path, failing with an error matching
 // fs.ErrExist when path appeared meanwhile.
 func createSQLiteFile(ctx context.Context, path string, version int64) ([]*goose.MigrationResult, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*") // mode 0600
+	f, err := createLockedTemp(path)
 	if err != nil {
 		return nil, err
 	}
 	tmp := f.Name()
-	f.Close()
 	defer func() {
-		// The temporary name is this call's alone.
+		// The temporary name is this call's alone. It is removed under
+		// the lock, which proves it is being built (see removeAbandoned).
 		os.Remove(tmp)
 		os.Remove(tmp + "-journal")
+		f.Close()
+		building.Delete(tmp)
 	}()
 	db, err := sql.Open(DriverName, sqliteDSN(tmp))
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
+	if testHookMigrating != nil {
+		testHookMigrating(db)
+	}
 	res, err := Migrate(ctx, db, version)
 	if cerr := db.Close(); err == nil {
 		err = cerr
@@ -190,6 +198,39 @@ func createSQLiteFile(ctx context.Context, path string, version int64) ([]*goose
 		return nil, err
 	}
 	return res, nil
+}
+
+// testHookMigrating, when set, runs as createSQLiteFile starts migrating
+// the temporary file: a test kills the process there.
+var testHookMigrating func(db *sql.DB)
+
+// createLockedTemp creates a temporary file for path (tempPattern, mode
+// 0600) and holds an exclusive lock on it, which tells removeAbandoned that
+// it is being built: an unlocked one was left by a process that died.
+func createLockedTemp(path string) (*os.File, error) {
+	for {
+		f, err := os.CreateTemp(filepath.Dir(path), tempPattern(path)) // mode 0600
+		if err != nil {
+			return nil, err
+		}
+		building.Store(f.Name(), struct{}{})
+		// Another process's removeAbandoned may have taken the file for
+		// abandoned, and removed it, before the lock was taken: then the
+		// name is another file's, or none, and a new file is made.
+		locked, lerr := tryLock(f)
+		if errors.Is(lerr, errors.ErrUnsupported) {
+			return f, nil // no locks: nothing is removed either
+		}
+		fi, serr := f.Stat()
+		if locked && serr == nil && sameFile(fi, f.Name()) {
+			return f, nil
+		}
+		f.Close()
+		building.Delete(f.Name())
+		if lerr != nil {
+			return nil, lerr
+		}
+	}
 }
 
 // OpenForMigration opens the SQLite database at path, creating it (mode
@@ -268,6 +309,7 @@ const maxWALSwitchWait = 10 * time.Second
 // OpenFile opens the store on the migrated file at path: a writer, which
 // switches the file to WAL, and a read pool. Close closes both.
 func OpenFile(ctx context.Context, path string) (*Store, error) {
+	removeAbandoned(path)
 	writer, err := OpenWriter(ctx, path)
 	if err != nil {
 		return nil, err
