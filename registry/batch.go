@@ -34,12 +34,12 @@ const maxHeartbeatBatch = MaxLimit
 func (r *Registry) HeartbeatWorkers(ctx context.Context, batch []HeartbeatWorkerArgs) ([]HeartbeatResult, error) {
 	ctx, c := r.begin(ctx, opHeartbeatWorkers)
 	if err := r.check(); err != nil {
-		return nil, c.end(ctx, opError(ctx, "heartbeat workers", err))
+		return nil, c.end(ctx, r.opError(ctx, "heartbeat workers", err))
 	}
 	res, err := r.heartbeatWorkers(ctx, batch)
 	r.countHeartbeats(ctx, res, len(batch), err)
 	if err != nil {
-		return nil, c.end(ctx, opError(ctx, "heartbeat workers", err))
+		return nil, c.end(ctx, r.opError(ctx, "heartbeat workers", err))
 	}
 	return res, c.end(ctx, nil)
 }

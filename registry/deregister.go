@@ -94,11 +94,11 @@ var resumeOutcomes = enum{"ResumeOutcome", 1, []string{"resumed", "not_registere
 func (r *Registry) DeregisterWorker(ctx context.Context, args DeregisterWorkerArgs) (DeregisterOutcome, error) {
 	ctx, c := r.begin(ctx, opDeregisterWorker)
 	if err := r.check(); err != nil {
-		return 0, c.end(ctx, opError(ctx, "deregister worker", err))
+		return 0, c.end(ctx, r.opError(ctx, "deregister worker", err))
 	}
 	outcome, err := r.deregisterWorker(ctx, args)
 	if err != nil {
-		return 0, c.end(ctx, opError(ctx, "deregister worker", err))
+		return 0, c.end(ctx, r.opError(ctx, "deregister worker", err))
 	}
 	return outcome, c.end(ctx, nil)
 }
@@ -122,11 +122,11 @@ func (r *Registry) deregisterWorker(ctx context.Context, args DeregisterWorkerAr
 func (r *Registry) ResumeWorker(ctx context.Context, args ResumeWorkerArgs) (ResumeOutcome, error) {
 	ctx, c := r.begin(ctx, opResumeWorker)
 	if err := r.check(); err != nil {
-		return 0, c.end(ctx, opError(ctx, "resume worker", err))
+		return 0, c.end(ctx, r.opError(ctx, "resume worker", err))
 	}
 	outcome, err := r.resumeWorker(ctx, args)
 	if err != nil {
-		return 0, c.end(ctx, opError(ctx, "resume worker", err))
+		return 0, c.end(ctx, r.opError(ctx, "resume worker", err))
 	}
 	return outcome, c.end(ctx, nil)
 }
@@ -180,11 +180,11 @@ func (r *Registry) changeLiveWorker(ctx context.Context, namespace, instanceID s
 func (r *Registry) GetWorker(ctx context.Context, args GetWorkerArgs) (WorkerInfo, bool, error) {
 	ctx, c := r.begin(ctx, opGetWorker)
 	if err := r.check(); err != nil {
-		return WorkerInfo{}, false, c.end(ctx, opError(ctx, "get worker", err))
+		return WorkerInfo{}, false, c.end(ctx, r.opError(ctx, "get worker", err))
 	}
 	info, ok, err := r.getWorker(ctx, args)
 	if err != nil {
-		return WorkerInfo{}, false, c.end(ctx, opError(ctx, "get worker", err))
+		return WorkerInfo{}, false, c.end(ctx, r.opError(ctx, "get worker", err))
 	}
 	return info, ok, c.end(ctx, nil)
 }

@@ -26,11 +26,11 @@ type RequestDrainArgs struct {
 func (r *Registry) RequestDrain(ctx context.Context, args RequestDrainArgs) (DrainOutcome, error) {
 	ctx, c := r.begin(ctx, opRequestDrain)
 	if err := r.check(); err != nil {
-		return 0, c.end(ctx, opError(ctx, "request drain", err))
+		return 0, c.end(ctx, r.opError(ctx, "request drain", err))
 	}
 	outcome, err := r.requestDrain(ctx, args)
 	if err != nil {
-		return 0, c.end(ctx, opError(ctx, "request drain", err))
+		return 0, c.end(ctx, r.opError(ctx, "request drain", err))
 	}
 	return outcome, c.end(ctx, nil)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/flowfabric/workerregistry/internal/store/sqlitestore"
 )
 
 // ErrInvalidInput is matched by every error that rejects a call's arguments.
@@ -35,6 +37,14 @@ func (e *reassignedError) Is(target error) bool {
 // ErrClosed is matched by the error of every call on a Registry after its
 // Close, or on a Registry that Open, NewSQLite or NewPostgres did not make.
 var ErrClosed = errors.New("registry is closed")
+
+// ErrReadOnly is matched by the error of every write to a SQLite file that
+// the process cannot write (the file, or its directory, is not writable by
+// its user, or is on a read-only mount). Open with WithAutoMigrate(false)
+// opens such a file for reading alone: reads work, and leave the file and
+// its directory as they were (no -wal, -shm or -journal file is created);
+// writes fail with ErrReadOnly. Open without it fails with ErrReadOnly.
+var ErrReadOnly = sqlitestore.ErrReadOnly
 
 // ErrNotMigrated reports, under WithAutoMigrate(false), a database that
 // holds no registry or one at an older schema version. Nothing was changed.

@@ -69,11 +69,11 @@ type WorkerEvent struct {
 func (r *Registry) ListWorkerEvents(ctx context.Context, args ListWorkerEventsArgs) (ListWorkerEventsResult, error) {
 	ctx, c := r.begin(ctx, opListWorkerEvents)
 	if err := r.check(); err != nil {
-		return ListWorkerEventsResult{}, c.end(ctx, opError(ctx, "list worker events", err))
+		return ListWorkerEventsResult{}, c.end(ctx, r.opError(ctx, "list worker events", err))
 	}
 	res, err := r.listWorkerEvents(ctx, args)
 	if err != nil {
-		return ListWorkerEventsResult{}, c.end(ctx, opError(ctx, "list worker events", err))
+		return ListWorkerEventsResult{}, c.end(ctx, r.opError(ctx, "list worker events", err))
 	}
 	return res, c.end(ctx, nil)
 }

@@ -55,11 +55,11 @@ type ExpiredLease struct {
 func (r *Registry) ListExpiredLeases(ctx context.Context, args ListExpiredLeasesArgs) (ListExpiredLeasesResult, error) {
 	ctx, c := r.begin(ctx, opListExpiredLeases)
 	if err := r.check(); err != nil {
-		return ListExpiredLeasesResult{}, c.end(ctx, opError(ctx, "list expired leases", err))
+		return ListExpiredLeasesResult{}, c.end(ctx, r.opError(ctx, "list expired leases", err))
 	}
 	res, err := r.listExpiredLeases(ctx, args)
 	if err != nil {
-		return ListExpiredLeasesResult{}, c.end(ctx, opError(ctx, "list expired leases", err))
+		return ListExpiredLeasesResult{}, c.end(ctx, r.opError(ctx, "list expired leases", err))
 	}
 	return res, c.end(ctx, nil)
 }

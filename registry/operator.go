@@ -15,7 +15,7 @@ import (
 func (r *Registry) ListWorkersIncludingExpired(ctx context.Context, args ListWorkersArgs) (ListWorkersResult, error) {
 	ctx, c := r.begin(ctx, opListWorkersIncludingExpired)
 	if err := r.check(); err != nil {
-		return ListWorkersResult{}, c.end(ctx, opError(ctx, "list workers including expired", err))
+		return ListWorkersResult{}, c.end(ctx, r.opError(ctx, "list workers including expired", err))
 	}
 	// Every stored registration was live at the Unix epoch: its heartbeat
 	// is not before 1970 and its TTL is positive. So the live listing at
@@ -23,7 +23,7 @@ func (r *Registry) ListWorkersIncludingExpired(ctx context.Context, args ListWor
 	args.Now = time.UnixMilli(0)
 	res, err := r.listWorkers(ctx, args)
 	if err != nil {
-		return ListWorkersResult{}, c.end(ctx, opError(ctx, "list workers including expired", err))
+		return ListWorkersResult{}, c.end(ctx, r.opError(ctx, "list workers including expired", err))
 	}
 	return res, c.end(ctx, nil)
 }

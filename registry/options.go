@@ -81,7 +81,9 @@ func WithEventRetention(d time.Duration) Option {
 // it opens one that is at this library's schema version already and fails
 // otherwise, changing nothing, with an error matching ErrNotMigrated. Tools
 // that must never write a schema into a database they were pointed at by
-// mistake use it. The default, true, creates and migrates.
+// mistake use it. The default, true, creates and migrates. With it, a SQLite
+// file that the process cannot write is opened for reading alone (see
+// ErrReadOnly).
 func WithAutoMigrate(on bool) Option {
 	return func(c *config) { c.autoMigrate = on }
 }

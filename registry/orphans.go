@@ -49,11 +49,11 @@ type ListOrphanedLeasesResult struct {
 func (r *Registry) ListOrphanedLeases(ctx context.Context, args ListOrphanedLeasesArgs) (ListOrphanedLeasesResult, error) {
 	ctx, c := r.begin(ctx, opListOrphanedLeases)
 	if err := r.check(); err != nil {
-		return ListOrphanedLeasesResult{}, c.end(ctx, opError(ctx, "list orphaned leases", err))
+		return ListOrphanedLeasesResult{}, c.end(ctx, r.opError(ctx, "list orphaned leases", err))
 	}
 	res, err := r.listOrphanedLeases(ctx, args)
 	if err != nil {
-		return ListOrphanedLeasesResult{}, c.end(ctx, opError(ctx, "list orphaned leases", err))
+		return ListOrphanedLeasesResult{}, c.end(ctx, r.opError(ctx, "list orphaned leases", err))
 	}
 	return res, c.end(ctx, nil)
 }

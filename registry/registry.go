@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -70,8 +71,8 @@ func IsPostgresDSN(dsn string) bool {
 
 // Close releases what the Registry holds and closes the databases that
 // Open opened; a database given to NewSQLite or NewPostgres stays open.
-// Calls after Close fail with an error matching ErrClosed; a second Close
-// does nothing.
+// Calls after Close fail with an error matching ErrClosed, and so do calls
+// in flight when it runs that it makes fail; a second Close does nothing.
 func (r *Registry) Close() error {
 	if r == nil || r.st == nil || r.closed.Swap(true) {
 		return nil
@@ -90,6 +91,17 @@ func (r *Registry) check() error {
 		return ErrClosed
 	}
 	return nil
+}
+
+// opError is the package's opError for a call on r. Once r is closed, the
+// error of a call that was in flight when Close closed the store (the
+// pools' own "sql: database is closed", "closed pool" and the like)
+// matches ErrClosed, as the calls that start after Close do.
+func (r *Registry) opError(ctx context.Context, op string, err error) error {
+	if err != nil && r != nil && r.closed.Load() && !errors.Is(err, ErrClosed) {
+		err = fmt.Errorf("%w (%w)", ErrClosed, err)
+	}
+	return opError(ctx, op, err)
 }
 
 // inTx runs fn in one write transaction of the store.

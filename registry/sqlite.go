@@ -31,7 +31,9 @@ func SQLiteDSN(path string) string {
 
 // openSQLite opens a writer and a read pool on the file at path, after
 // creating and migrating it when cfg allows. A failure leaves the file as
-// it was, its journal mode included, and removes a file it created.
+// it was, its journal mode included, and removes a file it created. A
+// file this process cannot write gets a read pool alone, without
+// auto-migration; otherwise Open fails with ErrReadOnly.
 func openSQLite(ctx context.Context, path string, opts []Option) (*Registry, error) {
 	cfg := newConfig(opts)
 	switch path {
@@ -45,15 +47,25 @@ func openSQLite(ctx context.Context, path string, opts []Option) (*Registry, err
 		return nil, err
 	}
 	latest := store.LatestVersion(schema.SQLite)
+	writable := current == 0 || sqlitestore.Writable(path)
 	switch {
 	case current > latest:
 		return nil, store.NewerSchemaError(current, latest)
 	case current < latest && !cfg.autoMigrate:
 		return nil, notMigratedError(current, latest)
+	case !writable && cfg.autoMigrate:
+		return nil, fmt.Errorf("%w (to read it, open it with WithAutoMigrate(false))", ErrReadOnly)
 	case current < latest:
 		if _, err := sqlitestore.MigrateFile(ctx, path, latest); err != nil {
 			return nil, err
 		}
+	}
+	if !writable {
+		st, err := sqlitestore.OpenFileReadOnly(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		return &Registry{st: st, cfg: cfg}, nil
 	}
 	// Only now, with the schema in place, does the writer switch the file
 	// to WAL.

@@ -66,11 +66,11 @@ func (cfg SweeperConfig) interval() (time.Duration, error) {
 func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (SweepReport, error) {
 	ctx, c := r.begin(ctx, opSweepExpiredWorkers)
 	if err := r.check(); err != nil {
-		return SweepReport{}, c.end(ctx, opError(ctx, "sweep expired workers", err))
+		return SweepReport{}, c.end(ctx, r.opError(ctx, "sweep expired workers", err))
 	}
 	rep, err := r.sweep(ctx, now)
 	if err != nil {
-		return rep, c.end(ctx, opError(ctx, "sweep expired workers", err))
+		return rep, c.end(ctx, r.opError(ctx, "sweep expired workers", err))
 	}
 	return rep, c.end(ctx, nil)
 }
@@ -120,18 +120,18 @@ func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, e
 func (r *Registry) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
 	ctx, c := r.begin(ctx, opPruneEvents)
 	if err := r.check(); err != nil {
-		return 0, c.end(ctx, opError(ctx, "prune events", err))
+		return 0, c.end(ctx, r.opError(ctx, "prune events", err))
 	}
 	if before.IsZero() {
 		return 0, c.end(ctx, fmt.Errorf("prune events: %w", invalid("before", "must be set")))
 	}
 	beforeMS, err := r.millis("before", before)
 	if err != nil {
-		return 0, c.end(ctx, opError(ctx, "prune events", err))
+		return 0, c.end(ctx, r.opError(ctx, "prune events", err))
 	}
 	n, err := r.pruneEvents(ctx, beforeMS)
 	if err != nil {
-		return n, c.end(ctx, opError(ctx, "prune events", err))
+		return n, c.end(ctx, r.opError(ctx, "prune events", err))
 	}
 	return n, c.end(ctx, nil)
 }
@@ -169,7 +169,8 @@ func (r *Registry) pruneDirectives(ctx context.Context, nowMS int64) error {
 }
 
 // RunSweeper sweeps at once and then every cfg.Interval until ctx is done,
-// and returns ctx's error. Each sweep takes its time from the registry's
+// and returns ctx's error, or one matching ErrClosed once the registry is
+// closed. Each sweep takes its time from the registry's
 // clock and is logged with the registry's logger, at INFO when it removed
 // something and at DEBUG when it did not; a failed sweep is logged at
 // ERROR and the next one runs as planned. A cfg out of range is rejected at once
@@ -185,9 +186,15 @@ func (r *Registry) RunSweeper(ctx context.Context, cfg SweeperConfig) error {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
+		if err := r.check(); err != nil {
+			return opError(ctx, "run sweeper", err)
+		}
 		start := time.Now()
 		sweepCtx, c := r.begin(ctx, opSweepExpiredWorkers)
 		rep, err := r.sweep(sweepCtx, time.Time{})
+		if err != nil && ctx.Err() == nil && r.closed.Load() {
+			return c.end(sweepCtx, r.opError(ctx, "run sweeper", err))
+		}
 		_ = c.end(sweepCtx, err)
 		switch {
 		case err != nil && ctx.Err() == nil:

@@ -104,12 +104,12 @@ func (r *Registry) RegisterWorker(ctx context.Context, args RegisterWorkerArgs) 
 func (r *Registry) register(ctx context.Context, args RegisterWorkerArgs, unlessKilled bool) (RegisterOutcome, error) {
 	ctx, c := r.begin(ctx, opRegisterWorker)
 	if err := r.check(); err != nil {
-		return 0, c.end(ctx, opError(ctx, "register worker", err))
+		return 0, c.end(ctx, r.opError(ctx, "register worker", err))
 	}
 	outcome, err := r.registerWorker(ctx, args, unlessKilled)
 	r.countRegistration(ctx, outcome, err)
 	if err != nil {
-		return 0, c.end(ctx, opError(ctx, "register worker", err))
+		return 0, c.end(ctx, r.opError(ctx, "register worker", err))
 	}
 	return outcome, c.end(ctx, nil)
 }
@@ -239,12 +239,12 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 func (r *Registry) HeartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs) (HeartbeatResult, error) {
 	ctx, c := r.begin(ctx, opHeartbeatWorker)
 	if err := r.check(); err != nil {
-		return HeartbeatResult{}, c.end(ctx, opError(ctx, "heartbeat worker", err))
+		return HeartbeatResult{}, c.end(ctx, r.opError(ctx, "heartbeat worker", err))
 	}
 	res, err := r.heartbeatWorker(ctx, args)
 	r.countHeartbeats(ctx, []HeartbeatResult{res}, 1, err)
 	if err != nil {
-		return HeartbeatResult{}, c.end(ctx, opError(ctx, "heartbeat worker", err))
+		return HeartbeatResult{}, c.end(ctx, r.opError(ctx, "heartbeat worker", err))
 	}
 	return res, c.end(ctx, nil)
 }
@@ -322,11 +322,11 @@ func heartbeatResult(expiresAtMS int64, draining bool) HeartbeatResult {
 func (r *Registry) MarkWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) (MarkDeadOutcome, error) {
 	ctx, c := r.begin(ctx, opMarkWorkerDead)
 	if err := r.check(); err != nil {
-		return 0, c.end(ctx, opError(ctx, "mark worker dead", err))
+		return 0, c.end(ctx, r.opError(ctx, "mark worker dead", err))
 	}
 	outcome, err := r.markWorkerDead(ctx, args)
 	if err != nil {
-		return 0, c.end(ctx, opError(ctx, "mark worker dead", err))
+		return 0, c.end(ctx, r.opError(ctx, "mark worker dead", err))
 	}
 	return outcome, c.end(ctx, nil)
 }
@@ -369,11 +369,11 @@ func (r *Registry) markWorkerDead(ctx context.Context, args MarkWorkerDeadArgs) 
 func (r *Registry) ListWorkers(ctx context.Context, args ListWorkersArgs) (ListWorkersResult, error) {
 	ctx, c := r.begin(ctx, opListWorkers)
 	if err := r.check(); err != nil {
-		return ListWorkersResult{}, c.end(ctx, opError(ctx, "list workers", err))
+		return ListWorkersResult{}, c.end(ctx, r.opError(ctx, "list workers", err))
 	}
 	res, err := r.listWorkers(ctx, args)
 	if err != nil {
-		return ListWorkersResult{}, c.end(ctx, opError(ctx, "list workers", err))
+		return ListWorkersResult{}, c.end(ctx, r.opError(ctx, "list workers", err))
 	}
 	return res, c.end(ctx, nil)
 }

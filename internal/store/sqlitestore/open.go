@@ -114,7 +114,8 @@ func IsBusy(err error) bool {
 // 0 for a file that does not exist, is empty or holds no registry. It
 // refuses a file that is not a SQLite database. It reads through a
 // query-only connection that leaves the file, and its journal mode, as
-// they were.
+// they were; one that is read-only (readOnlyDSN) when this process cannot
+// write the file.
 func Inspect(ctx context.Context, path string) (int64, error) {
 	info, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && info.Size() == 0) {
@@ -123,7 +124,11 @@ func Inspect(ctx context.Context, path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ro, err := sql.Open(DriverName, sqliteDSN(path, "_pragma=query_only(1)"))
+	dsn := sqliteDSN(path, "_pragma=query_only(1)")
+	if !Writable(path) {
+		dsn = readOnlyDSN(path)
+	}
+	ro, err := sql.Open(DriverName, dsn)
 	if err != nil {
 		return 0, err
 	}
@@ -136,8 +141,11 @@ func Inspect(ctx context.Context, path string) (int64, error) {
 // is built under a temporary name beside path and appears at path only
 // once migrated, so a failure leaves no file behind, and a process that
 // fails never removes a file that another process is creating or using.
-// The journal mode is left alone (see OpenForMigration).
+// Temporary files that a process killed while building one left behind are
+// removed (removeAbandoned). The journal mode is left alone (see
+// OpenForMigration).
 func MigrateFile(ctx context.Context, path string, version int64) ([]*goose.MigrationResult, error) {
+	removeAbandoned(path)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		res, err := createSQLiteFile(ctx, path, version)
 		if !errors.Is(err, fs.ErrExist) {
@@ -158,22 +166,27 @@ func MigrateFile(ctx context.Context, path string, version int64) ([]*goose.Migr
 // path's directory and links it to path, failing with an error matching
 // fs.ErrExist when path appeared meanwhile.
 func createSQLiteFile(ctx context.Context, path string, version int64) ([]*goose.MigrationResult, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*") // mode 0600
+	f, err := createLockedTemp(path)
 	if err != nil {
 		return nil, err
 	}
 	tmp := f.Name()
-	f.Close()
 	defer func() {
-		// The temporary name is this call's alone.
+		// The temporary name is this call's alone. It is removed under
+		// the lock, which proves it is being built (see removeAbandoned).
 		os.Remove(tmp)
 		os.Remove(tmp + "-journal")
+		f.Close()
+		building.Delete(tmp)
 	}()
 	db, err := sql.Open(DriverName, sqliteDSN(tmp))
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
+	if testHookMigrating != nil {
+		testHookMigrating(db)
+	}
 	res, err := Migrate(ctx, db, version)
 	if cerr := db.Close(); err == nil {
 		err = cerr
@@ -187,11 +200,50 @@ func createSQLiteFile(ctx context.Context, path string, version int64) ([]*goose
 	return res, nil
 }
 
+// testHookMigrating, when set, runs as createSQLiteFile starts migrating
+// the temporary file: a test kills the process there.
+var testHookMigrating func(db *sql.DB)
+
+// createLockedTemp creates a temporary file for path (tempPattern, mode
+// 0600) and holds an exclusive lock on it, which tells removeAbandoned that
+// it is being built: an unlocked one was left by a process that died.
+func createLockedTemp(path string) (*os.File, error) {
+	for {
+		f, err := os.CreateTemp(filepath.Dir(path), tempPattern(path)) // mode 0600
+		if err != nil {
+			return nil, err
+		}
+		building.Store(f.Name(), struct{}{})
+		// Another process's removeAbandoned may have taken the file for
+		// abandoned, and removed it, before the lock was taken: then the
+		// name is another file's, or none, and a new file is made.
+		locked, lerr := tryLock(f)
+		if errors.Is(lerr, errors.ErrUnsupported) {
+			return f, nil // no locks: nothing is removed either
+		}
+		fi, serr := f.Stat()
+		if locked && serr == nil && sameFile(fi, f.Name()) {
+			return f, nil
+		}
+		f.Close()
+		building.Delete(f.Name())
+		if lerr != nil {
+			return nil, lerr
+		}
+	}
+}
+
 // OpenForMigration opens the SQLite database at path, creating it (mode
 // 0600) when missing, to be migrated: one connection with a busy timeout,
 // and the journal mode left as the file has it, so that a migration that
-// fails, or a command that only reads, never switches a file to WAL.
+// fails, or a command that only reads, never switches a file to WAL. An
+// existing file that this process cannot write is opened read-only
+// (OpenReadOnly), so that its version and status can be read: migrations
+// then fail with SQLite's "attempt to write a readonly database".
 func OpenForMigration(path string) (*sql.DB, error) {
+	if path != MemoryPath && exists(path) && !Writable(path) {
+		return OpenReadOnly(context.Background(), path)
+	}
 	if path != MemoryPath {
 		if _, err := createPrivate(path); err != nil {
 			return nil, err
@@ -257,6 +309,7 @@ const maxWALSwitchWait = 10 * time.Second
 // OpenFile opens the store on the migrated file at path: a writer, which
 // switches the file to WAL, and a read pool. Close closes both.
 func OpenFile(ctx context.Context, path string) (*Store, error) {
+	removeAbandoned(path)
 	writer, err := OpenWriter(ctx, path)
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ type Store struct {
 	readerDB *sql.DB // the read pool; the same *sql.DB as writerDB when not split
 	w, r     *stmtCache
 	owned    bool       // close closes the databases
+	readOnly bool       // writes fail with ErrReadOnly: see OpenFileReadOnly
 	gate     *writeGate // see write
 	beats    beatQueue  // see heartbeat
 }

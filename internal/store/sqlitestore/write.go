@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/flowfabric/workerregistry/internal/store"
 )
 
@@ -79,7 +82,8 @@ func newWriteGate() *writeGate {
 // the write lock (0 for a write too short to count), and tries again while
 // it fails with SQLITE_BUSY (or SQLITE_LOCKED) and ctx lives. attempt must
 // leave nothing behind when it fails: a transaction rolled back, or a
-// single statement.
+// single statement. A write that fails with SQLITE_FULL runs a TRUNCATE
+// checkpoint, which frees the WAL's disk space, and is tried once more.
 func (s *Store) write(ctx context.Context, attempt func() (held time.Duration, err error)) error {
 	g := s.gate
 	select {
@@ -94,11 +98,24 @@ func (s *Store) write(ctx context.Context, attempt func() (held time.Duration, e
 // writeInTurn is write for a caller that already holds the turn.
 func (s *Store) writeInTurn(ctx context.Context, attempt func() (held time.Duration, err error)) error {
 	g := s.gate
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	if err := sleepCtx(ctx, time.Until(time.Unix(0, g.yieldUntil.Load()))); err != nil {
 		return err
 	}
+	checkpointed := false
 	for try := 0; ; try++ {
 		held, err := attempt()
+		if isFull(err) && !checkpointed {
+			// The disk is full, perhaps of WAL frames that a checkpoint
+			// would copy into the database and a truncation free: try
+			// that, then the write once more.
+			checkpointed = true
+			if _, cerr := s.writerDB.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); cerr == nil {
+				held, err = attempt()
+			}
+		}
 		if err == nil && held >= longHold {
 			g.held += held
 			if g.held >= sparseYieldEvery || time.Since(g.lastBusy) < contendedFor {
@@ -151,7 +168,7 @@ func (s *Store) txAttempt(ctx context.Context, fn func(store.Writer) error) func
 			return held, errors.Join(err, ignoreDone(tx.Rollback()))
 		}
 		err = tx.Commit()
-		if IsBusy(err) {
+		if IsBusy(err) || isFull(err) { // tried again: see writeInTurn
 			_, rbErr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 			err = errors.Join(err, rbErr)
 		}
@@ -327,6 +344,12 @@ func (s *Store) TookChunk(n int, d time.Duration) {
 		per = old + (per-old)/4
 	}
 	s.gate.perBeat.Store(max(1, per))
+}
+
+// isFull reports whether err is SQLite's SQLITE_FULL: the disk is full.
+func isFull(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL
 }
 
 // sleepCtx sleeps for d, or until ctx is done and then returns its error.
