@@ -23,11 +23,6 @@ func TestMain(m *testing.M) { clitest.Main(m, main) }
 // migrate runs the command in dir with env added to the environment.
 var migrate = clitest.Self().Run
 
-func latestVersion(t *testing.T) int {
-	latest, _ := lastVersions(t)
-	return latest
-}
-
 // lastVersions returns the versions of the newest two migrations (the
 // versions may have gaps while branches that take numbers are merged).
 func lastVersions(t *testing.T) (latest, previous int) {
