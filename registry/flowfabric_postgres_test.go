@@ -344,12 +344,12 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if v, err := registry.SchemaVersion(ctx, db); err != nil || v != 7 {
-		t.Fatalf("version after adoption = %d, %v; want 7", v, err)
+	if v, err := registry.SchemaVersion(ctx, db); err != nil || v != 8 {
+		t.Fatalf("version after adoption = %d, %v; want 8", v, err)
 	}
 	adopted := pgSchemaObjects(t, db)
 	checkKept(t, "adoption", engineBefore, adopted)
-	for _, added := range []string{"index ff_worker_registry_expiry_idx", "index ff_worker_registry_lease_idx",
+	for _, added := range []string{"index ff_worker_registry_lease_idx",
 		"column ff_worker_registry.draining", "column ff_worker_registry_event.event_id"} {
 		if _, ok := adopted[added]; !ok {
 			t.Errorf("adoption did not add %s", added)
@@ -462,7 +462,7 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Down(ctx); err != nil {
+	if _, err := p.DownTo(ctx, 6); err != nil {
 		t.Fatal(err)
 	}
 	sameObjects(t, "objects after down", pgSchemaObjects(t, db), engineBefore)

@@ -90,6 +90,23 @@ func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, now func()
 	return res, found, err
 }
 
+// SweepExpired sweeps in batches until one comes back short.
+func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (int, error) {
+	q := postgresQueries{q: s.q, pool: s.pool}
+	var total int
+	for {
+		n, err := q.SweepExpiredWorkers(ctx, nowMS, batch)
+		if err != nil {
+			return total, err
+		}
+		total += n
+		swept(n)
+		if n < batch {
+			return total, nil
+		}
+	}
+}
+
 func (s *Store) BatchChunk() int              { return chunkSize }
 func (s *Store) TookChunk(int, time.Duration) {}
 
