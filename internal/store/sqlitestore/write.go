@@ -261,6 +261,10 @@ func (a sqliteAutocommit) ResumeWorker(ctx context.Context, k store.InstanceKey,
 	return ok, err
 }
 
+// afterSweepScan, when set (by tests), runs between a sweep's scan and
+// its first delete.
+var afterSweepScan func()
+
 // SweepExpired scans for the rows expired at nowMS on a read connection,
 // off the writer's path, and then deletes them by rowid, batch rows to a
 // write transaction, each with its events (deleteExpired). The writer is
@@ -271,6 +275,9 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 	ids, err := s.r.queries(nil).ListExpiredWorkers(ctx, nowMS)
 	if err != nil {
 		return 0, err
+	}
+	if afterSweepScan != nil {
+		afterSweepScan()
 	}
 	var total int
 	for len(ids) > 0 {
