@@ -38,6 +38,11 @@ func TestSweepRemovesExactlyTheExpired(t *testing.T) {
 				equal(t, "swept at", e.AtMS, t0.Add(2*time.Second).UnixMilli())
 			}
 		}
+		if b.engine == enginePostgres {
+			// Postgres sweeps partition by partition, as the engine does:
+			// events are in partition order, then by key.
+			slices.Sort(swept)
+		}
 		equal(t, "swept events", swept, []string{"a", "b"})
 
 		// Nothing more to sweep: no write at all.
