@@ -46,3 +46,18 @@ func TestSweepDeleteRechecksExpiry(t *testing.T) {
 		t.Errorf("ttl_swept events of %v, want [w0 w2]", swept)
 	}
 }
+
+// TestSweepNothingExpiredTakesNoWriteTurn holds the store's write turn
+// while a sweep with nothing expired runs: the sweep scans on a read
+// connection and, finding nothing, never waits for the writer.
+func TestSweepNothingExpiredTakesNoWriteTurn(t *testing.T) {
+	s := beatsFixture(t, 100)
+	s.gate.turn <- struct{}{}
+	defer func() { <-s.gate.turn }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := s.SweepExpired(ctx, time.Now().UnixMilli(), 1000, func(int) { t.Error("a batch reported") })
+	if err != nil || n != 0 {
+		t.Fatalf("sweep with nothing expired while the writer was held: %d, %v", n, err)
+	}
+}
