@@ -60,9 +60,10 @@ func (cfg SweeperConfig) interval() (time.Duration, error) {
 // (zero: the registry's clock), recording a ttl_swept event for each, and
 // prunes events older than the registry's retention (WithEventRetention,
 // default 7 days), at most once a minute of sweep time per Registry
-// (PruneEvents prunes at once). It works in bounded batches, each its own
-// transaction, and finds expired rows through the expiry index: with
-// nothing expired it costs an index probe (on Postgres, one per partition).
+// (PruneEvents prunes at once). It finds expired rows by scanning, off the
+// writer's path (on SQLite a read connection, on Postgres partition by
+// partition), and removes them in bounded batches, each its own
+// transaction: with nothing expired it writes nothing.
 func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (SweepReport, error) {
 	ctx, c := r.begin(ctx, opSweepExpiredWorkers)
 	if err := r.check(); err != nil {
@@ -83,16 +84,9 @@ func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, e
 	if err != nil {
 		return rep, err
 	}
-	for {
-		n, err := r.st.Writer().SweepExpiredWorkers(ctx, nowMS, sweepBatchSize)
-		if err != nil {
-			return rep, err
-		}
-		r.countSwept(ctx, n)
-		rep.Swept += n
-		if n < sweepBatchSize {
-			break
-		}
+	rep.Swept, err = r.st.SweepExpired(ctx, nowMS, sweepBatchSize, func(n int) { r.countSwept(ctx, n) })
+	if err != nil {
+		return rep, err
 	}
 	// A clock set back more than pruneEvery prunes again too.
 	if next := r.nextPrune.Load(); nowMS >= next || next-nowMS > pruneEvery.Milliseconds() {

@@ -27,11 +27,11 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.deleteEventsBeforeStmt, err = db.PrepareContext(ctx, deleteEventsBefore); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteEventsBefore: %w", err)
 	}
+	if q.deleteExpiredWorkersStmt, err = db.PrepareContext(ctx, deleteExpiredWorkers); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteExpiredWorkers: %w", err)
+	}
 	if q.deleteLiveWorkerStmt, err = db.PrepareContext(ctx, deleteLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteLiveWorker: %w", err)
-	}
-	if q.deleteSweepBatchStmt, err = db.PrepareContext(ctx, deleteSweepBatch); err != nil {
-		return nil, fmt.Errorf("error preparing query DeleteSweepBatch: %w", err)
 	}
 	if q.getKillStmt, err = db.PrepareContext(ctx, getKill); err != nil {
 		return nil, fmt.Errorf("error preparing query GetKill: %w", err)
@@ -54,9 +54,6 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.insertEventsStmt, err = db.PrepareContext(ctx, insertEvents); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertEvents: %w", err)
 	}
-	if q.insertSweepEventsStmt, err = db.PrepareContext(ctx, insertSweepEvents); err != nil {
-		return nil, fmt.Errorf("error preparing query InsertSweepEvents: %w", err)
-	}
 	if q.listAllEventsAscStmt, err = db.PrepareContext(ctx, listAllEventsAsc); err != nil {
 		return nil, fmt.Errorf("error preparing query ListAllEventsAsc: %w", err)
 	}
@@ -75,6 +72,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listExpiredLeasesStmt, err = db.PrepareContext(ctx, listExpiredLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query ListExpiredLeases: %w", err)
 	}
+	if q.listExpiredWorkersStmt, err = db.PrepareContext(ctx, listExpiredWorkers); err != nil {
+		return nil, fmt.Errorf("error preparing query ListExpiredWorkers: %w", err)
+	}
 	if q.listHolderLeasesStmt, err = db.PrepareContext(ctx, listHolderLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query ListHolderLeases: %w", err)
 	}
@@ -89,9 +89,6 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.listLiveWorkersInNamespaceStmt, err = db.PrepareContext(ctx, listLiveWorkersInNamespace); err != nil {
 		return nil, fmt.Errorf("error preparing query ListLiveWorkersInNamespace: %w", err)
-	}
-	if q.listSweepConflictsStmt, err = db.PrepareContext(ctx, listSweepConflicts); err != nil {
-		return nil, fmt.Errorf("error preparing query ListSweepConflicts: %w", err)
 	}
 	if q.pruneDirectivesStmt, err = db.PrepareContext(ctx, pruneDirectives); err != nil {
 		return nil, fmt.Errorf("error preparing query PruneDirectives: %w", err)
@@ -124,14 +121,14 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing deleteEventsBeforeStmt: %w", cerr)
 		}
 	}
+	if q.deleteExpiredWorkersStmt != nil {
+		if cerr := q.deleteExpiredWorkersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteExpiredWorkersStmt: %w", cerr)
+		}
+	}
 	if q.deleteLiveWorkerStmt != nil {
 		if cerr := q.deleteLiveWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteLiveWorkerStmt: %w", cerr)
-		}
-	}
-	if q.deleteSweepBatchStmt != nil {
-		if cerr := q.deleteSweepBatchStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing deleteSweepBatchStmt: %w", cerr)
 		}
 	}
 	if q.getKillStmt != nil {
@@ -169,11 +166,6 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing insertEventsStmt: %w", cerr)
 		}
 	}
-	if q.insertSweepEventsStmt != nil {
-		if cerr := q.insertSweepEventsStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing insertSweepEventsStmt: %w", cerr)
-		}
-	}
 	if q.listAllEventsAscStmt != nil {
 		if cerr := q.listAllEventsAscStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listAllEventsAscStmt: %w", cerr)
@@ -204,6 +196,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listExpiredLeasesStmt: %w", cerr)
 		}
 	}
+	if q.listExpiredWorkersStmt != nil {
+		if cerr := q.listExpiredWorkersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listExpiredWorkersStmt: %w", cerr)
+		}
+	}
 	if q.listHolderLeasesStmt != nil {
 		if cerr := q.listHolderLeasesStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listHolderLeasesStmt: %w", cerr)
@@ -227,11 +224,6 @@ func (q *Queries) Close() error {
 	if q.listLiveWorkersInNamespaceStmt != nil {
 		if cerr := q.listLiveWorkersInNamespaceStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listLiveWorkersInNamespaceStmt: %w", cerr)
-		}
-	}
-	if q.listSweepConflictsStmt != nil {
-		if cerr := q.listSweepConflictsStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing listSweepConflictsStmt: %w", cerr)
 		}
 	}
 	if q.pruneDirectivesStmt != nil {
@@ -309,8 +301,8 @@ type Queries struct {
 	db                             DBTX
 	tx                             *sql.Tx
 	deleteEventsBeforeStmt         *sql.Stmt
+	deleteExpiredWorkersStmt       *sql.Stmt
 	deleteLiveWorkerStmt           *sql.Stmt
-	deleteSweepBatchStmt           *sql.Stmt
 	getKillStmt                    *sql.Stmt
 	getLiveWorkerStmt              *sql.Stmt
 	getWorkerStmt                  *sql.Stmt
@@ -318,19 +310,18 @@ type Queries struct {
 	heartbeatLiveWorkersStmt       *sql.Stmt
 	insertEventStmt                *sql.Stmt
 	insertEventsStmt               *sql.Stmt
-	insertSweepEventsStmt          *sql.Stmt
 	listAllEventsAscStmt           *sql.Stmt
 	listAllEventsDescStmt          *sql.Stmt
 	listDeadHoldersStmt            *sql.Stmt
 	listEventsAscStmt              *sql.Stmt
 	listEventsDescStmt             *sql.Stmt
 	listExpiredLeasesStmt          *sql.Stmt
+	listExpiredWorkersStmt         *sql.Stmt
 	listHolderLeasesStmt           *sql.Stmt
 	listInstanceEventsAscStmt      *sql.Stmt
 	listInstanceEventsDescStmt     *sql.Stmt
 	listLiveWorkersStmt            *sql.Stmt
 	listLiveWorkersInNamespaceStmt *sql.Stmt
-	listSweepConflictsStmt         *sql.Stmt
 	pruneDirectivesStmt            *sql.Stmt
 	recordKillStmt                 *sql.Stmt
 	refreshLiveWorkerStmt          *sql.Stmt
@@ -345,8 +336,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		db:                             tx,
 		tx:                             tx,
 		deleteEventsBeforeStmt:         q.deleteEventsBeforeStmt,
+		deleteExpiredWorkersStmt:       q.deleteExpiredWorkersStmt,
 		deleteLiveWorkerStmt:           q.deleteLiveWorkerStmt,
-		deleteSweepBatchStmt:           q.deleteSweepBatchStmt,
 		getKillStmt:                    q.getKillStmt,
 		getLiveWorkerStmt:              q.getLiveWorkerStmt,
 		getWorkerStmt:                  q.getWorkerStmt,
@@ -354,19 +345,18 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		heartbeatLiveWorkersStmt:       q.heartbeatLiveWorkersStmt,
 		insertEventStmt:                q.insertEventStmt,
 		insertEventsStmt:               q.insertEventsStmt,
-		insertSweepEventsStmt:          q.insertSweepEventsStmt,
 		listAllEventsAscStmt:           q.listAllEventsAscStmt,
 		listAllEventsDescStmt:          q.listAllEventsDescStmt,
 		listDeadHoldersStmt:            q.listDeadHoldersStmt,
 		listEventsAscStmt:              q.listEventsAscStmt,
 		listEventsDescStmt:             q.listEventsDescStmt,
 		listExpiredLeasesStmt:          q.listExpiredLeasesStmt,
+		listExpiredWorkersStmt:         q.listExpiredWorkersStmt,
 		listHolderLeasesStmt:           q.listHolderLeasesStmt,
 		listInstanceEventsAscStmt:      q.listInstanceEventsAscStmt,
 		listInstanceEventsDescStmt:     q.listInstanceEventsDescStmt,
 		listLiveWorkersStmt:            q.listLiveWorkersStmt,
 		listLiveWorkersInNamespaceStmt: q.listLiveWorkersInNamespaceStmt,
-		listSweepConflictsStmt:         q.listSweepConflictsStmt,
 		pruneDirectivesStmt:            q.pruneDirectivesStmt,
 		recordKillStmt:                 q.recordKillStmt,
 		refreshLiveWorkerStmt:          q.refreshLiveWorkerStmt,

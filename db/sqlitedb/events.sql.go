@@ -7,7 +7,6 @@ package sqlitedb
 
 import (
 	"context"
-	"database/sql"
 )
 
 const deleteEventsBefore = `-- name: DeleteEventsBefore :execrows
@@ -116,30 +115,6 @@ func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) ([]I
 		return nil, err
 	}
 	return items, nil
-}
-
-const insertSweepEvents = `-- name: InsertSweepEvents :execresult
-INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
-SELECT old.namespace, old.worker_instance_id, ?1, ?2, NULL
-FROM ff_worker_registry AS old
-WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= ?2
-ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms, old.rowid
-LIMIT ?3
-ON CONFLICT DO NOTHING
-`
-
-type InsertSweepEventsParams struct {
-	EventKind string
-	NowMs     int64
-	BatchSize int64
-}
-
-// The events of one sweep batch, written from the expired rows themselves
-// (see DeleteSweepBatch), in expiry order, without the rows' keys making a
-// trip through Go. A key already taken (an event of the same kind at the
-// same millisecond) is skipped here, and ListSweepConflicts finds it.
-func (q *Queries) InsertSweepEvents(ctx context.Context, arg InsertSweepEventsParams) (sql.Result, error) {
-	return q.exec(ctx, q.insertSweepEventsStmt, insertSweepEvents, arg.EventKind, arg.NowMs, arg.BatchSize)
 }
 
 const listAllEventsAsc = `-- name: ListAllEventsAsc :many
@@ -462,67 +437,6 @@ func (q *Queries) ListInstanceEventsDesc(ctx context.Context, arg ListInstanceEv
 			&i.EventAtMs,
 			&i.Reason,
 		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const listSweepConflicts = `-- name: ListSweepConflicts :many
-SELECT cast(old.namespace AS TEXT) AS namespace, cast(old.worker_instance_id AS TEXT) AS worker_instance_id
-FROM (
-    SELECT batch.namespace, batch.worker_instance_id
-    FROM ff_worker_registry AS batch
-    WHERE batch.last_heartbeat_ms + batch.liveness_ttl_ms <= ?1
-    ORDER BY batch.last_heartbeat_ms + batch.liveness_ttl_ms, batch.rowid
-    LIMIT ?2
-) AS old
-WHERE EXISTS (
-    SELECT 1 FROM ff_worker_registry_event AS taken
-    WHERE taken.namespace = old.namespace
-      AND taken.worker_instance_id = old.worker_instance_id
-      AND taken.event_at_ms = ?1
-      AND taken.event_kind = ?3
-      AND taken.rowid <= ?4)
-`
-
-type ListSweepConflictsParams struct {
-	NowMs     int64
-	BatchSize int64
-	EventKind string
-	BeforeID  int64
-}
-
-type ListSweepConflictsRow struct {
-	Namespace        string
-	WorkerInstanceID string
-}
-
-// The keys of a sweep batch whose event at now_ms was in the log before
-// InsertSweepEvents ran (rowid at most before_id), so that it wrote none
-// for them.
-func (q *Queries) ListSweepConflicts(ctx context.Context, arg ListSweepConflictsParams) ([]ListSweepConflictsRow, error) {
-	rows, err := q.query(ctx, q.listSweepConflictsStmt, listSweepConflicts,
-		arg.NowMs,
-		arg.BatchSize,
-		arg.EventKind,
-		arg.BeforeID,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []ListSweepConflictsRow{}
-	for rows.Next() {
-		var i ListSweepConflictsRow
-		if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

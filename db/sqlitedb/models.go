@@ -30,6 +30,7 @@ type FfWorkerRegistry struct {
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	Draining         bool
+	Rowid            int64
 }
 
 type FfWorkerRegistryDirective struct {

@@ -9,6 +9,52 @@ import (
 	"context"
 )
 
+const deleteExpiredWorkers = `-- name: DeleteExpiredWorkers :many
+DELETE FROM ff_worker_registry
+WHERE rowid IN (SELECT value FROM json_each(?1))
+  AND last_heartbeat_ms + liveness_ttl_ms <= ?2
+RETURNING rowid AS row_id, namespace, worker_instance_id
+`
+
+type DeleteExpiredWorkersParams struct {
+	RowIds interface{}
+	NowMs  int64
+}
+
+type DeleteExpiredWorkersRow struct {
+	Rowid            int64
+	Namespace        string
+	WorkerInstanceID string
+}
+
+// One sweep batch on the writer: the rows of row_ids (a JSON array of
+// rowids from ListExpiredWorkers) that are still expired at now_ms. The
+// expiry is checked again, so a heartbeat between the scan and this wins;
+// a rowid that now names another row deletes it only if that row is
+// expired too.
+func (q *Queries) DeleteExpiredWorkers(ctx context.Context, arg DeleteExpiredWorkersParams) ([]DeleteExpiredWorkersRow, error) {
+	rows, err := q.query(ctx, q.deleteExpiredWorkersStmt, deleteExpiredWorkers, arg.RowIds, arg.NowMs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DeleteExpiredWorkersRow{}
+	for rows.Next() {
+		var i DeleteExpiredWorkersRow
+		if err := rows.Scan(&i.Rowid, &i.Namespace, &i.WorkerInstanceID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const deleteLiveWorker = `-- name: DeleteLiveWorker :execrows
 DELETE FROM ff_worker_registry
 WHERE namespace = ?1
@@ -24,34 +70,6 @@ type DeleteLiveWorkerParams struct {
 
 func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerParams) (int64, error) {
 	result, err := q.exec(ctx, q.deleteLiveWorkerStmt, deleteLiveWorker, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected()
-}
-
-const deleteSweepBatch = `-- name: DeleteSweepBatch :execrows
-DELETE FROM ff_worker_registry
-WHERE rowid IN (
-    SELECT old.rowid
-    FROM ff_worker_registry AS old
-    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= ?1
-    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms, old.rowid
-    LIMIT ?2
-)
-`
-
-type DeleteSweepBatchParams struct {
-	NowMs     int64
-	BatchSize int64
-}
-
-// The rows of one sweep batch, after InsertSweepEvents recorded them: the
-// same selection, the oldest expiries first and the rowid (the expiry
-// index's last column) among equal ones, so that in one transaction both
-// statements pick the same rows.
-func (q *Queries) DeleteSweepBatch(ctx context.Context, arg DeleteSweepBatchParams) (int64, error) {
-	result, err := q.exec(ctx, q.deleteSweepBatchStmt, deleteSweepBatch, arg.NowMs, arg.BatchSize)
 	if err != nil {
 		return 0, err
 	}
@@ -124,12 +142,14 @@ type GetWorkerRow struct {
 }
 
 // The expiry is last_heartbeat_ms + liveness_ttl_ms, the engine's own
-// definition, indexed by ff_worker_registry_expiry_idx, so that it follows
-// heartbeats whoever writes them. Liveness is
-// "+(last_heartbeat_ms + liveness_ttl_ms) > now": the unary + keeps the
-// planner from driving these statements from the expiry index once ANALYZE
-// has run, which would turn key lookups and key-ordered pages into range
-// scans and sorts. Only the sweep should use that index.
+// definition, so that it follows heartbeats whoever writes them. No index
+// orders rows by it (version 8 dropped the expiry index: it cost every
+// heartbeat two more pages a commit): liveness of one worker is read by
+// key, listings filter by expiry as they page by key, and the sweep scans.
+// Liveness is spelled "+(last_heartbeat_ms + liveness_ttl_ms) > now": the
+// unary + keeps these statements off any index on the expression (a
+// database migrated down, or one an operator indexed), which would turn
+// key lookups and key-ordered pages into range scans and sorts.
 // Reads a registration whether or not it is live; the caller decides.
 func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorkerRow, error) {
 	row := q.queryRow(ctx, q.getWorkerStmt, getWorker, arg.Namespace, arg.WorkerInstanceID)
@@ -232,6 +252,40 @@ func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWor
 			return nil, err
 		}
 		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listExpiredWorkers = `-- name: ListExpiredWorkers :many
+SELECT rowid AS row_id
+FROM ff_worker_registry
+WHERE last_heartbeat_ms + liveness_ttl_ms <= ?1
+ORDER BY last_heartbeat_ms + liveness_ttl_ms, rowid
+`
+
+// A sweep's scan, on a read connection: the rows expired at now_ms, by
+// rowid, the oldest expiries first. With no index on the expiry it reads
+// the table once, and sorts only what it found: with nothing expired, a
+// scan and nothing more.
+func (q *Queries) ListExpiredWorkers(ctx context.Context, nowMs int64) ([]int64, error) {
+	rows, err := q.query(ctx, q.listExpiredWorkersStmt, listExpiredWorkers, nowMs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int64{}
+	for rows.Next() {
+		var row_id int64
+		if err := rows.Scan(&row_id); err != nil {
+			return nil, err
+		}
+		items = append(items, row_id)
 	}
 	if err := rows.Close(); err != nil {
 		return nil, err

@@ -258,7 +258,7 @@ func (e *PGEngine) ListExpiredLeases(asOf time.Time) []string {
 // constraint definitions, functions and sequences.
 func PGObjects(t testing.TB, db *sql.DB) map[string]string {
 	t.Helper()
-	out := textPairs(t, db, `
+	out := TextPairs(t, db, `
 		SELECT 'relation ' || c.relname, c.relkind::text FROM pg_class AS c
 		WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind <> 'i'
 		UNION ALL

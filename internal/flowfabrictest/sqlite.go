@@ -324,14 +324,14 @@ func (e *Engine) ListExpiredLeases(asOf time.Time) []string {
 // tables and the objects named for the registry.
 func Objects(t testing.TB, db *sql.DB) map[string]string {
 	t.Helper()
-	return textPairs(t, db, `SELECT type || ' ' || name, coalesce(sql, '') FROM sqlite_master
+	return TextPairs(t, db, `SELECT type || ' ' || name, coalesce(sql, '') FROM sqlite_master
 		WHERE tbl_name NOT IN ('ff_worker_registry', 'ff_worker_registry_event')
 		  AND name NOT LIKE 'ff_worker_registry%' AND name <> 'sqlite_sequence'`)
 }
 
-// textPairs returns the rows of a query that selects two text columns, a
+// TextPairs returns the rows of a query that selects two text columns, a
 // key and a value, as a map.
-func textPairs(t testing.TB, db *sql.DB, query string) map[string]string {
+func TextPairs(t testing.TB, db *sql.DB, query string) map[string]string {
 	t.Helper()
 	rows, err := db.Query(query)
 	if err != nil {

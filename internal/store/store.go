@@ -34,6 +34,14 @@ type Store interface {
 	// writers of the row: a heartbeat that waited must not then use a time
 	// already past.
 	HeartbeatAt(ctx context.Context, k InstanceKey, now func() int64) (HeartbeatRow, bool, error)
+	// SweepExpired removes the registrations expired at nowMS, each with
+	// its ttl_swept event, and returns how many. It finds them by scanning,
+	// off the writer's path, and removes them in write transactions of at
+	// most batch rows each, re-checking expiry as it deletes, so that a
+	// heartbeat that lands in between wins; it reports each transaction's
+	// count to swept. Rows that other transactions hold may be skipped. With
+	// nothing expired it writes nothing.
+	SweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (int, error)
 	// BatchChunk returns how many heartbeats of a HeartbeatWorkers batch
 	// one transaction may write; tookChunk reports that one that wrote n
 	// ran its statements in d, for the next BatchChunk.
@@ -72,10 +80,6 @@ type Writer interface {
 	DeleteLiveWorker(ctx context.Context, k InstanceKey, nowMS int64) (bool, error)
 	RequestDrain(ctx context.Context, k InstanceKey, nowMS int64) (bool, error)
 	ResumeWorker(ctx context.Context, k InstanceKey, nowMS int64) (bool, error)
-	// SweepExpiredWorkers deletes up to limit registrations expired at
-	// nowMS, oldest expiry first, each with its ttl_swept event, atomically,
-	// and returns how many. Rows that other transactions hold are skipped.
-	SweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error)
 	InsertEvent(ctx context.Context, e EventRow) error
 	// InsertEvents records events of one kind and time, in the order of
 	// keys.

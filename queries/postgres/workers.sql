@@ -3,7 +3,10 @@
 -- engine does (partitionKey in internal/store/pgstore/store.go). A statement
 -- about one instance names its partition_key, so that Postgres touches one
 -- partition. A row is live while now < last_heartbeat_ms + liveness_ttl_ms,
--- the expression of ff_worker_registry_expiry_idx, whoever wrote the row.
+-- whoever wrote the row; no index orders rows by it (version 8 dropped the
+-- expiry index, so that heartbeats are heap-only-tuple updates): liveness
+-- of one worker is read by key, listings filter as they page by key, and
+-- the sweep scans partition by partition.
 -- Byte order (COLLATE "C") orders pages whatever the database's collation.
 
 -- name: LockWorkerKey :exec
@@ -101,21 +104,23 @@ WHERE partition_key = sqlc.arg(partition_key)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
   AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(now_ms);
 
--- name: SweepExpiredWorkers :one
--- One sweep batch as one statement, so atomic without a transaction: the
--- oldest expiries first through ff_worker_registry_expiry_idx, deleted, each
--- with its ttl_swept event. SKIP LOCKED lets concurrent sweepers split the
--- work instead of queueing on each other's rows, and leaves a row that a
--- registration holds to that registration. The outer expiry test is
--- checked again on a row a heartbeat refreshed meanwhile, so a worker that
--- just came back is not swept. An event whose key (instance, time, kind)
--- is taken moves to the next free millisecond. With nothing expired it is
--- one probe of the index per partition.
+-- name: SweepExpiredPartition :one
+-- One sweep batch of one partition. The statement names the parent table
+-- as "ff_worker_registry AS w"; the store runs it with a partition's name in
+-- its place (internal/store/pgstore, sweep.go), so that it reads one
+-- partition, as the engine's tick does. Up to batch_size rows expired at
+-- now_ms are locked, SKIP LOCKED so that a row a heartbeat or registration
+-- holds is left to it; deleted, with the expiry checked again on the
+-- locked row; and given their ttl_swept events. Their IDs are drawn with
+-- nextval once the audit log's lock is held (an InitPlan, taken once),
+-- which is what the column's default does for one row at a time. An event
+-- whose key is taken is not written here: the statement returns those
+-- keys, and the store writes them at the next free millisecond in the same
+-- transaction.
 WITH expired AS (
-    SELECT old.partition_key, old.namespace, old.worker_instance_id
-    FROM ff_worker_registry AS old
-    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= sqlc.arg(now_ms)
-    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms
+    SELECT w.partition_key, w.namespace, w.worker_instance_id
+    FROM ff_worker_registry AS w
+    WHERE w.last_heartbeat_ms + w.liveness_ttl_ms <= sqlc.arg(now_ms)::bigint
     LIMIT sqlc.arg(batch_size)::bigint
     FOR UPDATE SKIP LOCKED
 ), swept AS (
@@ -124,37 +129,29 @@ WITH expired AS (
     WHERE w.partition_key = expired.partition_key
       AND w.namespace = expired.namespace
       AND w.worker_instance_id = expired.worker_instance_id
-      AND w.last_heartbeat_ms + w.liveness_ttl_ms <= sqlc.arg(now_ms)
+      AND w.last_heartbeat_ms + w.liveness_ttl_ms <= sqlc.arg(now_ms)::bigint
     RETURNING w.partition_key, w.namespace, w.worker_instance_id
 ), recorded AS (
-    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms)
-    SELECT swept.partition_key, swept.namespace, swept.worker_instance_id, 'ttl_swept', free.at
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms, event_id)
+    SELECT swept.partition_key, swept.namespace, swept.worker_instance_id, 'ttl_swept', sqlc.arg(now_ms)::bigint,
+           nextval('ff_worker_registry_event_id_seq')
     FROM swept
-    CROSS JOIN LATERAL (
-        -- now_ms if free, else one past the end of the run of taken
-        -- milliseconds that starts at now_ms: one key probe in the common
-        -- case.
-        SELECT CASE WHEN NOT EXISTS (
-                   SELECT 1 FROM ff_worker_registry_event AS e
-                   WHERE e.partition_key = swept.partition_key AND e.namespace = swept.namespace
-                     AND e.worker_instance_id = swept.worker_instance_id
-                     AND e.event_at_ms = sqlc.arg(now_ms) AND e.event_kind = 'ttl_swept')
-               THEN sqlc.arg(now_ms)::bigint
-               ELSE (SELECT min(e.event_at_ms) + 1 FROM ff_worker_registry_event AS e
-                     WHERE e.partition_key = swept.partition_key AND e.namespace = swept.namespace
-                       AND e.worker_instance_id = swept.worker_instance_id
-                       AND e.event_kind = 'ttl_swept' AND e.event_at_ms >= sqlc.arg(now_ms)
-                       AND NOT EXISTS (
-                           SELECT 1 FROM ff_worker_registry_event AS taken
-                           WHERE taken.partition_key = e.partition_key AND taken.namespace = e.namespace
-                             AND taken.worker_instance_id = e.worker_instance_id
-                             AND taken.event_kind = 'ttl_swept' AND taken.event_at_ms = e.event_at_ms + 1))
-               END AS at
-    ) AS free
+    WHERE (SELECT pg_advisory_xact_lock(1717657458,
+               ('ff_worker_registry_event_id_seq'::regclass::oid::bigint % 2147483647)::integer)::text) = ''
     ORDER BY swept.namespace COLLATE "C", swept.worker_instance_id COLLATE "C"
-    RETURNING 1
+    ON CONFLICT DO NOTHING
+    RETURNING namespace, worker_instance_id
+), missed AS (
+    SELECT swept.namespace, swept.worker_instance_id FROM swept
+    WHERE NOT EXISTS (SELECT 1 FROM recorded
+                      WHERE recorded.namespace = swept.namespace
+                        AND recorded.worker_instance_id = swept.worker_instance_id)
 )
-SELECT (SELECT count(*) FROM swept)::bigint AS swept, (SELECT count(*) FROM recorded)::bigint AS recorded;
+SELECT (SELECT count(*) FROM swept)::bigint AS swept,
+       ARRAY(SELECT missed.namespace FROM missed
+             ORDER BY missed.namespace COLLATE "C", missed.worker_instance_id COLLATE "C")::text[] AS missed_namespaces,
+       ARRAY(SELECT missed.worker_instance_id FROM missed
+             ORDER BY missed.namespace COLLATE "C", missed.worker_instance_id COLLATE "C")::text[] AS missed_instances;
 
 -- name: HeartbeatLiveWorkerNoWait :one
 -- HeartbeatLiveWorker for a caller that read its time just before: rather
@@ -208,11 +205,15 @@ WHERE partition_key = sqlc.arg(partition_key)
   AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(now_ms);
 
 -- name: AnyExpiredWorker :one
--- Whether a sweep has work: one probe of ff_worker_registry_expiry_idx per
--- partition, which a sweep with nothing expired costs and no more.
+-- Whether one partition has a row expired at now_ms; like
+-- SweepExpiredPartition, it names the parent as "ff_worker_registry AS w"
+-- and runs with a partition's name in its place, all partitions in one
+-- statement (sweep.go). A scan of the partition that stops at the first
+-- expired row: a sweep with nothing expired costs one scan of the table
+-- and writes nothing.
 SELECT EXISTS (
-    SELECT 1 FROM ff_worker_registry
-    WHERE last_heartbeat_ms + liveness_ttl_ms <= sqlc.arg(now_ms)::bigint
+    SELECT 1 FROM ff_worker_registry AS w
+    WHERE w.last_heartbeat_ms + w.liveness_ttl_ms <= sqlc.arg(now_ms)::bigint
 ) AS expired;
 
 -- name: LockWorkerBatch :batchone

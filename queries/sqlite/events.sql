@@ -20,39 +20,6 @@ ORDER BY key
 ON CONFLICT DO NOTHING
 RETURNING namespace, worker_instance_id;
 
--- name: InsertSweepEvents :execresult
--- The events of one sweep batch, written from the expired rows themselves
--- (see DeleteSweepBatch), in expiry order, without the rows' keys making a
--- trip through Go. A key already taken (an event of the same kind at the
--- same millisecond) is skipped here, and ListSweepConflicts finds it.
-INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
-SELECT old.namespace, old.worker_instance_id, sqlc.arg(event_kind), sqlc.arg(now_ms), NULL
-FROM ff_worker_registry AS old
-WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= sqlc.arg(now_ms)
-ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms, old.rowid
-LIMIT sqlc.arg(batch_size)
-ON CONFLICT DO NOTHING;
-
--- name: ListSweepConflicts :many
--- The keys of a sweep batch whose event at now_ms was in the log before
--- InsertSweepEvents ran (rowid at most before_id), so that it wrote none
--- for them.
-SELECT cast(old.namespace AS TEXT) AS namespace, cast(old.worker_instance_id AS TEXT) AS worker_instance_id
-FROM (
-    SELECT batch.namespace, batch.worker_instance_id
-    FROM ff_worker_registry AS batch
-    WHERE batch.last_heartbeat_ms + batch.liveness_ttl_ms <= sqlc.arg(now_ms)
-    ORDER BY batch.last_heartbeat_ms + batch.liveness_ttl_ms, batch.rowid
-    LIMIT sqlc.arg(batch_size)
-) AS old
-WHERE EXISTS (
-    SELECT 1 FROM ff_worker_registry_event AS taken
-    WHERE taken.namespace = old.namespace
-      AND taken.worker_instance_id = old.worker_instance_id
-      AND taken.event_at_ms = sqlc.arg(now_ms)
-      AND taken.event_kind = sqlc.arg(event_kind)
-      AND taken.rowid <= sqlc.arg(before_id));
-
 -- name: DeleteEventsBefore :execrows
 -- One pruning batch, oldest first through ff_worker_registry_event_at_idx.
 -- The newest event always stays: a rowid table hands out max(rowid) + 1,

@@ -1,10 +1,12 @@
 -- The expiry is last_heartbeat_ms + liveness_ttl_ms, the engine's own
--- definition, indexed by ff_worker_registry_expiry_idx, so that it follows
--- heartbeats whoever writes them. Liveness is
--- "+(last_heartbeat_ms + liveness_ttl_ms) > now": the unary + keeps the
--- planner from driving these statements from the expiry index once ANALYZE
--- has run, which would turn key lookups and key-ordered pages into range
--- scans and sorts. Only the sweep should use that index.
+-- definition, so that it follows heartbeats whoever writes them. No index
+-- orders rows by it (version 8 dropped the expiry index: it cost every
+-- heartbeat two more pages a commit): liveness of one worker is read by
+-- key, listings filter by expiry as they page by key, and the sweep scans.
+-- Liveness is spelled "+(last_heartbeat_ms + liveness_ttl_ms) > now": the
+-- unary + keeps these statements off any index on the expression (a
+-- database migrated down, or one an operator indexed), which would turn
+-- key lookups and key-ordered pages into range scans and sorts.
 
 -- name: GetWorker :one
 -- Reads a registration whether or not it is live; the caller decides.
@@ -121,19 +123,26 @@ WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
   AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms);
 
--- name: DeleteSweepBatch :execrows
--- The rows of one sweep batch, after InsertSweepEvents recorded them: the
--- same selection, the oldest expiries first and the rowid (the expiry
--- index's last column) among equal ones, so that in one transaction both
--- statements pick the same rows.
+-- name: ListExpiredWorkers :many
+-- A sweep's scan, on a read connection: the rows expired at now_ms, by
+-- rowid, the oldest expiries first. With no index on the expiry it reads
+-- the table once, and sorts only what it found: with nothing expired, a
+-- scan and nothing more.
+SELECT rowid AS row_id
+FROM ff_worker_registry
+WHERE last_heartbeat_ms + liveness_ttl_ms <= sqlc.arg(now_ms)
+ORDER BY last_heartbeat_ms + liveness_ttl_ms, rowid;
+
+-- name: DeleteExpiredWorkers :many
+-- One sweep batch on the writer: the rows of row_ids (a JSON array of
+-- rowids from ListExpiredWorkers) that are still expired at now_ms. The
+-- expiry is checked again, so a heartbeat between the scan and this wins;
+-- a rowid that now names another row deletes it only if that row is
+-- expired too.
 DELETE FROM ff_worker_registry
-WHERE rowid IN (
-    SELECT old.rowid
-    FROM ff_worker_registry AS old
-    WHERE old.last_heartbeat_ms + old.liveness_ttl_ms <= sqlc.arg(now_ms)
-    ORDER BY old.last_heartbeat_ms + old.liveness_ttl_ms, old.rowid
-    LIMIT sqlc.arg(batch_size)
-);
+WHERE rowid IN (SELECT value FROM json_each(sqlc.arg(row_ids)))
+  AND last_heartbeat_ms + liveness_ttl_ms <= sqlc.arg(now_ms)
+RETURNING rowid AS row_id, namespace, worker_instance_id;
 
 -- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,

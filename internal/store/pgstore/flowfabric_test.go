@@ -96,7 +96,7 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 	}
 	adopted := flowfabrictest.PGObjects(t, db)
 	checkKept(t, "adoption", engineBefore, adopted)
-	for _, added := range []string{"index ff_worker_registry_expiry_idx", "index ff_worker_registry_lease_idx",
+	for _, added := range []string{"index ff_worker_registry_lease_idx",
 		"column ff_worker_registry.draining", "column ff_worker_registry_event.event_id", "relation ff_worker_registry_directive"} {
 		if _, ok := adopted[added]; !ok {
 			t.Errorf("adoption did not add %s", added)

@@ -28,9 +28,10 @@ import (
 // statements do; so no lock order can deadlock, with each other or with
 // the engine.
 type Store struct {
-	pool  *pgxpool.Pool
-	q     *pgdb.Queries
-	owned bool // close closes the pool
+	pool   *pgxpool.Pool
+	q      *pgdb.Queries
+	owned  bool       // close closes the pool
+	sweeps sweepPlans // see SweepExpired
 }
 
 // New returns a store on pool; Close closes the pool when owned.
@@ -298,25 +299,6 @@ func (s postgresQueries) ResumeWorker(ctx context.Context, k store.InstanceKey, 
 		PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, NowMs: nowMS,
 	})
 	return n > 0, err
-}
-
-// SweepExpiredWorkers first probes for an expired row, so that a sweep
-// with nothing to do is one round trip of one index probe per partition;
-// the batch itself is one statement.
-func (s postgresQueries) SweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
-	if expired, err := s.q.AnyExpiredWorker(ctx, nowMS); err != nil || !expired {
-		return 0, err
-	}
-	var row pgdb.SweepExpiredWorkersRow
-	err := s.withGenericPlan(ctx, func(q *pgdb.Queries) (err error) {
-		row, err = q.SweepExpiredWorkers(ctx, pgdb.SweepExpiredWorkersParams{NowMs: nowMS, BatchSize: int64(limit)})
-		return err
-	})
-	if err == nil && row.Recorded != row.Swept {
-		// Cannot happen: the statement moves each event to a free key.
-		err = fmt.Errorf("sweep recorded %d events for %d workers", row.Recorded, row.Swept)
-	}
-	return int(row.Swept), err
 }
 
 // InsertEvent records e. The engine's table keys events by (instance, time,

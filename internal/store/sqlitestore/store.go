@@ -1,11 +1,14 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
+	"strconv"
 
 	"github.com/flowfabric/workerregistry/db/sqlitedb"
 	"github.com/flowfabric/workerregistry/internal/store"
@@ -232,49 +235,36 @@ func (s sqliteQueries) InsertEvents(ctx context.Context, kind string, atMS int64
 	return nil
 }
 
-// SweepExpiredWorkers removes one sweep batch of at most limit rows not
-// live at nowMS and records a ttl_swept event for each (q must be a
-// transaction's), with set-based
-// statements that keep the rows' keys inside SQLite: the events are
-// inserted from the expired rows, then the same rows are deleted. An
-// event whose key is taken moves to the next free millisecond, as in
-// insertEvent; finding those costs a probe of each row of a batch that
-// wrote fewer events than limit (the last one of a sweep), and nothing
-// otherwise.
-func (s sqliteQueries) SweepExpiredWorkers(ctx context.Context, nowMS int64, limit int) (int, error) {
-	res, err := s.q.InsertSweepEvents(ctx, sqlitedb.InsertSweepEventsParams{EventKind: store.EventTTLSwept, NowMs: nowMS, BatchSize: int64(limit)})
-	if err != nil {
+// deleteExpired deletes the rows of ids, rowids in the order of
+// ListExpiredWorkers, that are expired at nowMS (q must be a
+// transaction's), and records a ttl_swept event for each, in the order of
+// ids; an event whose key is taken moves to the next free millisecond, as
+// in InsertEvent.
+func (s sqliteQueries) deleteExpired(ctx context.Context, nowMS int64, ids []int64) (int, error) {
+	arg := make([]byte, 0, 1+len(ids)*8)
+	arg = append(arg, '[')
+	for i, id := range ids {
+		if i > 0 {
+			arg = append(arg, ',')
+		}
+		arg = strconv.AppendInt(arg, id, 10)
+	}
+	arg = append(arg, ']')
+	rows, err := s.q.DeleteExpiredWorkers(ctx, sqlitedb.DeleteExpiredWorkersParams{RowIds: string(arg), NowMs: nowMS})
+	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
-	written, err := res.RowsAffected()
-	if err != nil {
-		return 0, err
+	// RETURNING's order is the DELETE's; the events follow the scan's.
+	pos := make(map[int64]int, len(ids))
+	for i, id := range ids {
+		pos[id] = i
 	}
-	if written < int64(limit) {
-		// The events just written are the newest rowids; any event at
-		// this key before them is one that made the insert skip a row.
-		before := int64(math.MaxInt64)
-		if written > 0 {
-			last, err := res.LastInsertId()
-			if err != nil {
-				return 0, err
-			}
-			before = last - written
-		}
-		taken, err := s.q.ListSweepConflicts(ctx, sqlitedb.ListSweepConflictsParams{
-			NowMs: nowMS, BatchSize: int64(limit), EventKind: store.EventTTLSwept, BeforeID: before,
-		})
-		if err != nil {
-			return 0, err
-		}
-		for _, k := range taken {
-			if err := s.InsertEvent(ctx, store.EventRow{Namespace: k.Namespace, WorkerInstanceID: k.WorkerInstanceID, EventKind: store.EventTTLSwept, EventAtMs: nowMS + 1}); err != nil {
-				return 0, err
-			}
-		}
+	slices.SortFunc(rows, func(a, b sqlitedb.DeleteExpiredWorkersRow) int { return cmp.Compare(pos[a.Rowid], pos[b.Rowid]) })
+	keys := make([]store.InstanceKey, len(rows))
+	for i, row := range rows {
+		keys[i] = store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}
 	}
-	n, err := s.q.DeleteSweepBatch(ctx, sqlitedb.DeleteSweepBatchParams{NowMs: nowMS, BatchSize: int64(limit)})
-	return int(n), err
+	return len(rows), s.InsertEvents(ctx, store.EventTTLSwept, nowMS, keys)
 }
 
 func (s sqliteQueries) SetDrainDirective(ctx context.Context, k store.InstanceKey, draining bool, nowMS int64) error {

@@ -1,0 +1,218 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/flowfabric/workerregistry/db/pgdb"
+	"github.com/flowfabric/workerregistry/internal/store"
+)
+
+// The sweep, partition by partition, as the engine's tick sweeps
+// (ttl_sweep_tick in FlowFabric's Postgres worker registry). No index
+// orders workers by expiry, so finding expired rows is a scan; a
+// statement that names the parent table would plan and scan all 256
+// partitions per batch, and one whose batch joins to the parent probes
+// every partition per row. So:
+//
+//   - one statement (the probe) asks every partition, by name, whether it
+//     has a row expired at the sweep's time: one round trip, one scan of
+//     the table with nothing expired, stopping at a partition's first
+//     expired row otherwise;
+//   - the partitions that have one are swept in order
+//     (SweepExpiredPartition, with the partition's name in place of the
+//     parent's), in transactions of at most a batch of rows each.
+//
+// Both statements come from sqlc (queries/postgres/workers.sql), which
+// writes them against the parent as "ff_worker_registry AS w";
+// sqlcStatement reads their text and arguments from the generated code.
+
+// sweepTable is the text the partitioned statements name the parent by.
+const sweepTable = "ff_worker_registry AS w"
+
+// sweepPlan is what a Store's sweeps reuse: the names of the partitions,
+// in order, and the probe over them.
+type sweepPlan struct {
+	partitions []string // as regclass text: quoted, qualified when not on the search path
+	probe      string   // returns the indexes into partitions of those with an expired row
+}
+
+// sweepPlans caches a Store's sweepPlan once made: a table's partitions do
+// not change under a registry.
+type sweepPlans struct {
+	mu   sync.Mutex
+	plan *sweepPlan
+}
+
+func (p *sweepPlans) get(ctx context.Context, s *Store) (*sweepPlan, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.plan != nil {
+		return p.plan, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT c.oid::regclass::text FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'ff_worker_registry'::regclass ORDER BY c.relname`)
+	if err != nil {
+		return nil, err
+	}
+	partitions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	if len(partitions) == 0 {
+		partitions = []string{"ff_worker_registry"} // not partitioned: one "partition"
+	}
+	exists, _, err := sqlcStatement(func(q *pgdb.Queries) error {
+		_, err := q.AnyExpiredWorker(ctx, 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var probe strings.Builder
+	probe.WriteString("SELECT array_remove(ARRAY[")
+	for i, part := range partitions {
+		if i > 0 {
+			probe.WriteString(",\n")
+		}
+		fmt.Fprintf(&probe, "CASE WHEN (\n%s\n) THEN %d END", onPartition(exists, part), i)
+	}
+	probe.WriteString("], NULL)::int[]")
+	p.plan = &sweepPlan{partitions: partitions, probe: probe.String()}
+	return p.plan, nil
+}
+
+// onPartition returns query, which names the parent as sweepTable, with
+// part in its place.
+func onPartition(query, part string) string {
+	return strings.ReplaceAll(query, sweepTable, part+" AS w")
+}
+
+// SweepExpired probes every partition for an expired row in one statement,
+// then sweeps the partitions that have one, in transactions of at most
+// batch rows: a transaction goes on to the next partition while it has
+// room, so that a sweep of one batch is atomic as on SQLite. Rows that
+// other transactions hold are skipped, left for the next sweep; with
+// nothing expired it writes nothing.
+func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (int, error) {
+	plan, err := s.sweeps.get(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	var expired []int32
+	if err := s.pool.QueryRow(ctx, plan.probe, nowMS).Scan(&expired); err != nil {
+		return 0, fmt.Errorf("probe partitions for expired workers: %w", err)
+	}
+	parts := make([]string, len(expired))
+	for i, p := range expired {
+		parts[i] = plan.partitions[p]
+	}
+	var total int
+	for len(parts) > 0 {
+		var n int
+		var left []string
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+			n, left = 0, parts
+			for len(left) > 0 && n < batch {
+				limit := batch - n
+				k, err := sweepPartition(ctx, tx, s.q.WithTx(tx), left[0], nowMS, limit)
+				if err != nil {
+					return err
+				}
+				n += k
+				if k < limit {
+					left = left[1:] // nothing more expired there, or only rows others hold
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		parts = left
+		total += n
+		swept(n)
+	}
+	return total, nil
+}
+
+// sweepPartition sweeps up to limit rows of the partition part in tx:
+// SweepExpiredPartition, then the events whose key was taken, each at the
+// next free millisecond.
+func sweepPartition(ctx context.Context, tx pgx.Tx, q *pgdb.Queries, part string, nowMS int64, limit int) (int, error) {
+	query, args, err := sqlcStatement(func(q *pgdb.Queries) error {
+		_, err := q.SweepExpiredPartition(ctx, pgdb.SweepExpiredPartitionParams{NowMs: nowMS, BatchSize: int64(limit)})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	var row pgdb.SweepExpiredPartitionRow
+	if err := tx.QueryRow(ctx, onPartition(query, part), args...).Scan(&row.Swept, &row.MissedNamespaces, &row.MissedInstances); err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", part, err)
+	}
+	w := postgresQueries{q: q}
+	for i, ns := range row.MissedNamespaces {
+		if err := w.InsertEvent(ctx, store.EventRow{Namespace: ns, WorkerInstanceID: row.MissedInstances[i],
+			EventKind: store.EventTTLSwept, EventAtMs: nowMS + 1}); err != nil {
+			return 0, err
+		}
+	}
+	return int(row.Swept), nil
+}
+
+// sqlcStatement returns the text and arguments of the one statement that
+// call runs through sqlc's generated code, without running it: the store
+// runs it itself, rewritten.
+func sqlcStatement(call func(q *pgdb.Queries) error) (string, []any, error) {
+	var rec recordingDBTX
+	if err := call(pgdb.New(&rec)); !errors.Is(err, errRecorded) {
+		return "", nil, fmt.Errorf("reading sqlc's statement: %v", err)
+	}
+	return rec.query, rec.args, nil
+}
+
+var errRecorded = errors.New("statement recorded, not run")
+
+// recordingDBTX is a pgdb.DBTX that keeps the statement it is given and
+// runs nothing.
+type recordingDBTX struct {
+	query string
+	args  []any
+}
+
+func (r *recordingDBTX) record(query string, args []any) {
+	r.query, r.args = query, args
+}
+
+func (r *recordingDBTX) Exec(_ context.Context, query string, args ...any) (pgconn.CommandTag, error) {
+	r.record(query, args)
+	return pgconn.CommandTag{}, errRecorded
+}
+
+func (r *recordingDBTX) Query(_ context.Context, query string, args ...any) (pgx.Rows, error) {
+	r.record(query, args)
+	return nil, errRecorded
+}
+
+func (r *recordingDBTX) QueryRow(_ context.Context, query string, args ...any) pgx.Row {
+	r.record(query, args)
+	return errRow{}
+}
+
+// SendBatch is for the :batch queries, which the sweep does not use.
+func (r *recordingDBTX) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
+	panic("pgstore: a batch statement given to sqlcStatement")
+}
+
+type errRow struct{}
+
+func (errRow) Scan(...any) error { return errRecorded }
+
+var _ pgdb.DBTX = (*recordingDBTX)(nil)

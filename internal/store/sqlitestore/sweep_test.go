@@ -1,0 +1,63 @@
+package sqlitestore
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/workerregistry/internal/store"
+)
+
+// TestSweepDeleteRechecksExpiry re-registers a worker after the sweep's
+// scan found it expired and before the writer deletes it: the registration
+// wins, and only the rows still expired are deleted, each with its event.
+func TestSweepDeleteRechecksExpiry(t *testing.T) {
+	ctx := context.Background()
+	s := beatsFixture(t, 3) // w0, w1, w2, live for a minute from now
+	nowMS := time.Now().Add(2 * time.Minute).UnixMilli()
+	afterSweepScan = func() {
+		if err := s.Writer().UpsertWorker(ctx, store.WorkerRow{Namespace: "ns", WorkerInstanceID: "w1",
+			WorkerID: "w", Lanes: "default", LastHeartbeatMs: nowMS, LivenessTTLMs: time.Minute.Milliseconds(), RegisteredAtMs: nowMS}); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { afterSweepScan = nil })
+	var batches []int
+	n, err := s.SweepExpired(ctx, nowMS, 2, func(n int) { batches = append(batches, n) })
+	if err != nil || n != 2 || !slices.Equal(batches, []int{1, 1}) {
+		t.Fatalf("sweep = %d in batches %v, %v; want 2 in [1 1]", n, batches, err)
+	}
+	rows, err := s.Reader().ListWorkers(ctx, store.WorkerQuery{NowMs: nowMS, RowLimit: 10})
+	if err != nil || len(rows) != 1 || rows[0].WorkerInstanceID != "w1" {
+		t.Fatalf("left after the sweep: %+v, %v; want w1 alone", rows, err)
+	}
+	events, err := s.Reader().ListEvents(ctx, store.EventQuery{Namespace: "ns", RowLimit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var swept []string
+	for _, e := range events {
+		if e.EventKind == store.EventTTLSwept {
+			swept = append(swept, e.WorkerInstanceID)
+		}
+	}
+	if !slices.Equal(swept, []string{"w0", "w2"}) {
+		t.Errorf("ttl_swept events of %v, want [w0 w2]", swept)
+	}
+}
+
+// TestSweepNothingExpiredTakesNoWriteTurn holds the store's write turn
+// while a sweep with nothing expired runs: the sweep scans on a read
+// connection and, finding nothing, never waits for the writer.
+func TestSweepNothingExpiredTakesNoWriteTurn(t *testing.T) {
+	s := beatsFixture(t, 100)
+	s.gate.turn <- struct{}{}
+	defer func() { <-s.gate.turn }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := s.SweepExpired(ctx, time.Now().UnixMilli(), 1000, func(int) { t.Error("a batch reported") })
+	if err != nil || n != 0 {
+		t.Fatalf("sweep with nothing expired while the writer was held: %d, %v", n, err)
+	}
+}
