@@ -17,9 +17,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	storepkg "github.com/flowfabric/workerregistry/internal/store"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
+	"github.com/flowfabric/workerregistry/schema"
 )
+
+// latestPostgresVersion is the Postgres store's newest migration, which an
+// adopted database reaches.
+var latestPostgresVersion = storepkg.LatestVersion(schema.Postgres)
 
 // FlowFabric's Postgres database, as a deployment has one: the engine's
 // migrations 0001-0022 from ../shared/flowfabric/postgres, applied in order
@@ -344,13 +350,14 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if v, err := registry.SchemaVersion(ctx, db); err != nil || v != 7 {
-		t.Fatalf("version after adoption = %d, %v; want 7", v, err)
+	if v, err := registry.SchemaVersion(ctx, db); err != nil || v != latestPostgresVersion {
+		t.Fatalf("version after adoption = %d, %v; want %d", v, err, latestPostgresVersion)
 	}
 	adopted := pgSchemaObjects(t, db)
 	checkKept(t, "adoption", engineBefore, adopted)
 	for _, added := range []string{"index ff_worker_registry_expiry_idx", "index ff_worker_registry_lease_idx",
-		"column ff_worker_registry.draining", "column ff_worker_registry_event.event_id"} {
+		"column ff_worker_registry.draining", "column ff_worker_registry_event.event_id",
+		"column ff_worker_registry.report_in_flight", "column ff_worker_registry.report_capacity", "column ff_worker_registry.report_version"} {
 		if _, ok := adopted[added]; !ok {
 			t.Errorf("adoption did not add %s", added)
 		}
@@ -462,7 +469,16 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Version 10's down removes its report columns and nothing else.
+	withReports := pgSchemaObjects(t, db)
 	if _, err := p.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	maps.DeleteFunc(withReports, func(k, _ string) bool {
+		return strings.HasPrefix(k, "column ff_worker_registry") && strings.Contains(k, ".report_")
+	})
+	sameObjects(t, "objects after version 10's down", pgSchemaObjects(t, db), withReports)
+	if _, err := p.DownTo(ctx, 6); err != nil {
 		t.Fatal(err)
 	}
 	sameObjects(t, "objects after down", pgSchemaObjects(t, db), engineBefore)
@@ -579,6 +595,7 @@ func TestPostgresPartitionPruning(t *testing.T) {
 			"partition_key": enginePartition("w1"), "namespace": "ns", "worker_instance_id": "w1",
 			"now_ms": t0.UnixMilli(), "after_id": int64(0), "before_id": int64(1 << 62), "row_limit": int64(10),
 			"event_kind": "heartbeat", "event_at_ms": t0.UnixMilli(), "reason": nil,
+			"report_in_flight": 3, "report_capacity": 8, "report_version": "v1",
 		}
 		for _, q := range []struct{ file, name string }{
 			{"workers.sql", "GetWorker"}, {"workers.sql", "HeartbeatLiveWorker"}, {"workers.sql", "HeartbeatLiveWorkerNoWait"},

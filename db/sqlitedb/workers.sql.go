@@ -61,7 +61,8 @@ func (q *Queries) DeleteSweepBatch(ctx context.Context, arg DeleteSweepBatchPara
 const getLiveWorker = `-- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id = ?2
@@ -85,6 +86,9 @@ type GetLiveWorkerRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 }
 
 func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (GetLiveWorkerRow, error) {
@@ -101,13 +105,17 @@ func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (G
 		&i.RegisteredAtMs,
 		&i.ExpiresAtMs,
 		&i.Draining,
+		&i.ReportInFlight,
+		&i.ReportCapacity,
+		&i.ReportVersion,
 	)
 	return i, err
 }
 
 const getWorker = `-- name: GetWorker :one
 
-SELECT worker_id, registered_at_ms, cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms
+SELECT worker_id, registered_at_ms, cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace = ?1 AND worker_instance_id = ?2
 `
@@ -121,6 +129,9 @@ type GetWorkerRow struct {
 	WorkerID       string
 	RegisteredAtMs int64
 	ExpiresAtMs    int64
+	ReportInFlight *int64
+	ReportCapacity *int64
+	ReportVersion  *string
 }
 
 // The expiry is last_heartbeat_ms + liveness_ttl_ms, the engine's own
@@ -134,21 +145,34 @@ type GetWorkerRow struct {
 func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorkerRow, error) {
 	row := q.queryRow(ctx, q.getWorkerStmt, getWorker, arg.Namespace, arg.WorkerInstanceID)
 	var i GetWorkerRow
-	err := row.Scan(&i.WorkerID, &i.RegisteredAtMs, &i.ExpiresAtMs)
+	err := row.Scan(
+		&i.WorkerID,
+		&i.RegisteredAtMs,
+		&i.ExpiresAtMs,
+		&i.ReportInFlight,
+		&i.ReportCapacity,
+		&i.ReportVersion,
+	)
 	return i, err
 }
 
 const heartbeatLiveWorker = `-- name: HeartbeatLiveWorker :many
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = ?1
-WHERE namespace = ?2
-  AND worker_instance_id = ?3
+SET last_heartbeat_ms = ?1,
+    report_in_flight  = coalesce(cast(?2 AS INTEGER), report_in_flight),
+    report_capacity   = coalesce(cast(?3 AS INTEGER), report_capacity),
+    report_version    = coalesce(cast(?4 AS TEXT), report_version)
+WHERE namespace = ?5
+  AND worker_instance_id = ?6
   AND +(last_heartbeat_ms + liveness_ttl_ms) > ?1
 RETURNING last_heartbeat_ms, liveness_ttl_ms, draining
 `
 
 type HeartbeatLiveWorkerParams struct {
 	NowMs            int64
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 	Namespace        string
 	WorkerInstanceID string
 }
@@ -164,8 +188,17 @@ type HeartbeatLiveWorkerRow struct {
 // after its first row, and an autocommit statement that is reset before it
 // steps to SQLITE_DONE commits without running SQLite's WAL hook, the one
 // place where the automatic checkpoint runs. The WAL then never restarts.
+// A report rides in the same UPDATE (NULLs keep the stored one): the row
+// is rewritten either way, and no index covers the report columns.
 func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWorkerParams) ([]HeartbeatLiveWorkerRow, error) {
-	rows, err := q.query(ctx, q.heartbeatLiveWorkerStmt, heartbeatLiveWorker, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
+	rows, err := q.query(ctx, q.heartbeatLiveWorkerStmt, heartbeatLiveWorker,
+		arg.NowMs,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -187,65 +220,11 @@ func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWork
 	return items, nil
 }
 
-const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
-UPDATE ff_worker_registry
-SET last_heartbeat_ms = ?1
-WHERE (namespace, worker_instance_id) IN (
-        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
-        FROM json_each(?2))
-  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?1
-RETURNING namespace, worker_instance_id, last_heartbeat_ms, liveness_ttl_ms, draining
-`
-
-type HeartbeatLiveWorkersParams struct {
-	NowMs int64
-	Keys  interface{}
-}
-
-type HeartbeatLiveWorkersRow struct {
-	Namespace        string
-	WorkerInstanceID string
-	LastHeartbeatMs  int64
-	LivenessTTLMs    int64
-	Draining         bool
-}
-
-// Many heartbeats at one time as one statement. keys is a JSON array of
-// [namespace, instance] pairs (sqlc cannot type a json_each argument, hence
-// its interface{} parameter).
-func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWorkersParams) ([]HeartbeatLiveWorkersRow, error) {
-	rows, err := q.query(ctx, q.heartbeatLiveWorkersStmt, heartbeatLiveWorkers, arg.NowMs, arg.Keys)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []HeartbeatLiveWorkersRow{}
-	for rows.Next() {
-		var i HeartbeatLiveWorkersRow
-		if err := rows.Scan(
-			&i.Namespace,
-			&i.WorkerInstanceID,
-			&i.LastHeartbeatMs,
-			&i.LivenessTTLMs,
-			&i.Draining,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const listLiveWorkers = `-- name: ListLiveWorkers :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) > (cast(?1 AS TEXT), cast(?2 AS TEXT))
   AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
@@ -275,6 +254,9 @@ type ListLiveWorkersRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 }
 
 // All namespaces. The cursor is a row value over the primary key, so a page
@@ -306,6 +288,9 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
+			&i.ReportInFlight,
+			&i.ReportCapacity,
+			&i.ReportVersion,
 		); err != nil {
 			return nil, err
 		}
@@ -323,7 +308,8 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 const listLiveWorkersInNamespace = `-- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id > cast(?2 AS TEXT)
@@ -354,6 +340,9 @@ type ListLiveWorkersInNamespaceRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 }
 
 func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]ListLiveWorkersInNamespaceRow, error) {
@@ -383,6 +372,9 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
+			&i.ReportInFlight,
+			&i.ReportCapacity,
+			&i.ReportVersion,
 		); err != nil {
 			return nil, err
 		}
@@ -403,10 +395,13 @@ SET lanes             = ?1,
     capabilities_csv  = ?2,
     last_heartbeat_ms = ?3,
     liveness_ttl_ms   = ?4,
-    draining          = 0
-WHERE namespace = ?5
-  AND worker_instance_id = ?6
-  AND worker_id = ?7
+    draining          = 0,
+    report_in_flight  = coalesce(cast(?5 AS INTEGER), report_in_flight),
+    report_capacity   = coalesce(cast(?6 AS INTEGER), report_capacity),
+    report_version    = coalesce(cast(?7 AS TEXT), report_version)
+WHERE namespace = ?8
+  AND worker_instance_id = ?9
+  AND worker_id = ?10
   AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
 RETURNING registered_at_ms
 `
@@ -416,6 +411,9 @@ type RefreshLiveWorkerParams struct {
 	CapabilitiesCsv  string
 	NowMs            int64
 	LivenessTTLMs    int64
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 	Namespace        string
 	WorkerInstanceID string
 	WorkerID         string
@@ -423,7 +421,8 @@ type RefreshLiveWorkerParams struct {
 
 // Register's common case in one statement: a registration live under the
 // same worker ID gets the new lanes, capabilities, TTL and heartbeat, keeps
-// its registered_at_ms (returned) and loses a pending drain. Any other
+// its registered_at_ms (returned) and loses a pending drain; a report
+// replaces the stored one, and none (NULLs) keeps it. Any other
 // case (absent, expired, another worker ID) matches no row and writes
 // nothing; the caller then reads the row and writes it with UpsertWorker.
 func (q *Queries) RefreshLiveWorker(ctx context.Context, arg RefreshLiveWorkerParams) (int64, error) {
@@ -432,6 +431,9 @@ func (q *Queries) RefreshLiveWorker(ctx context.Context, arg RefreshLiveWorkerPa
 		arg.CapabilitiesCsv,
 		arg.NowMs,
 		arg.LivenessTTLMs,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
 		arg.Namespace,
 		arg.WorkerInstanceID,
 		arg.WorkerID,
@@ -442,6 +444,7 @@ func (q *Queries) RefreshLiveWorker(ctx context.Context, arg RefreshLiveWorkerPa
 }
 
 const requestDrain = `-- name: RequestDrain :execrows
+
 UPDATE ff_worker_registry
 SET draining = 1
 WHERE namespace = ?1
@@ -455,6 +458,9 @@ type RequestDrainParams struct {
 	NowMs            int64
 }
 
+// HeartbeatLiveWorkers, many heartbeats (and reports) at one time as one
+// statement, is written by hand in db/sqlitedb/heartbeat_batch.go: it
+// needs UPDATE ... FROM, which sqlc's SQLite grammar does not parse.
 func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int64, error) {
 	result, err := q.exec(ctx, q.requestDrainStmt, requestDrain, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
 	if err != nil {
@@ -488,11 +494,13 @@ func (q *Queries) ResumeWorker(ctx context.Context, arg ResumeWorkerParams) (int
 const upsertWorker = `-- name: UpsertWorker :exec
 INSERT INTO ff_worker_registry (
     namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
+    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining,
+    report_in_flight, report_capacity, report_version
 ) VALUES (
     ?1, ?2, ?3,
     ?4, ?5,
-    ?6, ?7, ?8, 0
+    ?6, ?7, ?8, 0,
+    ?9, ?10, ?11
 )
 ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -501,7 +509,10 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = 0
+    draining          = 0,
+    report_in_flight  = excluded.report_in_flight,
+    report_capacity   = excluded.report_capacity,
+    report_version    = excluded.report_version
 `
 
 type UpsertWorkerParams struct {
@@ -513,10 +524,15 @@ type UpsertWorkerParams struct {
 	NowMs            int64
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 }
 
 // Writes a registration over whatever row is there. Registering always clears
-// a pending drain: the new process has not been asked to stop.
+// a pending drain: the new process has not been asked to stop. The report
+// columns are written as given (the caller passes the stored report on
+// when a refresh sends none).
 func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) error {
 	_, err := q.exec(ctx, q.upsertWorkerStmt, upsertWorker,
 		arg.Namespace,
@@ -527,6 +543,9 @@ func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) erro
 		arg.NowMs,
 		arg.LivenessTTLMs,
 		arg.RegisteredAtMs,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
 	)
 	return err
 }

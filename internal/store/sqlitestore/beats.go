@@ -30,6 +30,7 @@ import (
 // beat is one single heartbeat waiting for the write turn.
 type beat struct {
 	k   store.InstanceKey
+	rep *store.Report // nil: none, the stored one is kept
 	now func() int64
 
 	// Set by the write that took the beat, before it closes done.
@@ -82,18 +83,18 @@ func (q *beatQueue) take(n int) []*beat {
 // returns write's attempt that writes b by itself, setting b.row and
 // b.found; it is used when no other heartbeat waits, or after a shared
 // transaction failed.
-func (s *Store) heartbeat(ctx context.Context, k store.InstanceKey, now func() int64,
+func (s *Store) heartbeat(ctx context.Context, k store.InstanceKey, rep *store.Report, now func() int64,
 	alone func(b *beat) func() (time.Duration, error)) (store.HeartbeatRow, bool, error) {
 	g := s.gate
 	select {
 	case g.turn <- struct{}{}: // nobody writes: no queue
 		defer func() { <-g.turn }()
-		b := beat{k: k, now: now}
+		b := beat{k: k, rep: rep, now: now}
 		err := s.writeInTurn(ctx, alone(&b))
 		return b.row, b.found, err
 	default:
 	}
-	b := &beat{k: k, now: now, done: make(chan struct{})}
+	b := &beat{k: k, rep: rep, now: now, done: make(chan struct{})}
 	s.beats.push(b)
 	select {
 	case g.turn <- struct{}{}:
@@ -142,7 +143,7 @@ func (s *Store) writeBeats(ctx context.Context, group []*beat) {
 	err := s.writeInTurn(ctx, s.txAttempt(ctx, func(q store.Writer) error {
 		for _, b := range group {
 			var err error
-			if b.row, b.found, err = q.HeartbeatLiveWorker(ctx, b.k, b.now()); err != nil {
+			if b.row, b.found, err = q.HeartbeatLiveWorker(ctx, b.k, b.rep, b.now()); err != nil {
 				return err
 			}
 		}

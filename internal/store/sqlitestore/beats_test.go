@@ -46,7 +46,7 @@ func queueBeats(t *testing.T, s *Store, ctxs []context.Context, keys []store.Ins
 	results, found, errs = make([]store.HeartbeatRow, len(keys)), make([]bool, len(keys)), make([]error, len(keys))
 	var wg sync.WaitGroup
 	for i, k := range keys {
-		wg.Go(func() { results[i], found[i], errs[i] = s.HeartbeatAt(ctxs[i], k, now[i]) })
+		wg.Go(func() { results[i], found[i], errs[i] = s.HeartbeatAt(ctxs[i], k, nil, now[i]) })
 		// One at a time, so that the queue's order is keys' order.
 		waitFor(t, func() bool { return queued(s) == i+1 })
 	}
