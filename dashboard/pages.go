@@ -2,10 +2,12 @@ package dashboard
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +58,7 @@ func parsePages(h *handler) map[string]*template.Template {
 		"age":       func(t time.Time) string { return age(t, h.now()) },
 		"ts":        jsonshape.FormatTime,
 		"join":      strings.Join,
+		"load":      jsonshape.Load,
 		"status":    func(w registry.WorkerInfo) string { return jsonshape.Status(w, h.now()) },
 		"actionsFor": func(readOnly bool, w registry.WorkerInfo, actions ...string) actionsData {
 			return actionsData{ReadOnly: readOnly, W: w, Actions: actions}
@@ -105,6 +108,47 @@ type fleetData struct {
 	Next      string // the query of the next page, "" on the last
 	Events    []registry.WorkerEvent
 	LastEvent int64
+}
+
+// VersionMismatch returns the versions that the live workers of w's
+// worker ID (in its namespace) reported, joined, when they are more than
+// one and w reported one; "" otherwise. It knows the registrations the
+// summary counted.
+func (d fleetData) VersionMismatch(w registry.WorkerInfo) string {
+	if w.Report == nil || w.Report.Version == "" {
+		return ""
+	}
+	for _, n := range d.Summary.Namespaces {
+		if n.Namespace == w.Namespace {
+			if vs := n.Versions[w.WorkerID]; len(vs) > 1 {
+				return strings.Join(vs, ", ")
+			}
+		}
+	}
+	return ""
+}
+
+// mismatch is one worker ID whose live workers report different versions.
+type mismatch struct {
+	Namespace, WorkerID string
+	Versions            []string
+}
+
+// Mismatches are the worker IDs whose live workers report more than one
+// version, by namespace and worker ID.
+func (d fleetData) Mismatches() []mismatch {
+	var out []mismatch
+	for _, n := range d.Summary.Namespaces {
+		for id, vs := range n.Versions {
+			if len(vs) > 1 {
+				out = append(out, mismatch{n.Namespace, id, vs})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b mismatch) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.WorkerID, b.WorkerID))
+	})
+	return out
 }
 
 // fleetPage shows the fleet: counts by namespace, lane and state, one

@@ -52,11 +52,21 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 	// here once, to validate it; each chunk reads it again under its locks.
 	var clockMS int64
 	nows := make([]int64, len(batch))
+	var reports []*store.Report // nil when no entry has a report
 	for i, args := range batch {
 		if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
 			return nil, indexed(i, err)
 		}
-		var err error
+		rep, err := validateReport(args.Report)
+		if err != nil {
+			return nil, indexed(i, err)
+		}
+		if rep != nil {
+			if reports == nil {
+				reports = make([]*store.Report, len(batch))
+			}
+			reports[i] = rep
+		}
 		if args.Now.IsZero() {
 			if clockMS == 0 {
 				if clockMS, err = r.millis("now", args.Now); err != nil {
@@ -71,7 +81,11 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 	results := make([]HeartbeatResult, len(batch))
 	for lo := 0; lo < len(batch); {
 		hi := min(lo+r.st.BatchChunk(), len(batch))
-		if err := r.heartbeatChunk(ctx, batch[lo:hi], nows[lo:hi], clockMS, results[lo:hi]); err != nil {
+		var chunkReports []*store.Report
+		if reports != nil {
+			chunkReports = reports[lo:hi]
+		}
+		if err := r.heartbeatChunk(ctx, batch[lo:hi], chunkReports, nows[lo:hi], clockMS, results[lo:hi]); err != nil {
 			return nil, err
 		}
 		lo = hi
@@ -79,10 +93,11 @@ func (r *Registry) heartbeatWorkers(ctx context.Context, batch []HeartbeatWorker
 	return results, nil
 }
 
-// heartbeatChunk runs one chunk of a batch in one transaction. firstNows
-// are the entries' times as validated, clockMS for those with a zero Now;
+// heartbeatChunk runs one chunk of a batch in one transaction. reports
+// are the entries' validated reports (nil: none has one); firstNows are
+// the entries' times as validated, clockMS for those with a zero Now;
 // results receives the chunk's results.
-func (r *Registry) heartbeatChunk(ctx context.Context, batch []HeartbeatWorkerArgs, firstNows []int64, clockMS int64, results []HeartbeatResult) error {
+func (r *Registry) heartbeatChunk(ctx context.Context, batch []HeartbeatWorkerArgs, reports []*store.Report, firstNows []int64, clockMS int64, results []HeartbeatResult) error {
 	keys := make([]store.InstanceKey, len(batch))
 	seen := make(map[store.InstanceKey]bool, len(batch))
 	distinct, anyClock := true, false
@@ -128,13 +143,13 @@ func (r *Registry) heartbeatChunk(ctx context.Context, batch []HeartbeatWorkerAr
 			// run the chunk one by one, in order.
 			for _, i := range todo {
 				var err error
-				if results[i], err = r.heartbeatOne(ctx, q, batch[i], nows[i]); err != nil {
+				if results[i], err = r.heartbeatOne(ctx, q, batch[i], reportAt(reports, i), nows[i]); err != nil {
 					return err
 				}
 			}
 			return nil
 		}
-		return r.heartbeatGroups(ctx, q, batch, nows, todo, results)
+		return r.heartbeatGroups(ctx, q, batch, reports, nows, todo, results)
 	})
 	if err == nil {
 		r.st.TookChunk(len(batch), took)
@@ -144,7 +159,7 @@ func (r *Registry) heartbeatChunk(ctx context.Context, batch []HeartbeatWorkerAr
 
 // heartbeatGroups runs one statement per distinct time among the entries
 // todo of the batch, whose keys are all distinct.
-func (r *Registry) heartbeatGroups(ctx context.Context, q store.Writer, batch []HeartbeatWorkerArgs, nows []int64, todo []int, results []HeartbeatResult) error {
+func (r *Registry) heartbeatGroups(ctx context.Context, q store.Writer, batch []HeartbeatWorkerArgs, reports []*store.Report, nows []int64, todo []int, results []HeartbeatResult) error {
 	groups := map[int64][]int{}
 	var order []int64
 	for _, i := range todo {
@@ -157,13 +172,20 @@ func (r *Registry) heartbeatGroups(ctx context.Context, q store.Writer, batch []
 	for _, now := range order {
 		idx := groups[now]
 		keys := make([]store.InstanceKey, len(idx))
+		var groupReports []*store.Report
+		if reports != nil {
+			groupReports = make([]*store.Report, len(idx))
+		}
 		pos := make(map[store.InstanceKey]int, len(idx))
 		for j, i := range idx {
 			keys[j] = store.InstanceKey{Namespace: batch[i].Namespace, InstanceID: batch[i].WorkerInstanceID}
+			if reports != nil {
+				groupReports[j] = reports[i]
+			}
 			pos[keys[j]] = i
 			results[i] = HeartbeatResult{Outcome: HeartbeatNotRegistered}
 		}
-		rows, err := q.HeartbeatLiveWorkers(ctx, now, keys)
+		rows, err := q.HeartbeatLiveWorkers(ctx, now, keys, groupReports)
 		if err != nil {
 			return err
 		}
@@ -185,6 +207,14 @@ func (r *Registry) heartbeatGroups(ctx context.Context, q store.Writer, batch []
 		}
 	}
 	return nil
+}
+
+// reportAt is entry i's report, nil when reports is.
+func reportAt(reports []*store.Report, i int) *store.Report {
+	if reports == nil {
+		return nil
+	}
+	return reports[i]
 }
 
 // indexed prefixes a batch entry's field with its index.

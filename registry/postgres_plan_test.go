@@ -27,6 +27,7 @@ func TestPostgresPartitionPruning(t *testing.T) {
 			"partition_key": flowfabrictest.Partition("w1"), "namespace": "ns", "worker_instance_id": "w1",
 			"now_ms": t0.UnixMilli(), "after_id": int64(0), "before_id": int64(1 << 62), "row_limit": int64(10),
 			"event_kind": "heartbeat", "event_at_ms": t0.UnixMilli(), "reason": nil,
+			"report_in_flight": 3, "report_capacity": 8, "report_version": "v1",
 		}
 		for _, q := range []struct{ file, name string }{
 			{"workers.sql", "GetWorker"}, {"workers.sql", "HeartbeatLiveWorker"}, {"workers.sql", "HeartbeatLiveWorkerNoWait"},

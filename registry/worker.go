@@ -41,6 +41,13 @@ type WorkerConfig struct {
 	// WorkerLive, which is not reported; WorkerEnded is the last call,
 	// and may come after Done is closed.
 	OnStateChange func(WorkerState)
+	// Report, if set, is called on the loop's goroutine before each
+	// heartbeat and registration, and what it returns is sent with it
+	// (WorkerInfo.Report shows the last one). It should return at once.
+	// An invalid report fails StartWorker; later, the loop logs it and
+	// heartbeats without one (the stored report stays), so that a bad
+	// report never costs the worker its registration.
+	Report func() WorkerReport
 }
 
 // Worker is the loop of one worker process: it heartbeats its
@@ -52,6 +59,7 @@ type Worker struct {
 	args     RegisterWorkerArgs
 	interval time.Duration
 	log      *slog.Logger
+	report   func() WorkerReport // nil: the worker sends no reports
 
 	draining  chan struct{} // closed at the first drain directive
 	drainOnce sync.Once
@@ -144,6 +152,10 @@ func (r *Registry) startWorker(ctx context.Context, cfg WorkerConfig) (*Worker, 
 		Capabilities:     cfg.Capabilities,
 		LivenessTTL:      cfg.LivenessTTL,
 	}
+	if cfg.Report != nil {
+		rep := cfg.Report()
+		args.Report = &rep
+	}
 	// The expiry is at least a TTL after a time read before the call
 	// (the registration stamps a time it reads once it holds its lock,
 	// which is no earlier): LiveUntil errs early, never late.
@@ -157,6 +169,7 @@ func (r *Registry) startWorker(ctx context.Context, cfg WorkerConfig) (*Worker, 
 		args:     args,
 		interval: interval,
 		log:      r.cfg.logger.With("namespace", cfg.Namespace, "worker_instance_id", cfg.WorkerInstanceID),
+		report:   cfg.Report,
 		draining: make(chan struct{}),
 		done:     make(chan struct{}),
 		stop:     make(chan struct{}),
@@ -485,8 +498,9 @@ func (w *Worker) nextDelay() time.Duration {
 func (w *Worker) beat(ctx context.Context) (retryNow bool, err error) {
 	w.checkClock()
 	var hb HeartbeatResult
+	report := w.currentReport()
 	err = w.call(ctx, func(ctx context.Context) (err error) {
-		hb, err = w.r.HeartbeatWorker(ctx, HeartbeatWorkerArgs{Namespace: w.args.Namespace, WorkerInstanceID: w.args.WorkerInstanceID})
+		hb, err = w.r.HeartbeatWorker(ctx, HeartbeatWorkerArgs{Namespace: w.args.Namespace, WorkerInstanceID: w.args.WorkerInstanceID, Report: report})
 		return err
 	})
 	if errors.Is(err, ErrClosed) {
@@ -522,9 +536,11 @@ func (w *Worker) beat(ctx context.Context) (retryNow bool, err error) {
 		return false, fmt.Errorf("%w (%q)", ErrMarkedDead, last.Events[0].Reason)
 	}
 	var before time.Time
+	args := w.args
+	args.Report = w.currentReport()
 	err = w.call(ctx, func(ctx context.Context) (err error) {
 		before = w.r.cfg.clock()
-		_, err = w.r.register(ctx, w.args, true)
+		_, err = w.r.register(ctx, args, true)
 		return err
 	})
 	if err != nil {
@@ -536,6 +552,21 @@ func (w *Worker) beat(ctx context.Context) (retryNow bool, err error) {
 	w.succeeded(expiryAfter(before, w.args.LivenessTTL))
 	w.log.Info("worker registered again after its registration lapsed")
 	return false, nil
+}
+
+// currentReport calls the config's Report, if any, for the next call: nil
+// (send none, keep the stored one) when there is none or it is invalid,
+// which is logged.
+func (w *Worker) currentReport() *WorkerReport {
+	if w.report == nil {
+		return nil
+	}
+	rep := w.report()
+	if _, err := validateReport(&rep); err != nil {
+		w.log.Warn("worker report is invalid; heartbeating without it", "err", err)
+		return nil
+	}
+	return &rep
 }
 
 // call runs one of the loop's calls with its deadline (see callContext).

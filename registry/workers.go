@@ -18,6 +18,10 @@ type RegisterWorkerArgs struct {
 	Capabilities     []string
 	LivenessTTL      time.Duration // 1ms to 24h; truncated to the millisecond
 	Now              time.Time     // zero: the registry's clock
+	// Report, if set, is stored with the registration. Nil stores none
+	// when the call registers (a new registration starts without one) and
+	// keeps the stored one when it refreshes a live registration.
+	Report *WorkerReport
 }
 
 // HeartbeatWorkerArgs are the arguments of HeartbeatWorker.
@@ -25,6 +29,10 @@ type HeartbeatWorkerArgs struct {
 	Namespace        string
 	WorkerInstanceID string
 	Now              time.Time // zero: the registry's clock
+	// Report, if set, replaces the stored one, in the heartbeat's own
+	// statement; nil keeps the stored one. A heartbeat that finds no live
+	// registration writes neither.
+	Report *WorkerReport
 }
 
 // HeartbeatResult is what HeartbeatWorker returns.
@@ -82,6 +90,9 @@ type WorkerInfo struct {
 	ExpiresAt        time.Time // LastHeartbeat + LivenessTTL
 	LivenessTTL      time.Duration
 	Draining         bool
+	// Report is the last report the worker sent with a registration or a
+	// heartbeat; nil when it has sent none since it registered.
+	Report *WorkerReport
 }
 
 // RegisterWorker registers a worker instance, or refreshes its live
@@ -139,6 +150,10 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 	if err != nil {
 		return 0, err
 	}
+	report, err := validateReport(args.Report)
+	if err != nil {
+		return 0, err
+	}
 	now, err := r.millis("now", args.Now)
 	if err != nil {
 		return 0, err
@@ -162,7 +177,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 			}
 		}
 		newRow := func(now int64) store.WorkerRow {
-			return store.WorkerRow{
+			row := store.WorkerRow{
 				Namespace:        args.Namespace,
 				WorkerInstanceID: args.WorkerInstanceID,
 				WorkerID:         args.WorkerID,
@@ -173,6 +188,8 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 				RegisteredAtMs:   now,
 				ExpiresAtMs:      now + ttl,
 			}
+			setReport(&row, report)
+			return row
 		}
 		if rf, ok := q.(store.LiveRefresher); ok {
 			// The common case, a live registration refreshed, in one
@@ -202,6 +219,10 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 				return &reassignedError{instance: args.WorkerInstanceID, liveWorker: prev.WorkerID, worker: args.WorkerID}
 			}
 			outcome, row.RegisteredAtMs = Refreshed, prev.RegisteredAtMs
+			if report == nil {
+				// A refresh without a report keeps the stored one.
+				row.ReportInFlight, row.ReportCapacity, row.ReportVersion = prev.ReportInFlight, prev.ReportCapacity, prev.ReportVersion
+			}
 		default:
 			// The old registration expired without being swept. Record its
 			// end as the sweep would have, so that every registration in
@@ -253,6 +274,10 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 	if err := validateInstance(args.Namespace, args.WorkerInstanceID); err != nil {
 		return HeartbeatResult{}, err
 	}
+	report, err := validateReport(args.Report)
+	if err != nil {
+		return HeartbeatResult{}, err
+	}
 	now, err := r.millis("now", args.Now)
 	if err != nil {
 		return HeartbeatResult{}, err
@@ -260,10 +285,10 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 	switch {
 	case !r.cfg.heartbeatEvents && !args.Now.IsZero():
 		// One statement needs no explicit transaction.
-		return r.heartbeatOne(ctx, r.st.Writer(), args, now)
+		return r.heartbeatOne(ctx, r.st.Writer(), args, report, now)
 	case !r.cfg.heartbeatEvents:
 		row, found, err := r.st.HeartbeatAt(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID},
-			func() int64 { return r.lockedNow(args.Now, now) })
+			report, func() int64 { return r.lockedNow(args.Now, now) })
 		if err != nil {
 			return HeartbeatResult{}, err
 		}
@@ -281,16 +306,17 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 				return err
 			}
 		}
-		res, err = r.heartbeatOne(ctx, q, args, r.lockedNow(args.Now, now))
+		res, err = r.heartbeatOne(ctx, q, args, report, r.lockedNow(args.Now, now))
 		return err
 	})
 	return res, err
 }
 
-// heartbeatOne refreshes one live registration and, when heartbeat events
-// are on, records the event; q must then be a transaction's.
-func (r *Registry) heartbeatOne(ctx context.Context, q store.Writer, args HeartbeatWorkerArgs, now int64) (HeartbeatResult, error) {
-	row, found, err := q.HeartbeatLiveWorker(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}, now)
+// heartbeatOne refreshes one live registration, writing report (validated
+// args.Report) in the same statement, and, when heartbeat events are on,
+// records the event; q must then be a transaction's.
+func (r *Registry) heartbeatOne(ctx context.Context, q store.Writer, args HeartbeatWorkerArgs, report *store.Report, now int64) (HeartbeatResult, error) {
+	row, found, err := q.HeartbeatLiveWorker(ctx, store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}, report, now)
 	if err != nil {
 		return HeartbeatResult{}, err
 	}
@@ -459,6 +485,7 @@ func decodeWorker(row store.WorkerRow) (WorkerInfo, error) {
 		ExpiresAt:        fromMillis(row.ExpiresAtMs),
 		LivenessTTL:      ttl,
 		Draining:         row.Draining,
+		Report:           decodeReport(row.ReportInFlight, row.ReportCapacity, row.ReportVersion),
 	}, nil
 }
 

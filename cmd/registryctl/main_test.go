@@ -204,7 +204,7 @@ func TestJSONKeys(t *testing.T) {
 			LivenessTTLMS: 30_000, Draining: true}}, Next: &workerCursorJSON{Namespace: "ns", WorkerInstanceID: "w1"}},
 			`{"workers":[{"namespace":"ns","worker_id":"pool","worker_instance_id":"w1","status":"live",` +
 				`"lanes":["default"],"capabilities":[],"last_heartbeat":"t1","registered_at":"t0","expires_at":"t2",` +
-				`"liveness_ttl_ms":30000,"draining":true}],"next":{"namespace":"ns","worker_instance_id":"w1"}}`},
+				`"liveness_ttl_ms":30000,"draining":true,"in_flight":null,"capacity":null,"version":null}],"next":{"namespace":"ns","worker_instance_id":"w1"}}`},
 		{eventsJSON{Events: []eventJSON{{ID: 8, At: "t0", Namespace: "ns", WorkerInstanceID: "w1", Kind: "drained", Reason: "why"}}, Next: &next},
 			`{"events":[{"id":8,"at":"t0","namespace":"ns","worker_instance_id":"w1","kind":"drained","reason":"why"}],"next":9}`},
 		{leasesJSON{Leases: []leaseJSON{{ExecutionID: "e", LeaseID: "l", LeaseEpoch: 2, AttemptIndex: 1,
@@ -247,18 +247,22 @@ func TestWorkersList(t *testing.T) {
 			register(t, reg, "alpha", "a-2", "cpu-pool", []string{"default"}, nil, 2*time.Hour, t0)
 			register(t, reg, "alpha", "a-1", "gpu-pool", []string{"gpu", "default"}, []string{"cuda"}, 30*time.Second, t0)
 			register(t, reg, "alpha", "a-expired", "gpu-pool", []string{"gpu"}, nil, time.Minute, t0.Add(-time.Hour))
+			if _, err := reg.HeartbeatWorker(context.Background(), registry.HeartbeatWorkerArgs{Namespace: "alpha", WorkerInstanceID: "a-1", Now: t0,
+				Report: &registry.WorkerReport{InFlight: 3, Capacity: 8, Version: "v1.2"}}); err != nil {
+				t.Fatal(err)
+			}
 		})
 
 		t.Run("table", func(t *testing.T) {
 			res := ctlAt(t, path, now, 0, "workers", "list")
 			header, body := rows(t, res.Stdout)
-			if want := []string{"NAMESPACE", "INSTANCE", "STATUS", "LANES", "CAPABILITIES", "LAST SEEN", "EXPIRES", "TTL"}; !slices.Equal(header, want) {
+			if want := []string{"NAMESPACE", "INSTANCE", "STATUS", "LANES", "LAST SEEN", "EXPIRES", "TTL", "LOAD", "VERSION"}; !slices.Equal(header, want) {
 				t.Fatalf("header = %q, want %q", header, want)
 			}
 			want := [][]string{
-				{"alpha", "a-1", "live", "default,gpu", "cuda", "4s ago", "in 26s", "30s"},
-				{"alpha", "a-2", "live", "default", "-", "4s ago", "in 1h59m", "2h"},
-				{"beta", "b-1", "live", "gpu", "cuda,fp16", "4s ago", "in 59m56s", "1h"},
+				{"alpha", "a-1", "live", "default,gpu", "4s ago", "in 26s", "30s", "3/8", "v1.2"},
+				{"alpha", "a-2", "live", "default", "4s ago", "in 1h59m", "2h", "-", "-"},
+				{"beta", "b-1", "live", "gpu", "4s ago", "in 59m56s", "1h", "-", "-"},
 			}
 			if !slices.EqualFunc(body, want, slices.Equal) {
 				t.Fatalf("rows =\n%q\nwant\n%q", body, want)
@@ -290,6 +294,13 @@ func TestWorkersList(t *testing.T) {
 			if w := got.Workers[2]; !slices.Equal(w.Capabilities, []string{"cuda", "fp16"}) {
 				t.Errorf("b-1 capabilities = %q", w.Capabilities)
 			}
+			// A report's words; null without one.
+			if w := got.Workers[0]; w.InFlight == nil || *w.InFlight != 3 || w.Capacity == nil || *w.Capacity != 8 || w.Version == nil || *w.Version != "v1.2" {
+				t.Errorf("a-1 report = %v %v %v", w.InFlight, w.Capacity, w.Version)
+			}
+			if w := got.Workers[1]; w.InFlight != nil || w.Capacity != nil || w.Version != nil {
+				t.Errorf("a-2 report = %v %v %v, want nulls", w.InFlight, w.Capacity, w.Version)
+			}
 			// The keys are the contract, whatever a consumer's struct ignores.
 			raw := decode[map[string][]map[string]any](t, res.Stdout)["workers"][0]
 			var keys []string
@@ -297,8 +308,8 @@ func TestWorkersList(t *testing.T) {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			wantKeys := []string{"capabilities", "draining", "expires_at", "lanes", "last_heartbeat",
-				"liveness_ttl_ms", "namespace", "registered_at", "status", "worker_id", "worker_instance_id"}
+			wantKeys := []string{"capabilities", "capacity", "draining", "expires_at", "in_flight", "lanes", "last_heartbeat",
+				"liveness_ttl_ms", "namespace", "registered_at", "status", "version", "worker_id", "worker_instance_id"}
 			if !slices.Equal(keys, wantKeys) {
 				t.Errorf("keys = %q, want %q", keys, wantKeys)
 			}
@@ -355,9 +366,9 @@ func TestWorkersListAll(t *testing.T) {
 		}
 		_, body = rows(t, ctlAt(t, path, now, 0, "workers", "list", "-all", "-limit", "1").Stdout)
 		want := [][]string{
-			{"ns", "gone", "expired", "default", "-", "1m ago", "30s ago", "30s"},
-			{"ns", "live", "draining", "default", "-", "1m ago", "in 59m", "1h"},
-			{"ns", "quiet", "expired", "default", "-", "20s ago", "10s ago", "10s"},
+			{"ns", "gone", "expired", "default", "1m ago", "30s ago", "30s", "-", "-"},
+			{"ns", "live", "draining", "default", "1m ago", "in 59m", "1h", "-", "-"},
+			{"ns", "quiet", "expired", "default", "20s ago", "10s ago", "10s", "-", "-"},
 		}
 		if !slices.EqualFunc(body, want, slices.Equal) {
 			t.Fatalf("-all rows =\n%q\nwant\n%q", body, want)

@@ -66,6 +66,8 @@ func (o *output) worker(w registry.WorkerInfo, now time.Time) error {
 		{"LAST SEEN", at(w.LastHeartbeat)},
 		{"EXPIRES", at(w.ExpiresAt)},
 		{"TTL", ttl(w.LivenessTTL)},
+		{"LOAD", jsonshape.Load(w.Report)},
+		{"VERSION", reportVersion(w.Report)},
 	}
 	var b strings.Builder
 	for _, f := range fields {
@@ -83,26 +85,40 @@ func (o *output) workerList(now time.Time, wide bool) *listWriter[registry.Worke
 		l.table = newTable(o.stdout, column{name: "NAMESPACE"}, column{name: "INSTANCE"}, column{name: "WORKER"},
 			column{name: "STATUS"}, column{name: "LANES"}, column{name: "CAPABILITIES"}, column{name: "REGISTERED"},
 			column{name: "LAST SEEN"}, column{name: "EXPIRES"}, column{name: "TTL"},
+			column{name: "LOAD"}, column{name: "VERSION"},
 			column{name: "HEARTBEAT AT"}, column{name: "EXPIRES AT"})
 		l.row = func(w registry.WorkerInfo) []string {
 			return []string{w.Namespace, w.WorkerInstanceID, w.WorkerID, status(w, now),
 				strings.Join(w.Lanes, ","), strings.Join(w.Capabilities, ","),
 				relative(w.RegisteredAt, now), relative(w.LastHeartbeat, now), relative(w.ExpiresAt, now),
-				ttl(w.LivenessTTL), formatTime(w.LastHeartbeat), formatTime(w.ExpiresAt)}
+				ttl(w.LivenessTTL), jsonshape.Load(w.Report), reportVersion(w.Report),
+				formatTime(w.LastHeartbeat), formatTime(w.ExpiresAt)}
 		}
 		return l
 	}
 	// At most 120 columns, whatever the values; usually far fewer. Ages
-	// are at most 11 characters (see age) and never cut.
-	l.table = newTable(o.stdout, column{name: "NAMESPACE", max: 16}, column{name: "INSTANCE", max: 26},
-		column{name: "STATUS"}, column{name: "LANES", max: 13}, column{name: "CAPABILITIES", max: 13},
-		column{name: "LAST SEEN"}, column{name: "EXPIRES"}, column{name: "TTL", max: 8})
+	// are at most 11 characters (see age) and never cut. Capabilities are
+	// left to -wide, to make room for the report's load (in flight /
+	// capacity) and version.
+	l.table = newTable(o.stdout, column{name: "NAMESPACE", max: 12}, column{name: "INSTANCE", max: 24},
+		column{name: "STATUS"}, column{name: "LANES", max: 11},
+		column{name: "LAST SEEN"}, column{name: "EXPIRES"}, column{name: "TTL", max: 8},
+		column{name: "LOAD", max: 9}, column{name: "VERSION", max: 10})
 	l.row = func(w registry.WorkerInfo) []string {
 		return []string{w.Namespace, w.WorkerInstanceID, status(w, now),
-			strings.Join(w.Lanes, ","), strings.Join(w.Capabilities, ","),
-			relative(w.LastHeartbeat, now), relative(w.ExpiresAt, now), ttl(w.LivenessTTL)}
+			strings.Join(w.Lanes, ","),
+			relative(w.LastHeartbeat, now), relative(w.ExpiresAt, now), ttl(w.LivenessTTL),
+			jsonshape.Load(w.Report), reportVersion(w.Report)}
 	}
 	return l
+}
+
+// reportVersion is a report's version, "" when there is none.
+func reportVersion(r *registry.WorkerReport) string {
+	if r == nil {
+		return ""
+	}
+	return r.Version
 }
 
 // listWriter prints a listing page by page, as its pages arrive, so that

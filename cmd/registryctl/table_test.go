@@ -39,6 +39,21 @@ func TestWorkersTableGolden(t *testing.T) {
 				[]string{"default", "batch", "reports", "exports", "imports"}, []string{"avx512", "bigmem", "ssd", "tpu-v5e"},
 				1500*time.Millisecond, t0.Add(3*time.Second))
 			register(t, reg, "ops", "sweeper-0", "ops", []string{"maintenance"}, nil, 24*time.Hour, t0.Add(-26*time.Hour-5*time.Minute))
+			// Reports: a short one, and the longest a table must cut.
+			for _, rep := range []struct {
+				ns, instance string
+				r            registry.WorkerReport
+				at           time.Time
+			}{
+				{"prod", "gpu-pool-1-7f3a", registry.WorkerReport{InFlight: 3, Capacity: 8, Version: "v1.42.0"}, t0},
+				{"staging-eu-west-1-reporting", "batch-worker-with-a-very-long-instance-name-0001",
+					registry.WorkerReport{InFlight: 2147483647, Capacity: 2147483647, Version: "2026.01.01-rc.7+build.4411"}, t0.Add(3 * time.Second)},
+			} {
+				if _, err := reg.HeartbeatWorker(ctx, registry.HeartbeatWorkerArgs{Namespace: rep.ns, WorkerInstanceID: rep.instance, Report: &rep.r,
+					Now: rep.at}); err != nil {
+					t.Fatal(err)
+				}
+			}
 		})
 		for _, tc := range []struct {
 			golden string

@@ -33,6 +33,8 @@ REGISTERED    4s ago (2026-01-01T12:00:00.000Z)
 LAST SEEN     4s ago (2026-01-01T12:00:00.000Z)
 EXPIRES       in 26s (2026-01-01T12:00:30.000Z)
 TTL           30s
+LOAD          -
+VERSION       -
 `
 		if res := ctlAt(t, path, now, 0, "workers", "get", "-namespace", "ns", "-instance", "w1"); res.Stdout != want || res.Stderr != "" {
 			t.Fatalf("workers get:\n%s\nwant:\n%s\nstderr %q", res.Stdout, want, res.Stderr)

@@ -18,10 +18,13 @@ var (
 
 const heartbeatLiveWorkerBatch = `-- name: HeartbeatLiveWorkerBatch :batchone
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = $1
-WHERE partition_key = $2
-  AND namespace = $3
-  AND worker_instance_id = $4
+SET last_heartbeat_ms = $1,
+    report_in_flight  = coalesce($2::integer, report_in_flight),
+    report_capacity   = coalesce($3::integer, report_capacity),
+    report_version    = coalesce($4::text, report_version)
+WHERE partition_key = $5
+  AND namespace = $6
+  AND worker_instance_id = $7
   AND last_heartbeat_ms + liveness_ttl_ms > $1
 RETURNING namespace, worker_instance_id, (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
 `
@@ -34,6 +37,9 @@ type HeartbeatLiveWorkerBatchBatchResults struct {
 
 type HeartbeatLiveWorkerBatchParams struct {
 	NowMs            int64
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
@@ -52,6 +58,9 @@ func (q *Queries) HeartbeatLiveWorkerBatch(ctx context.Context, arg []HeartbeatL
 	for _, a := range arg {
 		vals := []interface{}{
 			a.NowMs,
+			a.ReportInFlight,
+			a.ReportCapacity,
+			a.ReportVersion,
 			a.PartitionKey,
 			a.Namespace,
 			a.WorkerInstanceID,

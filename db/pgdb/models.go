@@ -35,6 +35,9 @@ type FfWorkerRegistry struct {
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	Draining         bool
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 }
 
 type FfWorkerRegistryDirective struct {

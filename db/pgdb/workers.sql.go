@@ -60,7 +60,8 @@ func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerPara
 const getLiveWorker = `-- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
+       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE partition_key = $1
   AND namespace = $2
@@ -86,6 +87,9 @@ type GetLiveWorkerRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 }
 
 func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (GetLiveWorkerRow, error) {
@@ -107,12 +111,16 @@ func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (G
 		&i.RegisteredAtMs,
 		&i.ExpiresAtMs,
 		&i.Draining,
+		&i.ReportInFlight,
+		&i.ReportCapacity,
+		&i.ReportVersion,
 	)
 	return i, err
 }
 
 const getWorker = `-- name: GetWorker :one
-SELECT worker_id, registered_at_ms, (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms
+SELECT worker_id, registered_at_ms, (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE partition_key = $1
   AND namespace = $2 AND worker_instance_id = $3
@@ -129,6 +137,9 @@ type GetWorkerRow struct {
 	WorkerID       string
 	RegisteredAtMs int64
 	ExpiresAtMs    int64
+	ReportInFlight *int32
+	ReportCapacity *int32
+	ReportVersion  *string
 }
 
 // Reads a registration whether or not it is live, and locks it so that a
@@ -136,22 +147,35 @@ type GetWorkerRow struct {
 func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorkerRow, error) {
 	row := q.db.QueryRow(ctx, getWorker, arg.PartitionKey, arg.Namespace, arg.WorkerInstanceID)
 	var i GetWorkerRow
-	err := row.Scan(&i.WorkerID, &i.RegisteredAtMs, &i.ExpiresAtMs)
+	err := row.Scan(
+		&i.WorkerID,
+		&i.RegisteredAtMs,
+		&i.ExpiresAtMs,
+		&i.ReportInFlight,
+		&i.ReportCapacity,
+		&i.ReportVersion,
+	)
 	return i, err
 }
 
 const heartbeatLiveWorker = `-- name: HeartbeatLiveWorker :one
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = $1
-WHERE partition_key = $2
-  AND namespace = $3
-  AND worker_instance_id = $4
+SET last_heartbeat_ms = $1,
+    report_in_flight  = coalesce($2::integer, report_in_flight),
+    report_capacity   = coalesce($3::integer, report_capacity),
+    report_version    = coalesce($4::text, report_version)
+WHERE partition_key = $5
+  AND namespace = $6
+  AND worker_instance_id = $7
   AND last_heartbeat_ms + liveness_ttl_ms > $1
 RETURNING (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
 `
 
 type HeartbeatLiveWorkerParams struct {
 	NowMs            int64
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
@@ -162,10 +186,15 @@ type HeartbeatLiveWorkerRow struct {
 	Draining    bool
 }
 
-// Refreshes a live row only; an expired row is left for the sweep.
+// Refreshes a live row only; an expired row is left for the sweep. A
+// report rides in the same UPDATE (NULLs keep the stored one); no index
+// covers the report columns, so it stays a HOT update.
 func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWorkerParams) (HeartbeatLiveWorkerRow, error) {
 	row := q.db.QueryRow(ctx, heartbeatLiveWorker,
 		arg.NowMs,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
 		arg.PartitionKey,
 		arg.Namespace,
 		arg.WorkerInstanceID,
@@ -179,18 +208,21 @@ const heartbeatLiveWorkerNoWait = `-- name: HeartbeatLiveWorkerNoWait :one
 WITH target AS (
     SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
     FROM ff_worker_registry AS cur
-    WHERE cur.partition_key = $2
-      AND cur.namespace = $3
-      AND cur.worker_instance_id = $4
+    WHERE cur.partition_key = $5
+      AND cur.namespace = $6
+      AND cur.worker_instance_id = $7
       AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > $1
     FOR NO KEY UPDATE NOWAIT
 )
 UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = GREATEST(w.last_heartbeat_ms, $1)
+SET last_heartbeat_ms = GREATEST(w.last_heartbeat_ms, $1),
+    report_in_flight  = coalesce($2::integer, w.report_in_flight),
+    report_capacity   = coalesce($3::integer, w.report_capacity),
+    report_version    = coalesce($4::text, w.report_version)
 FROM target
-WHERE w.partition_key = $2
-  AND w.namespace = $3
-  AND w.worker_instance_id = $4
+WHERE w.partition_key = $5
+  AND w.namespace = $6
+  AND w.worker_instance_id = $7
   AND w.partition_key = target.partition_key
   AND w.namespace = target.namespace
   AND w.worker_instance_id = target.worker_instance_id
@@ -199,6 +231,9 @@ RETURNING (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.
 
 type HeartbeatLiveWorkerNoWaitParams struct {
 	NowMs            int64
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
@@ -224,6 +259,9 @@ type HeartbeatLiveWorkerNoWaitRow struct {
 func (q *Queries) HeartbeatLiveWorkerNoWait(ctx context.Context, arg HeartbeatLiveWorkerNoWaitParams) (HeartbeatLiveWorkerNoWaitRow, error) {
 	row := q.db.QueryRow(ctx, heartbeatLiveWorkerNoWait,
 		arg.NowMs,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
 		arg.PartitionKey,
 		arg.Namespace,
 		arg.WorkerInstanceID,
@@ -235,11 +273,18 @@ func (q *Queries) HeartbeatLiveWorkerNoWait(ctx context.Context, arg HeartbeatLi
 
 const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
 UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = $1
+SET last_heartbeat_ms = $1,
+    report_in_flight  = CASE WHEN k.reported THEN k.in_flight ELSE w.report_in_flight END,
+    report_capacity   = CASE WHEN k.reported THEN k.capacity ELSE w.report_capacity END,
+    report_version    = CASE WHEN k.reported THEN k.version ELSE w.report_version END
 FROM (
     SELECT ($2::smallint[])[n.ord] AS partition_key, n.namespace,
-           ($3::text[])[n.ord] AS worker_instance_id
-    FROM unnest($4::text[]) WITH ORDINALITY AS n(namespace, ord)
+           ($3::text[])[n.ord] AS worker_instance_id,
+           ($4::boolean[])[n.ord] AS reported,
+           ($5::integer[])[n.ord] AS in_flight,
+           ($6::integer[])[n.ord] AS capacity,
+           ($7::text[])[n.ord] AS version
+    FROM unnest($8::text[]) WITH ORDINALITY AS n(namespace, ord)
 ) AS k
 WHERE w.partition_key = k.partition_key
   AND w.namespace = k.namespace
@@ -252,6 +297,10 @@ type HeartbeatLiveWorkersParams struct {
 	NowMs         int64
 	PartitionKeys []int16
 	InstanceIds   []string
+	Reported      []bool
+	InFlights     []int32
+	Capacities    []int32
+	Versions      []string
 	Namespaces    []string
 }
 
@@ -264,12 +313,18 @@ type HeartbeatLiveWorkersRow struct {
 
 // Many heartbeats at one time as one statement; the keys arrive as
 // parallel arrays. (sqlc does not know the many-array unnest, hence the
-// subscripts.)
+// subscripts.) Reports come as parallel arrays too, reported[i] saying
+// whether key i has one; without, or with NULL arrays for a batch with
+// none, the stored report is kept.
 func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWorkersParams) ([]HeartbeatLiveWorkersRow, error) {
 	rows, err := q.db.Query(ctx, heartbeatLiveWorkers,
 		arg.NowMs,
 		arg.PartitionKeys,
 		arg.InstanceIds,
+		arg.Reported,
+		arg.InFlights,
+		arg.Capacities,
+		arg.Versions,
 		arg.Namespaces,
 	)
 	if err != nil {
@@ -298,7 +353,8 @@ func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWor
 const listLiveWorkers = `-- name: ListLiveWorkers :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
+       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE (namespace COLLATE "C", worker_instance_id COLLATE "C")
       > ($1::text COLLATE "C", $2::text COLLATE "C")
@@ -329,6 +385,9 @@ type ListLiveWorkersRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 }
 
 // All namespaces. The cursor is a row value over ff_worker_registry_list_idx,
@@ -361,6 +420,9 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
+			&i.ReportInFlight,
+			&i.ReportCapacity,
+			&i.ReportVersion,
 		); err != nil {
 			return nil, err
 		}
@@ -375,7 +437,8 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 const listLiveWorkersInNamespace = `-- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
+       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace COLLATE "C" = $1::text COLLATE "C"
   AND worker_instance_id COLLATE "C" > $2::text COLLATE "C"
@@ -406,6 +469,9 @@ type ListLiveWorkersInNamespaceRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 }
 
 func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]ListLiveWorkersInNamespaceRow, error) {
@@ -435,6 +501,9 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
+			&i.ReportInFlight,
+			&i.ReportCapacity,
+			&i.ReportVersion,
 		); err != nil {
 			return nil, err
 		}
@@ -659,13 +728,15 @@ func (q *Queries) SweepExpiredPartition(ctx context.Context, arg SweepExpiredPar
 const upsertWorker = `-- name: UpsertWorker :exec
 INSERT INTO ff_worker_registry (
     partition_key, namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
+    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining,
+    report_in_flight, report_capacity, report_version
 ) VALUES (
     $1, $2, $3, $4,
     $5, $6,
     $7, $8, $9,
     coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
-              WHERE d.namespace = $2 AND d.worker_instance_id = $3), false)
+              WHERE d.namespace = $2 AND d.worker_instance_id = $3), false),
+    $10, $11, $12
 )
 ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -674,7 +745,10 @@ ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = excluded.draining
+    draining          = excluded.draining,
+    report_in_flight  = excluded.report_in_flight,
+    report_capacity   = excluded.report_capacity,
+    report_version    = excluded.report_version
 `
 
 type UpsertWorkerParams struct {
@@ -687,11 +761,16 @@ type UpsertWorkerParams struct {
 	NowMs            int64
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 }
 
 // Writes a registration over whatever row is there. It is draining when
 // the instance's drain directive is pending: a drain outlives a lapse, a
-// sweep and the registration that follows, until ResumeWorker.
+// sweep and the registration that follows, until ResumeWorker. The report
+// columns are written as given (the caller passes the stored report on
+// when a refresh sends none).
 func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) error {
 	_, err := q.db.Exec(ctx, upsertWorker,
 		arg.PartitionKey,
@@ -703,6 +782,9 @@ func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) erro
 		arg.NowMs,
 		arg.LivenessTTLMs,
 		arg.RegisteredAtMs,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
 	)
 	return err
 }

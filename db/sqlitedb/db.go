@@ -45,9 +45,6 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.heartbeatLiveWorkerStmt, err = db.PrepareContext(ctx, heartbeatLiveWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query HeartbeatLiveWorker: %w", err)
 	}
-	if q.heartbeatLiveWorkersStmt, err = db.PrepareContext(ctx, heartbeatLiveWorkers); err != nil {
-		return nil, fmt.Errorf("error preparing query HeartbeatLiveWorkers: %w", err)
-	}
 	if q.insertEventStmt, err = db.PrepareContext(ctx, insertEvent); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertEvent: %w", err)
 	}
@@ -149,11 +146,6 @@ func (q *Queries) Close() error {
 	if q.heartbeatLiveWorkerStmt != nil {
 		if cerr := q.heartbeatLiveWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing heartbeatLiveWorkerStmt: %w", cerr)
-		}
-	}
-	if q.heartbeatLiveWorkersStmt != nil {
-		if cerr := q.heartbeatLiveWorkersStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing heartbeatLiveWorkersStmt: %w", cerr)
 		}
 	}
 	if q.insertEventStmt != nil {
@@ -307,7 +299,6 @@ type Queries struct {
 	getLiveWorkerStmt              *sql.Stmt
 	getWorkerStmt                  *sql.Stmt
 	heartbeatLiveWorkerStmt        *sql.Stmt
-	heartbeatLiveWorkersStmt       *sql.Stmt
 	insertEventStmt                *sql.Stmt
 	insertEventsStmt               *sql.Stmt
 	listAllEventsAscStmt           *sql.Stmt
@@ -342,7 +333,6 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		getLiveWorkerStmt:              q.getLiveWorkerStmt,
 		getWorkerStmt:                  q.getWorkerStmt,
 		heartbeatLiveWorkerStmt:        q.heartbeatLiveWorkerStmt,
-		heartbeatLiveWorkersStmt:       q.heartbeatLiveWorkersStmt,
 		insertEventStmt:                q.insertEventStmt,
 		insertEventsStmt:               q.insertEventsStmt,
 		listAllEventsAscStmt:           q.listAllEventsAscStmt,

@@ -2,6 +2,7 @@
 // from queries/sqlite over the migrations in schema/sqlite. Only package
 // registry uses it; [Prepare] compiles every statement once per pool.
 //
-// Every file but this one is generated: edit the SQL and run
-// go generate ./... instead.
+// Every file but this one and heartbeat_batch.go (a statement sqlc
+// cannot parse) is generated: edit the SQL and run go generate ./...
+// instead.
 package sqlitedb

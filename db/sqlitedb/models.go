@@ -30,6 +30,9 @@ type FfWorkerRegistry struct {
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
 	Draining         bool
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 	Rowid            int64
 }
 

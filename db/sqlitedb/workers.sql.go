@@ -79,7 +79,8 @@ func (q *Queries) DeleteLiveWorker(ctx context.Context, arg DeleteLiveWorkerPara
 const getLiveWorker = `-- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id = ?2
@@ -103,6 +104,9 @@ type GetLiveWorkerRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 }
 
 func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (GetLiveWorkerRow, error) {
@@ -119,13 +123,17 @@ func (q *Queries) GetLiveWorker(ctx context.Context, arg GetLiveWorkerParams) (G
 		&i.RegisteredAtMs,
 		&i.ExpiresAtMs,
 		&i.Draining,
+		&i.ReportInFlight,
+		&i.ReportCapacity,
+		&i.ReportVersion,
 	)
 	return i, err
 }
 
 const getWorker = `-- name: GetWorker :one
 
-SELECT worker_id, registered_at_ms, cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms
+SELECT worker_id, registered_at_ms, cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace = ?1 AND worker_instance_id = ?2
 `
@@ -139,6 +147,9 @@ type GetWorkerRow struct {
 	WorkerID       string
 	RegisteredAtMs int64
 	ExpiresAtMs    int64
+	ReportInFlight *int64
+	ReportCapacity *int64
+	ReportVersion  *string
 }
 
 // The expiry is last_heartbeat_ms + liveness_ttl_ms, the engine's own
@@ -154,21 +165,34 @@ type GetWorkerRow struct {
 func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorkerRow, error) {
 	row := q.queryRow(ctx, q.getWorkerStmt, getWorker, arg.Namespace, arg.WorkerInstanceID)
 	var i GetWorkerRow
-	err := row.Scan(&i.WorkerID, &i.RegisteredAtMs, &i.ExpiresAtMs)
+	err := row.Scan(
+		&i.WorkerID,
+		&i.RegisteredAtMs,
+		&i.ExpiresAtMs,
+		&i.ReportInFlight,
+		&i.ReportCapacity,
+		&i.ReportVersion,
+	)
 	return i, err
 }
 
 const heartbeatLiveWorker = `-- name: HeartbeatLiveWorker :many
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = ?1
-WHERE namespace = ?2
-  AND worker_instance_id = ?3
+SET last_heartbeat_ms = ?1,
+    report_in_flight  = coalesce(cast(?2 AS INTEGER), report_in_flight),
+    report_capacity   = coalesce(cast(?3 AS INTEGER), report_capacity),
+    report_version    = coalesce(cast(?4 AS TEXT), report_version)
+WHERE namespace = ?5
+  AND worker_instance_id = ?6
   AND +(last_heartbeat_ms + liveness_ttl_ms) > ?1
 RETURNING last_heartbeat_ms, liveness_ttl_ms, draining
 `
 
 type HeartbeatLiveWorkerParams struct {
 	NowMs            int64
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 	Namespace        string
 	WorkerInstanceID string
 }
@@ -184,8 +208,17 @@ type HeartbeatLiveWorkerRow struct {
 // after its first row, and an autocommit statement that is reset before it
 // steps to SQLITE_DONE commits without running SQLite's WAL hook, the one
 // place where the automatic checkpoint runs. The WAL then never restarts.
+// A report rides in the same UPDATE (NULLs keep the stored one): the row
+// is rewritten either way, and no index covers the report columns.
 func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWorkerParams) ([]HeartbeatLiveWorkerRow, error) {
-	rows, err := q.query(ctx, q.heartbeatLiveWorkerStmt, heartbeatLiveWorker, arg.NowMs, arg.Namespace, arg.WorkerInstanceID)
+	rows, err := q.query(ctx, q.heartbeatLiveWorkerStmt, heartbeatLiveWorker,
+		arg.NowMs,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -194,61 +227,6 @@ func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWork
 	for rows.Next() {
 		var i HeartbeatLiveWorkerRow
 		if err := rows.Scan(&i.LastHeartbeatMs, &i.LivenessTTLMs, &i.Draining); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
-UPDATE ff_worker_registry
-SET last_heartbeat_ms = ?1
-WHERE (namespace, worker_instance_id) IN (
-        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
-        FROM json_each(?2))
-  AND +(last_heartbeat_ms + liveness_ttl_ms) > ?1
-RETURNING namespace, worker_instance_id, last_heartbeat_ms, liveness_ttl_ms, draining
-`
-
-type HeartbeatLiveWorkersParams struct {
-	NowMs int64
-	Keys  interface{}
-}
-
-type HeartbeatLiveWorkersRow struct {
-	Namespace        string
-	WorkerInstanceID string
-	LastHeartbeatMs  int64
-	LivenessTTLMs    int64
-	Draining         bool
-}
-
-// Many heartbeats at one time as one statement. keys is a JSON array of
-// [namespace, instance] pairs (sqlc cannot type a json_each argument, hence
-// its interface{} parameter).
-func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWorkersParams) ([]HeartbeatLiveWorkersRow, error) {
-	rows, err := q.query(ctx, q.heartbeatLiveWorkersStmt, heartbeatLiveWorkers, arg.NowMs, arg.Keys)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []HeartbeatLiveWorkersRow{}
-	for rows.Next() {
-		var i HeartbeatLiveWorkersRow
-		if err := rows.Scan(
-			&i.Namespace,
-			&i.WorkerInstanceID,
-			&i.LastHeartbeatMs,
-			&i.LivenessTTLMs,
-			&i.Draining,
-		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -299,7 +277,8 @@ func (q *Queries) ListExpiredWorkers(ctx context.Context, nowMs int64) ([]int64,
 const listLiveWorkers = `-- name: ListLiveWorkers :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) > (cast(?1 AS TEXT), cast(?2 AS TEXT))
   AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
@@ -329,6 +308,9 @@ type ListLiveWorkersRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 }
 
 // All namespaces. The cursor is a row value over the primary key, so a page
@@ -360,6 +342,9 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
+			&i.ReportInFlight,
+			&i.ReportCapacity,
+			&i.ReportVersion,
 		); err != nil {
 			return nil, err
 		}
@@ -377,7 +362,8 @@ func (q *Queries) ListLiveWorkers(ctx context.Context, arg ListLiveWorkersParams
 const listLiveWorkersInNamespace = `-- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace = ?1
   AND worker_instance_id > cast(?2 AS TEXT)
@@ -408,6 +394,9 @@ type ListLiveWorkersInNamespaceRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 }
 
 func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWorkersInNamespaceParams) ([]ListLiveWorkersInNamespaceRow, error) {
@@ -437,6 +426,9 @@ func (q *Queries) ListLiveWorkersInNamespace(ctx context.Context, arg ListLiveWo
 			&i.RegisteredAtMs,
 			&i.ExpiresAtMs,
 			&i.Draining,
+			&i.ReportInFlight,
+			&i.ReportCapacity,
+			&i.ReportVersion,
 		); err != nil {
 			return nil, err
 		}
@@ -459,10 +451,13 @@ SET lanes             = ?1,
     liveness_ttl_ms   = ?4,
     draining          = coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
                                   WHERE d.namespace = ?5
-                                    AND d.worker_instance_id = ?6), 0)
+                                    AND d.worker_instance_id = ?6), 0),
+    report_in_flight  = coalesce(cast(?7 AS INTEGER), ff_worker_registry.report_in_flight),
+    report_capacity   = coalesce(cast(?8 AS INTEGER), ff_worker_registry.report_capacity),
+    report_version    = coalesce(cast(?9 AS TEXT), ff_worker_registry.report_version)
 WHERE ff_worker_registry.namespace = ?5
   AND ff_worker_registry.worker_instance_id = ?6
-  AND worker_id = ?7
+  AND worker_id = ?10
   AND +(last_heartbeat_ms + liveness_ttl_ms) > ?3
 RETURNING registered_at_ms
 `
@@ -474,13 +469,17 @@ type RefreshLiveWorkerParams struct {
 	LivenessTTLMs    int64
 	Namespace        string
 	WorkerInstanceID string
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 	WorkerID         string
 }
 
 // Register's common case in one statement: a registration live under the
 // same worker ID gets the new lanes, capabilities, TTL and heartbeat, keeps
 // its registered_at_ms (returned) and its drain, which follows the
-// instance's drain directive (see UpsertWorker). Any other
+// instance's drain directive (see UpsertWorker); a report replaces the
+// stored one, and none (NULLs) keeps it. Any other
 // case (absent, expired, another worker ID) matches no row and writes
 // nothing; the caller then reads the row and writes it with UpsertWorker.
 func (q *Queries) RefreshLiveWorker(ctx context.Context, arg RefreshLiveWorkerParams) (int64, error) {
@@ -491,6 +490,9 @@ func (q *Queries) RefreshLiveWorker(ctx context.Context, arg RefreshLiveWorkerPa
 		arg.LivenessTTLMs,
 		arg.Namespace,
 		arg.WorkerInstanceID,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
 		arg.WorkerID,
 	)
 	var registered_at_ms int64
@@ -499,6 +501,7 @@ func (q *Queries) RefreshLiveWorker(ctx context.Context, arg RefreshLiveWorkerPa
 }
 
 const requestDrain = `-- name: RequestDrain :execrows
+
 UPDATE ff_worker_registry
 SET draining = 1
 WHERE namespace = ?1
@@ -512,6 +515,9 @@ type RequestDrainParams struct {
 	NowMs            int64
 }
 
+// HeartbeatLiveWorkers, many heartbeats (and reports) at one time as one
+// statement, is written by hand in db/sqlitedb/heartbeat_batch.go: it
+// needs UPDATE ... FROM, which sqlc's SQLite grammar does not parse.
 func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int64, error) {
 	result, err := q.exec(ctx, q.requestDrainStmt, requestDrain, arg.Namespace, arg.WorkerInstanceID, arg.NowMs)
 	if err != nil {
@@ -545,13 +551,15 @@ func (q *Queries) ResumeWorker(ctx context.Context, arg ResumeWorkerParams) (int
 const upsertWorker = `-- name: UpsertWorker :exec
 INSERT INTO ff_worker_registry (
     namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
+    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining,
+    report_in_flight, report_capacity, report_version
 ) VALUES (
     ?1, ?2, ?3,
     ?4, ?5,
     ?6, ?7, ?8,
     coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
-              WHERE d.namespace = ?1 AND d.worker_instance_id = ?2), 0)
+              WHERE d.namespace = ?1 AND d.worker_instance_id = ?2), 0),
+    ?9, ?10, ?11
 )
 ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -560,7 +568,10 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = excluded.draining
+    draining          = excluded.draining,
+    report_in_flight  = excluded.report_in_flight,
+    report_capacity   = excluded.report_capacity,
+    report_version    = excluded.report_version
 `
 
 type UpsertWorkerParams struct {
@@ -572,11 +583,16 @@ type UpsertWorkerParams struct {
 	NowMs            int64
 	LivenessTTLMs    int64
 	RegisteredAtMs   int64
+	ReportInFlight   *int64
+	ReportCapacity   *int64
+	ReportVersion    *string
 }
 
 // Writes a registration over whatever row is there. It is draining when
 // the instance's drain directive is pending: a drain outlives a lapse, a
-// sweep and the registration that follows, until ResumeWorker.
+// sweep and the registration that follows, until ResumeWorker. The report
+// columns are written as given (the caller passes the stored report on
+// when a refresh sends none).
 func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) error {
 	_, err := q.exec(ctx, q.upsertWorkerStmt, upsertWorker,
 		arg.Namespace,
@@ -587,6 +603,9 @@ func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) erro
 		arg.NowMs,
 		arg.LivenessTTLMs,
 		arg.RegisteredAtMs,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
 	)
 	return err
 }

@@ -6,6 +6,7 @@
 package jsonshape
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/flowfabric/workerregistry/registry"
@@ -26,7 +27,8 @@ type (
 		Next    *WorkerCursor `json:"next"`
 	}
 	// Worker is one registration. Status is "live", "draining" or
-	// "expired".
+	// "expired". InFlight, Capacity and Version are its last report's,
+	// null when it has sent none.
 	Worker struct {
 		Namespace        string   `json:"namespace"`
 		WorkerID         string   `json:"worker_id"`
@@ -39,6 +41,9 @@ type (
 		ExpiresAt        string   `json:"expires_at"`
 		LivenessTTLMS    int64    `json:"liveness_ttl_ms"`
 		Draining         bool     `json:"draining"`
+		InFlight         *int     `json:"in_flight"`
+		Capacity         *int     `json:"capacity"`
+		Version          *string  `json:"version"`
 	}
 	// WorkerCursor is the last worker of a page.
 	WorkerCursor struct {
@@ -102,7 +107,7 @@ func Status(w registry.WorkerInfo, now time.Time) string {
 
 // WorkerOf is w's shape at now.
 func WorkerOf(w registry.WorkerInfo, now time.Time) Worker {
-	return Worker{
+	v := Worker{
 		Namespace:        w.Namespace,
 		WorkerID:         w.WorkerID,
 		WorkerInstanceID: w.WorkerInstanceID,
@@ -115,6 +120,19 @@ func WorkerOf(w registry.WorkerInfo, now time.Time) Worker {
 		LivenessTTLMS:    w.LivenessTTL.Milliseconds(),
 		Draining:         w.Draining,
 	}
+	if r := w.Report; r != nil {
+		v.InFlight, v.Capacity, v.Version = &r.InFlight, &r.Capacity, &r.Version
+	}
+	return v
+}
+
+// Load is a report's in-flight count over its capacity ("3/8"), "" when
+// there is no report.
+func Load(r *registry.WorkerReport) string {
+	if r == nil {
+		return ""
+	}
+	return strconv.Itoa(r.InFlight) + "/" + strconv.Itoa(r.Capacity)
 }
 
 // WorkersOf is a page of workers' shape at now; next is the cursor after

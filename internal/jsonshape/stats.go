@@ -33,6 +33,10 @@ type (
 		OldestExpiredLease *string   `json:"oldest_expired_lease"`
 		Lanes              []Lane    `json:"lanes"`
 		Oldest             time.Time `json:"-"` // OldestExpiredLease as a time; zero for none
+		// Versions are, for each worker ID with live workers that
+		// reported a version, the distinct versions they reported, sorted:
+		// more than one is a version mismatch within the worker ID.
+		Versions map[string][]string `json:"-"`
 	}
 	// Lane are the live and draining workers serving one lane.
 	Lane struct {
@@ -48,6 +52,7 @@ type namespaceStats struct {
 	live, draining, unswept, expiredLeases int
 	oldestLease                            time.Time // zero: none
 	lanes                                  map[string]*Lane
+	versions                               map[string][]string // worker ID → distinct reported versions
 }
 
 // CollectStats counts what reg holds at now, in namespace or ("") in
@@ -128,6 +133,14 @@ func (c *collector) workers(ctx context.Context, reg *registry.Registry, namespa
 			if st == "draining" {
 				s.draining++
 			}
+			if w.Report != nil && w.Report.Version != "" {
+				if s.versions == nil {
+					s.versions = map[string][]string{}
+				}
+				if vs := s.versions[w.WorkerID]; !slices.Contains(vs, w.Report.Version) {
+					s.versions[w.WorkerID] = append(vs, w.Report.Version)
+				}
+			}
 		}
 		if workers.After = res.Next; res.Next == nil {
 			return nil
@@ -172,6 +185,10 @@ func (c *collector) report(now time.Time) Stats {
 		for _, l := range s.lanes {
 			n.Lanes = append(n.Lanes, *l)
 		}
+		for _, vs := range s.versions {
+			slices.Sort(vs)
+		}
+		n.Versions = s.versions
 		slices.SortFunc(n.Lanes, func(a, b Lane) int { return cmp.Compare(a.Lane, b.Lane) })
 		v.Namespaces = append(v.Namespaces, n)
 		v.Live += s.live

@@ -32,8 +32,8 @@ type Store interface {
 	// judging liveness and computing the expiry at the time that now
 	// returns once the write holds the lock that orders it against other
 	// writers of the row: a heartbeat that waited must not then use a time
-	// already past.
-	HeartbeatAt(ctx context.Context, k InstanceKey, now func() int64) (HeartbeatRow, bool, error)
+	// already past. A report (nil: none) is written in the same statement.
+	HeartbeatAt(ctx context.Context, k InstanceKey, rep *Report, now func() int64) (HeartbeatRow, bool, error)
 	// SweepExpired removes the registrations expired at nowMS, each with
 	// its ttl_swept event, and returns how many. It finds them by scanning,
 	// off the writer's path, and removes them in write transactions of at
@@ -75,8 +75,13 @@ type Writer interface {
 	// absence, against concurrent writers until the transaction ends.
 	GetWorker(ctx context.Context, k InstanceKey) (prev Registration, found bool, err error)
 	UpsertWorker(ctx context.Context, w WorkerRow) error
-	HeartbeatLiveWorker(ctx context.Context, k InstanceKey, nowMS int64) (HeartbeatRow, bool, error)
-	HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []InstanceKey) ([]HeartbeatRow, error)
+	// HeartbeatLiveWorker refreshes a live row and writes rep, when not
+	// nil, in the same statement; a nil rep keeps the stored report.
+	HeartbeatLiveWorker(ctx context.Context, k InstanceKey, rep *Report, nowMS int64) (HeartbeatRow, bool, error)
+	// HeartbeatLiveWorkers refreshes the live rows of keys, which are
+	// distinct; reports, when not nil, has one entry per key (nil keeps
+	// that key's stored report).
+	HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []InstanceKey, reports []*Report) ([]HeartbeatRow, error)
 	DeleteLiveWorker(ctx context.Context, k InstanceKey, nowMS int64) (bool, error)
 	RequestDrain(ctx context.Context, k InstanceKey, nowMS int64) (bool, error)
 	ResumeWorker(ctx context.Context, k InstanceKey, nowMS int64) (bool, error)
@@ -143,6 +148,12 @@ type WorkerRow struct {
 	RegisteredAtMs   int64
 	ExpiresAtMs      int64
 	Draining         bool
+	// The worker's last report (version 10's columns): all nil when none
+	// was sent. UpsertWorker writes them as they are; RefreshLiveWorker
+	// keeps the stored ones when they are nil.
+	ReportInFlight *int64
+	ReportCapacity *int64
+	ReportVersion  *string
 }
 
 // Registration is what a register needs of the row it replaces.
@@ -150,6 +161,25 @@ type Registration struct {
 	WorkerID       string
 	RegisteredAtMs int64
 	ExpiresAtMs    int64
+	// The stored report, which a refresh without one keeps.
+	ReportInFlight *int64
+	ReportCapacity *int64
+	ReportVersion  *string
+}
+
+// Report is a worker's report (registry.WorkerReport) as a heartbeat
+// writes it.
+type Report struct {
+	InFlight, Capacity int64
+	Version            string
+}
+
+// Columns returns r as the report columns of a row: all nil for a nil r.
+func (r *Report) Columns() (inFlight, capacity *int64, version *string) {
+	if r == nil {
+		return nil, nil, nil
+	}
+	return &r.InFlight, &r.Capacity, &r.Version
 }
 
 type HeartbeatRow struct {

@@ -21,7 +21,8 @@ SELECT pg_advisory_xact_lock(
 -- name: GetWorker :one
 -- Reads a registration whether or not it is live, and locks it so that a
 -- concurrent sweep cannot also record its end.
-SELECT worker_id, registered_at_ms, (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms
+SELECT worker_id, registered_at_ms, (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE partition_key = sqlc.arg(partition_key)
   AND namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_instance_id)
@@ -30,16 +31,20 @@ FOR UPDATE;
 -- name: UpsertWorker :exec
 -- Writes a registration over whatever row is there. It is draining when
 -- the instance's drain directive is pending: a drain outlives a lapse, a
--- sweep and the registration that follows, until ResumeWorker.
+-- sweep and the registration that follows, until ResumeWorker. The report
+-- columns are written as given (the caller passes the stored report on
+-- when a refresh sends none).
 INSERT INTO ff_worker_registry (
     partition_key, namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
+    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining,
+    report_in_flight, report_capacity, report_version
 ) VALUES (
     sqlc.arg(partition_key), sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(worker_id),
     sqlc.arg(lanes), sqlc.arg(capabilities_csv),
     sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms),
     coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
-              WHERE d.namespace = sqlc.arg(namespace) AND d.worker_instance_id = sqlc.arg(worker_instance_id)), false)
+              WHERE d.namespace = sqlc.arg(namespace) AND d.worker_instance_id = sqlc.arg(worker_instance_id)), false),
+    sqlc.narg(report_in_flight), sqlc.narg(report_capacity), sqlc.narg(report_version)
 )
 ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -48,12 +53,20 @@ ON CONFLICT (partition_key, namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = excluded.draining;
+    draining          = excluded.draining,
+    report_in_flight  = excluded.report_in_flight,
+    report_capacity   = excluded.report_capacity,
+    report_version    = excluded.report_version;
 
 -- name: HeartbeatLiveWorker :one
--- Refreshes a live row only; an expired row is left for the sweep.
+-- Refreshes a live row only; an expired row is left for the sweep. A
+-- report rides in the same UPDATE (NULLs keep the stored one); no index
+-- covers the report columns, so it stays a HOT update.
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = sqlc.arg(now_ms)
+SET last_heartbeat_ms = sqlc.arg(now_ms),
+    report_in_flight  = coalesce(sqlc.narg(report_in_flight)::integer, report_in_flight),
+    report_capacity   = coalesce(sqlc.narg(report_capacity)::integer, report_capacity),
+    report_version    = coalesce(sqlc.narg(report_version)::text, report_version)
 WHERE partition_key = sqlc.arg(partition_key)
   AND namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
@@ -73,7 +86,8 @@ WHERE partition_key = sqlc.arg(partition_key)
 -- instance) byte order.
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
+       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE (namespace COLLATE "C", worker_instance_id COLLATE "C")
       > (sqlc.arg(after_namespace)::text COLLATE "C", sqlc.arg(after_instance_id)::text COLLATE "C")
@@ -86,7 +100,8 @@ LIMIT sqlc.arg(row_limit)::bigint;
 -- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
+       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace COLLATE "C" = sqlc.arg(namespace)::text COLLATE "C"
   AND worker_instance_id COLLATE "C" > sqlc.arg(after_instance_id)::text COLLATE "C"
@@ -174,7 +189,10 @@ WITH target AS (
     FOR NO KEY UPDATE NOWAIT
 )
 UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = GREATEST(w.last_heartbeat_ms, sqlc.arg(now_ms))
+SET last_heartbeat_ms = GREATEST(w.last_heartbeat_ms, sqlc.arg(now_ms)),
+    report_in_flight  = coalesce(sqlc.narg(report_in_flight)::integer, w.report_in_flight),
+    report_capacity   = coalesce(sqlc.narg(report_capacity)::integer, w.report_capacity),
+    report_version    = coalesce(sqlc.narg(report_version)::text, w.report_version)
 FROM target
 -- The key again as constants, so that the planner prunes the UPDATE's
 -- partitions too, not only the CTE's.
@@ -189,7 +207,8 @@ RETURNING (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.
 -- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
+       (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE partition_key = sqlc.arg(partition_key)
   AND namespace = sqlc.arg(namespace)
@@ -231,7 +250,10 @@ FOR UPDATE;
 -- name: HeartbeatLiveWorkerBatch :batchone
 -- HeartbeatLiveWorker for one key of a batch, queued as LockWorkerBatch is.
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = sqlc.arg(now_ms)
+SET last_heartbeat_ms = sqlc.arg(now_ms),
+    report_in_flight  = coalesce(sqlc.narg(report_in_flight)::integer, report_in_flight),
+    report_capacity   = coalesce(sqlc.narg(report_capacity)::integer, report_capacity),
+    report_version    = coalesce(sqlc.narg(report_version)::text, report_version)
 WHERE partition_key = sqlc.arg(partition_key)
   AND namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
@@ -241,12 +263,21 @@ RETURNING namespace, worker_instance_id, (last_heartbeat_ms + liveness_ttl_ms)::
 -- name: HeartbeatLiveWorkers :many
 -- Many heartbeats at one time as one statement; the keys arrive as
 -- parallel arrays. (sqlc does not know the many-array unnest, hence the
--- subscripts.)
+-- subscripts.) Reports come as parallel arrays too, reported[i] saying
+-- whether key i has one; without, or with NULL arrays for a batch with
+-- none, the stored report is kept.
 UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = sqlc.arg(now_ms)
+SET last_heartbeat_ms = sqlc.arg(now_ms),
+    report_in_flight  = CASE WHEN k.reported THEN k.in_flight ELSE w.report_in_flight END,
+    report_capacity   = CASE WHEN k.reported THEN k.capacity ELSE w.report_capacity END,
+    report_version    = CASE WHEN k.reported THEN k.version ELSE w.report_version END
 FROM (
     SELECT (sqlc.arg(partition_keys)::smallint[])[n.ord] AS partition_key, n.namespace,
-           (sqlc.arg(instance_ids)::text[])[n.ord] AS worker_instance_id
+           (sqlc.arg(instance_ids)::text[])[n.ord] AS worker_instance_id,
+           (sqlc.arg(reported)::boolean[])[n.ord] AS reported,
+           (sqlc.arg(in_flights)::integer[])[n.ord] AS in_flight,
+           (sqlc.arg(capacities)::integer[])[n.ord] AS capacity,
+           (sqlc.arg(versions)::text[])[n.ord] AS version
     FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord)
 ) AS k
 WHERE w.partition_key = k.partition_key

@@ -10,23 +10,28 @@
 
 -- name: GetWorker :one
 -- Reads a registration whether or not it is live; the caller decides.
-SELECT worker_id, registered_at_ms, cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms
+SELECT worker_id, registered_at_ms, cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace) AND worker_instance_id = sqlc.arg(worker_instance_id);
 
 -- name: UpsertWorker :exec
 -- Writes a registration over whatever row is there. It is draining when
 -- the instance's drain directive is pending: a drain outlives a lapse, a
--- sweep and the registration that follows, until ResumeWorker.
+-- sweep and the registration that follows, until ResumeWorker. The report
+-- columns are written as given (the caller passes the stored report on
+-- when a refresh sends none).
 INSERT INTO ff_worker_registry (
     namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
-    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining
+    last_heartbeat_ms, liveness_ttl_ms, registered_at_ms, draining,
+    report_in_flight, report_capacity, report_version
 ) VALUES (
     sqlc.arg(namespace), sqlc.arg(worker_instance_id), sqlc.arg(worker_id),
     sqlc.arg(lanes), sqlc.arg(capabilities_csv),
     sqlc.arg(now_ms), sqlc.arg(liveness_ttl_ms), sqlc.arg(registered_at_ms),
     coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
-              WHERE d.namespace = sqlc.arg(namespace) AND d.worker_instance_id = sqlc.arg(worker_instance_id)), 0)
+              WHERE d.namespace = sqlc.arg(namespace) AND d.worker_instance_id = sqlc.arg(worker_instance_id)), 0),
+    sqlc.narg(report_in_flight), sqlc.narg(report_capacity), sqlc.narg(report_version)
 )
 ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     worker_id         = excluded.worker_id,
@@ -35,13 +40,17 @@ ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
     last_heartbeat_ms = excluded.last_heartbeat_ms,
     liveness_ttl_ms   = excluded.liveness_ttl_ms,
     registered_at_ms  = excluded.registered_at_ms,
-    draining          = excluded.draining;
+    draining          = excluded.draining,
+    report_in_flight  = excluded.report_in_flight,
+    report_capacity   = excluded.report_capacity,
+    report_version    = excluded.report_version;
 
 -- name: RefreshLiveWorker :one
 -- Register's common case in one statement: a registration live under the
 -- same worker ID gets the new lanes, capabilities, TTL and heartbeat, keeps
 -- its registered_at_ms (returned) and its drain, which follows the
--- instance's drain directive (see UpsertWorker). Any other
+-- instance's drain directive (see UpsertWorker); a report replaces the
+-- stored one, and none (NULLs) keeps it. Any other
 -- case (absent, expired, another worker ID) matches no row and writes
 -- nothing; the caller then reads the row and writes it with UpsertWorker.
 UPDATE ff_worker_registry
@@ -51,7 +60,10 @@ SET lanes             = sqlc.arg(lanes),
     liveness_ttl_ms   = sqlc.arg(liveness_ttl_ms),
     draining          = coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
                                   WHERE d.namespace = sqlc.arg(namespace)
-                                    AND d.worker_instance_id = sqlc.arg(worker_instance_id)), 0)
+                                    AND d.worker_instance_id = sqlc.arg(worker_instance_id)), 0),
+    report_in_flight  = coalesce(cast(sqlc.narg(report_in_flight) AS INTEGER), ff_worker_registry.report_in_flight),
+    report_capacity   = coalesce(cast(sqlc.narg(report_capacity) AS INTEGER), ff_worker_registry.report_capacity),
+    report_version    = coalesce(cast(sqlc.narg(report_version) AS TEXT), ff_worker_registry.report_version)
 WHERE ff_worker_registry.namespace = sqlc.arg(namespace)
   AND ff_worker_registry.worker_instance_id = sqlc.arg(worker_instance_id)
   AND worker_id = sqlc.arg(worker_id)
@@ -64,8 +76,13 @@ RETURNING registered_at_ms;
 -- after its first row, and an autocommit statement that is reset before it
 -- steps to SQLITE_DONE commits without running SQLite's WAL hook, the one
 -- place where the automatic checkpoint runs. The WAL then never restarts.
+-- A report rides in the same UPDATE (NULLs keep the stored one): the row
+-- is rewritten either way, and no index covers the report columns.
 UPDATE ff_worker_registry
-SET last_heartbeat_ms = sqlc.arg(now_ms)
+SET last_heartbeat_ms = sqlc.arg(now_ms),
+    report_in_flight  = coalesce(cast(sqlc.narg(report_in_flight) AS INTEGER), report_in_flight),
+    report_capacity   = coalesce(cast(sqlc.narg(report_capacity) AS INTEGER), report_capacity),
+    report_version    = coalesce(cast(sqlc.narg(report_version) AS TEXT), report_version)
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
   AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
@@ -82,7 +99,8 @@ WHERE namespace = sqlc.arg(namespace)
 -- is a range walk of the key in (namespace, instance) byte order.
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE (namespace, worker_instance_id) > (cast(sqlc.arg(after_namespace) AS TEXT), cast(sqlc.arg(after_instance_id) AS TEXT))
   AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
@@ -94,7 +112,8 @@ LIMIT sqlc.arg(row_limit);
 -- name: ListLiveWorkersInNamespace :many
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id > cast(sqlc.arg(after_instance_id) AS TEXT)
@@ -104,17 +123,9 @@ WHERE namespace = sqlc.arg(namespace)
 ORDER BY worker_instance_id
 LIMIT sqlc.arg(row_limit);
 
--- name: HeartbeatLiveWorkers :many
--- Many heartbeats at one time as one statement. keys is a JSON array of
--- [namespace, instance] pairs (sqlc cannot type a json_each argument, hence
--- its interface{} parameter).
-UPDATE ff_worker_registry
-SET last_heartbeat_ms = sqlc.arg(now_ms)
-WHERE (namespace, worker_instance_id) IN (
-        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
-        FROM json_each(sqlc.arg(keys)))
-  AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms)
-RETURNING namespace, worker_instance_id, last_heartbeat_ms, liveness_ttl_ms, draining;
+-- HeartbeatLiveWorkers, many heartbeats (and reports) at one time as one
+-- statement, is written by hand in db/sqlitedb/heartbeat_batch.go: it
+-- needs UPDATE ... FROM, which sqlc's SQLite grammar does not parse.
 
 -- name: RequestDrain :execrows
 UPDATE ff_worker_registry
@@ -147,7 +158,8 @@ RETURNING rowid AS row_id, namespace, worker_instance_id;
 -- name: GetLiveWorker :one
 SELECT namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
        last_heartbeat_ms, liveness_ttl_ms, registered_at_ms,
-       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining
+       cast(last_heartbeat_ms + liveness_ttl_ms AS INTEGER) AS expires_at_ms, draining,
+       report_in_flight, report_capacity, report_version
 FROM ff_worker_registry
 WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)

@@ -15,6 +15,10 @@ CREATE TABLE ff_worker_registry (
     liveness_ttl_ms    bigint   NOT NULL,
     registered_at_ms   bigint   NOT NULL,
     draining           boolean  NOT NULL DEFAULT false,
+    -- Version 10.
+    report_in_flight   integer,
+    report_capacity    integer,
+    report_version     text,
     PRIMARY KEY (partition_key, namespace, worker_instance_id)
 ) PARTITION BY HASH (partition_key);
 

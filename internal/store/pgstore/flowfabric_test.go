@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -97,7 +98,8 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 	adopted := flowfabrictest.PGObjects(t, db)
 	checkKept(t, "adoption", engineBefore, adopted)
 	for _, added := range []string{"index ff_worker_registry_lease_idx",
-		"column ff_worker_registry.draining", "column ff_worker_registry_event.event_id", "relation ff_worker_registry_directive"} {
+		"column ff_worker_registry.draining", "column ff_worker_registry_event.event_id", "relation ff_worker_registry_directive",
+		"column ff_worker_registry.report_in_flight", "column ff_worker_registry.report_capacity", "column ff_worker_registry.report_version"} {
 		if _, ok := adopted[added]; !ok {
 			t.Errorf("adoption did not add %s", added)
 		}
@@ -216,6 +218,15 @@ func TestAdoptFlowFabricPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Version 10's down removes its report columns and nothing else.
+	withReports := flowfabrictest.PGObjects(t, db)
+	if _, err := p.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	maps.DeleteFunc(withReports, func(k, _ string) bool {
+		return strings.HasPrefix(k, "column ff_worker_registry") && strings.Contains(k, ".report_")
+	})
+	sameObjects(t, "objects after version 10's down", flowfabrictest.PGObjects(t, db), withReports)
 	if _, err := p.DownTo(ctx, 6); err != nil {
 		t.Fatal(err)
 	}

@@ -61,9 +61,11 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Writer) error) error {
 // heartbeat waits for the lock in a transaction, then reads the time. The
 // statement costs a few percent more than a plain UPDATE; locking first
 // in a transaction every time would cost three times as much (measured).
-func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, now func() int64) (store.HeartbeatRow, bool, error) {
+func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, rep *store.Report, now func() int64) (store.HeartbeatRow, bool, error) {
+	inFlight, capacity, version := reportParams(rep)
 	row, err := s.q.HeartbeatLiveWorkerNoWait(ctx, pgdb.HeartbeatLiveWorkerNoWaitParams{
 		NowMs: now(), PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
+		ReportInFlight: inFlight, ReportCapacity: capacity, ReportVersion: version,
 	})
 	switch {
 	case err == nil:
@@ -85,7 +87,7 @@ func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, now func()
 		if prev.ExpiresAtMs <= nowMS {
 			return nil
 		}
-		res, found, err = q.HeartbeatLiveWorker(ctx, k, nowMS)
+		res, found, err = q.HeartbeatLiveWorker(ctx, k, rep, nowMS)
 		return err
 	})
 	return res, found, err
@@ -212,7 +214,10 @@ func (s postgresQueries) GetWorker(ctx context.Context, k store.InstanceKey) (st
 	if err != nil {
 		return store.Registration{}, false, err
 	}
-	return store.Registration(row), true, nil
+	return store.Registration{
+		WorkerID: row.WorkerID, RegisteredAtMs: row.RegisteredAtMs, ExpiresAtMs: row.ExpiresAtMs,
+		ReportInFlight: int64Ptr(row.ReportInFlight), ReportCapacity: int64Ptr(row.ReportCapacity), ReportVersion: row.ReportVersion,
+	}, true, nil
 }
 
 func (s postgresQueries) UpsertWorker(ctx context.Context, w store.WorkerRow) error {
@@ -227,12 +232,17 @@ func (s postgresQueries) UpsertWorker(ctx context.Context, w store.WorkerRow) er
 		NowMs:            w.LastHeartbeatMs,
 		LivenessTTLMs:    w.LivenessTTLMs,
 		RegisteredAtMs:   w.RegisteredAtMs,
+		ReportInFlight:   int32Ptr(w.ReportInFlight),
+		ReportCapacity:   int32Ptr(w.ReportCapacity),
+		ReportVersion:    w.ReportVersion,
 	})
 }
 
-func (s postgresQueries) HeartbeatLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (store.HeartbeatRow, bool, error) {
+func (s postgresQueries) HeartbeatLiveWorker(ctx context.Context, k store.InstanceKey, rep *store.Report, nowMS int64) (store.HeartbeatRow, bool, error) {
+	inFlight, capacity, version := reportParams(rep)
 	row, err := s.q.HeartbeatLiveWorker(ctx, pgdb.HeartbeatLiveWorkerParams{
 		NowMs: nowMS, PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
+		ReportInFlight: inFlight, ReportCapacity: capacity, ReportVersion: version,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.HeartbeatRow{}, false, nil
@@ -244,13 +254,28 @@ func (s postgresQueries) HeartbeatLiveWorker(ctx context.Context, k store.Instan
 }
 
 // HeartbeatLiveWorkers refreshes the live rows of keys (see setBatch).
-func (s postgresQueries) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey) ([]store.HeartbeatRow, error) {
+func (s postgresQueries) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey, reports []*store.Report) ([]store.HeartbeatRow, error) {
 	if len(keys) >= setBatch {
 		// lockWorkers, called first in the transaction, set generic plans.
 		partitions, namespaces, instances := keyColumns(keys)
-		rows, err := s.q.HeartbeatLiveWorkers(ctx, pgdb.HeartbeatLiveWorkersParams{
+		params := pgdb.HeartbeatLiveWorkersParams{
 			NowMs: nowMS, PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances,
-		})
+		}
+		if reports != nil {
+			// Parallel arrays; NULL arrays (none in the batch) keep every
+			// stored report.
+			params.Reported = make([]bool, len(keys))
+			params.InFlights = make([]int32, len(keys))
+			params.Capacities = make([]int32, len(keys))
+			params.Versions = make([]string, len(keys))
+			for i, r := range reports {
+				if r != nil {
+					params.Reported[i] = true
+					params.InFlights[i], params.Capacities[i], params.Versions[i] = int32(r.InFlight), int32(r.Capacity), r.Version
+				}
+			}
+		}
+		rows, err := s.q.HeartbeatLiveWorkers(ctx, params)
 		out := make([]store.HeartbeatRow, len(rows))
 		for i, row := range rows {
 			out[i] = store.HeartbeatRow{Key: store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}
@@ -259,11 +284,17 @@ func (s postgresQueries) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, 
 	}
 	params := make([]pgdb.HeartbeatLiveWorkerBatchParams, 0, len(keys))
 	seen := make(map[store.InstanceKey]bool, len(keys))
-	for _, k := range keys {
+	for i, k := range keys {
 		if !seen[k] {
 			seen[k] = true
+			var rep *store.Report
+			if reports != nil {
+				rep = reports[i]
+			}
+			inFlight, capacity, version := reportParams(rep)
 			params = append(params, pgdb.HeartbeatLiveWorkerBatchParams{
 				NowMs: nowMS, PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
+				ReportInFlight: inFlight, ReportCapacity: capacity, ReportVersion: version,
 			})
 		}
 	}
@@ -595,5 +626,30 @@ func pgWorkerRow(r pgdb.ListLiveWorkersRow) store.WorkerRow {
 		Lanes: strings.Join(r.Lanes, ","), CapabilitiesCsv: r.CapabilitiesCsv,
 		LastHeartbeatMs: r.LastHeartbeatMs, LivenessTTLMs: r.LivenessTTLMs, RegisteredAtMs: r.RegisteredAtMs,
 		ExpiresAtMs: r.ExpiresAtMs, Draining: r.Draining,
+		ReportInFlight: int64Ptr(r.ReportInFlight), ReportCapacity: int64Ptr(r.ReportCapacity), ReportVersion: r.ReportVersion,
 	}
+}
+
+// reportParams is rep as the report columns' parameters (integer columns:
+// the registry keeps counts within int32): all nil for a nil rep, which
+// keeps the stored report.
+func reportParams(rep *store.Report) (inFlight, capacity *int32, version *string) {
+	f, c, v := rep.Columns()
+	return int32Ptr(f), int32Ptr(c), v
+}
+
+func int32Ptr(p *int64) *int32 {
+	if p == nil {
+		return nil
+	}
+	v := int32(*p)
+	return &v
+}
+
+func int64Ptr(p *int32) *int64 {
+	if p == nil {
+		return nil
+	}
+	v := int64(*p)
+	return &v
 }

@@ -38,6 +38,7 @@ import (
 type beat struct {
 	ctx context.Context // its caller's
 	k   store.InstanceKey
+	rep *store.Report // nil: none, the stored one is kept
 	now func() int64
 
 	// Set by the write that took the beat, before it closes done.
@@ -90,18 +91,18 @@ func (q *beatQueue) take(n int) []*beat {
 // returns write's attempt that writes b by itself, setting b.row and
 // b.found; it is used when no other heartbeat waits, or after a shared
 // transaction failed.
-func (s *Store) heartbeat(ctx context.Context, k store.InstanceKey, now func() int64,
+func (s *Store) heartbeat(ctx context.Context, k store.InstanceKey, rep *store.Report, now func() int64,
 	alone func(b *beat) func() (time.Duration, error)) (store.HeartbeatRow, bool, error) {
 	g := s.gate
 	select {
 	case g.turn <- struct{}{}: // nobody writes: no queue
 		defer func() { <-g.turn }()
-		b := beat{k: k, now: now}
+		b := beat{k: k, rep: rep, now: now}
 		err := s.writeInTurn(ctx, alone(&b))
 		return b.row, b.found, err
 	default:
 	}
-	b := &beat{ctx: ctx, k: k, now: now, done: make(chan struct{})}
+	b := &beat{ctx: ctx, k: k, rep: rep, now: now, done: make(chan struct{})}
 	s.beats.push(b)
 	select {
 	case g.turn <- struct{}{}:
@@ -169,7 +170,7 @@ func (s *Store) writeBeats(group []*beat) {
 			// The beat's own context: a caller that gives up during its
 			// statement fails the transaction, and the others write alone.
 			var err error
-			if b.row, b.found, err = q.HeartbeatLiveWorker(b.ctx, b.k, b.now()); err != nil {
+			if b.row, b.found, err = q.HeartbeatLiveWorker(b.ctx, b.k, b.rep, b.now()); err != nil {
 				return err
 			}
 		}

@@ -54,7 +54,7 @@ func queueBeats(t *testing.T, s *Store, ctxs []context.Context, keys []store.Ins
 	results, found, errs = make([]store.HeartbeatRow, len(keys)), make([]bool, len(keys)), make([]error, len(keys))
 	var wg sync.WaitGroup
 	for i, k := range keys {
-		wg.Go(func() { results[i], found[i], errs[i] = s.HeartbeatAt(ctxs[i], k, now[i]) })
+		wg.Go(func() { results[i], found[i], errs[i] = s.HeartbeatAt(ctxs[i], k, nil, now[i]) })
 		// One at a time, so that the queue's order is keys' order.
 		waitFor(t, func() bool { return queued(s) == i+1 })
 	}
@@ -277,7 +277,7 @@ func TestSharedHeartbeatsReturnAtTheirOwnDeadlines(t *testing.T) {
 		var wg sync.WaitGroup
 		for i, k := range keys {
 			wg.Go(func() {
-				_, _, errs[i] = s.HeartbeatAt(ctxs[i], k, now)
+				_, _, errs[i] = s.HeartbeatAt(ctxs[i], k, nil, now)
 				returned[i] = time.Since(start)
 			})
 			waitFor(t, func() bool { return queued(s) == i+1 })
@@ -301,7 +301,7 @@ func TestSharedHeartbeatsReturnAtTheirOwnDeadlines(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn.Close()
-		if _, found, err := s.HeartbeatAt(ctx, keys[0], now); err != nil || !found {
+		if _, found, err := s.HeartbeatAt(ctx, keys[0], nil, now); err != nil || !found {
 			t.Fatalf("round %d: heartbeat after the lock went: %v, %v", round, found, err)
 		}
 	}

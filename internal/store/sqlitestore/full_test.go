@@ -66,7 +66,7 @@ func fillDisk(t *testing.T, dir string) {
 	}
 	// About 8 KiB of WAL a commit: 4 MiB in all, twice the disk.
 	for i := range 500 {
-		if _, found, err := w.HeartbeatLiveWorker(ctx, k, int64(2+i)); err != nil || !found {
+		if _, found, err := w.HeartbeatLiveWorker(ctx, k, nil, int64(2+i)); err != nil || !found {
 			t.Fatalf("heartbeat %d: found %v, %v", i, found, err)
 		}
 	}

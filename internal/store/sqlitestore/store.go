@@ -120,6 +120,9 @@ func (s sqliteQueries) UpsertWorker(ctx context.Context, w store.WorkerRow) erro
 		NowMs:            w.LastHeartbeatMs,
 		LivenessTTLMs:    w.LivenessTTLMs,
 		RegisteredAtMs:   w.RegisteredAtMs,
+		ReportInFlight:   w.ReportInFlight,
+		ReportCapacity:   w.ReportCapacity,
+		ReportVersion:    w.ReportVersion,
 	})
 }
 
@@ -129,6 +132,9 @@ func (s sqliteQueries) RefreshLiveWorker(ctx context.Context, w store.WorkerRow)
 		CapabilitiesCsv:  w.CapabilitiesCsv,
 		NowMs:            w.LastHeartbeatMs,
 		LivenessTTLMs:    w.LivenessTTLMs,
+		ReportInFlight:   w.ReportInFlight,
+		ReportCapacity:   w.ReportCapacity,
+		ReportVersion:    w.ReportVersion,
 		Namespace:        w.Namespace,
 		WorkerInstanceID: w.WorkerInstanceID,
 		WorkerID:         w.WorkerID,
@@ -139,11 +145,13 @@ func (s sqliteQueries) RefreshLiveWorker(ctx context.Context, w store.WorkerRow)
 	return err == nil, err
 }
 
-func (s sqliteQueries) HeartbeatLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (store.HeartbeatRow, bool, error) {
+func (s sqliteQueries) HeartbeatLiveWorker(ctx context.Context, k store.InstanceKey, rep *store.Report, nowMS int64) (store.HeartbeatRow, bool, error) {
 	// All rows (at most one), so that the statement steps to SQLITE_DONE:
 	// see HeartbeatLiveWorker in queries/sqlite/workers.sql.
+	inFlight, capacity, version := rep.Columns()
 	rows, err := s.q.HeartbeatLiveWorker(ctx, sqlitedb.HeartbeatLiveWorkerParams{
 		NowMs: nowMS, Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
+		ReportInFlight: inFlight, ReportCapacity: capacity, ReportVersion: version,
 	})
 	if err != nil || len(rows) == 0 {
 		return store.HeartbeatRow{}, false, err
@@ -151,8 +159,8 @@ func (s sqliteQueries) HeartbeatLiveWorker(ctx context.Context, k store.Instance
 	return store.HeartbeatRow{Key: k, ExpiresAtMs: expiryMS(rows[0].LastHeartbeatMs, rows[0].LivenessTTLMs), Draining: rows[0].Draining}, true, nil
 }
 
-func (s sqliteQueries) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey) ([]store.HeartbeatRow, error) {
-	keysJSON, err := keyArray(keys)
+func (s sqliteQueries) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey, reports []*store.Report) ([]store.HeartbeatRow, error) {
+	keysJSON, err := beatArray(keys, reports)
 	if err != nil {
 		return nil, err
 	}
@@ -415,6 +423,26 @@ func (s sqliteQueries) ListHolderLeases(ctx context.Context, q store.HolderLease
 		}
 	}
 	return out, nil
+}
+
+// beatArray encodes a batch's heartbeats as the JSON array that
+// HeartbeatLiveWorkers unpacks: [namespace, instance] for a heartbeat
+// without a report, [namespace, instance, in_flight, capacity, version]
+// with one. reports is nil or parallel to keys.
+func beatArray(keys []store.InstanceKey, reports []*store.Report) (string, error) {
+	if reports == nil {
+		return keyArray(keys)
+	}
+	beats := make([][]any, len(keys))
+	for i, k := range keys {
+		if r := reports[i]; r != nil {
+			beats[i] = []any{k.Namespace, k.InstanceID, r.InFlight, r.Capacity, r.Version}
+		} else {
+			beats[i] = []any{k.Namespace, k.InstanceID}
+		}
+	}
+	b, err := json.Marshal(beats)
+	return string(b), err
 }
 
 // keyArray encodes keys as the JSON array of [namespace, instance] pairs

@@ -184,12 +184,12 @@ func (s *Store) Writer() store.Writer {
 
 // HeartbeatAt heartbeats k in a transaction, at the time now returns once
 // the transaction holds the write lock.
-func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, now func() int64) (store.HeartbeatRow, bool, error) {
+func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, rep *store.Report, now func() int64) (store.HeartbeatRow, bool, error) {
 	defer s.w.preparePending(ctx)
-	return s.heartbeat(ctx, k, now, func(b *beat) func() (time.Duration, error) {
+	return s.heartbeat(ctx, k, rep, now, func(b *beat) func() (time.Duration, error) {
 		return s.txAttempt(ctx, func(q store.Writer) error {
 			var err error
-			b.row, b.found, err = q.HeartbeatLiveWorker(ctx, b.k, b.now())
+			b.row, b.found, err = q.HeartbeatLiveWorker(ctx, b.k, b.rep, b.now())
 			return err
 		})
 	})
@@ -236,19 +236,19 @@ func (a sqliteAutocommit) UpsertWorker(ctx context.Context, w store.WorkerRow) e
 
 // HeartbeatLiveWorker is one statement, or shares a transaction with other
 // goroutines' heartbeats (see heartbeat).
-func (a sqliteAutocommit) HeartbeatLiveWorker(ctx context.Context, k store.InstanceKey, nowMS int64) (store.HeartbeatRow, bool, error) {
-	return a.s.heartbeat(ctx, k, func() int64 { return nowMS }, func(b *beat) func() (time.Duration, error) {
+func (a sqliteAutocommit) HeartbeatLiveWorker(ctx context.Context, k store.InstanceKey, rep *store.Report, nowMS int64) (store.HeartbeatRow, bool, error) {
+	return a.s.heartbeat(ctx, k, rep, func() int64 { return nowMS }, func(b *beat) func() (time.Duration, error) {
 		return func() (time.Duration, error) {
 			var err error
-			b.row, b.found, err = a.q.HeartbeatLiveWorker(ctx, b.k, nowMS)
+			b.row, b.found, err = a.q.HeartbeatLiveWorker(ctx, b.k, b.rep, nowMS)
 			return 0, err
 		}
 	})
 }
 
-func (a sqliteAutocommit) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey) (rows []store.HeartbeatRow, err error) {
+func (a sqliteAutocommit) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey, reports []*store.Report) (rows []store.HeartbeatRow, err error) {
 	err = a.doBulk(ctx, func() error {
-		rows, err = a.q.HeartbeatLiveWorkers(ctx, nowMS, keys)
+		rows, err = a.q.HeartbeatLiveWorkers(ctx, nowMS, keys, reports)
 		return err
 	})
 	return rows, err
