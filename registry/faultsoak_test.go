@@ -133,11 +133,18 @@ func faultWorkerChild(t *testing.T) {
 			t.Fatalf("unknown command %q", in.Text())
 		}
 		inst := f[1]
-		w, err := r.StartWorker(ctx, registry.WorkerConfig{
+		cfg := registry.WorkerConfig{
 			Namespace: faultNS, WorkerID: "pool", WorkerInstanceID: inst, Lanes: []string{"default"},
 			LivenessTTL:   faultTTL,
 			OnStateChange: func(s registry.WorkerState) { say("state", inst, s) },
-		})
+		}
+		// A process starting during a fault (a terminated connection, a
+		// server restarting) tries again, as a deployment's would.
+		w, err := r.StartWorker(ctx, cfg)
+		for try := 0; err != nil && !errors.Is(err, registry.ErrInvalidInput) && !errors.Is(err, registry.ErrMarkedDead) && try < 100; try++ {
+			time.Sleep(100 * time.Millisecond)
+			w, err = r.StartWorker(ctx, cfg)
+		}
 		if err != nil {
 			say("startfailed", inst, strings.ReplaceAll(err.Error(), " ", "_"))
 			continue
