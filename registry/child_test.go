@@ -23,7 +23,7 @@ import (
 // Environment of a child process. The child is this test binary, run with
 // -test.run=^TestHelperChildProcess$.
 const (
-	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go), crash (crash_test.go), batcher or beater (fairness_test.go), soak (soak_test.go)
+	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go), crash (crash_test.go), batcher or beater (fairness_test.go), soak (soak_test.go), faultworker (faultsoak_test.go)
 	envChildDB   = "REGISTRY_CHILD_DB"   // the database file
 	envChildID   = "REGISTRY_CHILD_ID"   // the child's number, for names and seeds
 	envChildSeed = "REGISTRY_CHILD_SEED" // its random seed
@@ -47,6 +47,8 @@ func TestHelperChildProcess(t *testing.T) {
 		beaterChild(t)
 	case "soak":
 		soakChild(t)
+	case "faultworker":
+		faultWorkerChild(t)
 	case "pgmigrate", "pgopen":
 		pgMigrateChild(t, role == "pgopen")
 	default:
@@ -57,7 +59,7 @@ func TestHelperChildProcess(t *testing.T) {
 // childCommand returns the command that runs this test binary as a child
 // with the given role and database, plus extra environment.
 func childCommand(role, dbPath string, env ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperChildProcess$", "-test.count=1", "-test.timeout=5m")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperChildProcess$", "-test.count=1", "-test.timeout=60m")
 	cmd.Env = append(os.Environ(), envChildRole+"="+role, envChildDB+"="+dbPath)
 	cmd.Env = append(cmd.Env, env...)
 	return cmd
@@ -260,11 +262,12 @@ func (b *errorBudget) close() {
 //
 //   - a registration starts with registered and ends at most once, with
 //     marked_dead or ttl_swept, before the next registered;
-//   - refreshed, heartbeat and drain_requested happen only while registered;
+//   - refreshed, heartbeat, drain_requested and resumed happen only while
+//     registered; deregistered ends a registration as marked_dead does;
 //   - at the end an instance is registered in the replay iff it has a row,
 //     and the row's registered_at_ms is the time of its last registered
 //     event, and its draining flag says whether a drain_requested came
-//     (a drain outlives registrations; these histories have no resumed);
+//     (a drain outlives registrations until a resumed);
 //   - with exactHeartbeat (every write of last_heartbeat_ms records an
 //     event: heartbeat events on for every writer), last_heartbeat_ms is the
 //     time of the last registered, refreshed or heartbeat event;
@@ -315,7 +318,7 @@ func checkHistory(t testing.TB, events []storedEvent, workers map[workerKey]stor
 				budget.errorf("event %d: %s registered again while registered (its registration from event %d never ended)", e.ID, e.Key, s.lastEvent)
 			}
 			s.registered, s.registeredAt, s.beat = true, e.AtMS, e.AtMS
-		case "refreshed", "heartbeat", "drain_requested":
+		case "refreshed", "heartbeat", "drain_requested", "resumed":
 			if !s.registered {
 				budget.errorf("event %d: %s %s while not registered (previous event %d)", e.ID, e.Key, e.Kind, s.lastEvent)
 			}
@@ -323,14 +326,16 @@ func checkHistory(t testing.TB, events []storedEvent, workers map[workerKey]stor
 			switch e.Kind {
 			case "refreshed", "heartbeat":
 				s.beat = e.AtMS
+			case "resumed":
+				s.draining = false
 			default:
 				s.draining = true
 			}
-		case "marked_dead", "ttl_swept":
+		case "marked_dead", "ttl_swept", "deregistered":
 			if !s.registered {
 				budget.errorf("event %d: %s %s while not registered: a registration ended twice (previous event %d)", e.ID, e.Key, e.Kind, s.lastEvent)
 			}
-			live(e, s, e.Kind == "marked_dead")
+			live(e, s, e.Kind != "ttl_swept")
 			s.registered = false
 			if e.Kind == "ttl_swept" && i+1 < len(events) {
 				if replacedBy(e, events[i+1], opts.shiftMS) {

@@ -32,6 +32,32 @@
 // cannot overflow; a [LeaseCursor] stands for a stored expiry, so its time
 // may be any that int64 milliseconds hold. Other times are invalid input.
 //
+// # Clocks
+//
+// A registration's expiry is a time on one clock, so every process that
+// shares a database must read the same one. Without [WithClock]:
+//
+//   - On SQLite the registry reads its host's clock, which is the
+//     database's: every process that shares the file runs on that host.
+//   - On Postgres it reads the database server's clock: the host's clock
+//     plus an offset measured when the Registry is made (a few round trips,
+//     keeping the one that took least; the server's time is taken at the
+//     round trip's midpoint) and again every 30 seconds until Close. Hosts
+//     whose clocks disagree then agree on who is live: a worker on a host
+//     seconds behind does not lapse at every heartbeat, and one on a host
+//     an hour ahead that dies is swept a TTL after its last heartbeat, not
+//     an hour later. Reading the clock costs no round trip. The offset is
+//     known within half a round trip; a worker judges its own lapse
+//     ([Worker.State]) that much early, and a sweep at the registry's
+//     clock runs that much late, so neither errs towards the other. A
+//     failed measurement is logged and the last offset kept (at first, the
+//     host's clock).
+//
+// A time passed in an args struct (Now, AsOf) is used as it is, on either
+// store. A [Worker] logs a warning, once, when its host's clock and the
+// registry's differ by more than a tenth of its TTL: on Postgres, a host
+// whose clock is off.
+//
 // # Errors
 //
 // Arguments are validated before anything is written. A rejected call

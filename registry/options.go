@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -14,6 +15,9 @@ type Option func(*config)
 
 type config struct {
 	clock           func() time.Time
+	clockSet        bool             // WithClock set clock
+	hostNow         func() time.Time // the host's clock; tests move it (export_test.go)
+	clockSlack      func() time.Duration
 	logger          *slog.Logger
 	heartbeatEvents bool
 	eventRetention  time.Duration
@@ -33,18 +37,52 @@ func newConfig(opts []Option) config {
 	for _, o := range opts {
 		o(&c)
 	}
+	if !c.clockSet && c.hostNow != nil {
+		c.clock = c.hostNow
+	}
+	if c.hostNow == nil {
+		c.hostNow = time.Now
+	}
 	c.obs = newObserver(c.meterProvider, c.tracerProvider)
 	return c
 }
 
 // WithClock sets the clock used when an args struct leaves Now or AsOf zero.
 // Tests use it to drive TTLs without sleeping. A nil clock is ignored.
+//
+// Without it, a registry on SQLite reads the host's clock, which is the
+// server's (every process that shares the file runs on its host). A
+// registry on Postgres reads the database server's clock: the host's plus
+// an offset measured by a few round trips when the Registry is made and
+// every 30 seconds after (see the package doc, "Clocks"), so that hosts
+// whose clocks disagree still agree on who is live.
 func WithClock(clock func() time.Time) Option {
 	return func(c *config) {
 		if clock != nil {
 			c.clock = clock
+			c.clockSet = true
 		}
 	}
+}
+
+// usePostgresClock makes the server's clock the registry's, unless
+// WithClock set one, and returns what the Registry must close.
+func (c *config) usePostgresClock(pool *pgxpool.Pool) *serverClock {
+	if c.clockSet {
+		return nil
+	}
+	sc := startServerClock(pool, c.hostNow, c.logger)
+	c.clock, c.clockSlack = sc.now, sc.uncertainty
+	return sc
+}
+
+// slack is how far the registry's clock may be from the store's: zero
+// but for the Postgres server's clock (see serverClock).
+func (c *config) slack() time.Duration {
+	if c.clockSlack == nil {
+		return 0
+	}
+	return c.clockSlack()
 }
 
 // WithLogger sets the logger for background work such as the sweeper. The

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/flowfabric/workerregistry/internal/store"
 	"github.com/flowfabric/workerregistry/internal/store/pgstore"
 	"github.com/flowfabric/workerregistry/schema"
 )
@@ -61,14 +62,24 @@ func openPostgresPool(ctx context.Context, cfg *pgxpool.Config, opts []Option) (
 		pool.Close()
 		return nil, err
 	}
-	return &Registry{st: pgstore.New(pool, true), cfg: newConfig(opts)}, nil
+	return newPostgresRegistry(pgstore.New(pool, true), pool, opts), nil
 }
 
 // NewPostgres returns a Registry over a pgx pool the caller owns, on a
 // database already migrated (see Migrate, with stdlib.OpenDBFromPool(pool)).
 // Close does not close the pool.
+//
+// Without WithClock it reads the server's clock at once (a few round
+// trips, within 5 seconds; on failure it logs a warning and starts from
+// the host's clock) and every 30 seconds until Close.
 func NewPostgres(pool *pgxpool.Pool, opts ...Option) *Registry {
-	return &Registry{st: pgstore.New(pool, false), cfg: newConfig(opts)}
+	return newPostgresRegistry(pgstore.New(pool, false), pool, opts)
+}
+
+func newPostgresRegistry(st store.Store, pool *pgxpool.Pool, opts []Option) *Registry {
+	r := &Registry{st: st, cfg: newConfig(opts)}
+	r.serverClock = r.cfg.usePostgresClock(pool)
+	return r
 }
 
 // isPostgresDB reports whether db runs on pgx's database/sql driver.

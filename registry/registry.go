@@ -27,6 +27,9 @@ type Registry struct {
 	// nextPrune is the sweep time (ms) from which a sweep prunes again;
 	// zero, before the first, lets any sweep prune.
 	nextPrune atomic.Int64
+	// serverClock, on Postgres without WithClock, is the clock; Close
+	// stops its refreshes.
+	serverClock *serverClock
 }
 
 // Open opens a registry and migrates its database to the latest schema.
@@ -78,6 +81,9 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	r.cfg.obs.close()
+	if r.serverClock != nil {
+		r.serverClock.close()
+	}
 	return r.st.Close()
 }
 

@@ -80,6 +80,11 @@ func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (Swee
 // provider it counts what it removed and refreshes the gauges.
 func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, err error) {
 	defer func() { r.countSweep(ctx, err) }()
+	if now.IsZero() {
+		// Late by the clock's uncertainty (see serverClock): a sweep must
+		// never remove a registration that its worker still takes for live.
+		now = r.cfg.clock().Add(-r.cfg.slack())
+	}
 	nowMS, err := r.millis("now", now)
 	if err != nil {
 		return rep, err

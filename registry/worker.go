@@ -200,7 +200,8 @@ func expiryAfter(t time.Time, ttl time.Duration) time.Time {
 }
 
 // State returns what the worker knows of its registration: WorkerLive
-// while the registry's clock (see WithClock) is before LiveUntil,
+// while the registry's clock (see WithClock; on Postgres, the server's) is
+// before LiveUntil,
 // WorkerLapsed from then on (or from a heartbeat that found the
 // registration gone) until a heartbeat or a registration succeeds again,
 // and WorkerEnded once the loop has ended. It reads the clock, so it never
@@ -217,7 +218,9 @@ func (w *Worker) State() WorkerState {
 // LiveUntil returns the expiry, on the registry's clock, that the last
 // successful heartbeat or registration returned. (A registration returns
 // none: its expiry is taken from a time read before the call, so it errs
-// early.)
+// early.) On Postgres without WithClock it is earlier by how far the
+// registry's reading of the server's clock may be off: half a round trip,
+// well under a millisecond on a LAN.
 func (w *Worker) LiveUntil() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -231,6 +234,9 @@ func (w *Worker) renewLocked(expiry time.Time) {
 	if w.state == WorkerEnded {
 		return
 	}
+	// Early by the clock's uncertainty (see serverClock): the worker must
+	// never say live once the store's clock has passed its expiry.
+	expiry = expiry.Add(-w.r.cfg.slack())
 	w.liveUntil = expiry
 	if left := expiry.Sub(w.r.cfg.clock()); left > 0 {
 		w.setStateLocked(WorkerLive)
@@ -459,7 +465,7 @@ func (w *Worker) checkClock() {
 	if w.clockAlarm {
 		return
 	}
-	host := time.Now()
+	host := w.r.cfg.hostNow()
 	reg := w.r.cfg.clock()
 	offset := host.Sub(reg)
 	if offset.Abs() <= w.args.LivenessTTL/10 {
