@@ -119,6 +119,11 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 		var left []string
 		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 			n, left = 0, parts
+			// Each partition's statement is planned once per connection,
+			// not five times for its arguments first (milliseconds each).
+			if _, err := s.q.WithTx(tx).UseGenericPlans(ctx); err != nil {
+				return err
+			}
 			for len(left) > 0 && n < batch {
 				limit := batch - n
 				k, err := sweepPartition(ctx, tx, s.q.WithTx(tx), left[0], nowMS, limit)
