@@ -683,10 +683,11 @@ WITH expired AS (
     ON CONFLICT DO NOTHING
     RETURNING namespace, worker_instance_id
 ), missed AS (
+    -- A set operation, hashed or sorted: the planner, which cannot
+    -- estimate a CTE's rows, makes NOT EXISTS a nested loop over both.
     SELECT swept.namespace, swept.worker_instance_id FROM swept
-    WHERE NOT EXISTS (SELECT 1 FROM recorded
-                      WHERE recorded.namespace = swept.namespace
-                        AND recorded.worker_instance_id = swept.worker_instance_id)
+    EXCEPT ALL
+    SELECT recorded.namespace, recorded.worker_instance_id FROM recorded
 )
 SELECT (SELECT count(*) FROM swept)::bigint AS swept,
        ARRAY(SELECT missed.namespace FROM missed

@@ -105,8 +105,17 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 	if err != nil {
 		return 0, err
 	}
+	// A generic plan, made once per connection: a plan of the probe for
+	// its argument (as Postgres makes the first five) takes tens of
+	// milliseconds, more than one sweep's round trips.
 	var expired []int32
-	if err := s.pool.QueryRow(ctx, plan.probe, nowMS).Scan(&expired); err != nil {
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := s.q.WithTx(tx).UseGenericPlans(ctx); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, plan.probe, nowMS).Scan(&expired)
+	})
+	if err != nil {
 		return 0, fmt.Errorf("probe partitions for expired workers: %w", err)
 	}
 	parts := make([]string, len(expired))
@@ -119,6 +128,11 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 		var left []string
 		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 			n, left = 0, parts
+			// Each partition's statement is planned once per connection,
+			// not five times for its arguments first (milliseconds each).
+			if _, err := s.q.WithTx(tx).UseGenericPlans(ctx); err != nil {
+				return err
+			}
 			for len(left) > 0 && n < batch {
 				limit := batch - n
 				k, err := sweepPartition(ctx, tx, s.q.WithTx(tx), left[0], nowMS, limit)
