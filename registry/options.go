@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/store/pgstore"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -67,17 +68,17 @@ func WithClock(clock func() time.Time) Option {
 
 // usePostgresClock makes the server's clock the registry's, unless
 // WithClock set one, and returns what the Registry must close.
-func (c *config) usePostgresClock(pool *pgxpool.Pool) *serverClock {
+func (c *config) usePostgresClock(pool *pgxpool.Pool) *pgstore.ServerClock {
 	if c.clockSet {
 		return nil
 	}
-	sc := startServerClock(pool, c.hostNow, c.logger)
-	c.clock, c.clockSlack = sc.now, sc.uncertainty
+	sc := pgstore.StartServerClock(pool, c.hostNow, c.logger)
+	c.clock, c.clockSlack = sc.Now, sc.Uncertainty
 	return sc
 }
 
 // slack is how far the registry's clock may be from the store's: zero
-// but for the Postgres server's clock (see serverClock).
+// but for the Postgres server's clock (see pgstore.ServerClock).
 func (c *config) slack() time.Duration {
 	if c.clockSlack == nil {
 		return 0

@@ -29,7 +29,7 @@ type Registry struct {
 	nextPrune atomic.Int64
 	// serverClock, on Postgres without WithClock, is the clock; Close
 	// stops its refreshes.
-	serverClock *serverClock
+	serverClock *pgstore.ServerClock
 }
 
 // Open opens a registry and migrates its database to the latest schema.
@@ -82,7 +82,7 @@ func (r *Registry) Close() error {
 	}
 	r.cfg.obs.close()
 	if r.serverClock != nil {
-		r.serverClock.close()
+		r.serverClock.Close()
 	}
 	return r.st.Close()
 }

@@ -81,7 +81,7 @@ func (r *Registry) SweepExpiredWorkers(ctx context.Context, now time.Time) (Swee
 func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, err error) {
 	defer func() { r.countSweep(ctx, err) }()
 	if now.IsZero() {
-		// Late by the clock's uncertainty (see serverClock): a sweep must
+		// Late by the clock's uncertainty (see pgstore.ServerClock): a sweep must
 		// never remove a registration that its worker still takes for live.
 		now = r.cfg.clock().Add(-r.cfg.slack())
 	}

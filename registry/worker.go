@@ -234,7 +234,7 @@ func (w *Worker) renewLocked(expiry time.Time) {
 	if w.state == WorkerEnded {
 		return
 	}
-	// Early by the clock's uncertainty (see serverClock): the worker must
+	// Early by the clock's uncertainty (see pgstore.ServerClock): the worker must
 	// never say live once the store's clock has passed its expiry.
 	expiry = expiry.Add(-w.r.cfg.slack())
 	w.liveUntil = expiry

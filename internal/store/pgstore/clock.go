@@ -1,4 +1,4 @@
-package registry
+package pgstore
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// serverClock is a Postgres server's clock, as a process reads it without
+// ServerClock is a Postgres server's clock, as a process reads it without
 // asking: its host's clock plus an offset measured by round trips at Open
 // and every serverClockRefresh after. Hosts whose clocks disagree then
 // agree on liveness, since each stamps and judges by the server's time,
@@ -23,12 +23,12 @@ import (
 // the one with the shortest round trip is kept, as NTP's clock filter
 // does, since queueing only ever lengthens one. That half round trip, the
 // uncertainty, is where it matters handled on the safe side: a worker
-// judges its own lapse that much early (Worker.State), and a sweep at the
+// judges its own lapse that much early (registry's Worker.State), and a sweep at the
 // registry's clock judges that much late, so that a worker whose offset
 // erred one way and a sweeper whose offset erred the other still never
 // see a worker removed while it believes itself live. On a LAN it is well
 // under a millisecond, the registry's resolution.
-type serverClock struct {
+type ServerClock struct {
 	host   func() time.Time
 	offset atomic.Int64 // server − host, ns
 	slack  atomic.Int64 // half the round trip of the sample kept, ns
@@ -45,11 +45,11 @@ const (
 	serverClockTimeout = 5 * time.Second
 )
 
-// startServerClock measures the offset at once, then every
+// StartServerClock measures the offset at once, then every
 // serverClockRefresh until close. A measurement that fails is logged and
 // the offset kept (zero at first: the host's clock) until the next.
-func startServerClock(pool *pgxpool.Pool, host func() time.Time, logger *slog.Logger) *serverClock {
-	c := &serverClock{host: host, pool: pool, logger: logger, stop: make(chan struct{})}
+func StartServerClock(pool *pgxpool.Pool, host func() time.Time, logger *slog.Logger) *ServerClock {
+	c := &ServerClock{host: host, pool: pool, logger: logger, stop: make(chan struct{})}
 	c.refresh()
 	c.done.Go(func() {
 		t := time.NewTicker(serverClockRefresh)
@@ -66,12 +66,13 @@ func startServerClock(pool *pgxpool.Pool, host func() time.Time, logger *slog.Lo
 	return c
 }
 
-func (c *serverClock) now() time.Time { return c.host().Add(time.Duration(c.offset.Load())) }
+// Now is the server's time, as the host reads it without a round trip.
+func (c *ServerClock) Now() time.Time { return c.host().Add(time.Duration(c.offset.Load())) }
 
-// uncertainty is how far now may be from the server's clock.
-func (c *serverClock) uncertainty() time.Duration { return time.Duration(c.slack.Load()) }
+// Uncertainty is how far Now may be from the server's clock.
+func (c *ServerClock) Uncertainty() time.Duration { return time.Duration(c.slack.Load()) }
 
-func (c *serverClock) refresh() {
+func (c *ServerClock) refresh() {
 	ctx, cancel := context.WithTimeout(context.Background(), serverClockTimeout)
 	defer cancel()
 	if err := c.measure(ctx); err != nil {
@@ -80,7 +81,7 @@ func (c *serverClock) refresh() {
 	}
 }
 
-func (c *serverClock) measure(ctx context.Context) error {
+func (c *ServerClock) measure(ctx context.Context) error {
 	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -103,7 +104,8 @@ func (c *serverClock) measure(ctx context.Context) error {
 	return nil
 }
 
-func (c *serverClock) close() {
+// Close stops the refreshes.
+func (c *ServerClock) Close() {
 	c.once.Do(func() { close(c.stop) })
 	c.done.Wait()
 }
