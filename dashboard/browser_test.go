@@ -79,20 +79,24 @@ func seedFleet(t testing.TB, reg *registry.Registry) {
 	type w struct {
 		ns, pool, inst string
 		lanes, caps    []string
+		report         *registry.WorkerReport
+	}
+	rep := func(inFlight, capacity int, version string) *registry.WorkerReport {
+		return &registry.WorkerReport{InFlight: inFlight, Capacity: capacity, Version: version}
 	}
 	fleet := []w{
-		{"payments", "pay-pool", "pay-7f9c2-a", []string{"default", "priority"}, nil},
-		{"payments", "pay-pool", "pay-7f9c2-b", []string{"default", "priority"}, nil},
-		{"payments", "pay-pool", "pay-7f9c2-c", []string{"default"}, nil},
-		{"payments", "refunds", "refunds-41d0", []string{"refunds"}, []string{"pci"}},
-		{"ml", "gpu-pool-1", "gpu-1", []string{"gpu"}, []string{"cuda", "a100"}},
-		{"ml", "gpu-pool-1", "gpu-2", []string{"gpu"}, []string{"cuda", "a100"}},
-		{"ml", "gpu-pool-1", "gpu-3", []string{"gpu"}, []string{"cuda", "h100"}},
-		{"ml", "cpu-pool", "cpu-embed-1", []string{"embed", "default"}, nil},
+		{"payments", "pay-pool", "pay-7f9c2-a", []string{"default", "priority"}, nil, rep(7, 8, "v2.14.1")},
+		{"payments", "pay-pool", "pay-7f9c2-b", []string{"default", "priority"}, nil, rep(3, 8, "v2.14.1")},
+		{"payments", "pay-pool", "pay-7f9c2-c", []string{"default"}, nil, rep(8, 8, "v2.13.0")},
+		{"payments", "refunds", "refunds-41d0", []string{"refunds"}, []string{"pci"}, rep(0, 2, "v1.9.3")},
+		{"ml", "gpu-pool-1", "gpu-1", []string{"gpu"}, []string{"cuda", "a100"}, rep(1, 1, "v0.31.0")},
+		{"ml", "gpu-pool-1", "gpu-2", []string{"gpu"}, []string{"cuda", "a100"}, rep(1, 1, "v0.31.0")},
+		{"ml", "gpu-pool-1", "gpu-3", []string{"gpu"}, []string{"cuda", "h100"}, rep(0, 1, "v0.31.0")},
+		{"ml", "cpu-pool", "cpu-embed-1", []string{"embed", "default"}, nil, nil},
 	}
 	for _, x := range fleet {
 		if _, err := reg.RegisterWorker(ctx, registry.RegisterWorkerArgs{Namespace: x.ns, WorkerID: x.pool, WorkerInstanceID: x.inst,
-			Lanes: x.lanes, Capabilities: x.caps, LivenessTTL: 30 * time.Minute}); err != nil {
+			Lanes: x.lanes, Capabilities: x.caps, LivenessTTL: 30 * time.Minute, Report: x.report}); err != nil {
 			t.Fatal(err)
 		}
 	}
