@@ -8,16 +8,14 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/flowfabric/workerregistry/internal/sqlctest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
@@ -270,7 +268,7 @@ func randomBytes(rng *rand.Rand) (b [16]byte) {
 // (defect 3 of the reference).
 func TestExpiredLeaseQueryPlan(t *testing.T) {
 	_, sqlDB := setupLeases(t, sqliteStore)
-	query := sqlcQuery(t, "../queries/sqlite/leases.sql", "ListExpiredLeases")
+	query := sqlctest.Query(t, "queries/sqlite/leases.sql", "ListExpiredLeases")
 	rows, err := sqlDB.Query("EXPLAIN QUERY PLAN "+query,
 		t0.UnixMilli(), t0.UnixMilli(), 3, make([]byte, 16), 0, "ns", 1001)
 	if err != nil {
@@ -296,42 +294,6 @@ func TestExpiredLeaseQueryPlan(t *testing.T) {
 	if strings.Contains(text, "TEMP B-TREE") {
 		t.Fatalf("plan sorts:\n%s", text)
 	}
-}
-
-// sqlcQuery reads the named query from a sqlc query file and turns its
-// sqlc.arg macros into numbered parameters in order of first use, as sqlc
-// does for SQLite.
-func sqlcQuery(t *testing.T, file, name string) string {
-	t.Helper()
-	query, _ := sqlcQueryParams(t, file, name)
-	return query
-}
-
-// sqlcQueryParams is sqlcQuery that also returns the parameters' names, in
-// the order of their numbers.
-func sqlcQueryParams(t *testing.T, file, name string) (string, []string) {
-	t.Helper()
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, query, ok := strings.Cut(string(src), "-- name: "+name+" ")
-	if !ok {
-		t.Fatalf("no query %s in %s", name, file)
-	}
-	query, _, _ = strings.Cut(query, "-- name: ")
-	query = query[strings.Index(query, "\n")+1:]
-	params := map[string]int{}
-	var names []string
-	query = regexp.MustCompile(`sqlc\.n?arg\((\w+)\)`).ReplaceAllStringFunc(query, func(m string) string {
-		name := m[strings.Index(m, "(")+1 : len(m)-1]
-		if _, ok := params[name]; !ok {
-			params[name] = len(params) + 1
-			names = append(names, name)
-		}
-		return "?" + strconv.Itoa(params[name])
-	})
-	return query, names
 }
 
 // setupLeases is setup for tests that write leases: the registry and the
@@ -362,7 +324,7 @@ func TestPostgresExpiredLeaseQueryPlan(t *testing.T) {
 		if _, err := b.raw.Exec("ANALYZE"); err != nil {
 			t.Fatal(err)
 		}
-		query, params := sqlcQueryParams(t, "../queries/postgres/leases.sql", "ListExpiredLeases")
+		query, params := sqlctest.QueryParams(t, "queries/postgres/leases.sql", "ListExpiredLeases")
 		asOf := t0.Add(time.Hour).UnixMilli()
 		// Once a prepared statement has run five times, Postgres may switch
 		// it to a generic plan, made without the parameters' values: check

@@ -149,49 +149,6 @@ func TestSweepPrunesOldEvents(t *testing.T) {
 	})
 }
 
-// TestSweepQueryPlans checks the sweep's and the pruning's plans: the
-// sweep's scan (on a read connection) reads the table once and sorts only
-// what it found; its deletes find their rows by rowid; pruning walks the
-// event time index, so that pruning with nothing to do is a probe.
-func TestSweepQueryPlans(t *testing.T) {
-	_, b := setup(t, sqliteStore)
-	for _, q := range []struct {
-		file, name string
-		args       []any
-		want       string
-		scans      bool
-	}{
-		{"../queries/sqlite/workers.sql", "ListExpiredWorkers", []any{t0.UnixMilli()}, "SCAN ff_worker_registry\nUSE TEMP B-TREE FOR ORDER BY", true},
-		{"../queries/sqlite/workers.sql", "DeleteExpiredWorkers", []any{"[1,2]", t0.UnixMilli()}, "SEARCH ff_worker_registry USING INTEGER PRIMARY KEY (rowid=?)", false},
-		{"../queries/sqlite/events.sql", "DeleteEventsBefore", []any{t0.UnixMilli(), 500}, "USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)", false},
-	} {
-		plan := queryPlan(t, b, sqlcQuery(t, q.file, q.name), q.args...)
-		want := q.want
-		if !strings.Contains(plan, want) || (!q.scans && (strings.Contains(plan, "SCAN ff_") || strings.Contains(plan, "SCAN old") || strings.Contains(plan, "TEMP B-TREE"))) {
-			t.Errorf("%s plan:\n%s\nwant %q", q.name, plan, want)
-		}
-	}
-}
-
-func queryPlan(t *testing.T, b *testBundle, query string, args ...any) string {
-	t.Helper()
-	rows, err := b.raw.DB.Query("EXPLAIN QUERY PLAN "+query, args...) // sqlc's text as it is
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var lines []string
-	for rows.Next() {
-		var id, parent, notUsed int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notUsed, &detail); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, detail)
-	}
-	return strings.Join(lines, "\n")
-}
-
 // syncBuffer is a log sink that the sweeper goroutine and the test share.
 type syncBuffer struct {
 	mu  sync.Mutex

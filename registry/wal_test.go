@@ -126,7 +126,9 @@ func TestWALShrinksAfterBurst(t *testing.T) {
 	if err := tx.QueryRow(`SELECT count(*) FROM ff_worker_registry`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	heartbeats(0, 3000)
+	// A heartbeat writes about one page (4 KiB) to the WAL: 5,000 of them
+	// make a burst of some 20 MB.
+	heartbeats(0, 5000)
 	burst := walSize(t, path)
 	if burst < 16<<20 {
 		t.Fatalf("the WAL reached only %.1f MB behind an open snapshot; the test needs a burst", mb(burst))
@@ -134,7 +136,7 @@ func TestWALShrinksAfterBurst(t *testing.T) {
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	heartbeats(3000, 1000) // a checkpoint, then a restart
+	heartbeats(5000, 1000) // a checkpoint, then a restart
 	if after := walSize(t, path); after > 8<<20 {
 		t.Errorf("after a burst of %.1f MB the WAL stays at %.1f MB; journal_size_limit should cut it to 8 MB", mb(burst), mb(after))
 	}

@@ -11,7 +11,6 @@ package flowfabrictest
 
 import (
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowfabric/workerregistry/internal/sqlctest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
@@ -39,7 +39,7 @@ func SharedPath(t testing.TB, env, rel string) string {
 	t.Helper()
 	dir := os.Getenv(env)
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := sqlctest.RepoRoot()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,24 +375,5 @@ func CheckIntegrity(t testing.TB, db *sql.DB) {
 	defer rows.Close()
 	if rows.Next() {
 		t.Error("foreign_key_check reports violations")
-	}
-}
-
-// repoRoot returns the repository's folder, the nearest above the test's
-// working directory (its package's folder) that holds go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 }

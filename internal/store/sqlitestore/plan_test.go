@@ -1,10 +1,15 @@
-package registry_test
+package sqlitestore_test
 
 import (
+	"context"
+	"database/sql"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
+	"github.com/flowfabric/workerregistry/internal/sqlctest"
+	"github.com/flowfabric/workerregistry/registry"
 )
 
 // TestQueryPlansSurviveAnalyze checks that every hot statement keeps its
@@ -17,19 +22,17 @@ func TestQueryPlansSurviveAnalyze(t *testing.T) {
 	t.Parallel()
 	for _, db := range []string{"registry's own", "adopted FlowFabric"} {
 		t.Run(db, func(t *testing.T) {
-			var b *testBundle
+			path := filepath.Join(t.TempDir(), "registry.db")
 			if db == "adopted FlowFabric" {
-				_, b = setupAt(t, flowfabrictest.SQLite(t))
-			} else {
-				_, b = setup(t, sqliteStore)
+				path = flowfabrictest.SQLite(t)
 			}
-			checkQueryPlans(t, b)
+			checkQueryPlans(t, migratedDB(t, path))
 		})
 	}
 }
 
-func checkQueryPlans(t *testing.T, b *testBundle) {
-	if _, err := b.raw.Exec(`WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < 9999)
+func checkQueryPlans(t *testing.T, db *sql.DB) {
+	if _, err := db.Exec(`WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < 9999)
 		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
 			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms)
 		SELECT 'ns-1', printf('w%05d', i), 'pool', 'default', '', ?1, 1000, ?1 FROM s`, t0.UnixMilli()); err != nil {
@@ -67,7 +70,7 @@ func checkQueryPlans(t *testing.T, b *testBundle) {
 	}
 	for _, stats := range []string{"without statistics", "after ANALYZE"} {
 		if stats == "after ANALYZE" {
-			if _, err := b.raw.Exec("ANALYZE"); err != nil {
+			if _, err := db.Exec("ANALYZE"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -75,11 +78,11 @@ func checkQueryPlans(t *testing.T, b *testBundle) {
 			var query string
 			if strings.HasSuffix(c.file, ".go") {
 				// A Go raw string in the generated package, up to its end.
-				query, _, _ = strings.Cut(sqlcQuery(t, "../db/sqlitedb/"+c.file, c.name), "`")
+				query, _, _ = strings.Cut(sqlctest.Query(t, "db/sqlitedb/"+c.file, c.name), "`")
 			} else {
-				query = sqlcQuery(t, "../queries/sqlite/"+c.file+".sql", c.name)
+				query = sqlctest.Query(t, "queries/sqlite/"+c.file+".sql", c.name)
 			}
-			plan := queryPlan(t, b, query, c.args...)
+			plan := sqlctest.SQLitePlan(t, db, query, c.args...)
 			rest := plan
 			for _, w := range c.want {
 				i := strings.Index(rest, w)
@@ -94,4 +97,47 @@ func checkQueryPlans(t *testing.T, b *testBundle) {
 			}
 		}
 	}
+}
+
+// TestSweepQueryPlans checks the sweep's and the pruning's plans: the
+// sweep's scan (on a read connection) reads the table once and sorts only
+// what it found; its deletes find their rows by rowid; pruning walks the
+// event time index, so that pruning with nothing to do is a probe.
+func TestSweepQueryPlans(t *testing.T) {
+	db := migratedDB(t, filepath.Join(t.TempDir(), "registry.db"))
+	for _, q := range []struct {
+		file, name string
+		args       []any
+		want       string
+		scans      bool
+	}{
+		{"queries/sqlite/workers.sql", "ListExpiredWorkers", []any{t0.UnixMilli()}, "SCAN ff_worker_registry\nUSE TEMP B-TREE FOR ORDER BY", true},
+		{"queries/sqlite/workers.sql", "DeleteExpiredWorkers", []any{"[1,2]", t0.UnixMilli()}, "SEARCH ff_worker_registry USING INTEGER PRIMARY KEY (rowid=?)", false},
+		{"queries/sqlite/events.sql", "DeleteEventsBefore", []any{t0.UnixMilli(), 500}, "USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)", false},
+	} {
+		plan := sqlctest.SQLitePlan(t, db, sqlctest.Query(t, q.file, q.name), q.args...)
+		want := q.want
+		if !strings.Contains(plan, want) || (!q.scans && (strings.Contains(plan, "SCAN ff_") || strings.Contains(plan, "SCAN old") || strings.Contains(plan, "TEMP B-TREE"))) {
+			t.Errorf("%s plan:\n%s\nwant %q", q.name, plan, want)
+		}
+	}
+}
+
+// migratedDB opens the database at path, which registry.Open creates or
+// adopts and migrates first, on a connection of the test's own.
+func migratedDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	r, err := registry.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := registry.OpenSQLiteDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
