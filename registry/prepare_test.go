@@ -20,9 +20,9 @@ import (
 )
 
 // compiledWrites records, by directory, the writes of the statements that
-// SQLite compiled on the connections opened on files in that directory,
-// as "insert ff_attempt", "update ff_worker_registry.last_heartbeat_ms" (an UPDATE names the columns it sets) and so on, and
-// counts their commits.
+// SQLite compiled on the connections opened on files in that directory, as
+// "insert ff_attempt", "update ff_worker_registry.last_heartbeat_ms" (an
+// UPDATE, once per column it sets) and so on, and counts their commits.
 var compiledWrites sync.Map // directory → *writeLog
 
 type writeLog struct {

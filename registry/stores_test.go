@@ -69,12 +69,6 @@ func eachStore(t *testing.T, body func(t *testing.T, s store)) {
 	runStores(t, stores, body)
 }
 
-// eachPostgres is eachStore for tests of the Postgres store's statements:
-// on the registry's own database and on an adopted FlowFabric one.
-func eachPostgres(t *testing.T, body func(t *testing.T, s store)) {
-	runStores(t, []store{postgresStore, flowfabricPostgresStore}, body)
-}
-
 // eachEngine is eachStore without the adopted stores, for the long tests
 // that exercise an engine's code paths rather than a database's shape.
 func eachEngine(t *testing.T, body func(t *testing.T, s store)) {
