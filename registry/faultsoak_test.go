@@ -47,8 +47,9 @@ import (
 //     by its own account for the whole read, wants its row present and
 //     unexpired (a killed worker may say live until its next heartbeat,
 //     the time its loop needs to learn of the kill);
-//   - every lapse is reported at LiveUntil, within faultLapseBound (a
-//     stopped process reports when it is continued: counted apart);
+//   - every lapse is shown by State at LiveUntil, within faultLapseBound
+//     (a stopped process shows it when it is continued: counted apart),
+//     and OnStateChange reports each, in order;
 //   - every drain and kill reaches its worker: Draining closes, and the
 //     loop ends with ErrMarkedDead, and a killed instance never registers
 //     again;
@@ -100,7 +101,8 @@ func TestFaultSoak(t *testing.T) {
 // envChildDB and, on "start <instance>" read from stdin, starts a worker
 // loop; it prints, each line "<kind> <instance> <unix µs> [value]":
 // started (value: LiveUntil in ms), until (a new LiveUntil), state (a
-// change), draining, ended (value: marked_dead or the error), violation
+// change, as OnStateChange reported it), seen (a change of State, as a
+// poll every 2 ms saw it), draining, ended (value: marked_dead or the error), violation
 // (State said live at or after LiveUntil). On "quit" it stops its workers.
 func faultWorkerChild(t *testing.T) {
 	ctx := context.Background()
@@ -155,15 +157,31 @@ func faultWorkerChild(t *testing.T) {
 		workers = append(workers, w)
 		watchers.Go(func() {
 			draining := w.Draining()
+			seen := registry.WorkerLive
 			for {
+				// One poll reads LiveUntil, State, LiveUntil: a poll across a
+				// renewal is dropped, so that the state and the deadline
+				// printed belong together. OnStateChange's calls run on a
+				// goroutine of their own and may be printed after the
+				// renewal that followed a lapse (a process continued after
+				// SIGSTOP runs both at once): the parent judges lapses by
+				// these polls ("seen") and checks the calls apart.
 				now := time.Now()
 				u := w.LiveUntil()
-				if s := w.State(); s == registry.WorkerLive && !now.Before(u.Add(tolerance)) && w.LiveUntil().Equal(u) {
+				s := w.State()
+				if !w.LiveUntil().Equal(u) {
+					continue
+				}
+				if s == registry.WorkerLive && !now.Before(u.Add(tolerance)) {
 					say("violation", inst, fmt.Sprintf("live_%s_after_LiveUntil", now.Sub(u)))
 				}
 				if !u.Equal(until) {
 					until = u
 					say("until", inst, u.UnixMilli())
+				}
+				if s != seen {
+					seen = s
+					say("seen", inst, s)
 				}
 				select {
 				case <-draining:
@@ -202,6 +220,18 @@ type faultLine struct {
 	kind, inst string
 	at         time.Time
 	value      string
+}
+
+// linesNear formats an instance's lines from 3 s before at to 1 s after,
+// for a failure's message.
+func linesNear(ls []faultLine, at time.Time) string {
+	var b strings.Builder
+	for _, l := range ls {
+		if l.at.After(at.Add(-3*time.Second)) && l.at.Before(at.Add(time.Second)) {
+			fmt.Fprintf(&b, "\t%s %s %s\n", l.at.Format("15:04:05.000000"), l.kind, l.value)
+		}
+	}
+	return b.String()
 }
 
 // faultWindow is a fault: its kind, the child it stopped (or -1), and when.
@@ -856,7 +886,7 @@ func checkFaultSoak(t *testing.T, fig *faultFigures, children []*faultChild, win
 						spans[len(spans)-1].end = l.at
 						spans = append(spans, span{from: l.at, until: until})
 					}
-				case "state":
+				case "seen":
 					switch l.value {
 					case "live":
 						if !live {
@@ -878,18 +908,40 @@ func checkFaultSoak(t *testing.T, fig *faultFigures, children []*faultChild, win
 							case l.at.Before(until.Add(-tolerance)):
 								fig.earlyLapses++ // a heartbeat found the registration gone: a kill
 								if _, killed := killedAt[inst]; !killed {
-									budget.errorf("child %d: %s: lapsed %s before LiveUntil with no kill", ci, inst, until.Sub(l.at))
+									budget.errorf("child %d: %s: lapsed %s before LiveUntil with no kill; its lines:\n%s", ci, inst, until.Sub(l.at), linesNear(ls, l.at))
 								}
 							default:
 								late := ms(max(0, l.at.Sub(until)))
 								fig.lateMS = append(fig.lateMS, late)
 								if l.at.Sub(until) > faultLapseBound {
-									budget.errorf("child %d: %s: lapse reported %.1f ms after LiveUntil %s", ci, inst, late, until.Format("15:04:05.000"))
+									budget.errorf("child %d: %s: lapse reported %.1f ms after LiveUntil %s; its lines:\n%s", ci, inst, late, until.Format("15:04:05.000"), linesNear(ls, l.at))
 								}
 							}
 						}
 					}
 				}
+			}
+			// OnStateChange's calls: lapsed and live alternate, from live,
+			// and none is missed that a poll saw (a poll may miss a lapse
+			// shorter than its period; a call may not).
+			calls, seenLapses, prev := 0, 0, "live"
+			for _, l := range ls {
+				switch {
+				case l.kind == "seen" && l.value == "lapsed":
+					seenLapses++
+				case l.kind == "state" && prev == "ended":
+					budget.errorf("child %d: %s: OnStateChange called with %s after ended", ci, inst, l.value)
+				case l.kind == "state" && l.value == prev:
+					budget.errorf("child %d: %s: OnStateChange called with %s twice in a row at %s", ci, inst, l.value, l.at.Format("15:04:05.000"))
+				case l.kind == "state":
+					prev = l.value
+					if l.value == "lapsed" {
+						calls++
+					}
+				}
+			}
+			if calls < seenLapses {
+				budget.errorf("child %d: %s: OnStateChange reported %d lapses, State showed %d", ci, inst, calls, seenLapses)
 			}
 			liveAt := func(at time.Time) bool {
 				for _, s := range spans {
