@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -190,4 +191,63 @@ func (b *testBundle) directiveCount(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestKillDuringRegistrationIsFinal kills a live instance while a worker
+// loop's registration of it is under way: another connection holds the
+// registration's row, MarkWorkerDead waits for it, then StartWorker does
+// (a loop's registration refuses killed instances), and the row is let
+// go. The kill commits first; the registration, which began before it,
+// must still see it and refuse. (SQLite's transactions hold the write lock
+// from their start, so there the two cannot interleave.)
+func TestKillDuringRegistrationIsFinal(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		if s.engine != enginePostgres {
+			t.Skip("SQLite's transactions hold the write lock from their start")
+		}
+		r, b := setup(t, s)
+		ctx := context.Background()
+		args := registerArgs("ns", "w", time.Time{})
+		args.LivenessTTL = time.Minute
+		mustRegister(t, r, args)
+		release, _ := b.holdRowLock(t, "ns", "w")
+		waiting := func(n int) func() bool {
+			return func() bool {
+				var got int
+				if err := b.raw.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`).Scan(&got); err != nil {
+					t.Fatal(err)
+				}
+				return got >= n
+			}
+		}
+		killed := make(chan error, 1)
+		go func() {
+			o, err := r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "w", Reason: "bad host"})
+			if err == nil && o != registry.Marked {
+				err = fmt.Errorf("outcome %v", o)
+			}
+			killed <- err
+		}()
+		waitFor(t, "the kill to wait for the row", waiting(1))
+		started := make(chan error, 1)
+		go func() {
+			cfg := registry.WorkerConfig{Namespace: "ns", WorkerID: args.WorkerID, WorkerInstanceID: "w", Lanes: args.Lanes, LivenessTTL: time.Minute}
+			w, err := r.StartWorker(ctx, cfg)
+			if err == nil {
+				w.Stop(ctx)
+			}
+			started <- err
+		}()
+		waitFor(t, "the registration to wait for the row", waiting(2))
+		release()
+		if err := <-killed; err != nil {
+			t.Fatalf("MarkWorkerDead: %v", err)
+		}
+		if err := <-started; !errors.Is(err, registry.ErrMarkedDead) {
+			t.Fatalf("StartWorker during the kill = %v; want ErrMarkedDead", err)
+		}
+		if _, ok, err := r.GetWorker(ctx, registry.GetWorkerArgs{Namespace: "ns", WorkerInstanceID: "w"}); err != nil || ok {
+			t.Fatalf("GetWorker of the killed instance = %v, %v; want none", ok, err)
+		}
+	})
 }

@@ -163,19 +163,6 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 	key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
 	err = r.inTx(ctx, func(q store.Writer) error {
 		outcome = Registered // this run's, should an earlier one have failed
-		if unlessKilled {
-			kill, killed, err := q.GetKill(ctx, key)
-			if err != nil {
-				return err
-			}
-			if killed {
-				reason := ""
-				if kill.Reason != nil {
-					reason = *kill.Reason
-				}
-				return fmt.Errorf("%w (%q)", ErrMarkedDead, reason)
-			}
-		}
 		newRow := func(now int64) store.WorkerRow {
 			row := store.WorkerRow{
 				Namespace:        args.Namespace,
@@ -191,7 +178,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 			setReport(&row, report)
 			return row
 		}
-		if rf, ok := q.(store.LiveRefresher); ok {
+		if rf, ok := q.(store.LiveRefresher); ok && !unlessKilled {
 			// The common case, a live registration refreshed, in one
 			// statement; anything else reads the row first. (A store with a
 			// refresher holds the write lock from the transaction's start.)
@@ -206,13 +193,23 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 			}
 		}
 		prev, found, err := q.GetWorker(ctx, key)
+		if err != nil {
+			return err
+		}
+		if unlessKilled {
+			// After GetWorker, which holds the key and its row (Postgres):
+			// a kill deletes the live row, so one that committed while this
+			// waited for it is read here, and one that has not yet begun
+			// will delete what this writes.
+			if err := refuseKilled(ctx, q, key); err != nil {
+				return err
+			}
+		}
 		// After getWorker, which holds the row (Postgres) if the
 		// transaction did not hold the write lock from its start (SQLite).
 		now = r.lockedNow(args.Now, now)
 		row := newRow(now)
 		switch {
-		case err != nil:
-			return err
 		case !found:
 		case prev.ExpiresAtMs > now:
 			if prev.WorkerID != args.WorkerID {
@@ -244,6 +241,20 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 		return 0, err
 	}
 	return outcome, nil
+}
+
+// refuseKilled returns an error matching ErrMarkedDead, with the kill's
+// reason, if MarkWorkerDead killed the instance.
+func refuseKilled(ctx context.Context, q store.Writer, key store.InstanceKey) error {
+	kill, killed, err := q.GetKill(ctx, key)
+	if err != nil || !killed {
+		return err
+	}
+	reason := ""
+	if kill.Reason != nil {
+		reason = *kill.Reason
+	}
+	return fmt.Errorf("%w (%q)", ErrMarkedDead, reason)
 }
 
 // HeartbeatWorker moves a live registration's expiry to Now plus its TTL.
