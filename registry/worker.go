@@ -432,7 +432,11 @@ func (w *Worker) run(ctx context.Context) {
 	defer w.ended()
 	defer w.cancel()
 	w.checkClock()
-	timer := time.NewTimer(w.nextDelay())
+	first := w.nextDelay()
+	if w.State() != WorkerLive {
+		first = 0 // StartWorker's registration took longer than its TTL
+	}
+	timer := time.NewTimer(first)
 	defer timer.Stop()
 	for {
 		select {
