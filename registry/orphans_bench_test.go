@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
 	"github.com/flowfabric/workerregistry/registry"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
@@ -23,20 +24,34 @@ const (
 	orphanBenchDead    = 10
 )
 
-// orphanFixture fills a registry, on SQLite or on a fresh Postgres
-// schema, with n unexpired leases over the given number of holders, dead
-// of them not live: half never registered, half killed. Dead holders are
-// spread over the holders' order.
-func orphanFixture(b *testing.B, postgres bool, n, holders, dead int) (*registry.Registry, *sql.DB) {
+// The databases an orphaned-lease fixture can be built on.
+type orphanDB int
+
+const (
+	orphanSQLite     orphanDB = iota
+	orphanPostgres            // a fresh schema that the registry made: ff_attempt is one table
+	orphanFlowFabric          // an adopted FlowFabric database: all three tables in 256 partitions
+)
+
+// orphanFixture fills a registry, on SQLite, on a fresh Postgres schema or
+// on an adopted FlowFabric database, with n unexpired leases over the
+// given number of holders, dead of them not live: half never registered,
+// half killed. Dead holders are spread over the holders' order.
+func orphanFixture(b *testing.B, on orphanDB, n, holders, dead int) (*registry.Registry, *sql.DB) {
 	b.Helper()
 	start := time.Now()
 	var r *registry.Registry
 	var sqlDB *sql.DB
-	if postgres {
-		r, sqlDB = registrytest.OpenPostgres(b, registrytest.PostgresDSN(b))
-	} else {
+	switch on {
+	case orphanSQLite:
 		r, sqlDB = registrytest.Open(b)
+	case orphanPostgres:
+		r, sqlDB = registrytest.OpenPostgres(b, registrytest.PostgresDSN(b))
+	case orphanFlowFabric:
+		p := flowfabrictest.Postgres(b)
+		r, sqlDB = registry.NewPostgres(p.Pool), p.DB
 	}
+	postgres := on != orphanSQLite
 	rng := rand.New(rand.NewPCG(uint64(n), 2))
 	holder := func(i int) string { return fmt.Sprintf("worker-%04d", i) }
 	registrytest.InsertLeasesFunc(b, sqlDB, n, func(i int) registrytest.Lease {
@@ -143,7 +158,7 @@ func antiJoinPage(b *testing.B, stmt *sql.Stmt, postgres bool, after *registry.L
 // this library and for the naive anti-join on the same database; and a
 // full walk of the orphans, checked. Target: at most 10 ms a page.
 func BenchmarkListOrphanedLeases(b *testing.B) {
-	r, sqlDB := orphanFixture(b, false, orphanBenchLeases, orphanBenchHolders, orphanBenchDead)
+	r, sqlDB := orphanFixture(b, orphanSQLite, orphanBenchLeases, orphanBenchHolders, orphanBenchDead)
 	b.Logf("anti-join plan:\n%s", explain(b, sqlDB, antiJoinQuery))
 	benchOrphanPages(b, r, prepare(b, sqlDB, antiJoinQuery), false, orphanBenchLeases)
 }
@@ -154,7 +169,19 @@ func BenchmarkListOrphanedLeases(b *testing.B) {
 func BenchmarkPostgresListOrphanedLeases(b *testing.B) {
 	skipWithoutPostgres(b)
 	n := slices.Max(benchSizes(b, "REGISTRY_BENCH_POSTGRES_LEASES", orphanBenchLeases))
-	r, sqlDB := orphanFixture(b, true, n, orphanBenchHolders, orphanBenchDead)
+	r, sqlDB := orphanFixture(b, orphanPostgres, n, orphanBenchHolders, orphanBenchDead)
+	benchOrphanPages(b, r, prepare(b, sqlDB, pgAntiJoinQuery), true, n)
+}
+
+// BenchmarkPostgresFlowFabricListOrphanedLeases is
+// BenchmarkPostgresListOrphanedLeases on an adopted FlowFabric database,
+// where ff_attempt, ff_exec_core and ff_worker_registry are each 256
+// hash partitions: every walk of an ff_attempt index is then a merge of
+// the partitions' walks.
+func BenchmarkPostgresFlowFabricListOrphanedLeases(b *testing.B) {
+	skipWithoutPostgres(b)
+	n := slices.Max(benchSizes(b, "REGISTRY_BENCH_POSTGRES_LEASES", orphanBenchLeases))
+	r, sqlDB := orphanFixture(b, orphanFlowFabric, n, orphanBenchHolders, orphanBenchDead)
 	benchOrphanPages(b, r, prepare(b, sqlDB, pgAntiJoinQuery), true, n)
 }
 
