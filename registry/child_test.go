@@ -23,8 +23,8 @@ import (
 // Environment of a child process. The child is this test binary, run with
 // -test.run=^TestHelperChildProcess$.
 const (
-	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go), crash (crash_test.go), batcher or beater (fairness_test.go), soak (soak_test.go), faultworker (faultsoak_test.go)
-	envChildDB   = "REGISTRY_CHILD_DB"   // the database file
+	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go), crash (crash_test.go), batcher or beater (fairness_test.go), soak (soak_test.go), faultworker (faultsoak_test.go), stormworker (storm_test.go)
+	envChildDB   = "REGISTRY_CHILD_DB"   // the database file or DSN
 	envChildID   = "REGISTRY_CHILD_ID"   // the child's number, for names and seeds
 	envChildSeed = "REGISTRY_CHILD_SEED" // its random seed
 	envChildOps  = "REGISTRY_CHILD_OPS"  // how many operations a hammer child runs
@@ -36,7 +36,7 @@ const (
 func TestHelperChildProcess(t *testing.T) {
 	switch role := os.Getenv(envChildRole); role {
 	case "":
-		t.Skip("only runs as a child process of TestMultiProcess*, TestCrash*, TestMultiProcessFairness and TestSoak")
+		t.Skip("only runs as a child process of TestMultiProcess*, TestCrash*, TestMultiProcessFairness, TestSoak, TestFaultSoak and TestStorm")
 	case "hammer":
 		hammerChild(t)
 	case "crash":
@@ -49,6 +49,8 @@ func TestHelperChildProcess(t *testing.T) {
 		soakChild(t)
 	case "faultworker":
 		faultWorkerChild(t)
+	case "stormworker":
+		stormWorkerChild(t)
 	case "pgmigrate", "pgopen":
 		pgMigrateChild(t, role == "pgopen")
 	default:
