@@ -382,6 +382,28 @@ func checkHistory(t testing.TB, events []storedEvent, workers map[workerKey]stor
 	return stats
 }
 
+// appendReportRow appends row, a row of a Markdown table, to the file at
+// path, with the table's header first when the file is new or empty; with
+// an empty path it does nothing. A soak's figures go to such a file, one
+// row per store.
+func appendReportRow(t testing.TB, path, header, row string) {
+	t.Helper()
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() == 0 {
+		fmt.Fprintln(f, header)
+	}
+	if _, err := fmt.Fprintln(f, row); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // childFailure formats what a child left behind, for a failure message.
 func childFailure(name string, err error, stderr string) string {
 	return fmt.Sprintf("%s: %v\n--- stderr ---\n%s", name, err, stderr)

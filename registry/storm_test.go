@@ -674,17 +674,7 @@ func runStorm(t *testing.T, cfg stormConfig, storeName, dsn string) {
 	}
 	checkStorm(t, &fig, children, candidates, quitAt)
 	t.Log(stormFiguresHeader + "\n" + fig.String())
-	if cfg.report != "" {
-		f, err := os.OpenFile(cfg.report, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st, err := f.Stat(); err == nil && st.Size() == 0 {
-			fmt.Fprintln(f, stormFiguresHeader)
-		}
-		fmt.Fprintln(f, fig.String())
-		f.Close()
-	}
+	appendReportRow(t, cfg.report, stormFiguresHeader, fig.String())
 }
 
 // checkStorm gathers what the children printed into fig and fails t on a
