@@ -52,8 +52,14 @@ import (
 //     the children by a tracer (WithTracerProvider) from the call's span
 //     start to its end: the whole call as the loop makes it, a wait for a
 //     pool connection included; p50, p99 and max over every heartbeat, and
-//     p99 over those that began after the start-up (two intervals after
-//     the first start: every worker started, its first heartbeat made);
+//     p99 over those that began after the start-up (once every worker had
+//     registered, and at least two intervals after the first start, when
+//     every worker has made its first heartbeat);
+//     heartbeats that end once the workers begin to stop are left out;
+//   - the start-up: how long after its start time each worker was
+//     registered (StartWorker returned; a child makes
+//     stormStartsInFlight calls at a time), and when the last was, after
+//     the first start;
 //   - the HOT share: the table's n_tup_hot_upd over n_tup_upd
 //     (pg_stat_user_tables, summed over its partitions), the change from
 //     before the children start to after they exit;
@@ -155,16 +161,35 @@ func TestStorm(t *testing.T) {
 	})
 }
 
+// stormStartsInFlight is how many StartWorker calls a child makes at once.
+// A fleet's processes register each on a connection of its own, so that a
+// backlog of registrations (each writes an audit event, and such
+// transactions commit one at a time) waits at the server without holding
+// up another process's heartbeats; a child's workers share its pool (4
+// connections by default), which a backlog of starts would fill, and
+// heartbeats would queue behind them. Two at a time leave the rest to
+// heartbeats; a start waits for its turn, which its delay includes.
+const stormStartsInFlight = 2
+
 // heartbeatTimer is a tracer provider that times the registry's
 // heartbeat_worker spans, and ignores every other span.
 type heartbeatTimer struct {
 	tracenoop.TracerProvider
-	steadyFrom time.Time   // heartbeats that begin earlier are the start-up's
-	stopping   atomic.Bool // the workers are stopping: a failed heartbeat was cut short
+	t0 time.Time // the first start
+	// stopping is set once the workers start to stop: a heartbeat that
+	// ends after it may be cut short by its Stop, or have waited for a
+	// connection behind the deregistrations, and is not timed.
+	stopping atomic.Bool
 
 	mu     sync.Mutex
-	lat    [2][]int32 // µs: [0] start-up, [1] after
-	errors int
+	beats  []stormBeat
+	errors int // heartbeats that failed
+}
+
+// stormBeat is a timed heartbeat.
+type stormBeat struct {
+	atMS int32 // when it began, after the first start
+	us   int32 // how long it took
 }
 
 func (p *heartbeatTimer) Tracer(string, ...trace.TracerOption) trace.Tracer {
@@ -196,26 +221,25 @@ type heartbeatSpan struct {
 func (s *heartbeatSpan) SetStatus(code codes.Code, _ string) { s.failed = code == codes.Error }
 
 func (s *heartbeatSpan) End(...trace.SpanEndOption) {
-	us := int32(min(time.Since(s.start).Microseconds(), 1<<31-1))
-	phase := 1
-	if s.start.Before(s.p.steadyFrom) {
-		phase = 0
-	}
-	if s.failed && s.p.stopping.Load() {
-		return // Stop cancelled it
+	b := stormBeat{atMS: int32(s.start.Sub(s.p.t0).Milliseconds()), us: micros(time.Since(s.start))}
+	if s.p.stopping.Load() {
+		return
 	}
 	s.p.mu.Lock()
 	defer s.p.mu.Unlock()
-	s.p.lat[phase] = append(s.p.lat[phase], us)
+	s.p.beats = append(s.p.beats, b)
 	if s.failed {
 		s.p.errors++
 	}
 }
 
+// micros is d in microseconds, at most 2^31-1 (35 minutes).
+func micros(d time.Duration) int32 { return int32(min(d.Microseconds(), 1<<31-1)) }
+
 // stormWorkerChild is a child of TestStorm: it opens the registry at
 // envChildDB, prints "ready", and on "go <unix µs>" read from stdin starts
 // its workers, the fleet's g-th at that time plus its offset, each on a
-// goroutine of its own (a slow start delays no other). It prints, each a
+// goroutine of its own, stormStartsInFlight at a time. It prints, each a
 // line:
 //   - "live <unix µs> <ms> <ms> ...": once a second, each worker's
 //     LiveUntil (unix ms) if its State is WorkerLive, else 0; the time is
@@ -223,9 +247,10 @@ func (s *heartbeatSpan) End(...trace.SpanEndOption) {
 //   - "state <j> <unix µs> <state>": each change of worker j's state;
 //   - "startfailed <j> <error>".
 //
-// On "quit" it stops its workers, prints its heartbeats' latencies
-// ("lat <0|1> <µs> ...", 0 for the start-up's) and "summary ...", and
-// exits.
+// On "quit" it stops its workers, prints its heartbeats ("hb <ms> <µs>
+// ...": when each began, after the first start, and how long it took),
+// how long after its start time each worker was registered ("reg <µs>
+// ..."), and "summary ...", and exits.
 func stormWorkerChild(t *testing.T) {
 	ctx := context.Background()
 	cfg := stormSettings(t) // the parent's environment, and its settings
@@ -257,14 +282,24 @@ func stormWorkerChild(t *testing.T) {
 	if t0.IsZero() {
 		t.Fatalf("storm child: want \"go <unix µs>\", got %q", in.Text())
 	}
-	timer.steadyFrom = t0.Add(2 * cfg.interval()) // before any heartbeat
+	timer.t0 = t0 // before any heartbeat
 
 	n := cfg.workersOf(id)
 	workers := make([]atomic.Pointer[registry.Worker], n)
 	var started, startFailed atomic.Int64
+	var startMu sync.Mutex
+	var delays []int32          // µs from each worker's start time to its registration
+	var lastStart time.Duration // after t0, the last registration
 	startCtx, stopStarting := context.WithCancel(ctx)
 	defer stopStarting()
-	start := func(j int) {
+	turns := make(chan struct{}, stormStartsInFlight)
+	start := func(j int, at time.Time) {
+		select {
+		case turns <- struct{}{}:
+			defer func() { <-turns }()
+		case <-startCtx.Done():
+			return
+		}
 		inst := stormInstance(id, j)
 		wc := registry.WorkerConfig{
 			Namespace: stormNS, WorkerID: "storm-pool", WorkerInstanceID: inst, Lanes: []string{"default"},
@@ -283,6 +318,10 @@ func stormWorkerChild(t *testing.T) {
 			say("startfailed %d %s", j, strings.ReplaceAll(err.Error(), "\n", " "))
 			return
 		}
+		startMu.Lock()
+		delays = append(delays, micros(time.Since(at)))
+		lastStart = max(lastStart, time.Since(t0))
+		startMu.Unlock()
 		started.Add(1)
 		workers[j].Store(w)
 	}
@@ -291,12 +330,13 @@ func stormWorkerChild(t *testing.T) {
 	go func() {
 		defer close(scheduled)
 		for j := range n {
+			at := t0.Add(cfg.startOffset(j*cfg.procs + id))
 			select {
-			case <-time.After(time.Until(t0.Add(cfg.startOffset(j*cfg.procs + id)))):
+			case <-time.After(time.Until(at)):
 			case <-startCtx.Done():
 				return
 			}
-			starts.Go(func() { start(j) })
+			starts.Go(func() { start(j, at) })
 		}
 	}()
 
@@ -367,18 +407,22 @@ func stormWorkerChild(t *testing.T) {
 	stops.Wait()
 	timer.mu.Lock()
 	defer timer.mu.Unlock()
-	for phase, lat := range timer.lat {
-		for chunk := range slices.Chunk(lat, 1000) {
-			buf := fmt.Appendf(nil, "lat %d", phase)
-			for _, v := range chunk {
-				buf = append(buf, ' ')
-				buf = strconv.AppendInt(buf, int64(v), 10)
-			}
-			say("%s", buf)
+	for chunk := range slices.Chunk(timer.beats, 500) {
+		buf := []byte("hb")
+		for _, b := range chunk {
+			buf = fmt.Appendf(buf, " %d %d", b.atMS, b.us)
 		}
+		say("%s", buf)
 	}
-	say("summary started=%d startfailed=%d heartbeats=%d errors=%d", started.Load(), startFailed.Load(),
-		len(timer.lat[0])+len(timer.lat[1]), timer.errors)
+	for chunk := range slices.Chunk(delays, 1000) {
+		buf := []byte("reg")
+		for _, v := range chunk {
+			buf = fmt.Appendf(buf, " %d", v)
+		}
+		say("%s", buf)
+	}
+	say("summary started=%d startfailed=%d laststart=%d heartbeats=%d errors=%d", started.Load(), startFailed.Load(),
+		lastStart.Milliseconds(), len(timer.beats), timer.errors)
 }
 
 // stormClaim is a child's account of a worker: live from before at (unix
@@ -395,7 +439,8 @@ type stormChild struct {
 	lapses      map[int][]int64 // worker -> unix µs of each change to lapsed
 	ended       map[int]int64   // worker -> unix µs of its change to ended
 	startFailed []string
-	lat         [2][]int32
+	beats       []stormBeat
+	delays      []int32 // µs from a worker's start time to its registration
 	summary     map[string]string
 }
 
@@ -429,13 +474,16 @@ func (c *stormChild) read() {
 			}
 		case "startfailed":
 			c.startFailed = append(c.startFailed, rest)
-		case "lat":
-			if len(f) >= 1 {
-				phase, _ := strconv.Atoi(f[0])
-				for _, s := range f[1:] {
-					v, _ := strconv.Atoi(s)
-					c.lat[phase&1] = append(c.lat[phase&1], int32(v))
-				}
+		case "hb":
+			for i := 0; i+1 < len(f); i += 2 {
+				at, _ := strconv.Atoi(f[i])
+				us, _ := strconv.Atoi(f[i+1])
+				c.beats = append(c.beats, stormBeat{atMS: int32(at), us: int32(us)})
+			}
+		case "reg":
+			for _, s := range f {
+				v, _ := strconv.Atoi(s)
+				c.delays = append(c.delays, int32(v))
 			}
 		case "summary":
 			c.summary = parseSummary(rest)
@@ -460,7 +508,9 @@ type stormFigures struct {
 	cfg                      stormConfig
 	durable                  string // fsync and synchronous_commit
 	run                      time.Duration
-	lat, steady              []int32 // µs, sorted
+	lat, steady              []int32       // µs, sorted
+	delays                   []int32       // µs, sorted: from a worker's start time to its registration
+	lastStart                time.Duration // after the first start, the last registration
 	heartbeatErrors          int
 	hotUpd, upd              int64
 	pgCPU                    time.Duration // -1: not measured
@@ -721,18 +771,30 @@ func checkStorm(t *testing.T, fig *stormFigures, children []*stormChild, candida
 			fig.startFailed++
 			budget.errorf("child %d: a worker failed to start: %s", i, s)
 		}
-		fig.lat = append(fig.lat, c.lat[0]...)
-		fig.lat = append(fig.lat, c.lat[1]...)
-		fig.steady = append(fig.steady, c.lat[1]...)
+		fig.delays = append(fig.delays, c.delays...)
 		if c.summary == nil {
 			budget.errorf("child %d printed no summary", i)
 			continue
 		}
 		e, _ := strconv.Atoi(c.summary["errors"])
 		fig.heartbeatErrors += e
+		last, _ := strconv.Atoi(c.summary["laststart"])
+		fig.lastStart = max(fig.lastStart, time.Duration(last)*time.Millisecond)
+	}
+	// After the start-up: once every worker had registered, and two
+	// intervals after the first start (every worker's first heartbeat).
+	steadyMS := int32(max(2*fig.cfg.interval(), fig.lastStart).Milliseconds())
+	for _, c := range children {
+		for _, b := range c.beats {
+			fig.lat = append(fig.lat, b.us)
+			if b.atMS >= steadyMS {
+				fig.steady = append(fig.steady, b.us)
+			}
+		}
 	}
 	slices.Sort(fig.lat)
 	slices.Sort(fig.steady)
+	slices.Sort(fig.delays)
 	switch p99 := stormPercentile(fig.lat, 99); {
 	case len(fig.lat) == 0:
 		budget.errorf("no heartbeat was timed")
@@ -750,7 +812,7 @@ func checkStorm(t *testing.T, fig *stormFigures, children []*stormChild, candida
 	}
 }
 
-// percentile returns the p-th percentile of sorted µs values.
+// stormPercentile returns the p-th percentile of sorted µs values.
 func stormPercentile(sorted []int32, p int) time.Duration {
 	n := len(sorted)
 	if n == 0 {
@@ -855,8 +917,8 @@ func procCPU(pid int) (ppid int, ticks int64, err error) {
 }
 
 // stormFiguresHeader heads a Markdown table of stormFigures rows.
-const stormFiguresHeader = `| store | workers × processes | TTL (heartbeat interval) | run | server | heartbeats (failed) | heartbeat p50 / p99 / max (ms) | p99 after start-up (ms) | HOT updates | Postgres CPU | workers' CPU | load average | reads (max ms) | live workers read | seen expired or absent while live | lapses | swept | failed to start, ended early |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|`
+const stormFiguresHeader = `| store | workers × processes | TTL (heartbeat interval) | run | server | heartbeats (failed) | heartbeat p50 / p99 / max (ms) | p99 after start-up (ms) | registered after its start time, p50 / p99 (ms); the last at (s) | HOT updates | Postgres CPU | workers' CPU | load average | reads (max ms) | live workers read | seen expired or absent while live | lapses | swept | failed to start, ended early |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|`
 
 // String is the figures as a row of a Markdown table.
 func (f stormFigures) String() string {
@@ -874,9 +936,9 @@ func (f stormFigures) String() string {
 	if n > 0 {
 		maxLat = time.Duration(f.lat[n-1]) * time.Microsecond
 	}
-	return fmt.Sprintf("| %s | %d × %d | %s (%s) | %s | %s | %d (%d) | %s / %s / %s | %s | %s | %s | %.1f s | %s | %d (%.0f) | %d | %d (%d workers) | %d (%d workers) | %d | %d, %d |",
+	return fmt.Sprintf("| %s | %d × %d | %s (%s) | %s | %s | %d (%d) | %s / %s / %s | %s | %s / %s; %.1f | %s | %s | %.1f s | %s | %d (%.0f) | %d | %d (%d workers) | %d (%d workers) | %d | %d, %d |",
 		f.store, f.cfg.workers, f.cfg.procs, f.cfg.ttl, f.cfg.interval(), f.run.Round(time.Second), f.durable,
 		n, f.heartbeatErrors, dur(stormPercentile(f.lat, 50)), dur(stormPercentile(f.lat, 99)), dur(maxLat), dur(stormPercentile(f.steady, 99)),
-		hot, cpu, f.clientCPU.Seconds(), f.load, f.reads, f.maxReadMS,
+		dur(stormPercentile(f.delays, 50)), dur(stormPercentile(f.delays, 99)), f.lastStart.Seconds(), hot, cpu, f.clientCPU.Seconds(), f.load, f.reads, f.maxReadMS,
 		f.checked, f.violations, f.violatedWkrs, f.lapses, f.lapsedWkrs, f.swept, f.startFailed, f.endedEarly)
 }
