@@ -530,7 +530,7 @@ type stormFigures struct {
 func runStorm(t *testing.T, cfg stormConfig, storeName, dsn string) {
 	ctx := context.Background()
 	fig := stormFigures{store: storeName, cfg: cfg, pgCPU: -1}
-	r, err := registry.Open(ctx, dsn) // a fresh schema: creates the registry's tables
+	r, err := registry.Open(ctx, dsn) // creates the registry's tables in a fresh schema
 	if err != nil {
 		t.Fatal(err)
 	}
