@@ -2,11 +2,13 @@ package registry_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -784,14 +786,27 @@ func checkStorm(t *testing.T, fig *stormFigures, children []*stormChild, candida
 	// After the start-up: once every worker had registered, and two
 	// intervals after the first start (every worker's first heartbeat).
 	steadyMS := int32(max(2*fig.cfg.interval(), fig.lastStart).Milliseconds())
+	// Where the slow ones were: heartbeats over stormMaxP99, by the
+	// interval in which they began.
+	windowMS := int32(fig.cfg.interval().Milliseconds())
+	slow := map[int32]int{}
 	for _, c := range children {
 		for _, b := range c.beats {
 			fig.lat = append(fig.lat, b.us)
 			if b.atMS >= steadyMS {
 				fig.steady = append(fig.steady, b.us)
 			}
+			if time.Duration(b.us)*time.Microsecond > stormMaxP99 {
+				slow[b.atMS/windowMS]++
+			}
 		}
 	}
+	var where []string
+	for _, w := range slices.Sorted(maps.Keys(slow)) {
+		where = append(where, fmt.Sprintf("%s-%s: %d", time.Duration(w*windowMS)*time.Millisecond, time.Duration((w+1)*windowMS)*time.Millisecond, slow[w]))
+	}
+	t.Logf("heartbeats over %s, by when they began after the first start (every worker registered at %.1f s): %s",
+		stormMaxP99, fig.lastStart.Seconds(), cmp.Or(strings.Join(where, ", "), "none"))
 	slices.Sort(fig.lat)
 	slices.Sort(fig.steady)
 	slices.Sort(fig.delays)
