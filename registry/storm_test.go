@@ -586,7 +586,7 @@ func runStorm(t *testing.T, cfg stormConfig, storeName, dsn string) {
 			t.Fatal(childFailure(fmt.Sprintf("child %d", i), err, c.stderr.String()))
 		}
 		go c.read()
-		t.Cleanup(func() { <-c.readerDone })
+		t.Cleanup(func() { c.cmd.Process.Kill(); <-c.readerDone }) // a no-op kill after Wait
 	}
 
 	hot0, upd0 := stormHOT(t, raw)
