@@ -1,6 +1,6 @@
 # Everyday targets. `make check` is what CI runs (.ci/run), minus starting
 # a Postgres server: set REGISTRY_TEST_POSTGRES for the Postgres half.
-.PHONY: check generate lint test bench bench-postgres soak soak-faults screenshot
+.PHONY: check generate lint test bench bench-postgres soak soak-faults storm screenshot
 
 check:
 	.ci/run
@@ -57,6 +57,22 @@ soak-faults:
 	@dirfile=$$(mktemp) && dsn=$$(PG_TEST_DIR_FILE=$$dirfile scripts/pg-test-server start $(FAULT_SOAK_PORT)) && dir=$$(cat $$dirfile) && rm -f $$dirfile faultsoak.md && \
 	REGISTRY_TEST_POSTGRES=$$dsn REGISTRY_FAULTSOAK_PG_DIR=$$dir REGISTRY_FAULTSOAK_DURATION=$(FAULT_SOAK_DURATION) REGISTRY_FAULTSOAK_REPORT=$(CURDIR)/faultsoak.md \
 		go test -run='^TestFaultSoak$$' -v -timeout=60m ./registry/; rc=$$?; scripts/pg-test-server stop $$dir; cat faultsoak.md; exit $$rc
+
+# The storm (registry/storm_test.go): STORM_WORKERS worker loops (TTL
+# 30 s, or REGISTRY_STORM_TTL) in STORM_PROCESSES child processes for
+# STORM_DURATION, with the registry's sweeper in the parent, on a durable
+# Postgres cluster of its own (fsync on, port STORM_PORT); its figures go
+# to storm.md, a row for BENCHMARKS-postgres.md. REGISTRY_STORM_FLOWFABRIC=1
+# storms an adopted FlowFabric database too.
+STORM_DURATION ?= 5m
+STORM_WORKERS ?= 10000
+STORM_PROCESSES ?= 4
+STORM_PORT ?= 54344
+
+storm:
+	@dirfile=$$(mktemp) && dsn=$$(PG_DURABLE=1 PG_TEST_DIR_FILE=$$dirfile scripts/pg-test-server start $(STORM_PORT)) && dir=$$(cat $$dirfile) && rm -f $$dirfile storm.md && \
+	REGISTRY_TEST_POSTGRES=$$dsn REGISTRY_STORM_DURATION=$(STORM_DURATION) REGISTRY_STORM_WORKERS=$(STORM_WORKERS) REGISTRY_STORM_PROCESSES=$(STORM_PROCESSES) REGISTRY_STORM_REPORT=$(CURDIR)/storm.md \
+		go test -run='^TestStorm$$' -v -count=1 -timeout=60m ./registry/; rc=$$?; scripts/pg-test-server stop $$dir; cat storm.md 2>/dev/null; exit $$rc
 
 # docs/dashboard.png: the dashboard's fleet page over a seeded fleet, as
 # headless Chromium (Debian's chromium package) shows it; see

@@ -23,8 +23,8 @@ import (
 // Environment of a child process. The child is this test binary, run with
 // -test.run=^TestHelperChildProcess$.
 const (
-	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go), crash (crash_test.go), batcher or beater (fairness_test.go), soak (soak_test.go), faultworker (faultsoak_test.go)
-	envChildDB   = "REGISTRY_CHILD_DB"   // the database file
+	envChildRole = "REGISTRY_CHILD"      // hammer (multiprocess_test.go), crash (crash_test.go), batcher or beater (fairness_test.go), soak (soak_test.go), faultworker (faultsoak_test.go), stormworker (storm_test.go)
+	envChildDB   = "REGISTRY_CHILD_DB"   // the database file or DSN
 	envChildID   = "REGISTRY_CHILD_ID"   // the child's number, for names and seeds
 	envChildSeed = "REGISTRY_CHILD_SEED" // its random seed
 	envChildOps  = "REGISTRY_CHILD_OPS"  // how many operations a hammer child runs
@@ -36,7 +36,7 @@ const (
 func TestHelperChildProcess(t *testing.T) {
 	switch role := os.Getenv(envChildRole); role {
 	case "":
-		t.Skip("only runs as a child process of TestMultiProcess*, TestCrash*, TestMultiProcessFairness and TestSoak")
+		t.Skip("only runs as a child process of TestMultiProcess*, TestCrash*, TestMultiProcessFairness, TestSoak, TestFaultSoak and TestStorm")
 	case "hammer":
 		hammerChild(t)
 	case "crash":
@@ -49,6 +49,8 @@ func TestHelperChildProcess(t *testing.T) {
 		soakChild(t)
 	case "faultworker":
 		faultWorkerChild(t)
+	case "stormworker":
+		stormWorkerChild(t)
 	case "pgmigrate", "pgopen":
 		pgMigrateChild(t, role == "pgopen")
 	default:
@@ -378,6 +380,28 @@ func checkHistory(t testing.TB, events []storedEvent, workers map[workerKey]stor
 		}
 	}
 	return stats
+}
+
+// appendReportRow appends row, a row of a Markdown table, to the file at
+// path, with the table's header first when the file is new or empty; with
+// an empty path it does nothing. A soak's figures go to such a file, one
+// row per store.
+func appendReportRow(t testing.TB, path, header, row string) {
+	t.Helper()
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() == 0 {
+		fmt.Fprintln(f, header)
+	}
+	if _, err := fmt.Fprintln(f, row); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // childFailure formats what a child left behind, for a failure message.

@@ -744,17 +744,7 @@ func runFaultSoak(t *testing.T, engine string) {
 	events, workers := readState(t, raw)
 	checkFaultEvents(t, &fig, events, workers, ops, !eng.pg)
 	t.Log(fig.String())
-	if out := os.Getenv("REGISTRY_FAULTSOAK_REPORT"); out != "" {
-		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st, err := f.Stat(); err == nil && st.Size() == 0 {
-			fmt.Fprintln(f, faultFiguresHeader)
-		}
-		fmt.Fprintln(f, fig.String())
-		f.Close()
-	}
+	appendReportRow(t, os.Getenv("REGISTRY_FAULTSOAK_REPORT"), faultFiguresHeader, fig.String())
 }
 
 // delivered reports whether c printed a line of kind for inst.
