@@ -223,66 +223,64 @@ func (q *Queries) HeartbeatLiveWorkerNoWait(ctx context.Context, arg HeartbeatLi
 	return i, err
 }
 
-const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
-UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = $1
-FROM (
-    SELECT ($2::smallint[])[n.ord] AS partition_key, n.namespace,
-           ($3::text[])[n.ord] AS worker_instance_id
-    FROM unnest($4::text[]) WITH ORDINALITY AS n(namespace, ord)
-) AS k
-WHERE w.partition_key = k.partition_key
-  AND w.namespace = k.namespace
-  AND w.worker_instance_id = k.worker_instance_id
-  AND w.last_heartbeat_ms + w.liveness_ttl_ms > $1
-RETURNING w.namespace, w.worker_instance_id, (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining
+const heartbeatWithEventNoWait = `-- name: HeartbeatWithEventNoWait :one
+WITH target AS (
+    SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
+    FROM ff_worker_registry AS cur
+    WHERE cur.partition_key = $1
+      AND cur.namespace = $2
+      AND cur.worker_instance_id = $3
+      AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > $4
+    FOR NO KEY UPDATE NOWAIT
+), beat AS (
+    UPDATE ff_worker_registry AS w
+    SET last_heartbeat_ms = $4
+    FROM target
+    WHERE w.partition_key = $1
+      AND w.namespace = $2
+      AND w.worker_instance_id = $3
+      AND w.partition_key = target.partition_key
+      AND w.namespace = target.namespace
+      AND w.worker_instance_id = target.worker_instance_id
+    RETURNING w.partition_key, w.namespace, w.worker_instance_id,
+              (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining
+), recorded AS (
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms)
+    SELECT beat.partition_key, beat.namespace, beat.worker_instance_id, 'heartbeat', $4
+    FROM beat
+    RETURNING 1
+)
+SELECT beat.expires_at_ms, beat.draining FROM beat
 `
 
-type HeartbeatLiveWorkersParams struct {
-	NowMs         int64
-	PartitionKeys []int16
-	InstanceIds   []string
-	Namespaces    []string
-}
-
-type HeartbeatLiveWorkersRow struct {
+type HeartbeatWithEventNoWaitParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
-	ExpiresAtMs      int64
-	Draining         bool
+	NowMs            int64
 }
 
-// Many heartbeats at one time as one statement; the keys arrive as
-// parallel arrays. (sqlc does not know the many-array unnest, hence the
-// subscripts.)
-func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWorkersParams) ([]HeartbeatLiveWorkersRow, error) {
-	rows, err := q.db.Query(ctx, heartbeatLiveWorkers,
+type HeartbeatWithEventNoWaitRow struct {
+	ExpiresAtMs int64
+	Draining    bool
+}
+
+// HeartbeatLiveWorkerNoWait and its heartbeat event in one statement: one
+// round trip, atomic without a transaction. Should the event's key
+// (instance, now_ms, kind) be taken, the insert fails with
+// unique_violation (23505), as a locked row fails with lock_not_available,
+// and the caller runs the heartbeat in a transaction, which moves the
+// event to the next free millisecond.
+func (q *Queries) HeartbeatWithEventNoWait(ctx context.Context, arg HeartbeatWithEventNoWaitParams) (HeartbeatWithEventNoWaitRow, error) {
+	row := q.db.QueryRow(ctx, heartbeatWithEventNoWait,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
 		arg.NowMs,
-		arg.PartitionKeys,
-		arg.InstanceIds,
-		arg.Namespaces,
 	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []HeartbeatLiveWorkersRow{}
-	for rows.Next() {
-		var i HeartbeatLiveWorkersRow
-		if err := rows.Scan(
-			&i.Namespace,
-			&i.WorkerInstanceID,
-			&i.ExpiresAtMs,
-			&i.Draining,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+	var i HeartbeatWithEventNoWaitRow
+	err := row.Scan(&i.ExpiresAtMs, &i.Draining)
+	return i, err
 }
 
 const listLiveWorkers = `-- name: ListLiveWorkers :many
@@ -464,57 +462,74 @@ func (q *Queries) LockWorkerKey(ctx context.Context, arg LockWorkerKeyParams) er
 	return err
 }
 
-const lockWorkers = `-- name: LockWorkers :many
-SELECT namespace, worker_instance_id FROM ff_worker_registry
-WHERE (partition_key, namespace, worker_instance_id) IN (
-    SELECT ($1::smallint[])[n.ord], n.namespace, ($2::text[])[n.ord]
-    FROM unnest($3::text[]) WITH ORDINALITY AS n(namespace, ord))
-  AND last_heartbeat_ms + liveness_ttl_ms > $4
-ORDER BY namespace COLLATE "C", worker_instance_id COLLATE "C"
-FOR UPDATE
+const refreshLiveWorkerNoWait = `-- name: RefreshLiveWorkerNoWait :execrows
+WITH target AS (
+    SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
+    FROM ff_worker_registry AS cur
+    WHERE cur.partition_key = $1
+      AND cur.namespace = $2
+      AND cur.worker_instance_id = $3
+      AND cur.worker_id = $4
+      AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > $5
+    FOR NO KEY UPDATE NOWAIT
+), refreshed AS (
+    UPDATE ff_worker_registry AS w
+    SET lanes             = $6::text[],
+        capabilities_csv  = $7,
+        last_heartbeat_ms = $5,
+        liveness_ttl_ms   = $8,
+        draining          = false
+    FROM target
+    WHERE w.partition_key = $1
+      AND w.namespace = $2
+      AND w.worker_instance_id = $3
+      AND w.partition_key = target.partition_key
+      AND w.namespace = target.namespace
+      AND w.worker_instance_id = target.worker_instance_id
+    RETURNING w.partition_key, w.namespace, w.worker_instance_id
+), recorded AS (
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms)
+    SELECT refreshed.partition_key, refreshed.namespace, refreshed.worker_instance_id, 'refreshed', $5
+    FROM refreshed
+    RETURNING 1
+)
+SELECT 1 FROM refreshed
 `
 
-type LockWorkersParams struct {
-	PartitionKeys []int16
-	InstanceIds   []string
-	Namespaces    []string
-	MinNowMs      int64
-}
-
-type LockWorkersRow struct {
+type RefreshLiveWorkerNoWaitParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
+	WorkerID         string
+	NowMs            int64
+	Lanes            []string
+	CapabilitiesCsv  string
+	LivenessTTLMs    int64
 }
 
-// Locks a batch's live rows in key order before the batch writes them, and
-// returns their keys: the batch writes no other row. Without it, two
-// batches that share workers lock them in whatever order each one meets
-// them, and can deadlock. (A locking SELECT locks after its sort.) A row
-// expired at the batch's earliest time is left alone: no heartbeat of the
-// batch can refresh it, and a lock would hold off its sweep.
-func (q *Queries) LockWorkers(ctx context.Context, arg LockWorkersParams) ([]LockWorkersRow, error) {
-	rows, err := q.db.Query(ctx, lockWorkers,
-		arg.PartitionKeys,
-		arg.InstanceIds,
-		arg.Namespaces,
-		arg.MinNowMs,
+// A registration's common case in one statement with its event, as
+// HeartbeatWithEventNoWait: a row live at now_ms under the same worker ID
+// takes the lanes, capabilities, TTL and heartbeat, keeps its
+// registered_at_ms, loses a pending drain, and gets a refreshed event. It
+// writes nothing when the row is absent, expired or another worker's (the
+// caller then runs the registration's transaction), and fails as
+// HeartbeatWithEventNoWait does when another transaction holds the row or
+// takes the event's key.
+func (q *Queries) RefreshLiveWorkerNoWait(ctx context.Context, arg RefreshLiveWorkerNoWaitParams) (int64, error) {
+	result, err := q.db.Exec(ctx, refreshLiveWorkerNoWait,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.WorkerID,
+		arg.NowMs,
+		arg.Lanes,
+		arg.CapabilitiesCsv,
+		arg.LivenessTTLMs,
 	)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	defer rows.Close()
-	items := []LockWorkersRow{}
-	for rows.Next() {
-		var i LockWorkersRow
-		if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+	return result.RowsAffected(), nil
 }
 
 const requestDrain = `-- name: RequestDrain :execrows
@@ -694,19 +709,4 @@ func (q *Queries) UpsertWorker(ctx context.Context, arg UpsertWorkerParams) erro
 		arg.RegisteredAtMs,
 	)
 	return err
-}
-
-const useGenericPlans = `-- name: UseGenericPlans :execrows
-SELECT set_config('plan_cache_mode', 'force_generic_plan', true)
-`
-
-// For the rest of the transaction, prepared statements use generic plans:
-// a large batch's statements join its keys to every partition, and a
-// custom plan of them takes milliseconds to make.
-func (q *Queries) UseGenericPlans(ctx context.Context) (int64, error) {
-	result, err := q.db.Exec(ctx, useGenericPlans)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
 }

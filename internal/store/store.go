@@ -93,6 +93,24 @@ type LiveRefresher interface {
 	RefreshLiveWorker(ctx context.Context, w WorkerRow) (bool, error)
 }
 
+// OneStatementWriter is a Store that writes a heartbeat with its event,
+// and the refresh of a live registration with its event, each as one
+// statement outside any transaction, where nothing contends for the row:
+//
+//   - HeartbeatWithEventAt is HeartbeatAt that also records the
+//     heartbeat's event, atomically.
+//   - RefreshRegistration refreshes a registration live at
+//     w.LastHeartbeatMs under w's worker ID, as a register that finds it
+//     does (it writes w's lanes, capabilities, TTL and heartbeat, keeps
+//     the stored RegisteredAtMs, clears a drain), with its refreshed
+//     event, and reports true; otherwise, or when another transaction
+//     holds the row, it writes nothing and reports false, and the caller
+//     registers in a transaction.
+type OneStatementWriter interface {
+	HeartbeatWithEventAt(ctx context.Context, k InstanceKey, now func() int64) (HeartbeatRow, bool, error)
+	RefreshRegistration(ctx context.Context, w WorkerRow) (bool, error)
+}
+
 // InstanceKey is the registry's key: one worker process in a namespace.
 type InstanceKey struct{ Namespace, InstanceID string }
 
