@@ -245,7 +245,7 @@ func (s postgresQueries) withGenericPlan(ctx context.Context, fn func(q *pgdb.Qu
 	if s.pool == nil {
 		return fn(s.q) // in the caller's transaction
 	}
-	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		// Without table statistics, a generic plan over every partition is
 		// estimated to cost millions, which makes Postgres compile it with
 		// JIT first: 22 s for a lease walk whose execution took 4 ms
@@ -255,6 +255,7 @@ func (s postgresQueries) withGenericPlan(ctx context.Context, fn func(q *pgdb.Qu
 		}
 		return fn(pgdb.New(routedDB{db: tx, r: s.route, limits: s.lim}))
 	})
+	return s.lim.explain(err)
 }
 
 // LockWorkers locks the live rows of keys, partition by partition in
