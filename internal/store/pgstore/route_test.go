@@ -62,16 +62,32 @@ func scenario(t *testing.T, s *pgstore.Store, pool *pgxpool.Pool) []string {
 		return store.InstanceKey{Namespace: fmt.Sprintf("ns%d", i%3), InstanceID: fmt.Sprintf("worker-%03d", i)}
 	}
 	at := func(ms int64) func() int64 { return func() int64 { return ms } }
+	// report is worker i's report at step, nil for every third worker.
+	report := func(i, step int) *store.Report {
+		if (i+step)%3 == 0 {
+			return nil
+		}
+		return &store.Report{InFlight: int64((i + step) % 7), Capacity: 8, Version: fmt.Sprintf("v%d", step)}
+	}
 	for i := range n {
 		k := key(i)
 		must(s.InTx(ctx, func(q store.Writer) error {
 			prev, found, err := q.GetWorker(ctx, k)
-			log("get %v: %+v %v", k, prev, found)
+			rep := reportText(prev.ReportInFlight, prev.ReportCapacity, prev.ReportVersion)
+			prev.ReportInFlight, prev.ReportCapacity, prev.ReportVersion = nil, nil, nil
+			log("get %v: %+v %s %v", k, prev, rep, found)
 			if err != nil {
 				return err
 			}
+			if i%5 == 0 {
+				// A drain that the registration follows.
+				if err := q.SetDrainDirective(ctx, k, true, t0); err != nil {
+					return err
+				}
+			}
 			w := store.WorkerRow{Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, WorkerID: "pool",
 				Lanes: "a,b", CapabilitiesCsv: "gpu", LastHeartbeatMs: t0, LivenessTTLMs: ttl + int64(i), RegisteredAtMs: t0}
+			w.ReportInFlight, w.ReportCapacity, w.ReportVersion = report(i, 0).Columns()
 			if err := q.UpsertWorker(ctx, w); err != nil {
 				return err
 			}
@@ -79,24 +95,43 @@ func scenario(t *testing.T, s *pgstore.Store, pool *pgxpool.Pool) []string {
 		}))
 	}
 	for i := range n {
-		row, found, err := s.HeartbeatAt(ctx, key(i), nil, at(t0+1))
+		row, found, err := s.HeartbeatAt(ctx, key(i), report(i, 1), at(t0+1))
 		must(err)
 		log("heartbeat %d: %+v %v", i, row, found)
 	}
 	for i := range 100 {
-		for range 3 { // the same millisecond: events move to the next free one
-			row, found, err := s.HeartbeatWithEventAt(ctx, key(i), nil, at(t0+2), true)
+		for j := range 3 { // the same millisecond: events move to the next free one
+			row, found, err := s.HeartbeatWithEventAt(ctx, key(i), report(i, 2+j), at(t0+2), j == 1)
 			must(err)
 			log("heartbeat with event %d: %+v %v", i, row, found)
+		}
+	}
+	for i := range 20 {
+		// Late: a time before the last heartbeat's, moved back only when
+		// explicit.
+		row, found, err := s.HeartbeatWithEventAt(ctx, key(i), report(i, 5), at(t0+1), i%2 == 1)
+		must(err)
+		log("late heartbeat with event %d: %+v %v", i, row, found)
+	}
+	for i := range 60 {
+		if i%6 == 1 {
+			// A drain directive that the row does not follow (as the
+			// engine's writes may leave it): the refresh leaves it to a
+			// transaction.
+			must(s.Writer().SetDrainDirective(ctx, key(i), true, t0+3))
 		}
 	}
 	for i := range 60 {
 		w := store.WorkerRow{Namespace: key(i).Namespace, WorkerInstanceID: key(i).InstanceID, WorkerID: "pool",
 			Lanes: "c", CapabilitiesCsv: "", LastHeartbeatMs: t0 + 3, LivenessTTLMs: ttl}
+		if i < 10 {
+			w.LastHeartbeatMs = t0 // late: the heartbeat moves back only when explicit
+		}
 		if i%4 == 0 {
 			w.WorkerID = "other"
 		}
-		ok, err := s.RefreshRegistration(ctx, w, true)
+		w.ReportInFlight, w.ReportCapacity, w.ReportVersion = report(i, 6).Columns()
+		ok, err := s.RefreshRegistration(ctx, w, i%2 == 1)
 		must(err)
 		log("refresh %d: %v", i, ok)
 	}
@@ -110,7 +145,13 @@ func scenario(t *testing.T, s *pgstore.Store, pool *pgxpool.Pool) []string {
 			return err
 		}
 		log("locked %d: %v", len(live), sortedKeys(live))
-		rows, err := q.HeartbeatLiveWorkers(ctx, t0+4, keys, nil)
+		reports := make([]*store.Report, len(keys))
+		for i := range keys {
+			if i%4 != 0 { // some partitions with reports, some without
+				reports[i] = report(i, 7)
+			}
+		}
+		rows, err := q.HeartbeatLiveWorkers(ctx, t0+4, keys, reports)
 		slices.SortFunc(rows, func(a, b store.HeartbeatRow) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
 		log("batch: %+v", rows)
 		return err
@@ -125,7 +166,7 @@ func scenario(t *testing.T, s *pgstore.Store, pool *pgxpool.Pool) []string {
 			must(err)
 			log("resume %d: %v", i, ok)
 		}
-		row, found, err := w.HeartbeatLiveWorker(ctx, key(i), nil, t0+6)
+		row, found, err := w.HeartbeatLiveWorker(ctx, key(i), report(i, 8), t0+6)
 		must(err)
 		log("heartbeat live %d: %+v %v", i, row, found)
 	}
@@ -140,7 +181,9 @@ func scenario(t *testing.T, s *pgstore.Store, pool *pgxpool.Pool) []string {
 	for i := 0; i < n; i += 7 {
 		row, found, err := r.GetLiveWorker(ctx, key(i), t0+ttl+int64(i)/2)
 		must(err)
-		log("live %d: %+v %v", i, row, found)
+		rep := reportText(row.ReportInFlight, row.ReportCapacity, row.ReportVersion)
+		row.ReportInFlight, row.ReportCapacity, row.ReportVersion = nil, nil, nil
+		log("live %d: %+v %s %v", i, row, rep, found)
 		for _, newest := range []bool{false, true} {
 			events, err := r.ListEvents(ctx, store.EventQuery{Namespace: key(i).Namespace, Instance: key(i).InstanceID,
 				NewestFirst: newest, After: 1, Before: 1 << 62, RowLimit: 3})
@@ -150,7 +193,10 @@ func scenario(t *testing.T, s *pgstore.Store, pool *pgxpool.Pool) []string {
 	}
 	for _, q := range []string{
 		`SELECT partition_key, namespace, worker_instance_id, worker_id, lanes, capabilities_csv, last_heartbeat_ms,
-			liveness_ttl_ms, registered_at_ms, draining FROM ff_worker_registry ORDER BY 1, 2, 3`,
+			liveness_ttl_ms, registered_at_ms, draining, report_in_flight, report_capacity, report_version
+			FROM ff_worker_registry ORDER BY 1, 2, 3`,
+		`SELECT namespace, worker_instance_id, draining, killed_at_ms, kill_reason, updated_at_ms
+			FROM ff_worker_registry_directive ORDER BY 1, 2`,
 		`SELECT partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason, event_id
 			FROM ff_worker_registry_event ORDER BY event_id`,
 	} {
@@ -164,6 +210,14 @@ func scenario(t *testing.T, s *pgstore.Store, pool *pgxpool.Pool) []string {
 		must(rows.Err())
 	}
 	return out
+}
+
+// reportText shows a row's report columns.
+func reportText(inFlight, capacity *int64, version *string) string {
+	if inFlight == nil && capacity == nil && version == nil {
+		return "report none"
+	}
+	return fmt.Sprintf("report %d/%d %s", *inFlight, *capacity, *version)
 }
 
 func sortedKeys(m map[store.InstanceKey]bool) []store.InstanceKey {
