@@ -72,9 +72,14 @@ func (s *Store) Writer() store.Writer {
 // of seeing the winner's row.
 func (s *Store) InTx(ctx context.Context, fn func(store.Writer) error) error {
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		return fn(postgresQueries{q: pgdb.New(routedDB{db: tx, r: s.route, limits: s.lim}), route: s.route, lim: s.lim})
+		return fn(postgresQueries{q: s.txQueries(tx), route: s.route, lim: s.lim})
 	})
 	return s.lim.explain(err)
+}
+
+// txQueries returns the queries in tx, routed as the store's are.
+func (s *Store) txQueries(tx pgx.Tx) *pgdb.Queries {
+	return pgdb.New(routedDB{db: tx, r: s.route, limits: s.lim})
 }
 
 // HeartbeatAt first tries the heartbeat as one statement, at the time
