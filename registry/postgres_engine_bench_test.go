@@ -1,13 +1,12 @@
 package registry_test
 
 // Benchmarks of the Postgres store against FlowFabric's own statements,
-// read verbatim from the engine's module (flowfabrictest.PGStatements) at bench
-// time, each on an adopted FlowFabric database of its own with the same
-// 10,000 workers, cycled as a fleet does. Heartbeats report the share of
+// read verbatim from the engine's module (flowfabrictest.PGStatements) at
+// bench time, each on an adopted FlowFabric database of its own with the
+// same 10,000 workers, cycled as a fleet does. Heartbeats report the share of
 // the run's updates of ff_worker_registry that were heap-only (HOT), from
 // pg_stat_user_tables. A HOT update needs no index on a column that a
-// heartbeat writes: until the migration that drops the registry's expiry
-// index is in, the fixture drops it (and puts it back afterwards).
+// heartbeat writes: version 8 dropped the registry's expiry index.
 
 import (
 	"context"
@@ -31,22 +30,6 @@ func pgEngineFixture(b *testing.B, opts ...registry.Option) (*registry.Registry,
 	skipWithoutPostgres(b)
 	ctx := context.Background()
 	s := flowfabrictest.Postgres(b)
-	var hadExpiryIndex bool
-	if err := s.DB.QueryRowContext(ctx, "SELECT to_regclass('ff_worker_registry_expiry_idx') IS NOT NULL").Scan(&hadExpiryIndex); err != nil {
-		b.Fatal(err)
-	}
-	if hadExpiryIndex {
-		if _, err := s.DB.ExecContext(ctx, "DROP INDEX ff_worker_registry_expiry_idx"); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			// The pooled schema goes back as it was.
-			if _, err := s.DB.ExecContext(context.Background(),
-				"CREATE INDEX ff_worker_registry_expiry_idx ON ff_worker_registry ((last_heartbeat_ms + liveness_ttl_ms))"); err != nil {
-				b.Error(err)
-			}
-		})
-	}
 	if _, err := s.DB.ExecContext(ctx, `INSERT INTO ff_worker_registry (partition_key, namespace, worker_instance_id,
 			worker_id, lanes, capabilities_csv, last_heartbeat_ms, liveness_ttl_ms, registered_at_ms)
 		SELECT ff_worker_registry_partition_key(id), 'ns', id, 'pool', '{build,default}', 'cuda', $1::bigint, 3600000, $1::bigint
