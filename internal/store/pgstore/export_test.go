@@ -41,3 +41,6 @@ var RoutedQueries = routedQueries
 
 // PartitionKey is the engine's partition key of an instance ID.
 var PartitionKey = partitionKey
+
+// SplitPool is OpenPools's split of a pool configuration.
+var SplitPool = splitPool

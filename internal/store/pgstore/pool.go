@@ -21,8 +21,10 @@ const statementCacheCapacity = 4096
 // never hold the connections that heartbeats wait for; pool_min_conns
 // splits the same way. With pool_max_conns=1 there is one pool, returned
 // as both. The connections' statement cache holds statementCacheCapacity
-// statements unless the DSN sets statement_cache_capacity.
+// statements unless the DSN sets statement_cache_capacity. cfg itself is
+// left as it is.
 func OpenPools(ctx context.Context, cfg *pgxpool.Config) (writes, reads *pgxpool.Pool, err error) {
+	cfg = cfg.Copy()
 	if !strings.Contains(cfg.ConnString(), "statement_cache_capacity") {
 		cfg.ConnConfig.StatementCacheCapacity = statementCacheCapacity
 	}
