@@ -164,7 +164,7 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 	if w, ok := r.st.(store.OneStatementWriter); ok && !unlessKilled {
 		// Postgres: the common case, a live registration refreshed, in one
 		// statement with its event; anything else in the transaction below
-		// (and the worker loop's registrations, which read the kill first).
+		// (and the worker loop's registrations, which read the kill in it).
 		now := r.lockedNow(args.Now, now)
 		row := store.WorkerRow{
 			Namespace: args.Namespace, WorkerInstanceID: args.WorkerInstanceID, WorkerID: args.WorkerID,
