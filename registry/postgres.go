@@ -28,25 +28,30 @@ func openPostgresPool(ctx context.Context, cfg *pgxpool.Config, opts []Option) (
 	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
 		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60s"
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	// The DSN's pool_max_conns is every connection the Registry opens:
+	// writes get half of them, reads the rest (see pgstore.OpenPools).
+	poolMaxConns := int(cfg.MaxConns)
+	writes, reads, err := pgstore.OpenPools(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	st := pgstore.NewSplit(writes, reads, true)
+	pool := writes
 	// The pool connects lazily; connect now so that a wrong address or
 	// password fails here, once, rather than in Migrate's retries.
 	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
+		st.Close()
 		return nil, err
 	}
 	// IDs and reasons are UTF-8; another server encoding would reject some
 	// that validation accepts.
 	var encoding string
 	if err := pool.QueryRow(ctx, "SHOW server_encoding").Scan(&encoding); err != nil {
-		pool.Close()
+		st.Close()
 		return nil, err
 	}
 	if encoding != "UTF8" {
-		pool.Close()
+		st.Close()
 		return nil, fmt.Errorf("database encoding is %s; the registry needs UTF8", encoding)
 	}
 	// goose speaks database/sql; this *sql.DB borrows the pool's
@@ -59,10 +64,17 @@ func openPostgresPool(ctx context.Context, cfg *pgxpool.Config, opts []Option) (
 	}
 	migrator.Close()
 	if err != nil {
-		pool.Close()
+		st.Close()
 		return nil, err
 	}
-	return newPostgresRegistry(pgstore.New(pool, true), pool, opts), nil
+	// The server's clock is read on the reads' connections: its round
+	// trips never hold a connection that a heartbeat waits for.
+	r := newPostgresRegistry(st, reads, opts)
+	if err := st.Prepare(ctx, poolMaxConns, r.cfg.logger); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
 // NewPostgres returns a Registry over a pgx pool the caller owns, on a

@@ -39,6 +39,14 @@ type Registry struct {
 //     keyword/value string ("host=db dbname=registry ..."), opens a pgx
 //     pool on that Postgres database; the DSN's parameters configure the
 //     pool as pgxpool.ParseConfig documents (pool_max_conns, for instance).
+//     pool_max_conns (default: the larger of 4 and the number of CPUs) is
+//     every connection the Registry opens: writes get half of them,
+//     rounded up, and reads (listings, lease walks) the rest, so that long
+//     reads never hold the connections that heartbeats wait for;
+//     pool_min_conns splits the same way, and with pool_max_conns=1 reads
+//     and writes share the one connection. Open logs a warning (see
+//     WithLogger) when pool_max_conns is more than the server's
+//     max_connections allows.
 //   - anything else is the path of a SQLite file, created (mode 0600) when
 //     it does not exist. The path ":memory:" opens a private in-memory
 //     database that lives as long as the Registry.

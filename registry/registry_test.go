@@ -31,6 +31,9 @@ type testBundle struct {
 	// pool, on Postgres, is the connection pool that the test's registries
 	// share, open from test to test (see registrytest.PooledSchema).
 	pool *pgxpool.Pool
+	// lockHolder, on Postgres, is the backend of holdWriteLock's
+	// connection while it holds the locks.
+	lockHolder int
 }
 
 // setup opens a fresh registry on a database of s of t's own: a file in
@@ -431,6 +434,9 @@ func (b *testBundle) holdWriteLock(t *testing.T) (release func()) {
 		}
 		lock = `SELECT pg_advisory_xact_lock(1717657458, ('ff_worker_registry_event_id_seq'::regclass::oid::bigint % 2147483647)::integer),
 			(SELECT count(*) FROM (SELECT 1 FROM ff_worker_registry FOR UPDATE) AS rows)`
+		if err := conn.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&b.lockHolder); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := conn.ExecContext(ctx, lock); err != nil {
 		t.Fatal(err)
@@ -440,5 +446,30 @@ func (b *testBundle) holdWriteLock(t *testing.T) (release func()) {
 			t.Error(err)
 		}
 		conn.Close()
+	}
+}
+
+// waitForLockWaiter waits, on Postgres, until another connection waits for
+// a lock that holdWriteLock's connection holds. (On SQLite, whose writers
+// retry a busy lock rather than queue for it, it returns at once.)
+func (b *testBundle) waitForLockWaiter(t *testing.T) {
+	t.Helper()
+	if b.engine != enginePostgres {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting bool
+		if err := b.raw.QueryRow("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE ?::integer = ANY (pg_blocking_pids(pid)))",
+			b.lockHolder).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection waited for the locks held")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

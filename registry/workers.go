@@ -161,6 +161,24 @@ func (r *Registry) registerWorker(ctx context.Context, args RegisterWorkerArgs, 
 
 	outcome := Registered
 	key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
+	if w, ok := r.st.(store.OneStatementWriter); ok && !unlessKilled {
+		// Postgres: the common case, a live registration refreshed, in one
+		// statement with its event; anything else in the transaction below
+		// (and the worker loop's registrations, which read the kill in it).
+		now := r.lockedNow(args.Now, now)
+		row := store.WorkerRow{
+			Namespace: args.Namespace, WorkerInstanceID: args.WorkerInstanceID, WorkerID: args.WorkerID,
+			Lanes: lanes, CapabilitiesCsv: caps, LastHeartbeatMs: now, LivenessTTLMs: ttl,
+		}
+		setReport(&row, report)
+		refreshed, err := w.RefreshRegistration(ctx, row, !args.Now.IsZero())
+		if err != nil {
+			return 0, err
+		}
+		if refreshed {
+			return Refreshed, nil
+		}
+	}
 	err = r.inTx(ctx, func(q store.Writer) error {
 		outcome = Registered // this run's, should an earlier one have failed
 		newRow := func(now int64) store.WorkerRow {
@@ -309,6 +327,17 @@ func (r *Registry) heartbeatWorker(ctx context.Context, args HeartbeatWorkerArgs
 		return heartbeatResult(row.ExpiresAtMs, row.Draining), nil
 	}
 	key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
+	if w, ok := r.st.(store.OneStatementWriter); ok {
+		// Postgres: the heartbeat and its event in one statement.
+		row, found, err := w.HeartbeatWithEventAt(ctx, key, report, func() int64 { return r.lockedNow(args.Now, now) }, !args.Now.IsZero())
+		if err != nil {
+			return HeartbeatResult{}, err
+		}
+		if !found {
+			return HeartbeatResult{Outcome: HeartbeatNotRegistered}, nil
+		}
+		return heartbeatResult(row.ExpiresAtMs, row.Draining), nil
+	}
 	var res HeartbeatResult
 	err = r.inTx(ctx, func(q store.Writer) error {
 		if args.Now.IsZero() {

@@ -568,6 +568,11 @@ func TestClockIsReadAfterWaitingForWriters(t *testing.T) {
 			done <- mustRegister(t, r, registerArgs("ns", "w", time.Time{}))
 		}()
 		<-firstRead // the call has read the clock once: t0+5s
+		// On Postgres a refresh first tries one statement that does not
+		// wait for the row (RefreshLiveWorkerNoWait), at a time read just
+		// before it, as a heartbeat does; the clock moves once the call
+		// waits for the lock.
+		b.waitForLockWaiter(t)
 		nowMS.Store(t0.Add(20 * time.Second).UnixMilli())
 		release()
 		equal(t, "outcome", <-done, registry.Registered)

@@ -16,154 +16,207 @@ var (
 	ErrBatchAlreadyClosed = errors.New("batch already closed")
 )
 
-const heartbeatLiveWorkerBatch = `-- name: HeartbeatLiveWorkerBatch :batchone
-UPDATE ff_worker_registry
+const heartbeatLiveWorkersInPartition = `-- name: HeartbeatLiveWorkersInPartition :batchmany
+UPDATE ff_worker_registry AS w
 SET last_heartbeat_ms = $1,
-    report_in_flight  = coalesce($2::integer, report_in_flight),
-    report_capacity   = coalesce($3::integer, report_capacity),
-    report_version    = coalesce($4::text, report_version)
-WHERE partition_key = $5
-  AND namespace = $6
-  AND worker_instance_id = $7
-  AND last_heartbeat_ms + liveness_ttl_ms > $1
-RETURNING namespace, worker_instance_id, (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining
+    report_in_flight  = CASE WHEN k.reported THEN k.in_flight ELSE w.report_in_flight END,
+    report_capacity   = CASE WHEN k.reported THEN k.capacity ELSE w.report_capacity END,
+    report_version    = CASE WHEN k.reported THEN k.version ELSE w.report_version END
+FROM (
+    SELECT n.namespace, ($3::text[])[n.ord] AS worker_instance_id,
+           ($4::boolean[])[n.ord] AS reported,
+           ($5::integer[])[n.ord] AS in_flight,
+           ($6::integer[])[n.ord] AS capacity,
+           ($7::text[])[n.ord] AS version
+    FROM unnest($8::text[]) WITH ORDINALITY AS n(namespace, ord)
+) AS k
+WHERE w.partition_key = $2
+  AND w.namespace = k.namespace
+  AND w.worker_instance_id = k.worker_instance_id
+  AND w.last_heartbeat_ms + w.liveness_ttl_ms > $1
+RETURNING w.namespace, w.worker_instance_id, (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining
 `
 
-type HeartbeatLiveWorkerBatchBatchResults struct {
+type HeartbeatLiveWorkersInPartitionBatchResults struct {
 	br     pgx.BatchResults
 	tot    int
 	closed bool
 }
 
-type HeartbeatLiveWorkerBatchParams struct {
-	NowMs            int64
-	ReportInFlight   *int32
-	ReportCapacity   *int32
-	ReportVersion    *string
-	PartitionKey     int16
-	Namespace        string
-	WorkerInstanceID string
+type HeartbeatLiveWorkersInPartitionParams struct {
+	NowMs        int64
+	PartitionKey int16
+	InstanceIds  []string
+	Reported     []bool
+	InFlights    []int32
+	Capacities   []int32
+	Versions     []string
+	Namespaces   []string
 }
 
-type HeartbeatLiveWorkerBatchRow struct {
+type HeartbeatLiveWorkersInPartitionRow struct {
 	Namespace        string
 	WorkerInstanceID string
 	ExpiresAtMs      int64
 	Draining         bool
 }
 
-// HeartbeatLiveWorker for one key of a batch, queued as LockWorkerBatch is.
-func (q *Queries) HeartbeatLiveWorkerBatch(ctx context.Context, arg []HeartbeatLiveWorkerBatchParams) *HeartbeatLiveWorkerBatchBatchResults {
+// Many heartbeats of one partition at one time, as one statement that
+// names the partition: the router runs it on the partition itself, a
+// plain table's statement, prepared once. A batch queues one a partition.
+// The keys arrive as parallel arrays. (sqlc does not know the many-array
+// unnest, hence the subscripts.) Reports come as parallel arrays too,
+// reported[i] saying whether key i has one; with NULL arrays, for a
+// partition with none, the stored reports are kept.
+func (q *Queries) HeartbeatLiveWorkersInPartition(ctx context.Context, arg []HeartbeatLiveWorkersInPartitionParams) *HeartbeatLiveWorkersInPartitionBatchResults {
 	batch := &pgx.Batch{}
 	for _, a := range arg {
 		vals := []interface{}{
 			a.NowMs,
-			a.ReportInFlight,
-			a.ReportCapacity,
-			a.ReportVersion,
 			a.PartitionKey,
-			a.Namespace,
-			a.WorkerInstanceID,
+			a.InstanceIds,
+			a.Reported,
+			a.InFlights,
+			a.Capacities,
+			a.Versions,
+			a.Namespaces,
 		}
-		batch.Queue(heartbeatLiveWorkerBatch, vals...)
+		batch.Queue(heartbeatLiveWorkersInPartition, vals...)
 	}
 	br := q.db.SendBatch(ctx, batch)
-	return &HeartbeatLiveWorkerBatchBatchResults{br, len(arg), false}
+	return &HeartbeatLiveWorkersInPartitionBatchResults{br, len(arg), false}
 }
 
-func (b *HeartbeatLiveWorkerBatchBatchResults) QueryRow(f func(int, HeartbeatLiveWorkerBatchRow, error)) {
+func (b *HeartbeatLiveWorkersInPartitionBatchResults) Query(f func(int, []HeartbeatLiveWorkersInPartitionRow, error)) {
 	defer b.br.Close()
 	for t := 0; t < b.tot; t++ {
-		var i HeartbeatLiveWorkerBatchRow
+		items := []HeartbeatLiveWorkersInPartitionRow{}
 		if b.closed {
 			if f != nil {
-				f(t, i, ErrBatchAlreadyClosed)
+				f(t, items, ErrBatchAlreadyClosed)
 			}
 			continue
 		}
-		row := b.br.QueryRow()
-		err := row.Scan(
-			&i.Namespace,
-			&i.WorkerInstanceID,
-			&i.ExpiresAtMs,
-			&i.Draining,
-		)
+		err := func() error {
+			rows, err := b.br.Query()
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var i HeartbeatLiveWorkersInPartitionRow
+				if err := rows.Scan(
+					&i.Namespace,
+					&i.WorkerInstanceID,
+					&i.ExpiresAtMs,
+					&i.Draining,
+				); err != nil {
+					return err
+				}
+				items = append(items, i)
+			}
+			return rows.Err()
+		}()
 		if f != nil {
-			f(t, i, err)
+			f(t, items, err)
 		}
 	}
 }
 
-func (b *HeartbeatLiveWorkerBatchBatchResults) Close() error {
+func (b *HeartbeatLiveWorkersInPartitionBatchResults) Close() error {
 	b.closed = true
 	return b.br.Close()
 }
 
-const lockWorkerBatch = `-- name: LockWorkerBatch :batchone
-SELECT namespace, worker_instance_id FROM ff_worker_registry
-WHERE partition_key = $1
-  AND namespace = $2
-  AND worker_instance_id = $3
-  AND last_heartbeat_ms + liveness_ttl_ms > $4
-FOR UPDATE
+const lockWorkersInPartition = `-- name: LockWorkersInPartition :batchmany
+SELECT w.namespace, w.worker_instance_id
+FROM (
+    SELECT n.namespace, ($1::text[])[n.ord] AS worker_instance_id
+    FROM unnest($2::text[]) WITH ORDINALITY AS n(namespace, ord)
+) AS k
+JOIN ff_worker_registry AS w
+  ON w.partition_key = $3
+ AND w.namespace = k.namespace
+ AND w.worker_instance_id = k.worker_instance_id
+WHERE w.last_heartbeat_ms + w.liveness_ttl_ms > $4
+ORDER BY w.namespace COLLATE "C", w.worker_instance_id COLLATE "C"
+FOR UPDATE OF w
 `
 
-type LockWorkerBatchBatchResults struct {
+type LockWorkersInPartitionBatchResults struct {
 	br     pgx.BatchResults
 	tot    int
 	closed bool
 }
 
-type LockWorkerBatchParams struct {
-	PartitionKey     int16
-	Namespace        string
-	WorkerInstanceID string
-	MinNowMs         int64
+type LockWorkersInPartitionParams struct {
+	InstanceIds  []string
+	Namespaces   []string
+	PartitionKey int16
+	MinNowMs     int64
 }
 
-type LockWorkerBatchRow struct {
+type LockWorkersInPartitionRow struct {
 	Namespace        string
 	WorkerInstanceID string
 }
 
-// LockWorkers for one key of a batch: the caller queues the batch's keys in
-// key order, all in one round trip, and each statement touches one
-// partition, where one statement joining the keys to the table would touch
-// every partition.
-func (q *Queries) LockWorkerBatch(ctx context.Context, arg []LockWorkerBatchParams) *LockWorkerBatchBatchResults {
+// LockWorkers for the keys of one partition, which the statement names
+// (see HeartbeatLiveWorkersInPartition). The caller queues one a
+// partition, partitions in ascending order, all in one round trip: every
+// batch locks its rows in (partition, namespace, instance) order, so two
+// batches that share workers cannot deadlock. (A locking SELECT locks
+// after its sort.) A row expired at the batch's earliest time is left
+// alone: no heartbeat of the batch can refresh it, and a lock would hold
+// off its sweep. It returns the keys it locked: the batch writes no other
+// row.
+func (q *Queries) LockWorkersInPartition(ctx context.Context, arg []LockWorkersInPartitionParams) *LockWorkersInPartitionBatchResults {
 	batch := &pgx.Batch{}
 	for _, a := range arg {
 		vals := []interface{}{
+			a.InstanceIds,
+			a.Namespaces,
 			a.PartitionKey,
-			a.Namespace,
-			a.WorkerInstanceID,
 			a.MinNowMs,
 		}
-		batch.Queue(lockWorkerBatch, vals...)
+		batch.Queue(lockWorkersInPartition, vals...)
 	}
 	br := q.db.SendBatch(ctx, batch)
-	return &LockWorkerBatchBatchResults{br, len(arg), false}
+	return &LockWorkersInPartitionBatchResults{br, len(arg), false}
 }
 
-func (b *LockWorkerBatchBatchResults) QueryRow(f func(int, LockWorkerBatchRow, error)) {
+func (b *LockWorkersInPartitionBatchResults) Query(f func(int, []LockWorkersInPartitionRow, error)) {
 	defer b.br.Close()
 	for t := 0; t < b.tot; t++ {
-		var i LockWorkerBatchRow
+		items := []LockWorkersInPartitionRow{}
 		if b.closed {
 			if f != nil {
-				f(t, i, ErrBatchAlreadyClosed)
+				f(t, items, ErrBatchAlreadyClosed)
 			}
 			continue
 		}
-		row := b.br.QueryRow()
-		err := row.Scan(&i.Namespace, &i.WorkerInstanceID)
+		err := func() error {
+			rows, err := b.br.Query()
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var i LockWorkersInPartitionRow
+				if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
+					return err
+				}
+				items = append(items, i)
+			}
+			return rows.Err()
+		}()
 		if f != nil {
-			f(t, i, err)
+			f(t, items, err)
 		}
 	}
 }
 
-func (b *LockWorkerBatchBatchResults) Close() error {
+func (b *LockWorkersInPartitionBatchResults) Close() error {
 	b.closed = true
 	return b.br.Close()
 }

@@ -271,83 +271,80 @@ func (q *Queries) HeartbeatLiveWorkerNoWait(ctx context.Context, arg HeartbeatLi
 	return i, err
 }
 
-const heartbeatLiveWorkers = `-- name: HeartbeatLiveWorkers :many
-UPDATE ff_worker_registry AS w
-SET last_heartbeat_ms = $1,
-    report_in_flight  = CASE WHEN k.reported THEN k.in_flight ELSE w.report_in_flight END,
-    report_capacity   = CASE WHEN k.reported THEN k.capacity ELSE w.report_capacity END,
-    report_version    = CASE WHEN k.reported THEN k.version ELSE w.report_version END
-FROM (
-    SELECT ($2::smallint[])[n.ord] AS partition_key, n.namespace,
-           ($3::text[])[n.ord] AS worker_instance_id,
-           ($4::boolean[])[n.ord] AS reported,
-           ($5::integer[])[n.ord] AS in_flight,
-           ($6::integer[])[n.ord] AS capacity,
-           ($7::text[])[n.ord] AS version
-    FROM unnest($8::text[]) WITH ORDINALITY AS n(namespace, ord)
-) AS k
-WHERE w.partition_key = k.partition_key
-  AND w.namespace = k.namespace
-  AND w.worker_instance_id = k.worker_instance_id
-  AND w.last_heartbeat_ms + w.liveness_ttl_ms > $1
-RETURNING w.namespace, w.worker_instance_id, (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining
+const heartbeatWithEventNoWait = `-- name: HeartbeatWithEventNoWait :one
+WITH target AS (
+    SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
+    FROM ff_worker_registry AS cur
+    WHERE cur.partition_key = $1
+      AND cur.namespace = $2
+      AND cur.worker_instance_id = $3
+      AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > $4
+    FOR NO KEY UPDATE NOWAIT
+), beat AS (
+    UPDATE ff_worker_registry AS w
+    SET last_heartbeat_ms = CASE WHEN $5::boolean
+                                 THEN GREATEST(w.last_heartbeat_ms, $4) ELSE $4 END,
+        report_in_flight  = coalesce($6::integer, w.report_in_flight),
+        report_capacity   = coalesce($7::integer, w.report_capacity),
+        report_version    = coalesce($8::text, w.report_version)
+    FROM target
+    WHERE w.partition_key = $1
+      AND w.namespace = $2
+      AND w.worker_instance_id = $3
+      AND w.partition_key = target.partition_key
+      AND w.namespace = target.namespace
+      AND w.worker_instance_id = target.worker_instance_id
+    RETURNING w.partition_key, w.namespace, w.worker_instance_id,
+              (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining
+), recorded AS (
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms)
+    SELECT beat.partition_key, beat.namespace, beat.worker_instance_id, 'heartbeat', $4
+    FROM beat
+    RETURNING 1
+)
+SELECT beat.expires_at_ms, beat.draining FROM beat
 `
 
-type HeartbeatLiveWorkersParams struct {
-	NowMs         int64
-	PartitionKeys []int16
-	InstanceIds   []string
-	Reported      []bool
-	InFlights     []int32
-	Capacities    []int32
-	Versions      []string
-	Namespaces    []string
-}
-
-type HeartbeatLiveWorkersRow struct {
+type HeartbeatWithEventNoWaitParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
-	ExpiresAtMs      int64
-	Draining         bool
+	NowMs            int64
+	KeepLater        bool
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 }
 
-// Many heartbeats at one time as one statement; the keys arrive as
-// parallel arrays. (sqlc does not know the many-array unnest, hence the
-// subscripts.) Reports come as parallel arrays too, reported[i] saying
-// whether key i has one; without, or with NULL arrays for a batch with
-// none, the stored report is kept.
-func (q *Queries) HeartbeatLiveWorkers(ctx context.Context, arg HeartbeatLiveWorkersParams) ([]HeartbeatLiveWorkersRow, error) {
-	rows, err := q.db.Query(ctx, heartbeatLiveWorkers,
+type HeartbeatWithEventNoWaitRow struct {
+	ExpiresAtMs int64
+	Draining    bool
+}
+
+// HeartbeatLiveWorkerNoWait and its heartbeat event in one statement: one
+// round trip, atomic without a transaction. Should the event's key
+// (instance, now_ms, kind) be taken, the insert fails with
+// unique_violation (23505), as a locked row fails with lock_not_available,
+// and the caller runs the heartbeat in a transaction, which moves the
+// event to the next free millisecond. A report rides in the same UPDATE,
+// as in HeartbeatLiveWorker. With keep_later, for a time read from the
+// clock before the statement was sent, it never moves last_heartbeat_ms
+// back, as HeartbeatLiveWorkerNoWait does not; without, for an explicit
+// Now, it writes now_ms as HeartbeatLiveWorker does.
+func (q *Queries) HeartbeatWithEventNoWait(ctx context.Context, arg HeartbeatWithEventNoWaitParams) (HeartbeatWithEventNoWaitRow, error) {
+	row := q.db.QueryRow(ctx, heartbeatWithEventNoWait,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
 		arg.NowMs,
-		arg.PartitionKeys,
-		arg.InstanceIds,
-		arg.Reported,
-		arg.InFlights,
-		arg.Capacities,
-		arg.Versions,
-		arg.Namespaces,
+		arg.KeepLater,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
 	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []HeartbeatLiveWorkersRow{}
-	for rows.Next() {
-		var i HeartbeatLiveWorkersRow
-		if err := rows.Scan(
-			&i.Namespace,
-			&i.WorkerInstanceID,
-			&i.ExpiresAtMs,
-			&i.Draining,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+	var i HeartbeatWithEventNoWaitRow
+	err := row.Scan(&i.ExpiresAtMs, &i.Draining)
+	return i, err
 }
 
 const listLiveWorkers = `-- name: ListLiveWorkers :many
@@ -546,57 +543,96 @@ func (q *Queries) LockWorkerKey(ctx context.Context, arg LockWorkerKeyParams) er
 	return err
 }
 
-const lockWorkers = `-- name: LockWorkers :many
-SELECT namespace, worker_instance_id FROM ff_worker_registry
-WHERE (partition_key, namespace, worker_instance_id) IN (
-    SELECT ($1::smallint[])[n.ord], n.namespace, ($2::text[])[n.ord]
-    FROM unnest($3::text[]) WITH ORDINALITY AS n(namespace, ord))
-  AND last_heartbeat_ms + liveness_ttl_ms > $4
-ORDER BY namespace COLLATE "C", worker_instance_id COLLATE "C"
-FOR UPDATE
+const refreshLiveWorkerNoWait = `-- name: RefreshLiveWorkerNoWait :execrows
+WITH target AS (
+    SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
+    FROM ff_worker_registry AS cur
+    WHERE cur.partition_key = $1
+      AND cur.namespace = $2
+      AND cur.worker_instance_id = $3
+      AND cur.worker_id = $4
+      AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > $5
+      AND cur.draining = coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+                                   WHERE d.namespace = $2
+                                     AND d.worker_instance_id = $3), false)
+    FOR NO KEY UPDATE NOWAIT
+), refreshed AS (
+    UPDATE ff_worker_registry AS w
+    SET lanes             = $6::text[],
+        capabilities_csv  = $7,
+        last_heartbeat_ms = CASE WHEN $8::boolean
+                                 THEN GREATEST(w.last_heartbeat_ms, $5) ELSE $5 END,
+        liveness_ttl_ms   = $9,
+        report_in_flight  = coalesce($10::integer, w.report_in_flight),
+        report_capacity   = coalesce($11::integer, w.report_capacity),
+        report_version    = coalesce($12::text, w.report_version)
+    FROM target
+    WHERE w.partition_key = $1
+      AND w.namespace = $2
+      AND w.worker_instance_id = $3
+      AND w.partition_key = target.partition_key
+      AND w.namespace = target.namespace
+      AND w.worker_instance_id = target.worker_instance_id
+    RETURNING w.partition_key, w.namespace, w.worker_instance_id
+), recorded AS (
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms)
+    SELECT refreshed.partition_key, refreshed.namespace, refreshed.worker_instance_id, 'refreshed', $5
+    FROM refreshed
+    RETURNING 1
+)
+SELECT 1 FROM refreshed
 `
 
-type LockWorkersParams struct {
-	PartitionKeys []int16
-	InstanceIds   []string
-	Namespaces    []string
-	MinNowMs      int64
-}
-
-type LockWorkersRow struct {
+type RefreshLiveWorkerNoWaitParams struct {
+	PartitionKey     int16
 	Namespace        string
 	WorkerInstanceID string
+	WorkerID         string
+	NowMs            int64
+	Lanes            []string
+	CapabilitiesCsv  string
+	KeepLater        bool
+	LivenessTTLMs    int64
+	ReportInFlight   *int32
+	ReportCapacity   *int32
+	ReportVersion    *string
 }
 
-// Locks a batch's live rows in key order before the batch writes them, and
-// returns their keys: the batch writes no other row. Without it, two
-// batches that share workers lock them in whatever order each one meets
-// them, and can deadlock. (A locking SELECT locks after its sort.) A row
-// expired at the batch's earliest time is left alone: no heartbeat of the
-// batch can refresh it, and a lock would hold off its sweep.
-func (q *Queries) LockWorkers(ctx context.Context, arg LockWorkersParams) ([]LockWorkersRow, error) {
-	rows, err := q.db.Query(ctx, lockWorkers,
-		arg.PartitionKeys,
-		arg.InstanceIds,
-		arg.Namespaces,
-		arg.MinNowMs,
+// A registration's common case in one statement with its event, as
+// HeartbeatWithEventNoWait: a row live at now_ms under the same worker ID
+// takes the lanes, capabilities, TTL and heartbeat, keeps its
+// registered_at_ms, and gets a refreshed event; a report replaces the
+// stored one, and none (NULLs) keeps it. keep_later is
+// HeartbeatWithEventNoWait's. The drain follows the instance's drain
+// directive, as UpsertWorker's does: the statement applies only where the
+// locked row's drain already is the directive's, and leaves it. The
+// directive is read in the statement's snapshot and the row as locked, so
+// a drain or resume that commits in between (each writes both) makes them
+// differ; so does a row whose drain the engine wrote. It writes nothing
+// when the row is absent, expired, another worker's or draining otherwise
+// than its directive says (the caller then runs the registration's
+// transaction, which reads the directive afresh), and fails as
+// HeartbeatWithEventNoWait does when another transaction holds the row or
+// takes the event's key.
+func (q *Queries) RefreshLiveWorkerNoWait(ctx context.Context, arg RefreshLiveWorkerNoWaitParams) (int64, error) {
+	result, err := q.db.Exec(ctx, refreshLiveWorkerNoWait,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.WorkerID,
+		arg.NowMs,
+		arg.Lanes,
+		arg.CapabilitiesCsv,
+		arg.KeepLater,
+		arg.LivenessTTLMs,
+		arg.ReportInFlight,
+		arg.ReportCapacity,
+		arg.ReportVersion,
 	)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	defer rows.Close()
-	items := []LockWorkersRow{}
-	for rows.Next() {
-		var i LockWorkersRow
-		if err := rows.Scan(&i.Namespace, &i.WorkerInstanceID); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+	return result.RowsAffected(), nil
 }
 
 const requestDrain = `-- name: RequestDrain :execrows
@@ -795,8 +831,8 @@ SELECT set_config('plan_cache_mode', 'force_generic_plan', true)
 `
 
 // For the rest of the transaction, prepared statements use generic plans:
-// a large batch's statements join its keys to every partition, and a
-// custom plan of them takes milliseconds to make.
+// the sweep's probe and each partition's sweep statement are planned once
+// per connection, not for their arguments first.
 func (q *Queries) UseGenericPlans(ctx context.Context) (int64, error) {
 	result, err := q.db.Exec(ctx, useGenericPlans)
 	if err != nil {

@@ -121,6 +121,30 @@ type LiveRefresher interface {
 	RefreshLiveWorker(ctx context.Context, w WorkerRow) (bool, error)
 }
 
+// OneStatementWriter is a Store that writes a heartbeat with its event,
+// and the refresh of a live registration with its event, each as one
+// statement outside any transaction, where nothing contends for the row:
+//
+//   - HeartbeatWithEventAt is HeartbeatAt that also records the
+//     heartbeat's event, atomically, writing rep as HeartbeatAt does.
+//     With explicit, now returns the caller's time (an explicit Now),
+//     written as HeartbeatLiveWorker writes it; otherwise, as HeartbeatAt,
+//     it never moves a stored heartbeat back.
+//   - RefreshRegistration refreshes a registration live at
+//     w.LastHeartbeatMs under w's worker ID, as a register that finds it
+//     does (it writes w's lanes, capabilities, TTL, heartbeat and report,
+//     keeping the stored report when w has none, keeps the stored
+//     RegisteredAtMs, and leaves the drain as the instance's directive
+//     says), with its refreshed event, and reports true; otherwise, or
+//     when another transaction holds the row, or the row's drain is not
+//     its directive's, it writes nothing and reports false, and the
+//     caller registers in a transaction. explicit is
+//     HeartbeatWithEventAt's, for w.LastHeartbeatMs.
+type OneStatementWriter interface {
+	HeartbeatWithEventAt(ctx context.Context, k InstanceKey, rep *Report, now func() int64, explicit bool) (HeartbeatRow, bool, error)
+	RefreshRegistration(ctx context.Context, w WorkerRow, explicit bool) (bool, error)
+}
+
 // InstanceKey is the registry's key: one worker process in a namespace.
 type InstanceKey struct{ Namespace, InstanceID string }
 

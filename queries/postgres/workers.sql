@@ -236,74 +236,156 @@ SELECT EXISTS (
     WHERE w.last_heartbeat_ms + w.liveness_ttl_ms <= sqlc.arg(now_ms)::bigint
 ) AS expired;
 
--- name: LockWorkerBatch :batchone
--- LockWorkers for one key of a batch: the caller queues the batch's keys in
--- key order, all in one round trip, and each statement touches one
--- partition, where one statement joining the keys to the table would touch
--- every partition.
-SELECT namespace, worker_instance_id FROM ff_worker_registry
-WHERE partition_key = sqlc.arg(partition_key)
-  AND namespace = sqlc.arg(namespace)
-  AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(min_now_ms)
-FOR UPDATE;
+-- name: LockWorkersInPartition :batchmany
+-- LockWorkers for the keys of one partition, which the statement names
+-- (see HeartbeatLiveWorkersInPartition). The caller queues one a
+-- partition, partitions in ascending order, all in one round trip: every
+-- batch locks its rows in (partition, namespace, instance) order, so two
+-- batches that share workers cannot deadlock. (A locking SELECT locks
+-- after its sort.) A row expired at the batch's earliest time is left
+-- alone: no heartbeat of the batch can refresh it, and a lock would hold
+-- off its sweep. It returns the keys it locked: the batch writes no other
+-- row.
+SELECT w.namespace, w.worker_instance_id
+FROM (
+    SELECT n.namespace, (sqlc.arg(instance_ids)::text[])[n.ord] AS worker_instance_id
+    FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord)
+) AS k
+JOIN ff_worker_registry AS w
+  ON w.partition_key = sqlc.arg(partition_key)
+ AND w.namespace = k.namespace
+ AND w.worker_instance_id = k.worker_instance_id
+WHERE w.last_heartbeat_ms + w.liveness_ttl_ms > sqlc.arg(min_now_ms)
+ORDER BY w.namespace COLLATE "C", w.worker_instance_id COLLATE "C"
+FOR UPDATE OF w;
 
--- name: HeartbeatLiveWorkerBatch :batchone
--- HeartbeatLiveWorker for one key of a batch, queued as LockWorkerBatch is.
-UPDATE ff_worker_registry
-SET last_heartbeat_ms = sqlc.arg(now_ms),
-    report_in_flight  = coalesce(sqlc.narg(report_in_flight)::integer, report_in_flight),
-    report_capacity   = coalesce(sqlc.narg(report_capacity)::integer, report_capacity),
-    report_version    = coalesce(sqlc.narg(report_version)::text, report_version)
-WHERE partition_key = sqlc.arg(partition_key)
-  AND namespace = sqlc.arg(namespace)
-  AND worker_instance_id = sqlc.arg(worker_instance_id)
-  AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(now_ms)
-RETURNING namespace, worker_instance_id, (last_heartbeat_ms + liveness_ttl_ms)::bigint AS expires_at_ms, draining;
-
--- name: HeartbeatLiveWorkers :many
--- Many heartbeats at one time as one statement; the keys arrive as
--- parallel arrays. (sqlc does not know the many-array unnest, hence the
--- subscripts.) Reports come as parallel arrays too, reported[i] saying
--- whether key i has one; without, or with NULL arrays for a batch with
--- none, the stored report is kept.
+-- name: HeartbeatLiveWorkersInPartition :batchmany
+-- Many heartbeats of one partition at one time, as one statement that
+-- names the partition: the router runs it on the partition itself, a
+-- plain table's statement, prepared once. A batch queues one a partition.
+-- The keys arrive as parallel arrays. (sqlc does not know the many-array
+-- unnest, hence the subscripts.) Reports come as parallel arrays too,
+-- reported[i] saying whether key i has one; with NULL arrays, for a
+-- partition with none, the stored reports are kept.
 UPDATE ff_worker_registry AS w
 SET last_heartbeat_ms = sqlc.arg(now_ms),
     report_in_flight  = CASE WHEN k.reported THEN k.in_flight ELSE w.report_in_flight END,
     report_capacity   = CASE WHEN k.reported THEN k.capacity ELSE w.report_capacity END,
     report_version    = CASE WHEN k.reported THEN k.version ELSE w.report_version END
 FROM (
-    SELECT (sqlc.arg(partition_keys)::smallint[])[n.ord] AS partition_key, n.namespace,
-           (sqlc.arg(instance_ids)::text[])[n.ord] AS worker_instance_id,
+    SELECT n.namespace, (sqlc.arg(instance_ids)::text[])[n.ord] AS worker_instance_id,
            (sqlc.arg(reported)::boolean[])[n.ord] AS reported,
            (sqlc.arg(in_flights)::integer[])[n.ord] AS in_flight,
            (sqlc.arg(capacities)::integer[])[n.ord] AS capacity,
            (sqlc.arg(versions)::text[])[n.ord] AS version
     FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord)
 ) AS k
-WHERE w.partition_key = k.partition_key
+WHERE w.partition_key = sqlc.arg(partition_key)
   AND w.namespace = k.namespace
   AND w.worker_instance_id = k.worker_instance_id
   AND w.last_heartbeat_ms + w.liveness_ttl_ms > sqlc.arg(now_ms)
 RETURNING w.namespace, w.worker_instance_id, (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining;
 
--- name: LockWorkers :many
--- Locks a batch's live rows in key order before the batch writes them, and
--- returns their keys: the batch writes no other row. Without it, two
--- batches that share workers lock them in whatever order each one meets
--- them, and can deadlock. (A locking SELECT locks after its sort.) A row
--- expired at the batch's earliest time is left alone: no heartbeat of the
--- batch can refresh it, and a lock would hold off its sweep.
-SELECT namespace, worker_instance_id FROM ff_worker_registry
-WHERE (partition_key, namespace, worker_instance_id) IN (
-    SELECT (sqlc.arg(partition_keys)::smallint[])[n.ord], n.namespace, (sqlc.arg(instance_ids)::text[])[n.ord]
-    FROM unnest(sqlc.arg(namespaces)::text[]) WITH ORDINALITY AS n(namespace, ord))
-  AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(min_now_ms)
-ORDER BY namespace COLLATE "C", worker_instance_id COLLATE "C"
-FOR UPDATE;
+-- name: HeartbeatWithEventNoWait :one
+-- HeartbeatLiveWorkerNoWait and its heartbeat event in one statement: one
+-- round trip, atomic without a transaction. Should the event's key
+-- (instance, now_ms, kind) be taken, the insert fails with
+-- unique_violation (23505), as a locked row fails with lock_not_available,
+-- and the caller runs the heartbeat in a transaction, which moves the
+-- event to the next free millisecond. A report rides in the same UPDATE,
+-- as in HeartbeatLiveWorker. With keep_later, for a time read from the
+-- clock before the statement was sent, it never moves last_heartbeat_ms
+-- back, as HeartbeatLiveWorkerNoWait does not; without, for an explicit
+-- Now, it writes now_ms as HeartbeatLiveWorker does.
+WITH target AS (
+    SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
+    FROM ff_worker_registry AS cur
+    WHERE cur.partition_key = sqlc.arg(partition_key)
+      AND cur.namespace = sqlc.arg(namespace)
+      AND cur.worker_instance_id = sqlc.arg(worker_instance_id)
+      AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > sqlc.arg(now_ms)
+    FOR NO KEY UPDATE NOWAIT
+), beat AS (
+    UPDATE ff_worker_registry AS w
+    SET last_heartbeat_ms = CASE WHEN sqlc.arg(keep_later)::boolean
+                                 THEN GREATEST(w.last_heartbeat_ms, sqlc.arg(now_ms)) ELSE sqlc.arg(now_ms) END,
+        report_in_flight  = coalesce(sqlc.narg(report_in_flight)::integer, w.report_in_flight),
+        report_capacity   = coalesce(sqlc.narg(report_capacity)::integer, w.report_capacity),
+        report_version    = coalesce(sqlc.narg(report_version)::text, w.report_version)
+    FROM target
+    WHERE w.partition_key = sqlc.arg(partition_key)
+      AND w.namespace = sqlc.arg(namespace)
+      AND w.worker_instance_id = sqlc.arg(worker_instance_id)
+      AND w.partition_key = target.partition_key
+      AND w.namespace = target.namespace
+      AND w.worker_instance_id = target.worker_instance_id
+    RETURNING w.partition_key, w.namespace, w.worker_instance_id,
+              (w.last_heartbeat_ms + w.liveness_ttl_ms)::bigint AS expires_at_ms, w.draining
+), recorded AS (
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms)
+    SELECT beat.partition_key, beat.namespace, beat.worker_instance_id, 'heartbeat', sqlc.arg(now_ms)
+    FROM beat
+    RETURNING 1
+)
+SELECT beat.expires_at_ms, beat.draining FROM beat;
+
+-- name: RefreshLiveWorkerNoWait :execrows
+-- A registration's common case in one statement with its event, as
+-- HeartbeatWithEventNoWait: a row live at now_ms under the same worker ID
+-- takes the lanes, capabilities, TTL and heartbeat, keeps its
+-- registered_at_ms, and gets a refreshed event; a report replaces the
+-- stored one, and none (NULLs) keeps it. keep_later is
+-- HeartbeatWithEventNoWait's. The drain follows the instance's drain
+-- directive, as UpsertWorker's does: the statement applies only where the
+-- locked row's drain already is the directive's, and leaves it. The
+-- directive is read in the statement's snapshot and the row as locked, so
+-- a drain or resume that commits in between (each writes both) makes them
+-- differ; so does a row whose drain the engine wrote. It writes nothing
+-- when the row is absent, expired, another worker's or draining otherwise
+-- than its directive says (the caller then runs the registration's
+-- transaction, which reads the directive afresh), and fails as
+-- HeartbeatWithEventNoWait does when another transaction holds the row or
+-- takes the event's key.
+WITH target AS (
+    SELECT cur.partition_key, cur.namespace, cur.worker_instance_id
+    FROM ff_worker_registry AS cur
+    WHERE cur.partition_key = sqlc.arg(partition_key)
+      AND cur.namespace = sqlc.arg(namespace)
+      AND cur.worker_instance_id = sqlc.arg(worker_instance_id)
+      AND cur.worker_id = sqlc.arg(worker_id)
+      AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > sqlc.arg(now_ms)
+      AND cur.draining = coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
+                                   WHERE d.namespace = sqlc.arg(namespace)
+                                     AND d.worker_instance_id = sqlc.arg(worker_instance_id)), false)
+    FOR NO KEY UPDATE NOWAIT
+), refreshed AS (
+    UPDATE ff_worker_registry AS w
+    SET lanes             = sqlc.arg(lanes)::text[],
+        capabilities_csv  = sqlc.arg(capabilities_csv),
+        last_heartbeat_ms = CASE WHEN sqlc.arg(keep_later)::boolean
+                                 THEN GREATEST(w.last_heartbeat_ms, sqlc.arg(now_ms)) ELSE sqlc.arg(now_ms) END,
+        liveness_ttl_ms   = sqlc.arg(liveness_ttl_ms),
+        report_in_flight  = coalesce(sqlc.narg(report_in_flight)::integer, w.report_in_flight),
+        report_capacity   = coalesce(sqlc.narg(report_capacity)::integer, w.report_capacity),
+        report_version    = coalesce(sqlc.narg(report_version)::text, w.report_version)
+    FROM target
+    WHERE w.partition_key = sqlc.arg(partition_key)
+      AND w.namespace = sqlc.arg(namespace)
+      AND w.worker_instance_id = sqlc.arg(worker_instance_id)
+      AND w.partition_key = target.partition_key
+      AND w.namespace = target.namespace
+      AND w.worker_instance_id = target.worker_instance_id
+    RETURNING w.partition_key, w.namespace, w.worker_instance_id
+), recorded AS (
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms)
+    SELECT refreshed.partition_key, refreshed.namespace, refreshed.worker_instance_id, 'refreshed', sqlc.arg(now_ms)
+    FROM refreshed
+    RETURNING 1
+)
+SELECT 1 FROM refreshed;
 
 -- name: UseGenericPlans :execrows
 -- For the rest of the transaction, prepared statements use generic plans:
--- a large batch's statements join its keys to every partition, and a
--- custom plan of them takes milliseconds to make.
+-- the sweep's probe and each partition's sweep statement are planned once
+-- per connection, not for their arguments first.
 SELECT set_config('plan_cache_mode', 'force_generic_plan', true);

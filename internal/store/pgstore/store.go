@@ -18,29 +18,51 @@ import (
 	"github.com/flowfabric/workerregistry/internal/store"
 )
 
-// Store runs the registry's statements on a pgx pool, on
-// FlowFabric's partitioned tables. Postgres has row locks and many
-// concurrent writers, so unlike SQLite nothing serialises write
-// transactions: the statements carry the locks. Every writer locks rows
-// first (getWorker's advisory lock on the key and FOR UPDATE, lockWorkers
-// in key order, the sweep's SKIP LOCKED) and takes the audit-log lock last,
+// Store runs the registry's statements on pgx pools, one for writes and
+// one for reads, on FlowFabric's partitioned tables. Postgres has row
+// locks and many concurrent writers, so unlike SQLite nothing serialises
+// write transactions: the statements carry the locks. Every writer locks
+// rows first (getWorker's advisory lock on the key and FOR UPDATE,
+// lockWorkers in partition and key order, the one-statement writes'
+// NOWAIT, the sweep's SKIP LOCKED) and takes the audit-log lock last,
 // at its first event (the event ID's column default), as the engine's own
 // statements do; so no lock order can deadlock, with each other or with
 // the engine.
 type Store struct {
-	pool   *pgxpool.Pool
-	q      *pgdb.Queries
-	owned  bool       // close closes the pool
+	pool   *pgxpool.Pool // writes
+	read   *pgxpool.Pool // reads: pool itself unless Open split them
+	q      *pgdb.Queries // on pool
+	rq     *pgdb.Queries // on read
+	route  *router
+	lim    *connLimits
+	owned  bool       // close closes the pools
 	sweeps sweepPlans // see SweepExpired
 }
 
-// New returns a store on pool; Close closes the pool when owned.
+// New returns a store on pool, for reads and writes; Close closes the pool
+// when owned.
 func New(pool *pgxpool.Pool, owned bool) *Store {
-	return &Store{pool: pool, q: pgdb.New(pool), owned: owned}
+	return NewSplit(pool, pool, owned)
 }
 
-func (s *Store) Reader() store.Reader { return postgresQueries{q: s.q, pool: s.pool} }
-func (s *Store) Writer() store.Writer { return postgresQueries{q: s.q, pool: s.pool} }
+// NewSplit returns a store that writes through writes and reads through
+// reads, so that long reads never hold the connections that heartbeats
+// wait for (as SQLite's writer has a connection of its own). Close closes
+// both when owned.
+func NewSplit(writes, reads *pgxpool.Pool, owned bool) *Store {
+	s := &Store{pool: writes, read: reads, route: &router{}, lim: &connLimits{}, owned: owned}
+	s.q = pgdb.New(routedDB{db: writes, r: s.route, limits: s.lim, pool: true})
+	s.rq = pgdb.New(routedDB{db: reads, r: s.route, limits: s.lim, pool: true})
+	return s
+}
+
+func (s *Store) Reader() store.Reader {
+	return postgresQueries{q: s.rq, pool: s.read, route: s.route, lim: s.lim}
+}
+
+func (s *Store) Writer() store.Writer {
+	return postgresQueries{q: s.q, pool: s.pool, route: s.route, lim: s.lim}
+}
 
 // InTx runs fn in a READ COMMITTED transaction, which is enough because
 // every read that a write depends on locks what it read first. It is asked
@@ -49,9 +71,15 @@ func (s *Store) Writer() store.Writer { return postgresQueries{q: s.q, pool: s.p
 // register that lost a race would fail with a serialization error instead
 // of seeing the winner's row.
 func (s *Store) InTx(ctx context.Context, fn func(store.Writer) error) error {
-	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		return fn(postgresQueries{q: s.q.WithTx(tx)})
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		return fn(postgresQueries{q: s.txQueries(tx), route: s.route, lim: s.lim})
 	})
+	return s.lim.explain(err)
+}
+
+// txQueries returns the queries in tx, routed as the store's are.
+func (s *Store) txQueries(tx pgx.Tx) *pgdb.Queries {
+	return pgdb.New(routedDB{db: tx, r: s.route, limits: s.lim})
 }
 
 // HeartbeatAt first tries the heartbeat as one statement, at the time
@@ -67,17 +95,48 @@ func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, rep *store
 		NowMs: now(), PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
 		ReportInFlight: inFlight, ReportCapacity: capacity, ReportVersion: version,
 	})
+	return s.heartbeatOrWait(ctx, k, rep, now, false, pgdb.HeartbeatWithEventNoWaitRow(row), err)
+}
+
+// heartbeatOrWait returns the result of a heartbeat statement that does
+// not wait for the row's lock, or when it failed for the lock (or, with
+// events, for the event's key), runs the heartbeat in a transaction.
+func (s *Store) heartbeatOrWait(ctx context.Context, k store.InstanceKey, rep *store.Report, now func() int64, events bool, row pgdb.HeartbeatWithEventNoWaitRow, err error) (store.HeartbeatRow, bool, error) {
 	switch {
 	case err == nil:
 		return store.HeartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}, true, nil
 	case errors.Is(err, pgx.ErrNoRows):
 		return store.HeartbeatRow{}, false, nil
-	case !isLockNotAvailable(err):
+	case !isLockNotAvailable(err) && !(events && isUniqueViolation(err)):
 		return store.HeartbeatRow{}, false, err
 	}
+	return s.heartbeatInTx(ctx, k, rep, now, events)
+}
+
+// HeartbeatWithEventAt is HeartbeatAt with the heartbeat's event, in one
+// statement (HeartbeatWithEventNoWait) where the row is free and the
+// event's key too; otherwise in a transaction. With explicit, now returns
+// the caller's time, written as it is (HeartbeatLiveWorker's way);
+// otherwise the statement never moves the heartbeat back (HeartbeatAt's).
+func (s *Store) HeartbeatWithEventAt(ctx context.Context, k store.InstanceKey, rep *store.Report, now func() int64, explicit bool) (store.HeartbeatRow, bool, error) {
+	if !s.route.routes(ctx, s.pool) {
+		// On the parent tables, the statement would take long to plan.
+		return s.heartbeatInTx(ctx, k, rep, now, true)
+	}
+	inFlight, capacity, version := reportParams(rep)
+	row, err := s.q.HeartbeatWithEventNoWait(ctx, pgdb.HeartbeatWithEventNoWaitParams{
+		NowMs: now(), PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
+		KeepLater: !explicit, ReportInFlight: inFlight, ReportCapacity: capacity, ReportVersion: version,
+	})
+	return s.heartbeatOrWait(ctx, k, rep, now, true, row, err)
+}
+
+// heartbeatInTx waits for the row's lock in a transaction, then reads the
+// time and heartbeats, writing rep, with its event when events is set.
+func (s *Store) heartbeatInTx(ctx context.Context, k store.InstanceKey, rep *store.Report, now func() int64, events bool) (store.HeartbeatRow, bool, error) {
 	var res store.HeartbeatRow
 	var found bool
-	err = s.InTx(ctx, func(q store.Writer) error {
+	err := s.InTx(ctx, func(q store.Writer) error {
 		res, found = store.HeartbeatRow{}, false
 		prev, ok, err := q.GetWorker(ctx, k) // FOR UPDATE: waits for the lock
 		if err != nil || !ok {
@@ -88,9 +147,42 @@ func (s *Store) HeartbeatAt(ctx context.Context, k store.InstanceKey, rep *store
 			return nil
 		}
 		res, found, err = q.HeartbeatLiveWorker(ctx, k, rep, nowMS)
-		return err
+		if err != nil || !found || !events {
+			return err
+		}
+		return q.InsertEvent(ctx, store.EventRow{Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, EventKind: store.EventHeartbeat, EventAtMs: nowMS})
 	})
 	return res, found, err
+}
+
+// RefreshRegistration refreshes a registration live under w's worker ID,
+// whose drain follows its directive, with its refreshed event, in one
+// statement (RefreshLiveWorkerNoWait). It reports false, having written
+// nothing, when the registration is not such, or another transaction
+// holds the row or the event's key: the caller then registers in a
+// transaction. explicit is HeartbeatWithEventAt's, for w.LastHeartbeatMs.
+func (s *Store) RefreshRegistration(ctx context.Context, w store.WorkerRow, explicit bool) (bool, error) {
+	if !s.route.routes(ctx, s.pool) {
+		return false, nil
+	}
+	n, err := s.q.RefreshLiveWorkerNoWait(ctx, pgdb.RefreshLiveWorkerNoWaitParams{
+		PartitionKey:     partitionKey(w.WorkerInstanceID),
+		Namespace:        w.Namespace,
+		WorkerInstanceID: w.WorkerInstanceID,
+		WorkerID:         w.WorkerID,
+		NowMs:            w.LastHeartbeatMs,
+		KeepLater:        !explicit,
+		Lanes:            strings.Split(w.Lanes, ","),
+		CapabilitiesCsv:  w.CapabilitiesCsv,
+		LivenessTTLMs:    w.LivenessTTLMs,
+		ReportInFlight:   int32Ptr(w.ReportInFlight),
+		ReportCapacity:   int32Ptr(w.ReportCapacity),
+		ReportVersion:    w.ReportVersion,
+	})
+	if isLockNotAvailable(err) || isUniqueViolation(err) {
+		return false, nil
+	}
+	return n > 0, err
 }
 
 func (s *Store) BatchChunk() int              { return chunkSize }
@@ -108,8 +200,17 @@ func isLockNotAvailable(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
 }
 
+// isUniqueViolation reports Postgres's unique_violation.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
 func (s *Store) Close() error {
 	if s.owned {
+		if s.read != s.pool {
+			s.read.Close()
+		}
 		s.pool.Close()
 	}
 	return nil
@@ -118,8 +219,10 @@ func (s *Store) Close() error {
 // postgresQueries adapts the generated queries to store.Reader and
 // store.Writer. pool is set where the queries run outside a transaction.
 type postgresQueries struct {
-	q    *pgdb.Queries
-	pool *pgxpool.Pool
+	q     *pgdb.Queries
+	pool  *pgxpool.Pool
+	route *router
+	lim   *connLimits
 }
 
 var (
@@ -139,7 +242,7 @@ func (s postgresQueries) withGenericPlan(ctx context.Context, fn func(q *pgdb.Qu
 	if s.pool == nil {
 		return fn(s.q) // in the caller's transaction
 	}
-	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		// Without table statistics, a generic plan over every partition is
 		// estimated to cost millions, which makes Postgres compile it with
 		// JIT first: 22 s for a lease walk whose execution took 4 ms
@@ -147,58 +250,92 @@ func (s postgresQueries) withGenericPlan(ctx context.Context, fn func(q *pgdb.Qu
 		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off"); err != nil {
 			return err
 		}
-		return fn(s.q.WithTx(tx))
+		return fn(pgdb.New(routedDB{db: tx, r: s.route, limits: s.lim}))
 	})
+	return s.lim.explain(err)
 }
 
-// setBatch is the number of keys from which a batch's statements are one
-// statement for all of them (a join of the keys to every partition, with a
-// generic plan) rather than one statement a key (each touching one
-// partition, all sent in one round trip). Measured: 10 keys, 138 µs a
-// heartbeat one a key, 373 µs set-based; 100 keys, 86 µs and 50 µs.
-const setBatch = 32
-
-// LockWorkers locks the live rows of keys in key order.
+// LockWorkers locks the live rows of keys, partition by partition in
+// ascending order and in key order within each, which is the order of
+// every batch's locks: one statement a partition, each naming its
+// partition, all in one round trip.
 func (s postgresQueries) LockWorkers(ctx context.Context, keys []store.InstanceKey, minNowMS int64) (map[store.InstanceKey]bool, error) {
-	if len(keys) >= setBatch {
-		if _, err := s.q.UseGenericPlans(ctx); err != nil {
-			return nil, err
+	groups := partitionGroups(keys, nil)
+	params := make([]pgdb.LockWorkersInPartitionParams, len(groups))
+	for i, g := range groups {
+		params[i] = pgdb.LockWorkersInPartitionParams{PartitionKey: g.key, Namespaces: g.namespaces, InstanceIds: g.instances, MinNowMs: minNowMS}
+	}
+	live := make(map[store.InstanceKey]bool, len(keys))
+	var firstErr error
+	s.q.LockWorkersInPartition(ctx, params).Query(func(_ int, rows []pgdb.LockWorkersInPartitionRow, err error) {
+		if err != nil && firstErr == nil {
+			firstErr = err
 		}
-		partitions, namespaces, instances := keyColumns(keys)
-		rows, err := s.q.LockWorkers(ctx, pgdb.LockWorkersParams{
-			PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances, MinNowMs: minNowMS,
-		})
-		if err != nil {
-			return nil, err
-		}
-		live := make(map[store.InstanceKey]bool, len(rows))
 		for _, row := range rows {
 			live[store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}] = true
 		}
-		return live, nil
-	}
-	sorted := slices.Clone(keys)
-	slices.SortFunc(sorted, func(a, b store.InstanceKey) int {
-		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.InstanceID, b.InstanceID))
-	})
-	sorted = slices.Compact(sorted)
-	params := make([]pgdb.LockWorkerBatchParams, len(sorted))
-	for i, k := range sorted {
-		params[i] = pgdb.LockWorkerBatchParams{
-			PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, MinNowMs: minNowMS,
-		}
-	}
-	live := make(map[store.InstanceKey]bool, len(sorted))
-	var firstErr error
-	s.q.LockWorkerBatch(ctx, params).QueryRow(func(i int, row pgdb.LockWorkerBatchRow, err error) {
-		switch {
-		case err == nil:
-			live[sorted[i]] = true
-		case !errors.Is(err, pgx.ErrNoRows) && firstErr == nil:
-			firstErr = err
-		}
 	})
 	return live, firstErr
+}
+
+// partitionGroup is a batch's keys in one partition, as the parallel
+// arrays of its statements: reported and the report columns are nil when
+// no key of the partition has a report.
+type partitionGroup struct {
+	key                   int16
+	namespaces, instances []string
+	reported              []bool
+	inFlights, capacities []int32
+	versions              []string
+}
+
+// partitionGroups groups keys, with their reports (nil, or one per key,
+// nil for none), by partition, once each, partitions in ascending order
+// and keys in (namespace, instance) byte order within each.
+func partitionGroups(keys []store.InstanceKey, reports []*store.Report) []partitionGroup {
+	type keyed struct {
+		part int16
+		k    store.InstanceKey
+		rep  *store.Report
+	}
+	sorted := make([]keyed, len(keys))
+	for i, k := range keys {
+		sorted[i] = keyed{part: partitionKey(k.InstanceID), k: k}
+		if reports != nil {
+			sorted[i].rep = reports[i]
+		}
+	}
+	slices.SortStableFunc(sorted, func(a, b keyed) int {
+		return cmp.Or(cmp.Compare(a.part, b.part),
+			strings.Compare(a.k.Namespace, b.k.Namespace), strings.Compare(a.k.InstanceID, b.k.InstanceID))
+	})
+	sorted = slices.CompactFunc(sorted, func(a, b keyed) bool { return a.k == b.k })
+	var groups []partitionGroup
+	for _, k := range sorted {
+		if len(groups) == 0 || groups[len(groups)-1].key != k.part {
+			groups = append(groups, partitionGroup{key: k.part})
+		}
+		g := &groups[len(groups)-1]
+		if k.rep != nil && g.reported == nil {
+			// The first report of the partition: the arrays from here on.
+			n := len(g.namespaces)
+			g.reported, g.inFlights, g.capacities, g.versions = make([]bool, n), make([]int32, n), make([]int32, n), make([]string, n)
+		}
+		g.namespaces = append(g.namespaces, k.k.Namespace)
+		g.instances = append(g.instances, k.k.InstanceID)
+		if g.reported != nil {
+			var r store.Report
+			if k.rep != nil {
+				r = *k.rep
+			}
+			// Counts are within int32 (see reportParams).
+			g.reported = append(g.reported, k.rep != nil)
+			g.inFlights = append(g.inFlights, int32(r.InFlight))
+			g.capacities = append(g.capacities, int32(r.Capacity))
+			g.versions = append(g.versions, r.Version)
+		}
+	}
+	return groups
 }
 
 func (s postgresQueries) GetWorker(ctx context.Context, k store.InstanceKey) (store.Registration, bool, error) {
@@ -253,59 +390,26 @@ func (s postgresQueries) HeartbeatLiveWorker(ctx context.Context, k store.Instan
 	return store.HeartbeatRow{Key: k, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}, true, nil
 }
 
-// HeartbeatLiveWorkers refreshes the live rows of keys (see setBatch).
+// HeartbeatLiveWorkers refreshes the live rows of keys, writing their
+// reports: one statement a partition, each naming its partition, all in
+// one round trip.
 func (s postgresQueries) HeartbeatLiveWorkers(ctx context.Context, nowMS int64, keys []store.InstanceKey, reports []*store.Report) ([]store.HeartbeatRow, error) {
-	if len(keys) >= setBatch {
-		// lockWorkers, called first in the transaction, set generic plans.
-		partitions, namespaces, instances := keyColumns(keys)
-		params := pgdb.HeartbeatLiveWorkersParams{
-			NowMs: nowMS, PartitionKeys: partitions, Namespaces: namespaces, InstanceIds: instances,
-		}
-		if reports != nil {
-			// Parallel arrays; NULL arrays (none in the batch) keep every
-			// stored report.
-			params.Reported = make([]bool, len(keys))
-			params.InFlights = make([]int32, len(keys))
-			params.Capacities = make([]int32, len(keys))
-			params.Versions = make([]string, len(keys))
-			for i, r := range reports {
-				if r != nil {
-					params.Reported[i] = true
-					params.InFlights[i], params.Capacities[i], params.Versions[i] = int32(r.InFlight), int32(r.Capacity), r.Version
-				}
-			}
-		}
-		rows, err := s.q.HeartbeatLiveWorkers(ctx, params)
-		out := make([]store.HeartbeatRow, len(rows))
-		for i, row := range rows {
-			out[i] = store.HeartbeatRow{Key: store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining}
-		}
-		return out, err
-	}
-	params := make([]pgdb.HeartbeatLiveWorkerBatchParams, 0, len(keys))
-	seen := make(map[store.InstanceKey]bool, len(keys))
-	for i, k := range keys {
-		if !seen[k] {
-			seen[k] = true
-			var rep *store.Report
-			if reports != nil {
-				rep = reports[i]
-			}
-			inFlight, capacity, version := reportParams(rep)
-			params = append(params, pgdb.HeartbeatLiveWorkerBatchParams{
-				NowMs: nowMS, PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
-				ReportInFlight: inFlight, ReportCapacity: capacity, ReportVersion: version,
-			})
+	groups := partitionGroups(keys, reports)
+	params := make([]pgdb.HeartbeatLiveWorkersInPartitionParams, len(groups))
+	for i, g := range groups {
+		params[i] = pgdb.HeartbeatLiveWorkersInPartitionParams{
+			NowMs: nowMS, PartitionKey: g.key, Namespaces: g.namespaces, InstanceIds: g.instances,
+			Reported: g.reported, InFlights: g.inFlights, Capacities: g.capacities, Versions: g.versions,
 		}
 	}
-	var out []store.HeartbeatRow
+	out := make([]store.HeartbeatRow, 0, len(keys))
 	var firstErr error
-	s.q.HeartbeatLiveWorkerBatch(ctx, params).QueryRow(func(_ int, row pgdb.HeartbeatLiveWorkerBatchRow, err error) {
-		switch {
-		case err == nil:
-			out = append(out, store.HeartbeatRow{Key: store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining})
-		case !errors.Is(err, pgx.ErrNoRows) && firstErr == nil:
+	s.q.HeartbeatLiveWorkersInPartition(ctx, params).Query(func(_ int, rows []pgdb.HeartbeatLiveWorkersInPartitionRow, err error) {
+		if err != nil && firstErr == nil {
 			firstErr = err
+		}
+		for _, row := range rows {
+			out = append(out, store.HeartbeatRow{Key: store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}, ExpiresAtMs: row.ExpiresAtMs, Draining: row.Draining})
 		}
 	})
 	return out, firstErr

@@ -107,16 +107,18 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 	}
 	// A generic plan, made once per connection: a plan of the probe for
 	// its argument (as Postgres makes the first five) takes tens of
-	// milliseconds, more than one sweep's round trips.
+	// milliseconds, more than one sweep's round trips. The probe scans
+	// the table, a read: it runs on the reads' pool, so that it holds no
+	// connection that a heartbeat waits for.
 	var expired []int32
-	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := s.q.WithTx(tx).UseGenericPlans(ctx); err != nil {
+	err = pgx.BeginTxFunc(ctx, s.read, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := s.txQueries(tx).UseGenericPlans(ctx); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, plan.probe, nowMS).Scan(&expired)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("probe partitions for expired workers: %w", err)
+		return 0, fmt.Errorf("probe partitions for expired workers: %w", s.lim.explain(err))
 	}
 	parts := make([]string, len(expired))
 	for i, p := range expired {
@@ -130,12 +132,13 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 			n, left = 0, parts
 			// Each partition's statement is planned once per connection,
 			// not five times for its arguments first (milliseconds each).
-			if _, err := s.q.WithTx(tx).UseGenericPlans(ctx); err != nil {
+			q := s.txQueries(tx)
+			if _, err := q.UseGenericPlans(ctx); err != nil {
 				return err
 			}
 			for len(left) > 0 && n < batch {
 				limit := batch - n
-				k, err := sweepPartition(ctx, tx, s.q.WithTx(tx), left[0], nowMS, limit)
+				k, err := sweepPartition(ctx, tx, q, left[0], nowMS, limit)
 				if err != nil {
 					return err
 				}
@@ -147,7 +150,7 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 			return nil
 		})
 		if err != nil {
-			return total, err
+			return total, s.lim.explain(err)
 		}
 		parts = left
 		total += n

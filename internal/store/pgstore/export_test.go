@@ -1,0 +1,46 @@
+package pgstore
+
+// RoutedStatement is what the router made of one sqlc statement.
+type RoutedStatement struct {
+	Name  string
+	Text  string // sqlc's, naming the parent tables
+	Arg   int    // the partition key argument, -1 when not routed
+	Texts [256]string
+}
+
+// RoutedStatements returns the statements the router has seen.
+func (s *Store) RoutedStatements() []RoutedStatement {
+	var out []RoutedStatement
+	s.route.stmts.Range(func(k, v any) bool {
+		st := v.(*routedStmt)
+		out = append(out, RoutedStatement{Name: st.name, Text: k.(string), Arg: st.arg, Texts: st.texts})
+		return true
+	})
+	return out
+}
+
+// Partitions returns the quoted name of the partition of table that holds
+// key, "" when the router does not know it.
+func (s *Store) Partition(table string, key int16) string {
+	p := s.route.parts.Load()
+	if p == nil || (*p)[table] == nil {
+		return ""
+	}
+	return (*p)[table][key]
+}
+
+// Unrouted stops s from routing: every statement names the parent
+// tables, and s runs the statements it would route.
+func (s *Store) Unrouted() *Store {
+	s.route.parents = true
+	return s
+}
+
+// RoutedQueries is the names of the statements that the router routes.
+var RoutedQueries = routedQueries
+
+// PartitionKey is the engine's partition key of an instance ID.
+var PartitionKey = partitionKey
+
+// SplitPool is OpenPools's split of a pool configuration.
+var SplitPool = splitPool
