@@ -212,6 +212,12 @@ type row struct {
 	inverse bool
 	target  string
 	ok      func(ratio, value float64) bool
+	// share, when set, is a percentage metric (such as "%hot") shown after
+	// each benchmark's figure where it reported one. With shareMin above 0
+	// the target also needs this library's share to be at least shareMin:
+	// a share it did not report misses it.
+	share    string
+	shareMin float64
 }
 
 const (
@@ -327,7 +333,22 @@ func (r row) figures(res results) ([]string, error) {
 			met = "**no**"
 		}
 	}
-	return []string{format(v, r.unit), format(base, r.bunit), fmt.Sprintf("%.2f×", ratio), met}, nil
+	vs, bs := format(v, r.unit), format(base, r.bunit)
+	if r.share != "" {
+		share, err := res.get(r.bench, r.share)
+		if err == nil {
+			vs += ", " + format(share, r.share)
+		} else if r.shareMin > 0 {
+			vs += ", no " + r.share
+		}
+		if r.ok != nil && r.shareMin > 0 && (err != nil || share < r.shareMin) {
+			met = "**no**"
+		}
+		if share, err := res.get(r.baseline, r.share); err == nil {
+			bs += ", " + format(share, r.share)
+		}
+	}
+	return []string{vs, bs, fmt.Sprintf("%.2f×", ratio), met}, nil
 }
 
 func human(n int) string {
@@ -343,6 +364,9 @@ func human(n int) string {
 func format(v float64, unit string) string {
 	if unit == "max_writer_wait_ms" {
 		return fmt.Sprintf("%.1f ms", v)
+	}
+	if share, ok := strings.CutPrefix(unit, "%"); ok {
+		return fmt.Sprintf("%.1f%% %s", v, strings.ToUpper(share))
 	}
 	d := time.Duration(v)
 	switch {

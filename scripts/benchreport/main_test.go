@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -193,5 +194,135 @@ func TestPostgresReportRefusesARunWithoutPostgres(t *testing.T) {
 	err := runPostgresReport(off, off, filepath.Join(dir, "B.md"))
 	if err == nil || !strings.Contains(err.Error(), "no Postgres benchmark ran") {
 		t.Fatalf("runPostgresReport = %v, want a refusal", err)
+	}
+}
+
+// The rows against FlowFabric's engine statements on an adopted FlowFabric
+// database: ratios of the engine's time over the registry's, the HOT share
+// that the heartbeat's target needs as well, and the sweep sizes that ran.
+func TestPostgresReportComparesWithTheEngine(t *testing.T) {
+	dir := t.TempDir()
+	off, durable := filepath.Join(dir, "off.txt"), filepath.Join(dir, "durable.txt")
+	run := func(name string, extra map[string]string) {
+		var b strings.Builder
+		b.WriteString(fakePostgresRun(1e6, []int{10_000}, 1_000_000, nil))
+		names := slices.Sorted(maps.Keys(extra))
+		fakeLines(&b, names, 1e6, extra)
+		if err := os.WriteFile(name, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(off, map[string]string{
+		"PostgresEngine/heartbeat/registry":                                       "40000 ns/op\t95.5 %hot",
+		"PostgresEngine/heartbeat/engine=update":                                  "80000 ns/op\t100 %hot",
+		"PostgresEngine/heartbeat,events/registry":                                "500000 ns/op\t80 %hot",
+		"PostgresEngine/heartbeat,events/engine":                                  "400000 ns/op\t90 %hot",
+		"PostgresEngine/register/registry":                                        "200000 ns/op",
+		"PostgresEngine/register/engine":                                          "300000 ns/op",
+		"PostgresEngine/drain/registry":                                           "300000 ns/op",
+		"PostgresEngine/drain/engine=mark_dead":                                   "300000 ns/op",
+		"PostgresFlowFabricSweep/nothing_expired/workers=200000/registry":         "100000 ns/op",
+		"PostgresFlowFabricSweep/nothing_expired/workers=200000/baseline=engine":  "5000000 ns/op",
+		"PostgresFlowFabricSweep/nothing_expired/workers=1000000/registry":        "100000 ns/op",
+		"PostgresFlowFabricSweep/nothing_expired/workers=1000000/baseline=engine": "50000000 ns/op",
+		"PostgresFlowFabricSweep/expired=20000/registry":                          "1000000000 ns/op",
+		"PostgresFlowFabricSweep/expired=20000/baseline=engine":                   "2000000000 ns/op",
+		"PostgresFlowFabricSweep/expired=100000/registry":                         "8000000000 ns/op",
+		"PostgresFlowFabricSweep/expired=100000/baseline=engine":                  "4000000000 ns/op",
+		"PostgresFlowFabricListOrphanedLeases/registry/page=first":                "3000000000 ns/op",
+		"PostgresFlowFabricListOrphanedLeases/baseline=antijoin/page=first":       "4000000000 ns/op",
+		"PostgresFlowFabricListOrphanedLeases/registry/page=deep":                 "5000000 ns/op",
+		"PostgresFlowFabricListOrphanedLeases/baseline=antijoin/page=deep":        "50000000 ns/op",
+	})
+	// The durable run: the heartbeat fast enough but not HOT, one without
+	// its share, and no drain, sweep of 100k or orphan pages.
+	run(durable, map[string]string{
+		"PostgresEngine/heartbeat/registry":                                       "40000 ns/op\t50 %hot",
+		"PostgresEngine/heartbeat/engine=update":                                  "80000 ns/op",
+		"PostgresEngine/heartbeat,events/registry":                                "400000 ns/op",
+		"PostgresEngine/heartbeat,events/engine":                                  "400000 ns/op",
+		"PostgresEngine/register/registry":                                        "300000 ns/op",
+		"PostgresEngine/register/engine":                                          "150000 ns/op",
+		"PostgresFlowFabricSweep/nothing_expired/workers=1000000/registry":        "100000 ns/op",
+		"PostgresFlowFabricSweep/nothing_expired/workers=1000000/baseline=engine": "50000 ns/op",
+		"PostgresFlowFabricSweep/expired=20000/registry":                          "1000000000 ns/op",
+		"PostgresFlowFabricSweep/expired=20000/baseline=engine":                   "1000000000 ns/op",
+	})
+	md := filepath.Join(dir, "B.md")
+	if err := runPostgresReport(off, durable, md); err != nil {
+		t.Fatal(err)
+	}
+	report, _ := os.ReadFile(md)
+	notRun := "— | — | — | not run"
+	for _, want := range []string{
+		"| Heartbeat, events off, vs the engine's heartbeat (one UPDATE), on an adopted FlowFabric database; share of HOT updates | ≥ 1.5× and ≥ 90% HOT | " +
+			"40.0 µs, 95.5% HOT | 80.0 µs, 100.0% HOT | 2.00× | yes | 40.0 µs, 50.0% HOT | 80.0 µs | 2.00× | **no** |",
+		"| Heartbeat, events on, vs the engine's heartbeat transaction with its event, on an adopted FlowFabric database | ≥ 1.0× | " +
+			"500.0 µs, 80.0% HOT | 400.0 µs, 90.0% HOT | 0.80× | **no** | 400.0 µs | 400.0 µs | 1.00× | yes |",
+		"| Register (refresh of a live worker) vs the engine's register transaction, on an adopted FlowFabric database | ≥ 1.0× | " +
+			"200.0 µs | 300.0 µs | 1.50× | yes | 300.0 µs | 150.0 µs | 0.50× | **no** |",
+		"| Drain request vs the engine's mark_worker_dead transaction (it has no drain), on an adopted FlowFabric database | ≥ 1.0× | " +
+			"300.0 µs | 300.0 µs | 1.00× | yes | " + notRun + " |",
+		// The largest number of workers that ran.
+		"| Sweep with nothing expired among 1M live workers vs the engine's tick of every partition, on an adopted FlowFabric database | ≥ 1.0× | " +
+			"100.0 µs | 50.00 ms | 500.00× | yes | 100.0 µs | 50.0 µs | 0.50× | **no** |",
+		"| Sweep of 20k expired workers vs the engine's tick of every partition, on an adopted FlowFabric database | ≥ 1.0× | " +
+			"1.00 s | 2.00 s | 2.00× | yes | 1.00 s | 1.00 s | 1.00× | yes |",
+		"| Sweep of 100k expired workers vs the engine's tick of every partition, on an adopted FlowFabric database | ≥ 1.0× | " +
+			"8.00 s | 4.00 s | 0.50× | **no** | " + notRun + " |",
+		"| Orphaned-lease page of 1000, first, held leases over 1,000 holders (10 dead) on an adopted FlowFabric database, vs the naive anti-join | ≤ 10 ms | " +
+			"3.00 s | 4.00 s | 1.33× | **no** | " + notRun + " |",
+		"| Orphaned-lease page of 1000, deep, held leases over 1,000 holders (10 dead) on an adopted FlowFabric database, vs the naive anti-join | ≤ 10 ms | " +
+			"5.00 ms | 50.00 ms | 10.00× | yes | " + notRun + " |",
+	} {
+		if !strings.Contains(string(report), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(string(report), "among 200k live workers") {
+		t.Error("report has a row for the smaller no-op sweep")
+	}
+	if t.Failed() {
+		t.Logf("report:\n%s", report)
+	}
+}
+
+// A heartbeat that did not report its HOT share misses the target that
+// needs it, however fast; a run without the engine's benchmarks shows them
+// not run, at the sizes the benchmark runs by default.
+func TestPostgresReportEngineRowsWithoutFigures(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(fakePostgresRun(1e6, nil, 1_000_000, nil))
+	fakeLines(&b, []string{"PostgresEngine/heartbeat/registry", "PostgresEngine/heartbeat/engine=update"}, 0, map[string]string{
+		"PostgresEngine/heartbeat/registry":      "40000 ns/op",
+		"PostgresEngine/heartbeat/engine=update": "80000 ns/op\t0 %hot",
+	})
+	withHeartbeat, err := parse(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := parse(strings.NewReader(fakePostgresRun(1e6, nil, 1_000_000, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, err := postgresMarkdown([2]results{withHeartbeat, without}, [2]string{"", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notRun := "— | — | — | not run"
+	for _, want := range []string{
+		"| ≥ 1.5× and ≥ 90% HOT | 40.0 µs, no %hot | 80.0 µs, 0.0% HOT | 2.00× | **no** | " + notRun + " |",
+		"| Register (refresh of a live worker) vs the engine's register transaction, on an adopted FlowFabric database | ≥ 1.0× | " + notRun + " | " + notRun + " |",
+		"| Sweep with nothing expired among 1M live workers vs the engine's tick of every partition, on an adopted FlowFabric database | ≥ 1.0× | " + notRun + " | " + notRun + " |",
+		"| Sweep of 20k expired workers vs the engine's tick of every partition, on an adopted FlowFabric database | ≥ 1.0× | " + notRun + " | " + notRun + " |",
+		"| Sweep of 100k expired workers vs the engine's tick of every partition, on an adopted FlowFabric database | ≥ 1.0× | " + notRun + " | " + notRun + " |",
+		"on an adopted FlowFabric database, vs the naive anti-join | ≤ 10 ms | " + notRun + " | " + notRun + " |",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("report:\n%s", report)
 	}
 }

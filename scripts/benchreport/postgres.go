@@ -1,10 +1,13 @@
 package main
 
 // The Postgres report: BENCHMARKS-postgres.md from two runs of the
-// Postgres benchmarks (registry/postgres_bench_test.go and
-// BenchmarkPostgresListOrphanedLeases), one on a server with fsync off and
-// one with durable commits, side by side, with the parity rows of
-// BENCHMARKS.md against the reference's statements ported to Postgres.
+// Postgres benchmarks (registry/postgres_bench_test.go,
+// BenchmarkPostgresListOrphanedLeases and, on an adopted FlowFabric
+// database, BenchmarkPostgresFlowFabricListOrphanedLeases,
+// BenchmarkPostgresEngine and BenchmarkPostgresFlowFabricSweep), one on a
+// server with fsync off and one with durable commits, side by side, with
+// the parity rows of BENCHMARKS.md against the reference's statements
+// ported to Postgres and rows against FlowFabric's own engine statements.
 // `make bench-postgres` (scripts/bench-postgres) starts both servers, runs
 // both and calls this.
 //
@@ -37,6 +40,22 @@ package main
 //	PostgresListOrphanedLeases/registry/page=deep
 //	PostgresListOrphanedLeases/baseline=antijoin/page=first
 //	PostgresListOrphanedLeases/baseline=antijoin/page=deep
+//	PostgresFlowFabricListOrphanedLeases/registry/page=first ns/op
+//	PostgresFlowFabricListOrphanedLeases/registry/page=deep
+//	PostgresFlowFabricListOrphanedLeases/baseline=antijoin/page=first
+//	PostgresFlowFabricListOrphanedLeases/baseline=antijoin/page=deep
+//	PostgresEngine/heartbeat/registry                       ns/op, %hot
+//	PostgresEngine/heartbeat/engine=update                  ns/op, %hot
+//	PostgresEngine/heartbeat,events/registry                ns/op, %hot
+//	PostgresEngine/heartbeat,events/engine                  ns/op, %hot
+//	PostgresEngine/register/registry                        ns/op
+//	PostgresEngine/register/engine                          ns/op
+//	PostgresEngine/drain/registry                           ns/op
+//	PostgresEngine/drain/engine=mark_dead                   ns/op
+//	PostgresFlowFabricSweep/nothing_expired/workers=N/registry         ns/op (any N; the largest)
+//	PostgresFlowFabricSweep/nothing_expired/workers=N/baseline=engine
+//	PostgresFlowFabricSweep/expired=M/registry              ns/op (every M run)
+//	PostgresFlowFabricSweep/expired=M/baseline=engine
 //
 // Header lines "postgres: <server version>" and "settings: <...>", which
 // scripts/bench-postgres writes before each run's output, name the server.
@@ -99,6 +118,12 @@ const (
 	pgSweepNothing  = "PostgresSweepNothingExpired/workers=%d/%s"
 	pgSweepNothingN = "PostgresSweepNothingExpired/workers=%d/registry"
 	pgLeaseSizes    = "PostgresListExpiredLeases/leases=%d/registry/page=first"
+
+	pgEngine          = "PostgresEngine/"
+	pgFFSweepNothing  = "PostgresFlowFabricSweep/nothing_expired/workers=%d/%s"
+	pgFFSweepNothingN = "PostgresFlowFabricSweep/nothing_expired/workers=%d/registry"
+	pgFFSweepExpired  = "PostgresFlowFabricSweep/expired=%d/%s"
+	pgFFSweepExpiredN = "PostgresFlowFabricSweep/expired=%d/registry"
 )
 
 // postgresRows are BENCHMARKS.md's rows for the Postgres benchmarks of
@@ -115,12 +140,7 @@ func postgresRows(runs [2]results) []row {
 	out = append(out, writeRows("Postgres", "the ported reference", parallel...)...)
 	add(row{what: "Register from 16 goroutines (pool of 16), aggregate throughput vs one goroutine", bench: "PostgresRegisterParallel", unit: "ns/op",
 		baseline: "PostgresRegister/registry", bunit: "ns/op"})
-	var leases []int
-	for _, r := range runs {
-		if leases = r.sizes(pgLeaseSizes); len(leases) > 0 {
-			break
-		}
-	}
+	leases := firstSizes(runs, pgLeaseSizes)
 	page := func(n int, who, which string) string { return fmt.Sprintf(pgLeasePage, n, who, which) }
 	for _, n := range leases {
 		for _, which := range []string{"first", "deep"} {
@@ -142,12 +162,12 @@ func postgresRows(runs [2]results) []row {
 			bench: "PostgresListOrphanedLeases/registry/page=" + which, unit: "ns/op", baseline: "PostgresListOrphanedLeases/baseline=antijoin/page=" + which, bunit: "ns/op",
 			target: "≤ 10 ms", ok: func(_, v float64) bool { return v <= 10e6 }})
 	}
-	var workers []int
-	for _, r := range runs {
-		if workers = r.sizes(pgSweepNothingN); len(workers) > 0 {
-			break
-		}
+	for _, which := range []string{"first", "deep"} {
+		add(row{what: fmt.Sprintf("Orphaned-lease page of 1000, %s, held leases over 1,000 holders (10 dead) on an adopted FlowFabric database, vs the naive anti-join", which),
+			bench: "PostgresFlowFabricListOrphanedLeases/registry/page=" + which, unit: "ns/op", baseline: "PostgresFlowFabricListOrphanedLeases/baseline=antijoin/page=" + which, bunit: "ns/op",
+			target: "≤ 10 ms", ok: func(_, v float64) bool { return v <= 10e6 }})
 	}
+	workers := firstSizes(runs, pgSweepNothingN)
 	if len(workers) > 0 {
 		n := workers[len(workers)-1]
 		add(row{what: fmt.Sprintf("Sweep with nothing expired among %s live workers vs the reference's sweep", human(n)),
@@ -174,7 +194,57 @@ func postgresRows(runs [2]results) []row {
 		baseline: "PostgresSweepExpired/baseline=reference", bunit: "ns/op", target: "≥ 1.0×", ok: atLeast(1)})
 	add(row{what: "Longest wait of a concurrent writer during that sweep vs the reference's", bench: "PostgresSweepExpired/registry", unit: "max_writer_wait_ms",
 		baseline: "PostgresSweepExpired/baseline=reference", bunit: "max_writer_wait_ms", target: "≤ ~50 ms", ok: func(_, v float64) bool { return v <= 60 }})
+	return append(out, engineRows(runs)...)
+}
+
+// engineRows compare the registry with FlowFabric's own engine statements
+// on an adopted FlowFabric database (BenchmarkPostgresEngine,
+// BenchmarkPostgresFlowFabricSweep), at issue 29's targets, which are the
+// fsync-off run's.
+func engineRows(runs [2]results) []row {
+	out := []row{
+		{what: "Heartbeat, events off, vs the engine's heartbeat (one UPDATE), on an adopted FlowFabric database; share of HOT updates",
+			bench: pgEngine + "heartbeat/registry", unit: "ns/op", baseline: pgEngine + "heartbeat/engine=update", bunit: "ns/op",
+			share: "%hot", shareMin: 90, target: "≥ 1.5× and ≥ 90% HOT", ok: atLeast(1.5)},
+		{what: "Heartbeat, events on, vs the engine's heartbeat transaction with its event, on an adopted FlowFabric database",
+			bench: pgEngine + "heartbeat,events/registry", unit: "ns/op", baseline: pgEngine + "heartbeat,events/engine", bunit: "ns/op",
+			share: "%hot", target: "≥ 1.0×", ok: atLeast(1)},
+		{what: "Register (refresh of a live worker) vs the engine's register transaction, on an adopted FlowFabric database",
+			bench: pgEngine + "register/registry", unit: "ns/op", baseline: pgEngine + "register/engine", bunit: "ns/op",
+			target: "≥ 1.0×", ok: atLeast(1)},
+		{what: "Drain request vs the engine's mark_worker_dead transaction (it has no drain), on an adopted FlowFabric database",
+			bench: pgEngine + "drain/registry", unit: "ns/op", baseline: pgEngine + "drain/engine=mark_dead", bunit: "ns/op",
+			target: "≥ 1.0×", ok: atLeast(1)},
+	}
+	// The sizes that ran, or the benchmark's own when none did.
+	n := 1_000_000
+	if workers := firstSizes(runs, pgFFSweepNothingN); len(workers) > 0 {
+		n = workers[len(workers)-1]
+	}
+	out = append(out, row{what: fmt.Sprintf("Sweep with nothing expired among %s live workers vs the engine's tick of every partition, on an adopted FlowFabric database", human(n)),
+		bench: fmt.Sprintf(pgFFSweepNothing, n, "registry"), unit: "ns/op", baseline: fmt.Sprintf(pgFFSweepNothing, n, "baseline=engine"), bunit: "ns/op",
+		target: "≥ 1.0×", ok: atLeast(1)})
+	expired := firstSizes(runs, pgFFSweepExpiredN)
+	if len(expired) == 0 {
+		expired = []int{20_000, 100_000}
+	}
+	for _, m := range expired {
+		out = append(out, row{what: fmt.Sprintf("Sweep of %s expired workers vs the engine's tick of every partition, on an adopted FlowFabric database", human(m)),
+			bench: fmt.Sprintf(pgFFSweepExpired, m, "registry"), unit: "ns/op", baseline: fmt.Sprintf(pgFFSweepExpired, m, "baseline=engine"), bunit: "ns/op",
+			target: "≥ 1.0×", ok: atLeast(1)})
+	}
 	return out
+}
+
+// firstSizes are the sizes (see results.sizes) of pattern in the first of
+// runs that has any.
+func firstSizes(runs [2]results, pattern string) []int {
+	for _, r := range runs {
+		if sizes := r.sizes(pattern); len(sizes) > 0 {
+			return sizes
+		}
+	}
+	return nil
 }
 
 // cells are figures, or dashes and "not run" where a benchmark of the
@@ -219,7 +289,13 @@ The same suite as [BENCHMARKS.md](BENCHMARKS.md), for the Postgres store
 compared with baselines measured in the same run on the same database,
 through a pgx pool configured as the registry's: the reference
 implementation's statements ported to Postgres, and the floor, one
-autocommit UPDATE of one row. Each figure is from one of two runs on
+autocommit UPDATE of one row. The rows "on an adopted FlowFabric
+database" (BenchmarkPostgresFlowFabricListOrphanedLeases,
+BenchmarkPostgresEngine, BenchmarkPostgresFlowFabricSweep) run on the
+engine's own 256-way partitioned schema, against FlowFabric's own engine
+statements, read from its module at bench time; their targets (issue 29)
+are the fsync-off run's, and "HOT" is the share of the run's updates of
+ff_worker_registry that were heap-only. Each figure is from one of two runs on
 servers that the make target starts on this machine, client and server
 sharing its CPUs over loopback: one with fsync, synchronous_commit and
 full_page_writes off, which leaves durability's cost out, and one with
