@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -59,5 +60,36 @@ func TestSweepNothingExpiredTakesNoWriteTurn(t *testing.T) {
 	n, err := s.SweepExpired(ctx, time.Now().UnixMilli(), 1000, func(int) { t.Error("a batch reported") })
 	if err != nil || n != 0 {
 		t.Fatalf("sweep with nothing expired while the writer was held: %d, %v", n, err)
+	}
+}
+
+// TestSweepMovesTakenEventKeys sweeps a worker whose ttl_swept event's
+// key (instance, time, kind) is taken: its event moves to the next free
+// millisecond and follows the batch's others, as in InsertEvents, which
+// keep the scan's order.
+func TestSweepMovesTakenEventKeys(t *testing.T) {
+	ctx := context.Background()
+	s := beatsFixture(t, 3) // w0, w1, w2, live for a minute from now
+	nowMS := time.Now().Add(2 * time.Minute).UnixMilli()
+	if err := s.Writer().InsertEvent(ctx, store.EventRow{Namespace: "ns", WorkerInstanceID: "w1",
+		EventKind: store.EventTTLSwept, EventAtMs: nowMS}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.SweepExpired(ctx, nowMS, 1000, func(int) {})
+	if err != nil || n != 3 {
+		t.Fatalf("sweep = %d, %v; want 3", n, err)
+	}
+	events, err := s.Reader().ListEvents(ctx, store.EventQuery{Namespace: "ns", RowLimit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		if e.EventKind == store.EventTTLSwept {
+			got = append(got, fmt.Sprintf("%s+%d", e.WorkerInstanceID, e.EventAtMs-nowMS))
+		}
+	}
+	if want := []string{"w1+0", "w0+0", "w2+0", "w1+1"}; !slices.Equal(got, want) {
+		t.Errorf("ttl_swept events %v, want %v", got, want)
 	}
 }

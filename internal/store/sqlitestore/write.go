@@ -278,43 +278,6 @@ func (a sqliteAutocommit) ResumeWorker(ctx context.Context, k store.InstanceKey,
 	return ok, err
 }
 
-// afterSweepScan, when set (by tests), runs between a sweep's scan and
-// its first delete.
-var afterSweepScan func()
-
-// SweepExpired scans for the rows expired at nowMS on a read connection,
-// off the writer's path, and then deletes them by rowid, batch rows to a
-// write transaction, each with its events (deleteExpired). The writer is
-// held only for what is removed: a sweep whose scan finds nothing writes
-// nothing. A row that a heartbeat refreshed after the scan is not deleted:
-// the DELETE checks the expiry again.
-func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (int, error) {
-	ids, err := s.r.queries(nil).ListExpiredWorkers(ctx, nowMS)
-	if err != nil {
-		return 0, err
-	}
-	if afterSweepScan != nil {
-		afterSweepScan()
-	}
-	var total int
-	for len(ids) > 0 {
-		chunk := ids[:min(batch, len(ids))]
-		ids = ids[len(chunk):]
-		var n int
-		err := s.InTx(ctx, func(q store.Writer) error {
-			var err error
-			n, err = q.(sqliteQueries).deleteExpired(ctx, nowMS, chunk)
-			return err
-		})
-		if err != nil {
-			return total, err
-		}
-		total += n
-		swept(n)
-	}
-	return total, nil
-}
-
 func (a sqliteAutocommit) InsertEvent(ctx context.Context, e store.EventRow) error {
 	return a.do(ctx, func() error { return a.q.InsertEvent(ctx, e) })
 }

@@ -1,0 +1,127 @@
+package sqlitestore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/flowfabric/workerregistry/db/sqlitedb"
+	"github.com/flowfabric/workerregistry/internal/store"
+)
+
+// afterSweepScan, when set (by tests), runs between a sweep's scan and
+// its first delete.
+var afterSweepScan func()
+
+// SweepExpired scans for the rows expired at nowMS on a read connection,
+// off the writer's path, and then deletes them by rowid, batch rows to a
+// write transaction, each with its events (sweepBatch). The writer is
+// held only for what is removed: a sweep whose scan finds nothing writes
+// nothing. A row that a heartbeat refreshed after the scan is not
+// deleted: the DELETE checks the expiry again.
+func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (total int, err error) {
+	ids, err := s.r.queries(nil).ListExpiredWorkers(ctx, nowMS)
+	if err != nil {
+		return 0, err
+	}
+	if afterSweepScan != nil {
+		afterSweepScan()
+	}
+	for ids != "" {
+		var chunk string
+		chunk, ids = cutRowIDs(ids, batch)
+		n, err := s.sweepBatch(ctx, nowMS, chunk)
+		if err != nil {
+			return total, err
+		}
+		total += n
+		swept(n)
+	}
+	return total, nil
+}
+
+// errEventKeysTaken fails a sweep batch whose events were fewer than the
+// rows it deleted: the batch runs again with deleteExpired.
+var errEventKeysTaken = errors.New("a ttl_swept event's key was taken")
+
+// sweepBatch deletes the rows of rowIDs, a comma-separated list of
+// rowids in the order of ListExpiredWorkers, that are expired at nowMS,
+// and records a ttl_swept event for each, in that order, in one write
+// transaction.
+func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string) (int, error) {
+	array := "[" + rowIDs + "]"
+	var n int
+	err := s.sweepTx(ctx, func(q sqliteQueries) error {
+		events, err := q.q.InsertSweptEvents(ctx, sqlitedb.InsertSweptEventsParams{
+			EventKind: store.EventTTLSwept, EventAtMs: nowMS, RowIds: array})
+		if err != nil {
+			return err
+		}
+		deleted, err := q.q.DeleteExpiredWorkerRows(ctx, sqlitedb.DeleteExpiredWorkerRowsParams{RowIds: array, NowMs: nowMS})
+		if err != nil {
+			return err
+		}
+		if events != deleted {
+			return errEventKeysTaken
+		}
+		n = int(deleted)
+		return nil
+	})
+	if errors.Is(err, errEventKeysTaken) {
+		err = s.sweepTx(ctx, func(q sqliteQueries) error {
+			var err error
+			n, err = q.deleteExpired(ctx, nowMS, rowIDs)
+			return err
+		})
+	}
+	return n, err
+}
+
+// sweepTx runs fn in a write transaction (InTx).
+func (s *Store) sweepTx(ctx context.Context, fn func(sqliteQueries) error) error {
+	return s.InTx(ctx, func(q store.Writer) error { return fn(q.(sqliteQueries)) })
+}
+
+// deleteExpired is sweepBatch's transaction for a batch some of whose
+// events' keys are taken: it deletes the rows of rowIDs that are expired
+// at nowMS (q must be a transaction's), and records a ttl_swept event for
+// each, in the order of rowIDs; an event whose key is taken moves to the
+// next free millisecond, as in InsertEvents.
+func (s sqliteQueries) deleteExpired(ctx context.Context, nowMS int64, rowIDs string) (int, error) {
+	rows, err := s.q.DeleteExpiredWorkers(ctx, sqlitedb.DeleteExpiredWorkersParams{RowIds: "[" + rowIDs + "]", NowMs: nowMS})
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	// RETURNING's order is the DELETE's; the events follow the scan's.
+	pos := make(map[int64]int)
+	for i, id := range strings.Split(rowIDs, ",") {
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		pos[n] = i
+	}
+	slices.SortFunc(rows, func(a, b sqlitedb.DeleteExpiredWorkersRow) int { return cmp.Compare(pos[a.Rowid], pos[b.Rowid]) })
+	keys := make([]store.InstanceKey, len(rows))
+	for i, row := range rows {
+		keys[i] = store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}
+	}
+	return len(rows), s.InsertEvents(ctx, store.EventTTLSwept, nowMS, keys)
+}
+
+// cutRowIDs cuts the first n (at least 1) rowids off ids, a
+// comma-separated list.
+func cutRowIDs(ids string, n int) (head, rest string) {
+	end := 0
+	for range max(1, n) {
+		i := strings.IndexByte(ids[end:], ',')
+		if i < 0 {
+			return ids, ""
+		}
+		end += i + 1
+	}
+	return ids[:end-1], ids[end:]
+}
