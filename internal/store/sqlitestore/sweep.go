@@ -7,9 +7,24 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flowfabric/workerregistry/db/sqlitedb"
 	"github.com/flowfabric/workerregistry/internal/store"
+)
+
+// A sweep of many expired rows is a long run of write transactions, and
+// the process's other writes (heartbeats) take turns with it at the write
+// lock. Each batch holds the lock for about sweepHold: it takes as many
+// rows as the statements of the batches before it removed in that time,
+// between sweepBatchMin and sweepBatchMax. Its statements are two
+// set-based ones (InsertSweptEvents, DeleteExpiredWorkerRows) that hand
+// no row to Go and back.
+const (
+	sweepHold       = 10 * time.Millisecond
+	sweepBatchMin   = 64
+	sweepBatchMax   = 4000
+	sweepBatchFirst = 500 // before any batch was measured
 )
 
 // afterSweepScan, when set (by tests), runs between a sweep's scan and
@@ -17,12 +32,17 @@ import (
 var afterSweepScan func()
 
 // SweepExpired scans for the rows expired at nowMS on a read connection,
-// off the writer's path, and then deletes them by rowid, batch rows to a
-// write transaction, each with its events (sweepBatch). The writer is
-// held only for what is removed: a sweep whose scan finds nothing writes
-// nothing. A row that a heartbeat refreshed after the scan is not
-// deleted: the DELETE checks the expiry again.
-func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (total int, err error) {
+// off the writer's path, and then deletes them by rowid, in write
+// transactions that hold the lock about sweepHold each, with their
+// events. The writer is held only for what is removed: a sweep whose scan
+// finds nothing writes nothing. A row that a heartbeat refreshed after
+// the scan is not deleted: the DELETE checks the expiry again.
+func (s *Store) SweepExpired(ctx context.Context, nowMS int64, swept func(n int)) (int, error) {
+	return s.sweepExpired(ctx, nowMS, sweepBatchMax, swept)
+}
+
+// sweepExpired is SweepExpired with batches of at most batch rows.
+func (s *Store) sweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (total int, err error) {
 	ids, err := s.r.queries(nil).ListExpiredWorkers(ctx, nowMS)
 	if err != nil {
 		return 0, err
@@ -32,7 +52,7 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 	}
 	for ids != "" {
 		var chunk string
-		chunk, ids = cutRowIDs(ids, batch)
+		chunk, ids = cutRowIDs(ids, s.sweepRows(batch))
 		n, err := s.sweepBatch(ctx, nowMS, chunk)
 		if err != nil {
 			return total, err
@@ -52,9 +72,11 @@ var errEventKeysTaken = errors.New("a ttl_swept event's key was taken")
 // and records a ttl_swept event for each, in that order, in one write
 // transaction.
 func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string) (int, error) {
+	rows := strings.Count(rowIDs, ",") + 1
 	array := "[" + rowIDs + "]"
 	var n int
 	err := s.sweepTx(ctx, func(q sqliteQueries) error {
+		start := time.Now()
 		events, err := q.q.InsertSweptEvents(ctx, sqlitedb.InsertSweptEventsParams{
 			EventKind: store.EventTTLSwept, EventAtMs: nowMS, RowIds: array})
 		if err != nil {
@@ -68,6 +90,7 @@ func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string) (int
 			return errEventKeysTaken
 		}
 		n = int(deleted)
+		s.gate.tookSweep(rows, time.Since(start))
 		return nil
 	})
 	if errors.Is(err, errEventKeysTaken) {
@@ -124,4 +147,16 @@ func cutRowIDs(ids string, n int) (head, rest string) {
 		end += i + 1
 	}
 	return ids[:end-1], ids[end:]
+}
+
+// sweepRows is how many rows the next sweep batch takes: enough for
+// about sweepHold, at most batch.
+func (s *Store) sweepRows(batch int) int {
+	return min(batch, sized(&s.gate.perSwept, sweepHold, sweepBatchFirst, sweepBatchMin, sweepBatchMax))
+}
+
+// tookSweep reports that a sweep batch's statements took d for rows
+// rowids.
+func (g *writeGate) tookSweep(rows int, d time.Duration) {
+	took(&g.perSwept, rows, sweepBatchMin, d)
 }

@@ -25,7 +25,7 @@ func TestSweepDeleteRechecksExpiry(t *testing.T) {
 	}
 	t.Cleanup(func() { afterSweepScan = nil })
 	var batches []int
-	n, err := s.SweepExpired(ctx, nowMS, 2, func(n int) { batches = append(batches, n) })
+	n, err := s.sweepExpired(ctx, nowMS, 2, func(n int) { batches = append(batches, n) })
 	if err != nil || n != 2 || !slices.Equal(batches, []int{1, 1}) {
 		t.Fatalf("sweep = %d in batches %v, %v; want 2 in [1 1]", n, batches, err)
 	}
@@ -57,7 +57,7 @@ func TestSweepNothingExpiredTakesNoWriteTurn(t *testing.T) {
 	defer func() { <-s.gate.turn }()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	n, err := s.SweepExpired(ctx, time.Now().UnixMilli(), 1000, func(int) { t.Error("a batch reported") })
+	n, err := s.SweepExpired(ctx, time.Now().UnixMilli(), func(int) { t.Error("a batch reported") })
 	if err != nil || n != 0 {
 		t.Fatalf("sweep with nothing expired while the writer was held: %d, %v", n, err)
 	}
@@ -75,7 +75,7 @@ func TestSweepMovesTakenEventKeys(t *testing.T) {
 		EventKind: store.EventTTLSwept, EventAtMs: nowMS}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.SweepExpired(ctx, nowMS, 1000, func(int) {})
+	n, err := s.SweepExpired(ctx, nowMS, func(int) {})
 	if err != nil || n != 3 {
 		t.Fatalf("sweep = %d, %v; want 3", n, err)
 	}

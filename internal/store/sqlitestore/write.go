@@ -38,8 +38,8 @@ import (
 //     so that a process alone pays little and one that waits is let in.
 //
 // Large writes are split so that each holds the lock briefly: heartbeat
-// batches by time (batchChunk), sweeps and prunes by rows (sweepBatchSize,
-// pruneBatchSize).
+// batches and sweeps by time (batchChunk, sweep.go), prunes by rows
+// (pruneBatchSize).
 const (
 	busyPauseMin = 250 * time.Microsecond
 	busyPauseMax = time.Millisecond
@@ -68,6 +68,7 @@ type writeGate struct {
 	turn       chan struct{} // holds a token while a write runs or waits for the lock
 	yieldUntil atomic.Int64  // UnixNano before which the next write does not start
 	perBeat    atomic.Int64  // ns a batch's transaction takes per heartbeat, averaged; 0: not measured yet
+	perSwept   atomic.Int64  // ns a sweep batch's statements take per row, averaged; 0: not measured yet
 
 	// Guarded by turn.
 	lastBusy time.Time     // when a write last found the lock taken
@@ -319,22 +320,35 @@ func (a sqliteAutocommit) PruneDirectives(ctx context.Context, drainBeforeMS, ki
 }
 
 func (s *Store) BatchChunk() int {
-	per := s.gate.perBeat.Load()
-	if per <= 0 {
-		return chunkFirstSize
-	}
-	return int(min(chunkMax, max(chunkMin, int64(chunkHold)/per)))
+	return sized(&s.gate.perBeat, chunkHold, chunkFirstSize, chunkMin, chunkMax)
 }
 
 func (s *Store) TookChunk(n int, d time.Duration) {
-	if n < chunkMin {
-		return // fixed costs would dominate
+	took(&s.gate.perBeat, n, chunkMin, d)
+}
+
+// sized is how many items of a batch fit in hold at per ns an item,
+// between lo and hi: first while per is not measured yet.
+func sized(per *atomic.Int64, hold time.Duration, first, lo, hi int) int {
+	p := per.Load()
+	if p <= 0 {
+		return first
 	}
-	per := int64(d) / int64(n)
-	if old := s.gate.perBeat.Load(); old > 0 {
-		per = old + (per-old)/4
+	return int(min(int64(hi), max(int64(lo), int64(hold)/p)))
+}
+
+// took averages into per the ns an item that a batch of n items that
+// took d spent on each, unless n is under lo (fixed costs would
+// dominate).
+func took(per *atomic.Int64, n, lo int, d time.Duration) {
+	if n < lo {
+		return
 	}
-	s.gate.perBeat.Store(max(1, per))
+	p := int64(d) / int64(n)
+	if old := per.Load(); old > 0 {
+		p = old + (p-old)/4
+	}
+	per.Store(max(1, p))
 }
 
 // isFull reports whether err is SQLite's SQLITE_FULL: the disk is full.
