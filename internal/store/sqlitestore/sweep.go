@@ -15,11 +15,16 @@ import (
 
 // A sweep of many expired rows is a long run of write transactions, and
 // the process's other writes (heartbeats) take turns with it at the write
-// lock. Each batch holds the lock for about sweepHold: it takes as many
-// rows as the statements of the batches before it removed in that time,
-// between sweepBatchMin and sweepBatchMax. Its statements are two
-// set-based ones (InsertSweptEvents, DeleteExpiredWorkerRows) that hand
-// no row to Go and back.
+// lock. Two things bound how long one of them waits for a sweep:
+//
+//   - Each batch holds the lock for about sweepHold: it takes as many rows
+//     as the statements of the batches before it removed in that time,
+//     between sweepBatchMin and sweepBatchMax. Its statements are two
+//     set-based ones (InsertSweptEvents, DeleteExpiredWorkerRows) that
+//     hand no row to Go and back.
+//   - Between batches the sweep waits until every write that queued for
+//     the turn during its batch has had its turn (writeGate.queued): such
+//     a write waits for one batch, never for several.
 const (
 	sweepHold       = 10 * time.Millisecond
 	sweepBatchMin   = 64
@@ -30,6 +35,10 @@ const (
 // afterSweepScan, when set (by tests), runs between a sweep's scan and
 // its first delete.
 var afterSweepScan func()
+
+// inSweepBatch, when set (by tests), runs in the transaction of each
+// sweep batch, numbered from 0, after its statements.
+var inSweepBatch func(i int)
 
 // SweepExpired scans for the rows expired at nowMS on a read connection,
 // off the writer's path, and then deletes them by rowid, in write
@@ -50,10 +59,16 @@ func (s *Store) sweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 	if afterSweepScan != nil {
 		afterSweepScan()
 	}
-	for ids != "" {
+	g := s.gate
+	var queued uint64 // writes that had queued for the turn when the last batch ended
+	for i := 0; ids != ""; i++ {
 		var chunk string
 		chunk, ids = cutRowIDs(ids, s.sweepRows(batch))
-		n, err := s.sweepBatch(ctx, nowMS, chunk)
+		if err := g.awaitQueued(ctx, queued); err != nil {
+			return total, err
+		}
+		n, err := s.sweepBatch(ctx, nowMS, chunk, i)
+		queued = g.queued.Load()
 		if err != nil {
 			return total, err
 		}
@@ -70,12 +85,12 @@ var errEventKeysTaken = errors.New("a ttl_swept event's key was taken")
 // sweepBatch deletes the rows of rowIDs, a comma-separated list of
 // rowids in the order of ListExpiredWorkers, that are expired at nowMS,
 // and records a ttl_swept event for each, in that order, in one write
-// transaction.
-func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string) (int, error) {
+// transaction; i numbers the batch for inSweepBatch.
+func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string, i int) (int, error) {
 	rows := strings.Count(rowIDs, ",") + 1
 	array := "[" + rowIDs + "]"
 	var n int
-	err := s.sweepTx(ctx, func(q sqliteQueries) error {
+	err := s.sweepTx(ctx, i, func(q sqliteQueries) error {
 		start := time.Now()
 		events, err := q.q.InsertSweptEvents(ctx, sqlitedb.InsertSweptEventsParams{
 			EventKind: store.EventTTLSwept, EventAtMs: nowMS, RowIds: array})
@@ -94,7 +109,7 @@ func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string) (int
 		return nil
 	})
 	if errors.Is(err, errEventKeysTaken) {
-		err = s.sweepTx(ctx, func(q sqliteQueries) error {
+		err = s.sweepTx(ctx, i, func(q sqliteQueries) error {
 			var err error
 			n, err = q.deleteExpired(ctx, nowMS, rowIDs)
 			return err
@@ -103,9 +118,17 @@ func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string) (int
 	return n, err
 }
 
-// sweepTx runs fn in a write transaction (InTx).
-func (s *Store) sweepTx(ctx context.Context, fn func(sqliteQueries) error) error {
-	return s.InTx(ctx, func(q store.Writer) error { return fn(q.(sqliteQueries)) })
+// sweepTx runs fn in a write transaction (InTx), and then inSweepBatch.
+func (s *Store) sweepTx(ctx context.Context, i int, fn func(sqliteQueries) error) error {
+	return s.InTx(ctx, func(q store.Writer) error {
+		if err := fn(q.(sqliteQueries)); err != nil {
+			return err
+		}
+		if inSweepBatch != nil {
+			inSweepBatch(i)
+		}
+		return nil
+	})
 }
 
 // deleteExpired is sweepBatch's transaction for a batch some of whose

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +61,60 @@ func TestSweepNothingExpiredTakesNoWriteTurn(t *testing.T) {
 	n, err := s.SweepExpired(ctx, time.Now().UnixMilli(), func(int) { t.Error("a batch reported") })
 	if err != nil || n != 0 {
 		t.Fatalf("sweep with nothing expired while the writer was held: %d, %v", n, err)
+	}
+}
+
+// TestSweepLetsQueuedWritersGoFirst queues a heartbeat and a transaction
+// for the write turn while a sweep's first batch holds it: both have
+// their turn before the sweep's next batch, so a writer waits for one
+// batch of a sweep, never for several.
+func TestSweepLetsQueuedWritersGoFirst(t *testing.T) {
+	ctx := context.Background()
+	s := beatsFixture(t, 6) // w0…w5, live for a minute from now
+	nowMS := time.Now().Add(2 * time.Minute).UnixMilli()
+	live := store.InstanceKey{Namespace: "ns", InstanceID: "live"}
+	if err := s.Writer().UpsertWorker(ctx, store.WorkerRow{Namespace: live.Namespace, WorkerInstanceID: live.InstanceID,
+		WorkerID: "w", Lanes: "default", LastHeartbeatMs: nowMS, LivenessTTLMs: time.Hour.Milliseconds(), RegisteredAtMs: nowMS}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []string
+	note := func(what string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, what)
+	}
+	var writers sync.WaitGroup
+	inSweepBatch = func(i int) {
+		note(fmt.Sprint("batch ", i))
+		if i > 0 {
+			return
+		}
+		queued := s.gate.queued.Load()
+		writers.Go(func() {
+			if _, ok, err := s.HeartbeatAt(ctx, live, nil, func() int64 { note("heartbeat"); return nowMS + 1 }); err != nil || !ok {
+				t.Errorf("heartbeat: %v, %v", ok, err)
+			}
+		})
+		waitFor(t, func() bool { return s.gate.queued.Load() == queued+1 })
+		writers.Go(func() {
+			if err := s.InTx(ctx, func(store.Writer) error { note("transaction"); return nil }); err != nil {
+				t.Errorf("transaction: %v", err)
+			}
+		})
+		waitFor(t, func() bool { return s.gate.queued.Load() == queued+2 })
+	}
+	t.Cleanup(func() { inSweepBatch = nil })
+	n, err := s.sweepExpired(ctx, nowMS, 3, func(int) {})
+	writers.Wait()
+	if err != nil || n != 6 {
+		t.Fatalf("sweep = %d, %v; want 6", n, err)
+	}
+	// The two queued writes may go in either order: each counts as queued
+	// before it waits on the turn.
+	if len(order) != 4 || order[0] != "batch 0" || order[3] != "batch 1" ||
+		!slices.Contains(order[1:3], "heartbeat") || !slices.Contains(order[1:3], "transaction") {
+		t.Fatalf("order %v, want batch 0, the heartbeat and the transaction, batch 1", order)
 	}
 }
 

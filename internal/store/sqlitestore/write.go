@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,9 +71,70 @@ type writeGate struct {
 	perBeat    atomic.Int64  // ns a batch's transaction takes per heartbeat, averaged; 0: not measured yet
 	perSwept   atomic.Int64  // ns a sweep batch's statements take per row, averaged; 0: not measured yet
 
+	// Writes that found the turn taken and queued for it, counted as they
+	// start to wait, and those of them that have had it or gave up: a
+	// sweep lets the writes that queued during its batch go before its
+	// next (see awaitQueued).
+	queued atomic.Uint64
+	leftMu sync.Mutex
+	left   uint64
+	leftCh chan struct{} // closed at the next leave, when someone waits
+
 	// Guarded by turn.
 	lastBusy time.Time     // when a write last found the lock taken
 	held     time.Duration // long holds since the last yield
+}
+
+// take takes the turn, queueing behind the writes that wait for it; it
+// fails only when ctx ends first.
+func (g *writeGate) take(ctx context.Context) error {
+	select {
+	case g.turn <- struct{}{}:
+		return nil
+	default:
+	}
+	g.queued.Add(1)
+	defer g.leave()
+	select {
+	case g.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// leave records that a write that queued for the turn has had it, or
+// gave up waiting.
+func (g *writeGate) leave() {
+	g.leftMu.Lock()
+	defer g.leftMu.Unlock()
+	g.left++
+	if g.leftCh != nil {
+		close(g.leftCh)
+		g.leftCh = nil
+	}
+}
+
+// awaitQueued waits until the first n writes that queued for the turn
+// have had it or gave up, or until ctx ends.
+func (g *writeGate) awaitQueued(ctx context.Context, n uint64) error {
+	for {
+		g.leftMu.Lock()
+		if g.left >= n {
+			g.leftMu.Unlock()
+			return nil
+		}
+		if g.leftCh == nil {
+			g.leftCh = make(chan struct{})
+		}
+		ch := g.leftCh
+		g.leftMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func newWriteGate() *writeGate {
@@ -87,10 +149,8 @@ func newWriteGate() *writeGate {
 // checkpoint, which frees the WAL's disk space, and is tried once more.
 func (s *Store) write(ctx context.Context, attempt func() (held time.Duration, err error)) error {
 	g := s.gate
-	select {
-	case g.turn <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := g.take(ctx); err != nil {
+		return err
 	}
 	defer func() { <-g.turn }()
 	return s.writeInTurn(ctx, attempt)
