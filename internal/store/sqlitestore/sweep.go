@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowfabric/workerregistry/db/sqlitedb"
@@ -15,7 +17,7 @@ import (
 
 // A sweep of many expired rows is a long run of write transactions, and
 // the process's other writes (heartbeats) take turns with it at the write
-// lock. Two things bound how long one of them waits for a sweep:
+// lock. Three things bound how long one of them waits for a sweep:
 //
 //   - Each batch holds the lock for about sweepHold: it takes as many rows
 //     as the statements of the batches before it removed in that time,
@@ -25,6 +27,13 @@ import (
 //   - Between batches the sweep waits until every write that queued for
 //     the turn during its batch has had its turn (writeGate.queued): such
 //     a write waits for one batch, never for several.
+//   - No checkpoint runs inside a batch. While sweeps remove rows, the
+//     writer connection's automatic checkpoint is off, and a read
+//     connection checkpoints instead (PASSIVE, which takes no write lock),
+//     between batches and in parallel with them (checkpointer). The
+//     automatic checkpoint runs in the commit that fills the WAL, with the
+//     turn held: 19 ms of every ninth batch, or of the heartbeat that
+//     committed after it.
 const (
 	sweepHold       = 10 * time.Millisecond
 	sweepBatchMin   = 64
@@ -59,7 +68,12 @@ func (s *Store) sweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 	if afterSweepScan != nil {
 		afterSweepScan()
 	}
+	if ids == "" {
+		return 0, nil
+	}
 	g := s.gate
+	ckpt := s.startCheckpointer(ctx)
+	defer ckpt.stop()
 	var queued uint64 // writes that had queued for the turn when the last batch ended
 	for i := 0; ids != ""; i++ {
 		var chunk string
@@ -74,6 +88,9 @@ func (s *Store) sweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 		}
 		total += n
 		swept(n)
+		if err := ckpt.afterBatch(ctx); err != nil {
+			return total, err
+		}
 	}
 	return total, nil
 }
@@ -118,9 +135,11 @@ func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string, i in
 	return n, err
 }
 
-// sweepTx runs fn in a write transaction (InTx), and then inSweepBatch.
+// sweepTx runs fn in a write transaction, as InTx does, with the writer
+// connection's automatic checkpoint off while a checkpointer runs.
 func (s *Store) sweepTx(ctx context.Context, i int, fn func(sqliteQueries) error) error {
-	return s.InTx(ctx, func(q store.Writer) error {
+	defer s.w.preparePending(ctx)
+	tx := s.txAttempt(ctx, func(q store.Writer) error {
 		if err := fn(q.(sqliteQueries)); err != nil {
 			return err
 		}
@@ -128,6 +147,14 @@ func (s *Store) sweepTx(ctx context.Context, i int, fn func(sqliteQueries) error
 			inSweepBatch(i)
 		}
 		return nil
+	})
+	return s.write(ctx, func() (time.Duration, error) {
+		if s.gate.sweeps.Load() > 0 {
+			if err := s.setAutoCheckpoint(ctx, false); err != nil {
+				return 0, err
+			}
+		}
+		return tx()
 	})
 }
 
@@ -182,4 +209,98 @@ func (s *Store) sweepRows(batch int) int {
 // rowids.
 func (g *writeGate) tookSweep(rows int, d time.Duration) {
 	took(&g.perSwept, rows, sweepBatchMin, d)
+}
+
+// sweepWALPages bounds the WAL, in pages of 4 KiB, while sweeps write
+// (twice walSizeLimit): see checkpointer. A variable for tests.
+var sweepWALPages int64 = 2 * walSizeLimit / 4096
+
+// checkpointer checkpoints the WAL on a read connection while a sweep
+// removes rows, in place of the writer's automatic checkpoint, which its
+// batches turn off: one checkpoint at a time, each started after a batch
+// and running beside the next. SQLite starts the WAL over only at a write
+// that finds all of it copied, which a checkpoint beside the writes
+// seldom leaves; so once the WAL has grown past sweepWALPages, the rest
+// is copied with the turn held (finish): a short checkpoint, of what the
+// last batch and a few heartbeats wrote.
+type checkpointer struct {
+	s        *Store
+	ctx      context.Context
+	wrote    bool         // a batch was written
+	walPages atomic.Int64 // in the WAL at the last checkpoint
+	running  atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// startCheckpointer starts a sweep's checkpointer, or returns nil when
+// the store reads on the writer's pool (an in-memory database, a
+// caller's *sql.DB), where a checkpoint off the writer is not to be had.
+func (s *Store) startCheckpointer(ctx context.Context) *checkpointer {
+	if s.readerDB == s.writerDB {
+		return nil
+	}
+	s.gate.sweeps.Add(1)
+	return &checkpointer{s: s, ctx: ctx}
+}
+
+// afterBatch starts a checkpoint after a batch, unless one runs; when the
+// WAL has grown past sweepWALPages, it waits for the running one instead
+// and then copies, with the turn held, what was written since it started
+// (the last batch's pages and a few of the heartbeats'), so that the next
+// write starts the WAL over.
+func (c *checkpointer) afterBatch(ctx context.Context) error {
+	if c == nil {
+		return nil
+	}
+	c.wrote = true
+	if c.walPages.Load() >= sweepWALPages {
+		return c.finish(ctx)
+	}
+	if c.running.CompareAndSwap(false, true) {
+		c.wg.Go(func() {
+			defer c.running.Store(false)
+			c.checkpoint(c.ctx)
+		})
+	}
+	return nil
+}
+
+// finish waits for the running checkpoint and copies the rest of the WAL
+// with the turn held, so that the next write starts it over.
+func (c *checkpointer) finish(ctx context.Context) error {
+	c.wg.Wait()
+	err := c.s.write(ctx, func() (time.Duration, error) {
+		return 0, c.checkpoint(ctx)
+	})
+	if err == nil {
+		c.walPages.Store(0)
+	}
+	return err
+}
+
+// stop finishes the WAL when the sweep wrote, so that the first commit
+// after it, with the writer's automatic checkpoint back on, does not find
+// it to copy, and lets the writer checkpoint again.
+func (c *checkpointer) stop() {
+	if c == nil {
+		return
+	}
+	if c.wrote {
+		// A sweep cancelled, or a store closed, leaves the rest to the
+		// writer's automatic checkpoint.
+		_ = c.finish(c.ctx)
+	}
+	c.wg.Wait()
+	c.s.gate.sweeps.Add(-1)
+}
+
+// checkpoint runs a PASSIVE checkpoint on a read connection and notes
+// the WAL's length.
+func (c *checkpointer) checkpoint(ctx context.Context) error {
+	var busy, log, done int64
+	err := c.s.readerDB.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done)
+	if err == nil {
+		c.walPages.Store(log)
+	}
+	return err
 }

@@ -2,7 +2,9 @@ package sqlitestore
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -146,5 +148,65 @@ func TestSweepMovesTakenEventKeys(t *testing.T) {
 	}
 	if want := []string{"w1+0", "w0+0", "w2+0", "w1+1"}; !slices.Equal(got, want) {
 		t.Errorf("ttl_swept events %v, want %v", got, want)
+	}
+}
+
+// TestSweepCheckpointsOffTheWriter sweeps with no room in the WAL: the
+// batches run with the writer's automatic checkpoint off, the WAL is
+// copied into the database after each batch, off the batches, and starts
+// over at the next one, and the first write after the sweep turns the
+// automatic checkpoint back on.
+func TestSweepCheckpointsOffTheWriter(t *testing.T) {
+	ctx := context.Background()
+	s, path := beatsFixtureAt(t, 0)
+	nowMS := time.Now().UnixMilli()
+	const expired = 500
+	if _, err := s.writerDB.Exec(`WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < ?2 - 1)
+		INSERT INTO ff_worker_registry (namespace, worker_instance_id, worker_id, lanes, capabilities_csv,
+			last_heartbeat_ms, liveness_ttl_ms, registered_at_ms)
+		SELECT 'ns', printf('x%05d', i), 'pool', 'default', '', ?1, 1000, ?1 FROM c`, nowMS-time.Hour.Milliseconds(), expired); err != nil {
+		t.Fatal(err)
+	}
+	bound := sweepWALPages
+	t.Cleanup(func() { sweepWALPages = bound })
+	sweepWALPages = 0
+	inSweepBatch = func(i int) {
+		if !s.gate.noAutoCheckpoint {
+			t.Errorf("batch %d: the writer's automatic checkpoint is on", i)
+		}
+	}
+	t.Cleanup(func() { inSweepBatch = nil })
+	var restarts []uint32 // the WAL header's checkpoint sequence after each batch
+	n, err := s.sweepExpired(ctx, nowMS, 100, func(int) {
+		header := make([]byte, 16)
+		f, err := os.Open(path + "-wal")
+		if err == nil {
+			_, err = f.ReadAt(header, 0)
+			f.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		restarts = append(restarts, binary.BigEndian.Uint32(header[12:]))
+	})
+	if err != nil || n != expired {
+		t.Fatalf("sweep = %d, %v; want %d", n, err, expired)
+	}
+	if len(restarts) < expired/100 {
+		t.Fatalf("%d batches, want at least %d", len(restarts), expired/100)
+	}
+	for i := 1; i < len(restarts); i++ {
+		if restarts[i] != restarts[i-1]+1 {
+			t.Errorf("the WAL's checkpoint sequence after each batch: %v; want it started over at each after the first", restarts)
+			break
+		}
+	}
+	if err := s.Writer().UpsertWorker(ctx, store.WorkerRow{Namespace: "ns", WorkerInstanceID: "w", WorkerID: "w", Lanes: "default",
+		LastHeartbeatMs: nowMS, LivenessTTLMs: 1000, RegisteredAtMs: nowMS}); err != nil {
+		t.Fatal(err)
+	}
+	var pages int
+	if err := s.writerDB.QueryRow("PRAGMA wal_autocheckpoint").Scan(&pages); err != nil || pages != autoCheckpointPages || s.gate.noAutoCheckpoint {
+		t.Errorf("after the sweep and a write, wal_autocheckpoint = %d, %v (off: %v); want %d", pages, err, s.gate.noAutoCheckpoint, autoCheckpointPages)
 	}
 }

@@ -80,9 +80,14 @@ type writeGate struct {
 	left   uint64
 	leftCh chan struct{} // closed at the next leave, when someone waits
 
+	// Sweeps that are removing rows; while there are any, the writer
+	// connection does not checkpoint (see sweep.go).
+	sweeps atomic.Int32
+
 	// Guarded by turn.
-	lastBusy time.Time     // when a write last found the lock taken
-	held     time.Duration // long holds since the last yield
+	lastBusy         time.Time     // when a write last found the lock taken
+	held             time.Duration // long holds since the last yield
+	noAutoCheckpoint bool          // the writer connection's automatic checkpoint is off
 }
 
 // take takes the turn, queueing behind the writes that wait for it; it
@@ -162,6 +167,12 @@ func (s *Store) writeInTurn(ctx context.Context, attempt func() (held time.Durat
 	if s.readOnly {
 		return ErrReadOnly
 	}
+	if g.noAutoCheckpoint && g.sweeps.Load() == 0 {
+		// The sweeps are over: the writer checkpoints again (see sweep.go).
+		if err := s.setAutoCheckpoint(ctx, true); err != nil {
+			return err
+		}
+	}
 	if err := sleepCtx(ctx, time.Until(time.Unix(0, g.yieldUntil.Load()))); err != nil {
 		return err
 	}
@@ -194,6 +205,29 @@ func (s *Store) writeInTurn(ctx context.Context, attempt func() (held time.Durat
 			return fmt.Errorf("%w while waiting for the write lock (%v)", ctx.Err(), err)
 		}
 	}
+}
+
+// autoCheckpointPages is the writer connection's automatic checkpoint
+// (SQLite's default): a commit that leaves at least this many pages in
+// the WAL copies them into the database before it returns.
+const autoCheckpointPages = 1000
+
+// setAutoCheckpoint turns the writer connection's automatic checkpoint on
+// or off. The caller holds the turn.
+func (s *Store) setAutoCheckpoint(ctx context.Context, on bool) error {
+	g := s.gate
+	if g.noAutoCheckpoint != on {
+		return nil
+	}
+	pages := 0
+	if on {
+		pages = autoCheckpointPages
+	}
+	if _, err := s.writerDB.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint=%d", pages)); err != nil {
+		return err
+	}
+	g.noAutoCheckpoint = !on
+	return nil
 }
 
 // InTx runs fn in a transaction that the writer's DSN makes BEGIN
