@@ -211,9 +211,12 @@ func (g *writeGate) tookSweep(rows int, d time.Duration) {
 	took(&g.perSwept, rows, sweepBatchMin, d)
 }
 
-// sweepWALPages bounds the WAL, in pages of 4 KiB, while sweeps write
-// (twice walSizeLimit): see checkpointer. A variable for tests.
-var sweepWALPages int64 = 2 * walSizeLimit / 4096
+// sweepWALPages bounds the WAL, in pages of 4 KiB, while sweeps write:
+// 64 MB, more than a sweep of 100k rows writes (about 50 MB). Each time it
+// is reached, the turn is held for a checkpoint (finish) and the next
+// write syncs the WAL's new header: two fsyncs and one, which a busy disk
+// can make tens of milliseconds. A variable for tests.
+var sweepWALPages int64 = 8 * walSizeLimit / 4096
 
 // checkpointer checkpoints the WAL on a read connection while a sweep
 // removes rows, in place of the writer's automatic checkpoint, which its
@@ -221,8 +224,8 @@ var sweepWALPages int64 = 2 * walSizeLimit / 4096
 // and running beside the next. SQLite starts the WAL over only at a write
 // that finds all of it copied, which a checkpoint beside the writes
 // seldom leaves; so once the WAL has grown past sweepWALPages, the rest
-// is copied with the turn held (finish): a short checkpoint, of what the
-// last batch and a few heartbeats wrote.
+// is copied with the turn held (finish): a short checkpoint, of what a few
+// heartbeats wrote.
 type checkpointer struct {
 	s        *Store
 	ctx      context.Context
@@ -244,10 +247,7 @@ func (s *Store) startCheckpointer(ctx context.Context) *checkpointer {
 }
 
 // afterBatch starts a checkpoint after a batch, unless one runs; when the
-// WAL has grown past sweepWALPages, it waits for the running one instead
-// and then copies, with the turn held, what was written since it started
-// (the last batch's pages and a few of the heartbeats'), so that the next
-// write starts the WAL over.
+// WAL has grown past sweepWALPages, it finishes it instead.
 func (c *checkpointer) afterBatch(ctx context.Context) error {
 	if c == nil {
 		return nil
@@ -265,10 +265,16 @@ func (c *checkpointer) afterBatch(ctx context.Context) error {
 	return nil
 }
 
-// finish waits for the running checkpoint and copies the rest of the WAL
-// with the turn held, so that the next write starts it over.
+// finish copies the WAL to its end, so that the next write starts it
+// over: after the running checkpoint, one more off the turn copies (and
+// syncs) what the last batch wrote, and one with the turn held what the
+// others wrote meanwhile. Most of a checkpoint's time is its two fsyncs,
+// which take the longer the more they flush.
 func (c *checkpointer) finish(ctx context.Context) error {
 	c.wg.Wait()
+	if err := c.checkpoint(ctx); err != nil {
+		return err
+	}
 	err := c.s.write(ctx, func() (time.Duration, error) {
 		return 0, c.checkpoint(ctx)
 	})
