@@ -114,7 +114,9 @@
 //     in parallel with it;
 //   - retries SQLITE_BUSY itself, so that no call returns it while its
 //     context lives, and keeps each write short (large heartbeat batches,
-//     sweeps and prunes are split) and the processes that share a file
+//     sweeps and prunes are split; a write that waits behind a batch of a
+//     sweep goes before its next, and while a sweep writes, the WAL is
+//     checkpointed off the writer) and the processes that share a file
 //     taking turns. Three processes sending batches
 //     of 2,000 heartbeats back to back keep a fourth that heartbeats every
 //     20 ms waiting about 120 ms at the 99th percentile

@@ -7,13 +7,11 @@ import (
 	"time"
 )
 
-// Batch sizes of the sweep and of event pruning. Each batch is one write
-// transaction; at these sizes one stays well under 50 ms, so that writers
-// such as heartbeats never wait long behind a large sweep.
-const (
-	sweepBatchSize = 1000
-	pruneBatchSize = 2000
-)
+// pruneBatchSize is the batch size of event pruning. Each batch is one
+// write transaction; at this size one stays well under 50 ms, so that
+// writers such as heartbeats never wait long behind a large prune. (Each
+// store bounds its sweep's batches itself: see store.Store.)
+const pruneBatchSize = 2000
 
 // pruneEvery is how often, by the sweeps' times, a registry's sweeps prune
 // the audit log: pruning days-old events a minute late costs nothing, and
@@ -89,7 +87,7 @@ func (r *Registry) sweep(ctx context.Context, now time.Time) (rep SweepReport, e
 	if err != nil {
 		return rep, err
 	}
-	rep.Swept, err = r.st.SweepExpired(ctx, nowMS, sweepBatchSize, func(n int) { r.countSwept(ctx, n) })
+	rep.Swept, err = r.st.SweepExpired(ctx, nowMS, func(n int) { r.countSwept(ctx, n) })
 	if err != nil {
 		return rep, err
 	}

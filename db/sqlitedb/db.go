@@ -27,6 +27,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.deleteEventsBeforeStmt, err = db.PrepareContext(ctx, deleteEventsBefore); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteEventsBefore: %w", err)
 	}
+	if q.deleteExpiredWorkerRowsStmt, err = db.PrepareContext(ctx, deleteExpiredWorkerRows); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteExpiredWorkerRows: %w", err)
+	}
 	if q.deleteExpiredWorkersStmt, err = db.PrepareContext(ctx, deleteExpiredWorkers); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteExpiredWorkers: %w", err)
 	}
@@ -50,6 +53,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.insertEventsStmt, err = db.PrepareContext(ctx, insertEvents); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertEvents: %w", err)
+	}
+	if q.insertSweptEventsStmt, err = db.PrepareContext(ctx, insertSweptEvents); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertSweptEvents: %w", err)
 	}
 	if q.listAllEventsAscStmt, err = db.PrepareContext(ctx, listAllEventsAsc); err != nil {
 		return nil, fmt.Errorf("error preparing query ListAllEventsAsc: %w", err)
@@ -118,6 +124,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing deleteEventsBeforeStmt: %w", cerr)
 		}
 	}
+	if q.deleteExpiredWorkerRowsStmt != nil {
+		if cerr := q.deleteExpiredWorkerRowsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteExpiredWorkerRowsStmt: %w", cerr)
+		}
+	}
 	if q.deleteExpiredWorkersStmt != nil {
 		if cerr := q.deleteExpiredWorkersStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteExpiredWorkersStmt: %w", cerr)
@@ -156,6 +167,11 @@ func (q *Queries) Close() error {
 	if q.insertEventsStmt != nil {
 		if cerr := q.insertEventsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertEventsStmt: %w", cerr)
+		}
+	}
+	if q.insertSweptEventsStmt != nil {
+		if cerr := q.insertSweptEventsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertSweptEventsStmt: %w", cerr)
 		}
 	}
 	if q.listAllEventsAscStmt != nil {
@@ -293,6 +309,7 @@ type Queries struct {
 	db                             DBTX
 	tx                             *sql.Tx
 	deleteEventsBeforeStmt         *sql.Stmt
+	deleteExpiredWorkerRowsStmt    *sql.Stmt
 	deleteExpiredWorkersStmt       *sql.Stmt
 	deleteLiveWorkerStmt           *sql.Stmt
 	getKillStmt                    *sql.Stmt
@@ -301,6 +318,7 @@ type Queries struct {
 	heartbeatLiveWorkerStmt        *sql.Stmt
 	insertEventStmt                *sql.Stmt
 	insertEventsStmt               *sql.Stmt
+	insertSweptEventsStmt          *sql.Stmt
 	listAllEventsAscStmt           *sql.Stmt
 	listAllEventsDescStmt          *sql.Stmt
 	listDeadHoldersStmt            *sql.Stmt
@@ -327,6 +345,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		db:                             tx,
 		tx:                             tx,
 		deleteEventsBeforeStmt:         q.deleteEventsBeforeStmt,
+		deleteExpiredWorkerRowsStmt:    q.deleteExpiredWorkerRowsStmt,
 		deleteExpiredWorkersStmt:       q.deleteExpiredWorkersStmt,
 		deleteLiveWorkerStmt:           q.deleteLiveWorkerStmt,
 		getKillStmt:                    q.getKillStmt,
@@ -335,6 +354,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		heartbeatLiveWorkerStmt:        q.heartbeatLiveWorkerStmt,
 		insertEventStmt:                q.insertEventStmt,
 		insertEventsStmt:               q.insertEventsStmt,
+		insertSweptEventsStmt:          q.insertSweptEventsStmt,
 		listAllEventsAscStmt:           q.listAllEventsAscStmt,
 		listAllEventsDescStmt:          q.listAllEventsDescStmt,
 		listDeadHoldersStmt:            q.listDeadHoldersStmt,

@@ -117,6 +117,37 @@ func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) ([]I
 	return items, nil
 }
 
+const insertSweptEvents = `-- name: InsertSweptEvents :execrows
+INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
+SELECT w.namespace, w.worker_instance_id, ?1, ?2, NULL
+FROM json_each(?3) AS j
+JOIN ff_worker_registry AS w ON w.rowid = j.value
+WHERE w.last_heartbeat_ms + w.liveness_ttl_ms <= ?2
+ORDER BY j.key
+ON CONFLICT DO NOTHING
+`
+
+type InsertSweptEventsParams struct {
+	EventKind string
+	EventAtMs int64
+	RowIds    interface{}
+}
+
+// A sweep batch's events, before DeleteExpiredWorkerRows deletes the same
+// rows in the same transaction: one event_kind event at event_at_ms for
+// each row of row_ids (a JSON array of rowids) expired at event_at_ms, in
+// the array's order. One statement, with no row handed to Go and back;
+// when it writes fewer events than the DELETE removes rows (an event's key
+// was taken), the sweep writes the batch again with DeleteExpiredWorkers
+// and InsertEvents, which move such an event to the next free millisecond.
+func (q *Queries) InsertSweptEvents(ctx context.Context, arg InsertSweptEventsParams) (int64, error) {
+	result, err := q.exec(ctx, q.insertSweptEventsStmt, insertSweptEvents, arg.EventKind, arg.EventAtMs, arg.RowIds)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const listAllEventsAsc = `-- name: ListAllEventsAsc :many
 SELECT rowid AS event_id, namespace, worker_instance_id, event_kind, event_at_ms, reason
 FROM ff_worker_registry_event

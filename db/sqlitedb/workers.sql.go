@@ -9,6 +9,30 @@ import (
 	"context"
 )
 
+const deleteExpiredWorkerRows = `-- name: DeleteExpiredWorkerRows :execrows
+DELETE FROM ff_worker_registry
+WHERE rowid IN (SELECT value FROM json_each(?1))
+  AND last_heartbeat_ms + liveness_ttl_ms <= ?2
+`
+
+type DeleteExpiredWorkerRowsParams struct {
+	RowIds interface{}
+	NowMs  int64
+}
+
+// One sweep batch on the writer, after InsertSweptEvents: the rows of
+// row_ids (a JSON array of rowids from ListExpiredWorkers) that are still
+// expired at now_ms. The expiry is checked again, so a heartbeat between
+// the scan and this wins; a rowid that now names another row deletes it
+// only if that row is expired too.
+func (q *Queries) DeleteExpiredWorkerRows(ctx context.Context, arg DeleteExpiredWorkerRowsParams) (int64, error) {
+	result, err := q.exec(ctx, q.deleteExpiredWorkerRowsStmt, deleteExpiredWorkerRows, arg.RowIds, arg.NowMs)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const deleteExpiredWorkers = `-- name: DeleteExpiredWorkers :many
 DELETE FROM ff_worker_registry
 WHERE rowid IN (SELECT value FROM json_each(?1))
@@ -27,11 +51,8 @@ type DeleteExpiredWorkersRow struct {
 	WorkerInstanceID string
 }
 
-// One sweep batch on the writer: the rows of row_ids (a JSON array of
-// rowids from ListExpiredWorkers) that are still expired at now_ms. The
-// expiry is checked again, so a heartbeat between the scan and this wins;
-// a rowid that now names another row deletes it only if that row is
-// expired too.
+// DeleteExpiredWorkerRows, returning the rows: for a batch some of whose
+// events move to a later millisecond (see InsertSweptEvents).
 func (q *Queries) DeleteExpiredWorkers(ctx context.Context, arg DeleteExpiredWorkersParams) ([]DeleteExpiredWorkersRow, error) {
 	rows, err := q.query(ctx, q.deleteExpiredWorkersStmt, deleteExpiredWorkers, arg.RowIds, arg.NowMs)
 	if err != nil {
@@ -240,38 +261,30 @@ func (q *Queries) HeartbeatLiveWorker(ctx context.Context, arg HeartbeatLiveWork
 	return items, nil
 }
 
-const listExpiredWorkers = `-- name: ListExpiredWorkers :many
-SELECT rowid AS row_id
-FROM ff_worker_registry
-WHERE last_heartbeat_ms + liveness_ttl_ms <= ?1
-ORDER BY last_heartbeat_ms + liveness_ttl_ms, rowid
+const listExpiredWorkers = `-- name: ListExpiredWorkers :one
+SELECT cast(coalesce(group_concat(expired.row_id, ','), '') AS TEXT) AS row_ids
+FROM (
+    SELECT rowid AS row_id
+    FROM ff_worker_registry
+    WHERE last_heartbeat_ms + liveness_ttl_ms <= ?1
+    -- group_concat takes the rows in this order: SQLite never flattens a
+    -- subquery with an ORDER BY into an aggregate.
+    ORDER BY last_heartbeat_ms + liveness_ttl_ms, rowid
+) AS expired
 `
 
-// A sweep's scan, on a read connection: the rows expired at now_ms, by
-// rowid, the oldest expiries first. With no index on the expiry it reads
-// the table once, and sorts only what it found: with nothing expired, a
-// scan and nothing more.
-func (q *Queries) ListExpiredWorkers(ctx context.Context, nowMs int64) ([]int64, error) {
-	rows, err := q.query(ctx, q.listExpiredWorkersStmt, listExpiredWorkers, nowMs)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []int64{}
-	for rows.Next() {
-		var row_id int64
-		if err := rows.Scan(&row_id); err != nil {
-			return nil, err
-		}
-		items = append(items, row_id)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// A sweep's scan, on a read connection: the rowids of the rows expired at
+// now_ms, the oldest expiries first, as one comma-separated list (” for
+// none). With no index on the expiry it reads the table once, and sorts
+// only what it found: with nothing expired, a scan and nothing more. One
+// value rather than a row per rowid: handing 100k rows over one by one
+// took as long as the scan and the sort together, and a slice of the list
+// in brackets is a batch's JSON array as it is.
+func (q *Queries) ListExpiredWorkers(ctx context.Context, nowMs int64) (string, error) {
+	row := q.queryRow(ctx, q.listExpiredWorkersStmt, listExpiredWorkers, nowMs)
+	var row_ids string
+	err := row.Scan(&row_ids)
+	return row_ids, err
 }
 
 const listLiveWorkers = `-- name: ListLiveWorkers :many

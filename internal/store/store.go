@@ -36,12 +36,12 @@ type Store interface {
 	HeartbeatAt(ctx context.Context, k InstanceKey, rep *Report, now func() int64) (HeartbeatRow, bool, error)
 	// SweepExpired removes the registrations expired at nowMS, each with
 	// its ttl_swept event, and returns how many. It finds them by scanning,
-	// off the writer's path, and removes them in write transactions of at
-	// most batch rows each, re-checking expiry as it deletes, so that a
-	// heartbeat that lands in between wins; it reports each transaction's
-	// count to swept. Rows that other transactions hold may be skipped. With
-	// nothing expired it writes nothing.
-	SweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (int, error)
+	// off the writer's path, and removes them in write transactions that
+	// each store bounds (by rows, by time), re-checking expiry as it
+	// deletes, so that a heartbeat that lands in between wins; it reports
+	// each transaction's count to swept. Rows that other transactions hold
+	// may be skipped. With nothing expired it writes nothing.
+	SweepExpired(ctx context.Context, nowMS int64, swept func(n int)) (int, error)
 	// BatchChunk returns how many heartbeats of a HeartbeatWorkers batch
 	// one transaction may write; tookChunk reports that one that wrote n
 	// ran its statements in d, for the next BatchChunk.

@@ -20,6 +20,22 @@ ORDER BY key
 ON CONFLICT DO NOTHING
 RETURNING namespace, worker_instance_id;
 
+-- name: InsertSweptEvents :execrows
+-- A sweep batch's events, before DeleteExpiredWorkerRows deletes the same
+-- rows in the same transaction: one event_kind event at event_at_ms for
+-- each row of row_ids (a JSON array of rowids) expired at event_at_ms, in
+-- the array's order. One statement, with no row handed to Go and back;
+-- when it writes fewer events than the DELETE removes rows (an event's key
+-- was taken), the sweep writes the batch again with DeleteExpiredWorkers
+-- and InsertEvents, which move such an event to the next free millisecond.
+INSERT INTO ff_worker_registry_event (namespace, worker_instance_id, event_kind, event_at_ms, reason)
+SELECT w.namespace, w.worker_instance_id, sqlc.arg(event_kind), sqlc.arg(event_at_ms), NULL
+FROM json_each(sqlc.arg(row_ids)) AS j
+JOIN ff_worker_registry AS w ON w.rowid = j.value
+WHERE w.last_heartbeat_ms + w.liveness_ttl_ms <= sqlc.arg(event_at_ms)
+ORDER BY j.key
+ON CONFLICT DO NOTHING;
+
 -- name: DeleteEventsBefore :execrows
 -- One pruning batch, oldest first through ff_worker_registry_event_at_idx.
 -- The newest event always stays: a rowid table hands out max(rowid) + 1,

@@ -134,22 +134,37 @@ WHERE namespace = sqlc.arg(namespace)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
   AND +(last_heartbeat_ms + liveness_ttl_ms) > sqlc.arg(now_ms);
 
--- name: ListExpiredWorkers :many
--- A sweep's scan, on a read connection: the rows expired at now_ms, by
--- rowid, the oldest expiries first. With no index on the expiry it reads
--- the table once, and sorts only what it found: with nothing expired, a
--- scan and nothing more.
-SELECT rowid AS row_id
-FROM ff_worker_registry
-WHERE last_heartbeat_ms + liveness_ttl_ms <= sqlc.arg(now_ms)
-ORDER BY last_heartbeat_ms + liveness_ttl_ms, rowid;
+-- name: ListExpiredWorkers :one
+-- A sweep's scan, on a read connection: the rowids of the rows expired at
+-- now_ms, the oldest expiries first, as one comma-separated list ('' for
+-- none). With no index on the expiry it reads the table once, and sorts
+-- only what it found: with nothing expired, a scan and nothing more. One
+-- value rather than a row per rowid: handing 100k rows over one by one
+-- took as long as the scan and the sort together, and a slice of the list
+-- in brackets is a batch's JSON array as it is.
+SELECT cast(coalesce(group_concat(expired.row_id, ','), '') AS TEXT) AS row_ids
+FROM (
+    SELECT rowid AS row_id
+    FROM ff_worker_registry
+    WHERE last_heartbeat_ms + liveness_ttl_ms <= sqlc.arg(now_ms)
+    -- group_concat takes the rows in this order: SQLite never flattens a
+    -- subquery with an ORDER BY into an aggregate.
+    ORDER BY last_heartbeat_ms + liveness_ttl_ms, rowid
+) AS expired;
+
+-- name: DeleteExpiredWorkerRows :execrows
+-- One sweep batch on the writer, after InsertSweptEvents: the rows of
+-- row_ids (a JSON array of rowids from ListExpiredWorkers) that are still
+-- expired at now_ms. The expiry is checked again, so a heartbeat between
+-- the scan and this wins; a rowid that now names another row deletes it
+-- only if that row is expired too.
+DELETE FROM ff_worker_registry
+WHERE rowid IN (SELECT value FROM json_each(sqlc.arg(row_ids)))
+  AND last_heartbeat_ms + liveness_ttl_ms <= sqlc.arg(now_ms);
 
 -- name: DeleteExpiredWorkers :many
--- One sweep batch on the writer: the rows of row_ids (a JSON array of
--- rowids from ListExpiredWorkers) that are still expired at now_ms. The
--- expiry is checked again, so a heartbeat between the scan and this wins;
--- a rowid that now names another row deletes it only if that row is
--- expired too.
+-- DeleteExpiredWorkerRows, returning the rows: for a batch some of whose
+-- events move to a later millisecond (see InsertSweptEvents).
 DELETE FROM ff_worker_registry
 WHERE rowid IN (SELECT value FROM json_each(sqlc.arg(row_ids)))
   AND last_heartbeat_ms + liveness_ttl_ms <= sqlc.arg(now_ms)

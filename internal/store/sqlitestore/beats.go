@@ -103,9 +103,11 @@ func (s *Store) heartbeat(ctx context.Context, k store.InstanceKey, rep *store.R
 	default:
 	}
 	b := &beat{ctx: ctx, k: k, rep: rep, now: now, done: make(chan struct{})}
+	g.queued.Add(1)
 	s.beats.push(b)
 	select {
 	case g.turn <- struct{}{}:
+		g.leave()
 		group := s.beats.take(s.BatchChunk())
 		if len(group) == 1 && group[0] == b {
 			defer func() { <-g.turn }()
@@ -121,7 +123,9 @@ func (s *Store) heartbeat(ctx context.Context, k store.InstanceKey, rep *store.R
 			}()
 		}
 	case <-b.done:
+		g.leave()
 	case <-ctx.Done():
+		g.leave()
 		if s.beats.remove(b) {
 			return store.HeartbeatRow{}, false, ctx.Err()
 		}

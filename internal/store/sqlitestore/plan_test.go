@@ -58,6 +58,7 @@ func checkQueryPlans(t *testing.T, db *sql.DB) {
 		{"workers", "RequestDrain", []any{"ns-1", "w00001", now}, []string{"SEARCH ff_worker_registry USING ", "(namespace=? AND worker_instance_id=?)"}},
 		{"workers", "ListLiveWorkers", []any{"", "", now, "", "", 1001}, []string{"SEARCH ff_worker_registry USING INDEX ", "(namespace>?)"}},
 		{"workers", "ListLiveWorkersInNamespace", []any{"ns-1", "", now, "", "", 1001}, []string{"SEARCH ff_worker_registry USING INDEX ", "(namespace=? AND worker_instance_id>?)"}},
+		{"workers", "DeleteExpiredWorkerRows", []any{"[1,2]", now}, []string{"SEARCH ff_worker_registry USING INTEGER PRIMARY KEY (rowid=?)", "json_each"}},
 		{"workers", "DeleteExpiredWorkers", []any{"[1,2]", now}, []string{"SEARCH ff_worker_registry USING INTEGER PRIMARY KEY (rowid=?)", "json_each"}},
 		{"events", "DeleteEventsBefore", []any{now, 500}, []string{"USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)"}},
 		{"events", "ListEventsAsc", []any{"ns-1", 0, 1001}, []string{"USING INDEX ff_worker_registry_event_namespace_idx (namespace=? AND rowid>?)"}},
@@ -101,8 +102,9 @@ func checkQueryPlans(t *testing.T, db *sql.DB) {
 
 // TestSweepQueryPlans checks the sweep's and the pruning's plans: the
 // sweep's scan (on a read connection) reads the table once and sorts only
-// what it found; its deletes find their rows by rowid; pruning walks the
-// event time index, so that pruning with nothing to do is a probe.
+// what it found; its batches find their rows by rowid (the events' sort
+// is of the batch's rows, into the scan's order); pruning walks the event
+// time index, so that pruning with nothing to do is a probe.
 func TestSweepQueryPlans(t *testing.T) {
 	db := migratedDB(t, filepath.Join(t.TempDir(), "registry.db"))
 	for _, q := range []struct {
@@ -112,6 +114,8 @@ func TestSweepQueryPlans(t *testing.T) {
 		scans      bool
 	}{
 		{"queries/sqlite/workers.sql", "ListExpiredWorkers", []any{t0.UnixMilli()}, "SCAN ff_worker_registry\nUSE TEMP B-TREE FOR ORDER BY", true},
+		{"queries/sqlite/events.sql", "InsertSweptEvents", []any{"ttl_swept", t0.UnixMilli(), "[1,2]"}, "SCAN j VIRTUAL TABLE INDEX 1:\nSEARCH w USING INTEGER PRIMARY KEY (rowid=?)\nUSE TEMP B-TREE FOR ORDER BY", true},
+		{"queries/sqlite/workers.sql", "DeleteExpiredWorkerRows", []any{"[1,2]", t0.UnixMilli()}, "SEARCH ff_worker_registry USING INTEGER PRIMARY KEY (rowid=?)", false},
 		{"queries/sqlite/workers.sql", "DeleteExpiredWorkers", []any{"[1,2]", t0.UnixMilli()}, "SEARCH ff_worker_registry USING INTEGER PRIMARY KEY (rowid=?)", false},
 		{"queries/sqlite/events.sql", "DeleteEventsBefore", []any{t0.UnixMilli(), 500}, "USING COVERING INDEX ff_worker_registry_event_at_idx (event_at_ms<?)", false},
 	} {

@@ -1,14 +1,11 @@
 package sqlitestore
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"math"
-	"slices"
-	"strconv"
 
 	"github.com/flowfabric/workerregistry/db/sqlitedb"
 	"github.com/flowfabric/workerregistry/internal/store"
@@ -241,38 +238,6 @@ func (s sqliteQueries) InsertEvents(ctx context.Context, kind string, atMS int64
 		}
 	}
 	return nil
-}
-
-// deleteExpired deletes the rows of ids, rowids in the order of
-// ListExpiredWorkers, that are expired at nowMS (q must be a
-// transaction's), and records a ttl_swept event for each, in the order of
-// ids; an event whose key is taken moves to the next free millisecond, as
-// in InsertEvent.
-func (s sqliteQueries) deleteExpired(ctx context.Context, nowMS int64, ids []int64) (int, error) {
-	arg := make([]byte, 0, 1+len(ids)*8)
-	arg = append(arg, '[')
-	for i, id := range ids {
-		if i > 0 {
-			arg = append(arg, ',')
-		}
-		arg = strconv.AppendInt(arg, id, 10)
-	}
-	arg = append(arg, ']')
-	rows, err := s.q.DeleteExpiredWorkers(ctx, sqlitedb.DeleteExpiredWorkersParams{RowIds: string(arg), NowMs: nowMS})
-	if err != nil || len(rows) == 0 {
-		return 0, err
-	}
-	// RETURNING's order is the DELETE's; the events follow the scan's.
-	pos := make(map[int64]int, len(ids))
-	for i, id := range ids {
-		pos[id] = i
-	}
-	slices.SortFunc(rows, func(a, b sqlitedb.DeleteExpiredWorkersRow) int { return cmp.Compare(pos[a.Rowid], pos[b.Rowid]) })
-	keys := make([]store.InstanceKey, len(rows))
-	for i, row := range rows {
-		keys[i] = store.InstanceKey{Namespace: row.Namespace, InstanceID: row.WorkerInstanceID}
-	}
-	return len(rows), s.InsertEvents(ctx, store.EventTTLSwept, nowMS, keys)
 }
 
 func (s sqliteQueries) SetDrainDirective(ctx context.Context, k store.InstanceKey, draining bool, nowMS int64) error {

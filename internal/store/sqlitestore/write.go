@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,8 +39,8 @@ import (
 //     so that a process alone pays little and one that waits is let in.
 //
 // Large writes are split so that each holds the lock briefly: heartbeat
-// batches by time (batchChunk), sweeps and prunes by rows (sweepBatchSize,
-// pruneBatchSize).
+// batches and sweeps by time (batchChunk, sweep.go), prunes by rows
+// (pruneBatchSize).
 const (
 	busyPauseMin = 250 * time.Microsecond
 	busyPauseMax = time.Millisecond
@@ -68,10 +69,77 @@ type writeGate struct {
 	turn       chan struct{} // holds a token while a write runs or waits for the lock
 	yieldUntil atomic.Int64  // UnixNano before which the next write does not start
 	perBeat    atomic.Int64  // ns a batch's transaction takes per heartbeat, averaged; 0: not measured yet
+	perSwept   atomic.Int64  // ns a sweep batch's statements take per row, averaged; 0: not measured yet
+
+	// Writes that found the turn taken and queued for it, counted as they
+	// start to wait, and those of them that have had it or gave up: a
+	// sweep lets the writes that queued during its batch go before its
+	// next (see awaitQueued).
+	queued atomic.Uint64
+	leftMu sync.Mutex
+	left   uint64
+	leftCh chan struct{} // closed at the next leave, when someone waits
+
+	// Sweeps that are removing rows; while there are any, the writer
+	// connection does not checkpoint (see sweep.go).
+	sweeps atomic.Int32
 
 	// Guarded by turn.
-	lastBusy time.Time     // when a write last found the lock taken
-	held     time.Duration // long holds since the last yield
+	lastBusy         time.Time     // when a write last found the lock taken
+	held             time.Duration // long holds since the last yield
+	noAutoCheckpoint bool          // the writer connection's automatic checkpoint is off
+}
+
+// take takes the turn, queueing behind the writes that wait for it; it
+// fails only when ctx ends first.
+func (g *writeGate) take(ctx context.Context) error {
+	select {
+	case g.turn <- struct{}{}:
+		return nil
+	default:
+	}
+	g.queued.Add(1)
+	defer g.leave()
+	select {
+	case g.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// leave records that a write that queued for the turn has had it, or
+// gave up waiting.
+func (g *writeGate) leave() {
+	g.leftMu.Lock()
+	defer g.leftMu.Unlock()
+	g.left++
+	if g.leftCh != nil {
+		close(g.leftCh)
+		g.leftCh = nil
+	}
+}
+
+// awaitQueued waits until the first n writes that queued for the turn
+// have had it or gave up, or until ctx ends.
+func (g *writeGate) awaitQueued(ctx context.Context, n uint64) error {
+	for {
+		g.leftMu.Lock()
+		if g.left >= n {
+			g.leftMu.Unlock()
+			return nil
+		}
+		if g.leftCh == nil {
+			g.leftCh = make(chan struct{})
+		}
+		ch := g.leftCh
+		g.leftMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func newWriteGate() *writeGate {
@@ -86,10 +154,8 @@ func newWriteGate() *writeGate {
 // checkpoint, which frees the WAL's disk space, and is tried once more.
 func (s *Store) write(ctx context.Context, attempt func() (held time.Duration, err error)) error {
 	g := s.gate
-	select {
-	case g.turn <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := g.take(ctx); err != nil {
+		return err
 	}
 	defer func() { <-g.turn }()
 	return s.writeInTurn(ctx, attempt)
@@ -100,6 +166,12 @@ func (s *Store) writeInTurn(ctx context.Context, attempt func() (held time.Durat
 	g := s.gate
 	if s.readOnly {
 		return ErrReadOnly
+	}
+	if g.noAutoCheckpoint && g.sweeps.Load() == 0 {
+		// The sweeps are over: the writer checkpoints again (see sweep.go).
+		if err := s.setAutoCheckpoint(ctx, true); err != nil {
+			return err
+		}
 	}
 	if err := sleepCtx(ctx, time.Until(time.Unix(0, g.yieldUntil.Load()))); err != nil {
 		return err
@@ -133,6 +205,29 @@ func (s *Store) writeInTurn(ctx context.Context, attempt func() (held time.Durat
 			return fmt.Errorf("%w while waiting for the write lock (%v)", ctx.Err(), err)
 		}
 	}
+}
+
+// autoCheckpointPages is the writer connection's automatic checkpoint
+// (SQLite's default): a commit that leaves at least this many pages in
+// the WAL copies them into the database before it returns.
+const autoCheckpointPages = 1000
+
+// setAutoCheckpoint turns the writer connection's automatic checkpoint on
+// or off. The caller holds the turn.
+func (s *Store) setAutoCheckpoint(ctx context.Context, on bool) error {
+	g := s.gate
+	if g.noAutoCheckpoint != on {
+		return nil
+	}
+	pages := 0
+	if on {
+		pages = autoCheckpointPages
+	}
+	if _, err := s.writerDB.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint=%d", pages)); err != nil {
+		return err
+	}
+	g.noAutoCheckpoint = !on
+	return nil
 }
 
 // InTx runs fn in a transaction that the writer's DSN makes BEGIN
@@ -278,43 +373,6 @@ func (a sqliteAutocommit) ResumeWorker(ctx context.Context, k store.InstanceKey,
 	return ok, err
 }
 
-// afterSweepScan, when set (by tests), runs between a sweep's scan and
-// its first delete.
-var afterSweepScan func()
-
-// SweepExpired scans for the rows expired at nowMS on a read connection,
-// off the writer's path, and then deletes them by rowid, batch rows to a
-// write transaction, each with its events (deleteExpired). The writer is
-// held only for what is removed: a sweep whose scan finds nothing writes
-// nothing. A row that a heartbeat refreshed after the scan is not deleted:
-// the DELETE checks the expiry again.
-func (s *Store) SweepExpired(ctx context.Context, nowMS int64, batch int, swept func(n int)) (int, error) {
-	ids, err := s.r.queries(nil).ListExpiredWorkers(ctx, nowMS)
-	if err != nil {
-		return 0, err
-	}
-	if afterSweepScan != nil {
-		afterSweepScan()
-	}
-	var total int
-	for len(ids) > 0 {
-		chunk := ids[:min(batch, len(ids))]
-		ids = ids[len(chunk):]
-		var n int
-		err := s.InTx(ctx, func(q store.Writer) error {
-			var err error
-			n, err = q.(sqliteQueries).deleteExpired(ctx, nowMS, chunk)
-			return err
-		})
-		if err != nil {
-			return total, err
-		}
-		total += n
-		swept(n)
-	}
-	return total, nil
-}
-
 func (a sqliteAutocommit) InsertEvent(ctx context.Context, e store.EventRow) error {
 	return a.do(ctx, func() error { return a.q.InsertEvent(ctx, e) })
 }
@@ -356,22 +414,35 @@ func (a sqliteAutocommit) PruneDirectives(ctx context.Context, drainBeforeMS, ki
 }
 
 func (s *Store) BatchChunk() int {
-	per := s.gate.perBeat.Load()
-	if per <= 0 {
-		return chunkFirstSize
-	}
-	return int(min(chunkMax, max(chunkMin, int64(chunkHold)/per)))
+	return sized(&s.gate.perBeat, chunkHold, chunkFirstSize, chunkMin, chunkMax)
 }
 
 func (s *Store) TookChunk(n int, d time.Duration) {
-	if n < chunkMin {
-		return // fixed costs would dominate
+	took(&s.gate.perBeat, n, chunkMin, d)
+}
+
+// sized is how many items of a batch fit in hold at per ns an item,
+// between lo and hi: first while per is not measured yet.
+func sized(per *atomic.Int64, hold time.Duration, first, lo, hi int) int {
+	p := per.Load()
+	if p <= 0 {
+		return first
 	}
-	per := int64(d) / int64(n)
-	if old := s.gate.perBeat.Load(); old > 0 {
-		per = old + (per-old)/4
+	return int(min(int64(hi), max(int64(lo), int64(hold)/p)))
+}
+
+// took averages into per the ns an item that a batch of n items that
+// took d spent on each, unless n is under lo (fixed costs would
+// dominate).
+func took(per *atomic.Int64, n, lo int, d time.Duration) {
+	if n < lo {
+		return
 	}
-	s.gate.perBeat.Store(max(1, per))
+	p := int64(d) / int64(n)
+	if old := per.Load(); old > 0 {
+		p = old + (p-old)/4
+	}
+	per.Store(max(1, p))
 }
 
 // isFull reports whether err is SQLite's SQLITE_FULL: the disk is full.
