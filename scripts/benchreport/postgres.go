@@ -341,24 +341,21 @@ from a run.
 const postgresNotes = `
 ## Reading the table
 
-- A single heartbeat is one round trip of one UPDATE, as the floor is.
-  What it costs more is the server's time on FlowFabric's 256-way
-  partitioned table. Measured once with log_min_duration_statement = 0
-  over 3,000 heartbeats (logging on): the registry's UPDATE spent 91 µs
-  in bind and 59 µs in execute. The version-5 store's UPDATE on one table
-  spent 2 µs and 22 µs; the floor's, 2 µs and 12 µs.
-- The bind time is planning. Postgres plans the statement for each call's
-  partition key, because its generic plan over every partition costs more.
-  In psql, planning took 41 to 47 µs and execution 27 to 31 µs, and the
-  sixth run spent 29 ms building that generic plan, once per connection.
-  A statement that named the partition itself would plan in microseconds;
-  the registry does not do that yet.
-- No registry heartbeat is a HOT update, because every heartbeat changes
-  the indexed expiry.
-- Register and a heartbeat with events on are a transaction of four round
-  trips (BEGIN, UPDATE, INSERT, COMMIT). In the same measurement the
-  server spent 0.29 ms of a 0.66 ms heartbeat with events on; the rest
-  was the round trips, with client and server sharing two cores.
+- A single heartbeat is one round trip of one UPDATE, as the floor is,
+  on FlowFabric's 256-way partitioned table. A statement that names the
+  parent table is planned for each call's partition key (measured before
+  routing: 91 µs of bind against 59 µs of execute, and a generic plan over
+  every partition built once per connection in 29 ms to 0.5 s). The
+  registry's statements about one worker name the worker's partition
+  instead (sqlc's text with the table rewritten, prepared once per
+  partition per connection), so they plan in microseconds.
+- Since schema version 8 no registry index includes a column a heartbeat
+  writes, so heartbeats are HOT updates: the HOT column is the share over
+  the run, from pg_stat_user_tables.
+- A heartbeat with events on, and a register that refreshes a live
+  registration, are one statement with their event (the transaction when
+  the row is held or the event's key taken); other registrations are a
+  transaction of a few round trips.
 - With durable commits every writing call waits for a WAL flush, which
   this machine's disk makes the largest single cost: ratios between calls
   that each commit once move towards 1, and batches gain the most.
