@@ -552,16 +552,16 @@ WITH target AS (
       AND cur.worker_instance_id = $3
       AND cur.worker_id = $4
       AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > $5
+      AND (NOT $6::boolean OR cur.last_heartbeat_ms <= $5)
       AND cur.draining = coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
                                    WHERE d.namespace = $2
                                      AND d.worker_instance_id = $3), false)
     FOR NO KEY UPDATE NOWAIT
 ), refreshed AS (
     UPDATE ff_worker_registry AS w
-    SET lanes             = $6::text[],
-        capabilities_csv  = $7,
-        last_heartbeat_ms = CASE WHEN $8::boolean
-                                 THEN GREATEST(w.last_heartbeat_ms, $5) ELSE $5 END,
+    SET lanes             = $7::text[],
+        capabilities_csv  = $8,
+        last_heartbeat_ms = $5,
         liveness_ttl_ms   = $9,
         report_in_flight  = coalesce($10::integer, w.report_in_flight),
         report_capacity   = coalesce($11::integer, w.report_capacity),
@@ -589,9 +589,9 @@ type RefreshLiveWorkerNoWaitParams struct {
 	WorkerInstanceID string
 	WorkerID         string
 	NowMs            int64
+	KeepLater        bool
 	Lanes            []string
 	CapabilitiesCsv  string
-	KeepLater        bool
 	LivenessTTLMs    int64
 	ReportInFlight   *int32
 	ReportCapacity   *int32
@@ -602,8 +602,11 @@ type RefreshLiveWorkerNoWaitParams struct {
 // HeartbeatWithEventNoWait: a row live at now_ms under the same worker ID
 // takes the lanes, capabilities, TTL and heartbeat, keeps its
 // registered_at_ms, and gets a refreshed event; a report replaces the
-// stored one, and none (NULLs) keeps it. keep_later is
-// HeartbeatWithEventNoWait's. The drain follows the instance's drain
+// stored one, and none (NULLs) keeps it. With keep_later (a time read
+// before the statement), a row whose heartbeat is later than now_ms is
+// left to the transaction, which reads its time once it holds the row:
+// a late refresh never moves a heartbeat back, and a registration stores
+// what the transaction (and SQLite's) would. The drain follows the instance's drain
 // directive, as UpsertWorker's does: the statement applies only where the
 // locked row's drain already is the directive's, and leaves it. The
 // directive is read in the statement's snapshot and the row as locked, so
@@ -621,9 +624,9 @@ func (q *Queries) RefreshLiveWorkerNoWait(ctx context.Context, arg RefreshLiveWo
 		arg.WorkerInstanceID,
 		arg.WorkerID,
 		arg.NowMs,
+		arg.KeepLater,
 		arg.Lanes,
 		arg.CapabilitiesCsv,
-		arg.KeepLater,
 		arg.LivenessTTLMs,
 		arg.ReportInFlight,
 		arg.ReportCapacity,

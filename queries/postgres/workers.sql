@@ -334,8 +334,11 @@ SELECT beat.expires_at_ms, beat.draining FROM beat;
 -- HeartbeatWithEventNoWait: a row live at now_ms under the same worker ID
 -- takes the lanes, capabilities, TTL and heartbeat, keeps its
 -- registered_at_ms, and gets a refreshed event; a report replaces the
--- stored one, and none (NULLs) keeps it. keep_later is
--- HeartbeatWithEventNoWait's. The drain follows the instance's drain
+-- stored one, and none (NULLs) keeps it. With keep_later (a time read
+-- before the statement), a row whose heartbeat is later than now_ms is
+-- left to the transaction, which reads its time once it holds the row:
+-- a late refresh never moves a heartbeat back, and a registration stores
+-- what the transaction (and SQLite's) would. The drain follows the instance's drain
 -- directive, as UpsertWorker's does: the statement applies only where the
 -- locked row's drain already is the directive's, and leaves it. The
 -- directive is read in the statement's snapshot and the row as locked, so
@@ -354,6 +357,7 @@ WITH target AS (
       AND cur.worker_instance_id = sqlc.arg(worker_instance_id)
       AND cur.worker_id = sqlc.arg(worker_id)
       AND cur.last_heartbeat_ms + cur.liveness_ttl_ms > sqlc.arg(now_ms)
+      AND (NOT sqlc.arg(keep_later)::boolean OR cur.last_heartbeat_ms <= sqlc.arg(now_ms))
       AND cur.draining = coalesce((SELECT d.draining FROM ff_worker_registry_directive AS d
                                    WHERE d.namespace = sqlc.arg(namespace)
                                      AND d.worker_instance_id = sqlc.arg(worker_instance_id)), false)
@@ -362,8 +366,7 @@ WITH target AS (
     UPDATE ff_worker_registry AS w
     SET lanes             = sqlc.arg(lanes)::text[],
         capabilities_csv  = sqlc.arg(capabilities_csv),
-        last_heartbeat_ms = CASE WHEN sqlc.arg(keep_later)::boolean
-                                 THEN GREATEST(w.last_heartbeat_ms, sqlc.arg(now_ms)) ELSE sqlc.arg(now_ms) END,
+        last_heartbeat_ms = sqlc.arg(now_ms),
         liveness_ttl_ms   = sqlc.arg(liveness_ttl_ms),
         report_in_flight  = coalesce(sqlc.narg(report_in_flight)::integer, w.report_in_flight),
         report_capacity   = coalesce(sqlc.narg(report_capacity)::integer, w.report_capacity),
