@@ -30,7 +30,7 @@ import (
 //   - No checkpoint runs inside a batch. While sweeps remove rows, the
 //     writer connection's automatic checkpoint is off, and a read
 //     connection checkpoints instead (PASSIVE, which takes no write lock),
-//     between batches and in parallel with them (checkpointer). The
+//     in parallel with the batches (checkpointer). The
 //     automatic checkpoint runs in the commit that fills the WAL, with the
 //     turn held: 19 ms of every ninth batch, or of the heartbeat that
 //     committed after it.
@@ -81,7 +81,7 @@ func (s *Store) sweepExpired(ctx context.Context, nowMS int64, batch int, swept 
 		if err := g.awaitQueued(ctx, queued); err != nil {
 			return total, err
 		}
-		n, err := s.sweepBatch(ctx, nowMS, chunk, i)
+		n, err := s.sweepBatch(ctx, nowMS, chunk, i, ckpt)
 		queued = g.queued.Load()
 		if err != nil {
 			return total, err
@@ -103,11 +103,11 @@ var errEventKeysTaken = errors.New("a ttl_swept event's key was taken")
 // rowids in the order of ListExpiredWorkers, that are expired at nowMS,
 // and records a ttl_swept event for each, in that order, in one write
 // transaction; i numbers the batch for inSweepBatch.
-func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string, i int) (int, error) {
+func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string, i int, ckpt *checkpointer) (int, error) {
 	rows := strings.Count(rowIDs, ",") + 1
 	array := "[" + rowIDs + "]"
 	var n int
-	err := s.sweepTx(ctx, i, func(q sqliteQueries) error {
+	err := s.sweepTx(ctx, i, ckpt, func(q sqliteQueries) error {
 		start := time.Now()
 		events, err := q.q.InsertSweptEvents(ctx, sqlitedb.InsertSweptEventsParams{
 			EventKind: store.EventTTLSwept, EventAtMs: nowMS, RowIds: array})
@@ -126,7 +126,7 @@ func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string, i in
 		return nil
 	})
 	if errors.Is(err, errEventKeysTaken) {
-		err = s.sweepTx(ctx, i, func(q sqliteQueries) error {
+		err = s.sweepTx(ctx, i, ckpt, func(q sqliteQueries) error {
 			var err error
 			n, err = q.deleteExpired(ctx, nowMS, rowIDs)
 			return err
@@ -136,8 +136,9 @@ func (s *Store) sweepBatch(ctx context.Context, nowMS int64, rowIDs string, i in
 }
 
 // sweepTx runs fn in a write transaction, as InTx does, with the writer
-// connection's automatic checkpoint off while a checkpointer runs.
-func (s *Store) sweepTx(ctx context.Context, i int, fn func(sqliteQueries) error) error {
+// connection's automatic checkpoint off while a checkpointer runs, and
+// starts ckpt's checkpoint of the batches before once it holds the turn.
+func (s *Store) sweepTx(ctx context.Context, i int, ckpt *checkpointer, fn func(sqliteQueries) error) error {
 	defer s.w.preparePending(ctx)
 	tx := s.txAttempt(ctx, func(q store.Writer) error {
 		if err := fn(q.(sqliteQueries)); err != nil {
@@ -154,6 +155,7 @@ func (s *Store) sweepTx(ctx context.Context, i int, fn func(sqliteQueries) error
 				return 0, err
 			}
 		}
+		ckpt.kick()
 		return tx()
 	})
 }
@@ -220,8 +222,11 @@ var sweepWALPages int64 = 8 * walSizeLimit / 4096
 
 // checkpointer checkpoints the WAL on a read connection while a sweep
 // removes rows, in place of the writer's automatic checkpoint, which its
-// batches turn off: one checkpoint at a time, each started after a batch
-// and running beside the next. SQLite starts the WAL over only at a write
+// batches turn off: one checkpoint at a time, of the batches before, each
+// started when a batch has the turn, so that it runs beside the batch on
+// the other core and not beside the writes that take turns with it (a
+// checkpoint started as a batch ended slowed those, and so the sweep's
+// wait for them, threefold). SQLite starts the WAL over only at a write
 // that finds all of it copied, which a checkpoint beside the writes
 // seldom leaves; so once the WAL has grown past sweepWALPages, the rest
 // is copied with the turn held (finish): a short checkpoint, of what a few
@@ -246,8 +251,8 @@ func (s *Store) startCheckpointer(ctx context.Context) *checkpointer {
 	return &checkpointer{s: s, ctx: ctx}
 }
 
-// afterBatch starts a checkpoint after a batch, unless one runs; when the
-// WAL has grown past sweepWALPages, it finishes it instead.
+// afterBatch notes that a batch was written, and finishes the WAL when it
+// has grown past sweepWALPages.
 func (c *checkpointer) afterBatch(ctx context.Context) error {
 	if c == nil {
 		return nil
@@ -256,13 +261,18 @@ func (c *checkpointer) afterBatch(ctx context.Context) error {
 	if c.walPages.Load() >= sweepWALPages {
 		return c.finish(ctx)
 	}
-	if c.running.CompareAndSwap(false, true) {
-		c.wg.Go(func() {
-			defer c.running.Store(false)
-			c.checkpoint(c.ctx)
-		})
-	}
 	return nil
+}
+
+// kick starts a checkpoint of what the batches wrote, unless one runs.
+func (c *checkpointer) kick() {
+	if c == nil || !c.wrote || !c.running.CompareAndSwap(false, true) {
+		return
+	}
+	c.wg.Go(func() {
+		defer c.running.Store(false)
+		c.checkpoint(c.ctx)
+	})
 }
 
 // finish copies the WAL to its end, so that the next write starts it
