@@ -113,9 +113,9 @@ type Kill struct {
 
 // LiveRefresher is a Writer that refreshes a registration in one
 // statement when it is live under w's worker ID: it writes w's lanes,
-// capabilities, TTL and heartbeat, keeps the stored RegisteredAtMs, clears
-// a drain, and reports true; otherwise it writes nothing and reports
-// false. Other Writers read the row with GetWorker and write it with
+// capabilities, TTL, heartbeat and report, keeps the stored
+// RegisteredAtMs, sets the drain as the instance's drain directive says,
+// and reports true; otherwise it writes nothing and reports false. Other Writers read the row with GetWorker and write it with
 // UpsertWorker.
 type LiveRefresher interface {
 	RefreshLiveWorker(ctx context.Context, w WorkerRow) (bool, error)
