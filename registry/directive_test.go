@@ -210,16 +210,10 @@ func TestKillDuringRegistrationIsFinal(t *testing.T) {
 		args := registerArgs("ns", "w", time.Time{})
 		args.LivenessTTL = time.Minute
 		mustRegister(t, r, args)
-		release, _ := b.holdRowLock(t, "ns", "w")
-		waiting := func(n int) func() bool {
-			return func() bool {
-				var got int
-				if err := b.raw.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`).Scan(&got); err != nil {
-					t.Fatal(err)
-				}
-				return got >= n
-			}
-		}
+		// Counted behind the row's holder, not across the database, which
+		// other tests' schemas share.
+		release, waiters := b.holdRowLock(t, "ns", "w")
+		waiting := func(n int) func() bool { return func() bool { return waiters() >= n } }
 		killed := make(chan error, 1)
 		go func() {
 			o, err := r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "w", Reason: "bad host"})

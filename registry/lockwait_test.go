@@ -15,10 +15,11 @@ import (
 
 // holdRowLock takes, on a connection of its own, the lock that a heartbeat
 // of ns/instance must wait for: SQLite's write lock (BEGIN IMMEDIATE), or
-// the row's lock on Postgres (SELECT ... FOR UPDATE). waiting reports
-// whether a Postgres session is blocked on it; on SQLite, where nothing
-// shows a waiter, it is nil.
-func (b *testBundle) holdRowLock(t *testing.T, ns, instance string) (release func(), waiting func() bool) {
+// the row's lock on Postgres (SELECT ... FOR UPDATE). waiters counts the
+// Postgres sessions blocked on it, directly or behind another such
+// session (a tuple lock's queue); on SQLite, where nothing shows a
+// waiter, it is nil.
+func (b *testBundle) holdRowLock(t *testing.T, ns, instance string) (release func(), waiters func() int) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := b.raw.DB.Conn(ctx)
@@ -55,15 +56,17 @@ func (b *testBundle) holdRowLock(t *testing.T, ns, instance string) (release fun
 		WHERE namespace = $1 AND worker_instance_id = $2 FOR UPDATE) AS locked`, ns, instance).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("locking %s/%s: %d rows, %v", ns, instance, n, err)
 	}
-	waiting = func() bool {
+	waiters = func() int {
 		var blocked int
-		err := b.raw.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE ?1::integer = ANY(pg_blocking_pids(pid))`, pid).Scan(&blocked)
+		err := b.raw.QueryRow(`SELECT count(*) FROM pg_stat_activity AS a
+			WHERE ?1::integer = ANY(pg_blocking_pids(a.pid))
+			   OR EXISTS (SELECT 1 FROM unnest(pg_blocking_pids(a.pid)) AS by(pid) WHERE ?1::integer = ANY(pg_blocking_pids(by.pid)))`, pid).Scan(&blocked)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return blocked > 0
+		return blocked
 	}
-	return release, waiting
+	return release, waiters
 }
 
 // waitFor polls cond until it holds, and fails the test after 30 s.
@@ -166,7 +169,7 @@ func TestHeartbeatTimeIsReadAfterTheLock(t *testing.T) {
 						mustRegister(t, r, registerArgs("ns", "w", t0))
 						before := b.snapshot(t)
 
-						release, waiting := b.holdRowLock(t, "ns", "w")
+						release, waiters := b.holdRowLock(t, "ns", "w")
 						clock.arm()
 						type result struct {
 							res registry.HeartbeatResult
@@ -178,8 +181,8 @@ func TestHeartbeatTimeIsReadAfterTheLock(t *testing.T) {
 							done <- result{res, err}
 						}()
 						<-clock.firstRead // the call has read t0+5s
-						if waiting != nil {
-							waitFor(t, "the heartbeat to wait for the row's lock", waiting)
+						if waiters != nil {
+							waitFor(t, "the heartbeat to wait for the row's lock", func() bool { return waiters() > 0 })
 						}
 						clock.set(t0.Add(tc.movedTo))
 						release()
