@@ -697,18 +697,13 @@ func (q *Queries) ResumeWorker(ctx context.Context, arg ResumeWorkerParams) (int
 }
 
 const sweepExpiredPartition = `-- name: SweepExpiredPartition :one
-WITH expired AS (
-    SELECT w.partition_key, w.namespace, w.worker_instance_id
-    FROM ff_worker_registry AS w
-    WHERE w.last_heartbeat_ms + w.liveness_ttl_ms <= $1::bigint
-    LIMIT $2::bigint
-    FOR UPDATE SKIP LOCKED
-), swept AS (
+WITH swept AS (
     DELETE FROM ff_worker_registry AS w
-    USING expired
-    WHERE w.partition_key = expired.partition_key
-      AND w.namespace = expired.namespace
-      AND w.worker_instance_id = expired.worker_instance_id
+    WHERE w.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM ff_worker_registry AS x
+            WHERE x.last_heartbeat_ms + x.liveness_ttl_ms <= $1::bigint
+            LIMIT $2::bigint
+            FOR UPDATE SKIP LOCKED))
       AND w.last_heartbeat_ms + w.liveness_ttl_ms <= $1::bigint
     RETURNING w.partition_key, w.namespace, w.worker_instance_id
 ), recorded AS (
@@ -751,13 +746,14 @@ type SweepExpiredPartitionRow struct {
 // its place (internal/store/pgstore, sweep.go), so that it reads one
 // partition, as the engine's tick does. Up to batch_size rows expired at
 // now_ms are locked, SKIP LOCKED so that a row a heartbeat or registration
-// holds is left to it; deleted, with the expiry checked again on the
-// locked row; and given their ttl_swept events. Their IDs are drawn with
-// nextval once the audit log's lock is held (an InitPlan, taken once),
-// which is what the column's default does for one row at a time. An event
-// whose key is taken is not written here: the statement returns those
-// keys, and the store writes them at the next free millisecond in the same
-// transaction.
+// holds is left to it; deleted by their ctids (a TID scan: a join back on
+// the key costs the statement twice the engine's time), with the expiry
+// checked again on the locked row; and given their ttl_swept events. Their
+// IDs are drawn with nextval once the audit log's lock is held (an
+// InitPlan, taken once), which is what the column's default does for one
+// row at a time. An event whose key is taken is not written here: the
+// statement returns those keys, and the store writes them at the next free
+// millisecond in the same transaction.
 func (q *Queries) SweepExpiredPartition(ctx context.Context, arg SweepExpiredPartitionParams) (SweepExpiredPartitionRow, error) {
 	row := q.db.QueryRow(ctx, sweepExpiredPartition, arg.NowMs, arg.BatchSize)
 	var i SweepExpiredPartitionRow

@@ -1,5 +1,11 @@
 package pgstore
 
+import (
+	"context"
+
+	"github.com/flowfabric/workerregistry/db/pgdb"
+)
+
 // RoutedStatement is what the router made of one sqlc statement.
 type RoutedStatement struct {
 	Name  string
@@ -44,3 +50,13 @@ var PartitionKey = partitionKey
 
 // SplitPool is OpenPools's split of a pool configuration.
 var SplitPool = splitPool
+
+// SweepStatement is the sweep's statement for one batch of the partition
+// part, as the store runs it, with its arguments for nowMS and limit.
+func SweepStatement(part string, nowMS int64, limit int) (string, []any, error) {
+	query, args, err := sqlcStatement(func(q *pgdb.Queries) error {
+		_, err := q.SweepExpiredPartition(context.Background(), pgdb.SweepExpiredPartitionParams{NowMs: nowMS, BatchSize: int64(limit)})
+		return err
+	})
+	return onPartition(query, part), args, err
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowfabric/workerregistry/internal/flowfabrictest"
 	"github.com/flowfabric/workerregistry/internal/sqlctest"
+	"github.com/flowfabric/workerregistry/internal/store/pgstore"
 	"github.com/flowfabric/workerregistry/registry/registrytest"
 )
 
@@ -91,4 +92,61 @@ func checkPartitionPruning(t *testing.T, db *sql.DB) {
 // rebind turns sqlctest's ?N placeholders into Postgres's $N.
 func rebind(query string) string {
 	return regexp.MustCompile(`\?(\d+)`).ReplaceAllString(query, "$$$1")
+}
+
+// TestSweepReadsOnePartition checks the sweep's statement as the store
+// rewrites it for one partition of FlowFabric's table: its plan reads
+// that partition and no other, and deletes the rows it locked by their
+// ctids, not by a join back on the key (which doubled its time).
+func TestSweepReadsOnePartition(t *testing.T) {
+	db := flowfabrictest.Postgres(t).DB
+	for _, part := range []string{"ff_worker_registry_p000", "ff_worker_registry_p173"} {
+		query, args, err := pgstore.SweepStatement(part, t0.UnixMilli(), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			plan := explainIn(t, db, mode, query, args...)
+			partitions := regexp.MustCompile(`ff_worker_registry_p\d{3}`).FindAllString(plan, -1)
+			slices.Sort(partitions)
+			if partitions = slices.Compact(partitions); !slices.Equal(partitions, []string{part}) {
+				t.Errorf("%s, %s: the plan reads %v, want only %s:\n%s", part, mode, partitions, part, plan)
+			}
+			if !strings.Contains(plan, "ctid = ANY") || strings.Contains(plan, "Join") {
+				t.Errorf("%s, %s: the delete does not take the locked rows by ctid:\n%s", part, mode, plan)
+			}
+		}
+	}
+}
+
+// explainIn returns Postgres's plan of query under plan_cache_mode mode.
+func explainIn(t *testing.T, db *sql.DB, mode, query string, args ...any) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	defer conn.ExecContext(ctx, "RESET plan_cache_mode")
+	if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = "+mode); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.QueryContext(ctx, "EXPLAIN "+query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan += line + "\n"
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }

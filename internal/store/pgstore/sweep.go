@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -30,11 +31,12 @@ import (
 //     parent's), in transactions of at most a batch of rows each.
 //
 // Both statements come from sqlc (queries/postgres/workers.sql), which
-// writes them against the parent as "ff_worker_registry AS w";
+// writes them against the parent as "ff_worker_registry AS" an alias;
 // sqlcStatement reads their text and arguments from the generated code.
 
-// sweepTable is the text the partitioned statements name the parent by.
-const sweepTable = "ff_worker_registry AS w"
+// sweepTable matches the text the partitioned statements name the parent
+// by, "ff_worker_registry AS" and an alias.
+var sweepTable = regexp.MustCompile(`\bff_worker_registry AS (\w+)\b`)
 
 // sweepPlan is what a Store's sweeps reuse: the names of the partitions,
 // in order, and the probe over them.
@@ -91,7 +93,7 @@ func (p *sweepPlans) get(ctx context.Context, s *Store) (*sweepPlan, error) {
 // onPartition returns query, which names the parent as sweepTable, with
 // part in its place.
 func onPartition(query, part string) string {
-	return strings.ReplaceAll(query, sweepTable, part+" AS w")
+	return sweepTable.ReplaceAllString(query, strings.ReplaceAll(part, "$", "$$")+" AS $1")
 }
 
 // sweepBatchSize is the most rows a sweep transaction removes: at this
