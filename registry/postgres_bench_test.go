@@ -418,7 +418,9 @@ func BenchmarkPostgresSweepNothingExpired(b *testing.B) {
 	b.Logf("%d workers built in %v", n, time.Since(start).Round(time.Millisecond))
 	now := t0.Add(time.Minute)
 	b.Run(fmt.Sprintf("workers=%d/registry", n), func(b *testing.B) {
-		for b.Loop() {
+		// Once untimed first: a sweeper that has run before has its
+		// statements planned and its prune of the audit log behind it.
+		for first := true; first || b.Loop(); first = false {
 			rep, err := r.SweepExpiredWorkers(context.Background(), now)
 			if err != nil || rep.Swept != 0 {
 				b.Fatalf("sweep: %+v, %v", rep, err)

@@ -158,12 +158,21 @@ WITH swept AS (
     SELECT swept.namespace, swept.worker_instance_id FROM swept
     EXCEPT ALL
     SELECT recorded.namespace, recorded.worker_instance_id FROM recorded
+), counts AS (
+    SELECT (SELECT count(*) FROM swept) AS swept, (SELECT count(*) FROM recorded) AS recorded
 )
-SELECT (SELECT count(*) FROM swept)::bigint AS swept,
-       ARRAY(SELECT missed.namespace FROM missed
-             ORDER BY missed.namespace COLLATE "C", missed.worker_instance_id COLLATE "C")::text[] AS missed_namespaces,
-       ARRAY(SELECT missed.worker_instance_id FROM missed
-             ORDER BY missed.namespace COLLATE "C", missed.worker_instance_id COLLATE "C")::text[] AS missed_instances;
+-- The missed keys are looked for only when an event was not written (an
+-- InitPlan runs when its value is first needed): almost never.
+SELECT counts.swept::bigint AS swept,
+       CASE WHEN counts.swept <> counts.recorded THEN
+           ARRAY(SELECT missed.namespace FROM missed
+                 ORDER BY missed.namespace COLLATE "C", missed.worker_instance_id COLLATE "C")
+       ELSE '{}' END::text[] AS missed_namespaces,
+       CASE WHEN counts.swept <> counts.recorded THEN
+           ARRAY(SELECT missed.worker_instance_id FROM missed
+                 ORDER BY missed.namespace COLLATE "C", missed.worker_instance_id COLLATE "C")
+       ELSE '{}' END::text[] AS missed_instances
+FROM counts;
 
 -- name: HeartbeatLiveWorkerNoWait :one
 -- HeartbeatLiveWorker for a caller that read its time just before: rather
