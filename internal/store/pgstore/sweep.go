@@ -43,6 +43,7 @@ var sweepTable = regexp.MustCompile(`\bff_worker_registry AS (\w+)\b`)
 type sweepPlan struct {
 	partitions []string // as regclass text: quoted, qualified when not on the search path
 	probe      string   // returns the indexes into partitions of those with an expired row
+	sweeps     []string // SweepExpiredPartition on each partition, by index
 }
 
 // sweepPlans caches a Store's sweepPlan once made: a table's partitions do
@@ -86,7 +87,18 @@ func (p *sweepPlans) get(ctx context.Context, s *Store) (*sweepPlan, error) {
 		fmt.Fprintf(&probe, "CASE WHEN (\n%s\n) THEN %d END", onPartition(exists, part), i)
 	}
 	probe.WriteString("], NULL)::int[]")
-	p.plan = &sweepPlan{partitions: partitions, probe: probe.String()}
+	sweep, _, err := sqlcStatement(func(q *pgdb.Queries) error {
+		_, err := q.SweepExpiredPartition(ctx, pgdb.SweepExpiredPartitionParams{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sweeps := make([]string, len(partitions))
+	for i, part := range partitions {
+		sweeps[i] = onPartition(sweep, part)
+	}
+	p.plan = &sweepPlan{partitions: partitions, probe: probe.String(), sweeps: sweeps}
 	return p.plan, nil
 }
 
@@ -127,14 +139,11 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, swept func(n int)
 	if err != nil {
 		return 0, fmt.Errorf("probe partitions for expired workers: %w", s.lim.explain(err))
 	}
-	parts := make([]string, len(expired))
-	for i, p := range expired {
-		parts[i] = plan.partitions[p]
-	}
+	parts := expired
 	var total int
 	for len(parts) > 0 {
 		var n int
-		var left []string
+		var left []int32
 		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 			n, left = 0, parts
 			// Each partition's statement is planned once per connection,
@@ -145,7 +154,7 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, swept func(n int)
 			}
 			for len(left) > 0 && n < sweepBatchSize {
 				limit := sweepBatchSize - n
-				k, err := sweepPartition(ctx, tx, q, left[0], nowMS, limit)
+				k, err := sweepPartition(ctx, tx, q, plan, left[0], nowMS, limit)
 				if err != nil {
 					return err
 				}
@@ -166,11 +175,13 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, swept func(n int)
 	return total, nil
 }
 
-// sweepPartition sweeps up to limit rows of the partition part in tx:
-// SweepExpiredPartition, then the events whose key was taken, each at the
-// next free millisecond.
-func sweepPartition(ctx context.Context, tx pgx.Tx, q *pgdb.Queries, part string, nowMS int64, limit int) (int, error) {
-	query, args, err := sqlcStatement(func(q *pgdb.Queries) error {
+// sweepPartition sweeps up to limit rows of the partition plan.partitions[i]
+// in tx: SweepExpiredPartition, then the events whose key was taken, each
+// at the next free millisecond.
+func sweepPartition(ctx context.Context, tx pgx.Tx, q *pgdb.Queries, plan *sweepPlan, i int32, nowMS int64, limit int) (int, error) {
+	// The arguments, in sqlc's order; the text is the plan's, rewritten
+	// once for each partition.
+	_, args, err := sqlcStatement(func(q *pgdb.Queries) error {
 		_, err := q.SweepExpiredPartition(ctx, pgdb.SweepExpiredPartitionParams{NowMs: nowMS, BatchSize: int64(limit)})
 		return err
 	})
@@ -178,12 +189,12 @@ func sweepPartition(ctx context.Context, tx pgx.Tx, q *pgdb.Queries, part string
 		return 0, err
 	}
 	var row pgdb.SweepExpiredPartitionRow
-	if err := tx.QueryRow(ctx, onPartition(query, part), args...).Scan(&row.Swept, &row.MissedNamespaces, &row.MissedInstances); err != nil {
-		return 0, fmt.Errorf("sweep %s: %w", part, err)
+	if err := tx.QueryRow(ctx, plan.sweeps[i], args...).Scan(&row.Swept, &row.MissedNamespaces, &row.MissedInstances); err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", plan.partitions[i], err)
 	}
 	w := postgresQueries{q: q}
-	for i, ns := range row.MissedNamespaces {
-		if err := w.InsertEvent(ctx, store.EventRow{Namespace: ns, WorkerInstanceID: row.MissedInstances[i],
+	for j, ns := range row.MissedNamespaces {
+		if err := w.InsertEvent(ctx, store.EventRow{Namespace: ns, WorkerInstanceID: row.MissedInstances[j],
 			EventKind: store.EventTTLSwept, EventAtMs: nowMS + 1}); err != nil {
 			return 0, err
 		}
