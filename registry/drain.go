@@ -50,11 +50,23 @@ func (r *Registry) requestDrain(ctx context.Context, args RequestDrainArgs) (Dra
 	if err != nil {
 		return 0, err
 	}
+	key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
+	if w, ok := r.st.(store.OneStatementWriter); ok {
+		// Postgres: the drain, its directive and its event in one statement.
+		drained, done, err := w.RequestDrainWithEvent(ctx, key, r.lockedNow(args.Now, now), reason)
+		switch {
+		case err != nil:
+			return 0, err
+		case done && drained:
+			return DrainRequested, nil
+		case done:
+			return DrainNotRegistered, nil
+		}
+	}
 	outcome := DrainNotRegistered
 	err = r.inTx(ctx, func(q store.Writer) error {
 		now = r.lockedNow(args.Now, now)
 		outcome = DrainNotRegistered // this run's, should an earlier one have failed
-		key := store.InstanceKey{Namespace: args.Namespace, InstanceID: args.WorkerInstanceID}
 		ok, err := q.RequestDrain(ctx, key, now)
 		if err != nil || !ok {
 			return err

@@ -667,6 +667,62 @@ func (q *Queries) RequestDrain(ctx context.Context, arg RequestDrainParams) (int
 	return result.RowsAffected(), nil
 }
 
+const requestDrainWithEvent = `-- name: RequestDrainWithEvent :one
+WITH drained AS (
+    UPDATE ff_worker_registry AS w
+    SET draining = true
+    WHERE w.partition_key = $1
+      AND w.namespace = $2
+      AND w.worker_instance_id = $3
+      AND w.last_heartbeat_ms + w.liveness_ttl_ms > $4
+    RETURNING w.partition_key, w.namespace, w.worker_instance_id
+), directive AS (
+    INSERT INTO ff_worker_registry_directive (namespace, worker_instance_id, draining, updated_at_ms)
+    SELECT drained.namespace, drained.worker_instance_id, true, $4 FROM drained
+    ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
+        draining      = excluded.draining,
+        updated_at_ms = excluded.updated_at_ms
+    RETURNING 1
+), recorded AS (
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason)
+    SELECT drained.partition_key, drained.namespace, drained.worker_instance_id, 'drain_requested', $4,
+           $5::text
+    FROM drained
+    RETURNING 1
+)
+SELECT count(*) AS drained FROM drained
+`
+
+type RequestDrainWithEventParams struct {
+	PartitionKey     int16
+	Namespace        string
+	WorkerInstanceID string
+	NowMs            int64
+	Reason           *string
+}
+
+// RequestDrain with its directive (SetDrainDirective) and its
+// drain_requested event, in one statement: one round trip, atomic without
+// a transaction, where RequestDrain's transaction takes five. It waits
+// for the row's lock as that transaction does, and takes the audit log's
+// lock after it, as that transaction does. Should the event's key
+// (instance, now_ms, kind) be taken, the insert fails with
+// unique_violation (23505) and the caller runs the transaction, which
+// moves the event to the next free millisecond. It returns how many rows
+// it drained: none when the worker is absent or expired at now_ms.
+func (q *Queries) RequestDrainWithEvent(ctx context.Context, arg RequestDrainWithEventParams) (int64, error) {
+	row := q.db.QueryRow(ctx, requestDrainWithEvent,
+		arg.PartitionKey,
+		arg.Namespace,
+		arg.WorkerInstanceID,
+		arg.NowMs,
+		arg.Reason,
+	)
+	var drained int64
+	err := row.Scan(&drained)
+	return drained, err
+}
+
 const resumeWorker = `-- name: ResumeWorker :execrows
 UPDATE ff_worker_registry
 SET draining = false

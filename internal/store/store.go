@@ -140,9 +140,16 @@ type LiveRefresher interface {
 //     its directive's, it writes nothing and reports false, and the
 //     caller registers in a transaction. explicit is
 //     HeartbeatWithEventAt's, for w.LastHeartbeatMs.
+//   - RequestDrainWithEvent sets the drain of a registration live at
+//     nowMS, with its drain directive and its drain_requested event (with
+//     reason), and reports whether there was one to drain (drained) and
+//     whether it wrote at all (done); when the event's key is taken it
+//     writes nothing and reports done false, and the caller drains in a
+//     transaction.
 type OneStatementWriter interface {
 	HeartbeatWithEventAt(ctx context.Context, k InstanceKey, rep *Report, now func() int64, explicit bool) (HeartbeatRow, bool, error)
 	RefreshRegistration(ctx context.Context, w WorkerRow, explicit bool) (bool, error)
+	RequestDrainWithEvent(ctx context.Context, k InstanceKey, nowMS int64, reason *string) (drained, done bool, err error)
 }
 
 // InstanceKey is the registry's key: one worker process in a namespace.

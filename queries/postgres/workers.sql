@@ -119,6 +119,40 @@ WHERE partition_key = sqlc.arg(partition_key)
   AND worker_instance_id = sqlc.arg(worker_instance_id)
   AND last_heartbeat_ms + liveness_ttl_ms > sqlc.arg(now_ms);
 
+-- name: RequestDrainWithEvent :one
+-- RequestDrain with its directive (SetDrainDirective) and its
+-- drain_requested event, in one statement: one round trip, atomic without
+-- a transaction, where RequestDrain's transaction takes five. It waits
+-- for the row's lock as that transaction does, and takes the audit log's
+-- lock after it, as that transaction does. Should the event's key
+-- (instance, now_ms, kind) be taken, the insert fails with
+-- unique_violation (23505) and the caller runs the transaction, which
+-- moves the event to the next free millisecond. It returns how many rows
+-- it drained: none when the worker is absent or expired at now_ms.
+WITH drained AS (
+    UPDATE ff_worker_registry AS w
+    SET draining = true
+    WHERE w.partition_key = sqlc.arg(partition_key)
+      AND w.namespace = sqlc.arg(namespace)
+      AND w.worker_instance_id = sqlc.arg(worker_instance_id)
+      AND w.last_heartbeat_ms + w.liveness_ttl_ms > sqlc.arg(now_ms)
+    RETURNING w.partition_key, w.namespace, w.worker_instance_id
+), directive AS (
+    INSERT INTO ff_worker_registry_directive (namespace, worker_instance_id, draining, updated_at_ms)
+    SELECT drained.namespace, drained.worker_instance_id, true, sqlc.arg(now_ms) FROM drained
+    ON CONFLICT (namespace, worker_instance_id) DO UPDATE SET
+        draining      = excluded.draining,
+        updated_at_ms = excluded.updated_at_ms
+    RETURNING 1
+), recorded AS (
+    INSERT INTO ff_worker_registry_event (partition_key, namespace, worker_instance_id, event_kind, event_at_ms, reason)
+    SELECT drained.partition_key, drained.namespace, drained.worker_instance_id, 'drain_requested', sqlc.arg(now_ms),
+           sqlc.narg(reason)::text
+    FROM drained
+    RETURNING 1
+)
+SELECT count(*) AS drained FROM drained;
+
 -- name: SweepExpiredPartition :one
 -- One sweep batch of one partition. The statement names the parent table
 -- as "ff_worker_registry AS w"; the store runs it with a partition's name in

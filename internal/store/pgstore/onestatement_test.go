@@ -132,3 +132,68 @@ func TestOneStatementWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestOneStatementDrain checks the one-statement drain against what
+// RequestDrain's transaction writes: the row's drain, the directive and the
+// event with its reason, or nothing at all. A taken event key leaves the
+// drain to the transaction.
+func TestOneStatementDrain(t *testing.T) {
+	for _, routed := range []bool{true, false} {
+		name := map[bool]string{true: "routed", false: "parents"}[routed]
+		t.Run(name, func(t *testing.T) {
+			s, pool := openStore(t, routed)
+			ctx := context.Background()
+			const t0, ttl = int64(1_000_000), int64(10_000)
+			k := store.InstanceKey{Namespace: "ns", InstanceID: "w1"}
+			if err := s.InTx(ctx, func(q store.Writer) error {
+				return q.UpsertWorker(ctx, store.WorkerRow{Namespace: k.Namespace, WorkerInstanceID: k.InstanceID, WorkerID: "pool",
+					Lanes: "a", LastHeartbeatMs: t0, LivenessTTLMs: ttl, RegisteredAtMs: t0})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			reason := "rollout"
+			drained, done, err := s.RequestDrainWithEvent(ctx, k, t0+1, &reason)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !done || !drained {
+				t.Fatalf("RequestDrainWithEvent = drained %v, done %v; want both", drained, done)
+			}
+			row, ok, err := s.Reader().GetLiveWorker(ctx, k, t0+1)
+			if err != nil || !ok || !row.Draining {
+				t.Fatalf("after the drain the row is %+v (found %v, %v)", row, ok, err)
+			}
+			var draining bool
+			var updated int64
+			if err := pool.QueryRow(ctx, `SELECT draining, updated_at_ms FROM ff_worker_registry_directive
+				WHERE namespace = $1 AND worker_instance_id = $2`, k.Namespace, k.InstanceID).Scan(&draining, &updated); err != nil || !draining || updated != t0+1 {
+				t.Fatalf("directive: draining %v at %d, %v; want true at %d", draining, updated, err, t0+1)
+			}
+			events, err := s.Reader().ListEvents(ctx, store.EventQuery{Namespace: k.Namespace, Instance: k.InstanceID, Before: 1 << 62, NewestFirst: true, RowLimit: 10})
+			if err != nil || len(events) != 1 || events[0].EventKind != store.EventDrainRequested || events[0].EventAtMs != t0+1 ||
+				events[0].Reason == nil || *events[0].Reason != reason {
+				t.Fatalf("events after the drain: %+v, %v", events, err)
+			}
+
+			// The same millisecond again: the event's key is taken, and the
+			// statement writes nothing (the directive keeps its time).
+			if drained, done, err := s.RequestDrainWithEvent(ctx, k, t0+1, nil); err != nil || done || drained {
+				t.Fatalf("a drain whose event key is taken: drained %v, done %v, %v; want the transaction's", drained, done, err)
+			}
+			// Absent, and expired: done, nothing drained, nothing written.
+			for _, c := range []struct {
+				what string
+				k    store.InstanceKey
+				now  int64
+			}{{"absent", store.InstanceKey{Namespace: "ns", InstanceID: "w2"}, t0 + 2}, {"expired", k, t0 + ttl}} {
+				if drained, done, err := s.RequestDrainWithEvent(ctx, c.k, c.now, nil); err != nil || !done || drained {
+					t.Fatalf("%s: drained %v, done %v, %v; want done, not drained", c.what, drained, done, err)
+				}
+			}
+			var n int
+			if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM ff_worker_registry_event) + (SELECT count(*) FROM ff_worker_registry_directive WHERE updated_at_ms <> $1)`, t0+1).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("events and other directives after the drains that wrote nothing: %d, %v; want the one event", n, err)
+			}
+		})
+	}
+}

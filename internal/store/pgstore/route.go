@@ -48,6 +48,7 @@ var routedQueries = map[string]bool{
 	"LockWorkersInPartition":          true,
 	"DeleteLiveWorker":                true,
 	"RequestDrain":                    true,
+	"RequestDrainWithEvent":           true,
 	"ResumeWorker":                    true,
 	"GetLiveWorker":                   true,
 	"InsertEvent":                     true,

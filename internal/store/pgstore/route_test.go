@@ -170,6 +170,12 @@ func scenario(t *testing.T, s *pgstore.Store, pool *pgxpool.Pool) []string {
 		must(err)
 		log("heartbeat live %d: %+v %v", i, row, found)
 	}
+	for i := 40; i < 60; i++ {
+		reason := fmt.Sprintf("reason %d", i)
+		drained, done, err := s.RequestDrainWithEvent(ctx, key(i), t0+5, &reason)
+		must(err)
+		log("drain with event %d: %v %v", i, drained, done)
+	}
 	for i := 280; i < n; i++ {
 		ok, err := w.DeleteLiveWorker(ctx, key(i), t0+7)
 		must(err)
@@ -188,7 +194,14 @@ func scenario(t *testing.T, s *pgstore.Store, pool *pgxpool.Pool) []string {
 			events, err := r.ListEvents(ctx, store.EventQuery{Namespace: key(i).Namespace, Instance: key(i).InstanceID,
 				NewestFirst: newest, After: 1, Before: 1 << 62, RowLimit: 3})
 			must(err)
-			log("events %d %v: %+v", i, newest, events)
+			for _, e := range events {
+				reason := "<nil>"
+				if e.Reason != nil {
+					reason = *e.Reason
+				}
+				e.Reason = nil
+				log("events %d %v: %+v reason %s", i, newest, e, reason)
+			}
 		}
 	}
 	for _, q := range []string{

@@ -185,6 +185,27 @@ func (s *Store) RefreshRegistration(ctx context.Context, w store.WorkerRow, expl
 	return n > 0, err
 }
 
+// RequestDrainWithEvent drains a registration live at nowMS with its
+// directive and event in one statement (RequestDrainWithEvent's query);
+// see store.OneStatementWriter. On the parent tables it reports done
+// false, as the statement would take long to plan.
+func (s *Store) RequestDrainWithEvent(ctx context.Context, k store.InstanceKey, nowMS int64, reason *string) (drained, done bool, err error) {
+	if !s.route.routes(ctx, s.pool) {
+		return false, false, nil
+	}
+	n, err := s.q.RequestDrainWithEvent(ctx, pgdb.RequestDrainWithEventParams{
+		PartitionKey: partitionKey(k.InstanceID), Namespace: k.Namespace, WorkerInstanceID: k.InstanceID,
+		NowMs: nowMS, Reason: reason,
+	})
+	if isUniqueViolation(err) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	return n > 0, true, nil
+}
+
 func (s *Store) BatchChunk() int              { return chunkSize }
 func (s *Store) TookChunk(int, time.Duration) {}
 
