@@ -226,6 +226,8 @@ type row struct {
 	// a share it did not report misses it.
 	share    string
 	shareMin float64
+	// bshare is the baseline's share metric, when it is not share.
+	bshare string
 }
 
 const (
@@ -343,12 +345,17 @@ func (r row) figures(res results) ([]string, error) {
 		if err == nil {
 			vs += ", " + format(share, r.share)
 		} else if r.shareMin > 0 {
-			vs += ", no " + r.share
+			_, name, _ := strings.Cut(r.share, "%")
+			vs += ", no " + strings.ToUpper(name) + " share"
 		}
 		if r.ok != nil && r.shareMin > 0 && (err != nil || share < r.shareMin) {
 			met = "**no**"
 		}
-		if share, err := res.get(r.baseline, r.share); err == nil {
+		bshare := r.share
+		if r.bshare != "" {
+			bshare = r.bshare
+		}
+		if share, err := res.get(r.baseline, bshare); err == nil {
 			bs += ", " + format(share, r.share)
 		}
 	}
@@ -369,7 +376,8 @@ func format(v float64, unit string) string {
 	if unit == "max_writer_wait_ms" {
 		return fmt.Sprintf("%.1f ms", v)
 	}
-	if share, ok := strings.CutPrefix(unit, "%"); ok {
+	// A share, "%hot" or one side's of a pair ("registry-%hot").
+	if _, share, ok := strings.Cut(unit, "%"); ok {
 		return fmt.Sprintf("%.1f%% %s", v, strings.ToUpper(share))
 	}
 	d := time.Duration(v)

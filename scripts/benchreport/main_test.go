@@ -213,14 +213,10 @@ func TestPostgresReportComparesWithTheEngine(t *testing.T) {
 		}
 	}
 	run(off, map[string]string{
-		"PostgresEngine/heartbeat/registry":                                       "40000 ns/op\t95.5 %hot",
-		"PostgresEngine/heartbeat/engine=update":                                  "80000 ns/op\t100 %hot",
-		"PostgresEngine/heartbeat,events/registry":                                "500000 ns/op\t80 %hot",
-		"PostgresEngine/heartbeat,events/engine":                                  "400000 ns/op\t90 %hot",
-		"PostgresEngine/register/registry":                                        "200000 ns/op",
-		"PostgresEngine/register/engine":                                          "300000 ns/op",
-		"PostgresEngine/drain/registry":                                           "300000 ns/op",
-		"PostgresEngine/drain/engine=mark_dead":                                   "300000 ns/op",
+		"PostgresEngine/heartbeat":                                                "9 ns/op\t40000 registry-ns/op\t80000 engine-ns/op\t95.5 registry-%hot\t100 engine-%hot",
+		"PostgresEngine/heartbeat,events":                                         "9 ns/op\t500000 registry-ns/op\t400000 engine-ns/op\t80 registry-%hot\t90 engine-%hot",
+		"PostgresEngine/register":                                                 "9 ns/op\t200000 registry-ns/op\t300000 engine-ns/op",
+		"PostgresEngine/drain":                                                    "9 ns/op\t300000 registry-ns/op\t300000 engine-ns/op",
 		"PostgresFlowFabricSweep/nothing_expired/workers=200000/registry":         "100000 ns/op",
 		"PostgresFlowFabricSweep/nothing_expired/workers=200000/baseline=engine":  "5000000 ns/op",
 		"PostgresFlowFabricSweep/nothing_expired/workers=1000000/registry":        "100000 ns/op",
@@ -235,12 +231,9 @@ func TestPostgresReportComparesWithTheEngine(t *testing.T) {
 	// The durable run: the heartbeat fast enough but not HOT, one without
 	// its share, and no drain, sweep of 100k or orphan pages.
 	run(durable, map[string]string{
-		"PostgresEngine/heartbeat/registry":                                       "40000 ns/op\t50 %hot",
-		"PostgresEngine/heartbeat/engine=update":                                  "80000 ns/op",
-		"PostgresEngine/heartbeat,events/registry":                                "400000 ns/op",
-		"PostgresEngine/heartbeat,events/engine":                                  "400000 ns/op",
-		"PostgresEngine/register/registry":                                        "300000 ns/op",
-		"PostgresEngine/register/engine":                                          "150000 ns/op",
+		"PostgresEngine/heartbeat":                                                "9 ns/op\t40000 registry-ns/op\t80000 engine-ns/op\t50 registry-%hot",
+		"PostgresEngine/heartbeat,events":                                         "9 ns/op\t400000 registry-ns/op\t400000 engine-ns/op",
+		"PostgresEngine/register":                                                 "9 ns/op\t300000 registry-ns/op\t150000 engine-ns/op",
 		"PostgresFlowFabricSweep/nothing_expired/workers=1000000/registry":        "100000 ns/op",
 		"PostgresFlowFabricSweep/nothing_expired/workers=1000000/baseline=engine": "50000 ns/op",
 		"PostgresFlowFabricSweep/expired=20000":                                   "9000000000 ns/op\t1000000000 registry-ns/sweep\t1000000000 engine-ns/sweep",
@@ -290,9 +283,8 @@ func TestPostgresReportComparesWithTheEngine(t *testing.T) {
 func TestPostgresReportEngineRowsWithoutFigures(t *testing.T) {
 	var b strings.Builder
 	b.WriteString(fakePostgresRun(1e6, nil, 1_000_000, nil))
-	fakeLines(&b, []string{"PostgresEngine/heartbeat/registry", "PostgresEngine/heartbeat/engine=update"}, 0, map[string]string{
-		"PostgresEngine/heartbeat/registry":      "40000 ns/op",
-		"PostgresEngine/heartbeat/engine=update": "80000 ns/op\t0 %hot",
+	fakeLines(&b, []string{"PostgresEngine/heartbeat"}, 0, map[string]string{
+		"PostgresEngine/heartbeat": "9 ns/op\t40000 registry-ns/op\t80000 engine-ns/op\t0 engine-%hot",
 	})
 	withHeartbeat, err := parse(strings.NewReader(b.String()))
 	if err != nil {
@@ -308,7 +300,7 @@ func TestPostgresReportEngineRowsWithoutFigures(t *testing.T) {
 	}
 	notRun := "— | — | — | not run"
 	for _, want := range []string{
-		"| ≥ 1.5× and ≥ 90% HOT | 40.0 µs, no %hot | 80.0 µs, 0.0% HOT | 2.00× | **no** | " + notRun + " |",
+		"| ≥ 1.5× and ≥ 90% HOT | 40.0 µs, no HOT share | 80.0 µs, 0.0% HOT | 2.00× | **no** | " + notRun + " |",
 		"| Register (refresh of a live worker) vs the engine's register transaction, on an adopted FlowFabric database | ≥ 1.0× | " + notRun + " | " + notRun + " |",
 		"| Sweep with nothing expired among 1M live workers vs the engine's tick of every partition, on an adopted FlowFabric database | ≥ 1.0× | " + notRun + " | " + notRun + " |",
 		"| Sweep of 20k expired workers vs the engine's tick of every partition, on an adopted FlowFabric database | ≥ 1.0× | " + notRun + " | " + notRun + " |",
