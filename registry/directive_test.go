@@ -245,3 +245,92 @@ func TestKillDuringRegistrationIsFinal(t *testing.T) {
 		}
 	})
 }
+
+// TestDrainBehindAKillWritesNothing queues a drain behind a kill of the
+// same instance while another connection holds its row: the kill goes
+// first and deletes the row, and the drain (one statement on Postgres:
+// the row's drain, its directive and its event) must then find no
+// registration and write none of the three. Released without the kill, the
+// same queued drain writes all three.
+func TestDrainBehindAKillWritesNothing(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		if s.engine != enginePostgres {
+			t.Skip("SQLite's transactions hold the write lock from their start")
+		}
+		r, b := setup(t, s)
+		ctx := context.Background()
+		drain := func(instance string) <-chan registry.DrainOutcome {
+			out := make(chan registry.DrainOutcome, 1)
+			go func() {
+				o, err := r.RequestDrain(ctx, registry.RequestDrainArgs{Namespace: "ns", WorkerInstanceID: instance, Reason: "rollout"})
+				if err != nil {
+					t.Errorf("RequestDrain(%s): %v", instance, err)
+				}
+				out <- o
+			}()
+			return out
+		}
+		// written reports the drain_requested events of instance and
+		// whether its directive says drain.
+		written := func(instance string) (events int, directive bool) {
+			t.Helper()
+			page, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: instance})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range page.Events {
+				if e.Kind == "drain_requested" {
+					events++
+				}
+			}
+			err = b.raw.QueryRow(`SELECT coalesce(bool_or(draining), false) FROM ff_worker_registry_directive
+				WHERE namespace = 'ns' AND worker_instance_id = ?1`, instance).Scan(&directive)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return events, directive
+		}
+		for _, id := range []string{"killed", "kept"} {
+			args := registerArgs("ns", id, time.Time{})
+			args.LivenessTTL = time.Minute
+			mustRegister(t, r, args)
+		}
+
+		release, waiters := b.holdRowLock(t, "ns", "killed")
+		killed := make(chan error, 1)
+		go func() {
+			o, err := r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "killed", Reason: "bad host"})
+			if err == nil && o != registry.Marked {
+				err = fmt.Errorf("outcome %v", o)
+			}
+			killed <- err
+		}()
+		waitFor(t, "the kill to wait for the row", func() bool { return waiters() >= 1 })
+		drained := drain("killed")
+		waitFor(t, "the drain to wait behind the kill", func() bool { return waiters() >= 2 })
+		release()
+		if err := <-killed; err != nil {
+			t.Fatalf("MarkWorkerDead: %v", err)
+		}
+		if o := <-drained; o != registry.DrainNotRegistered {
+			t.Fatalf("a drain behind a kill = %v; want DrainNotRegistered", o)
+		}
+		if events, directive := written("killed"); events != 0 || directive {
+			t.Fatalf("a drain that found no registration wrote %d drain events, directive drain %v; want none", events, directive)
+		}
+
+		release, waiters = b.holdRowLock(t, "ns", "kept")
+		drained = drain("kept")
+		waitFor(t, "the drain to wait for the row", func() bool { return waiters() >= 1 })
+		release()
+		if o := <-drained; o != registry.DrainRequested {
+			t.Fatalf("a drain that waited for the row = %v; want DrainRequested", o)
+		}
+		if events, directive := written("kept"); events != 1 || !directive {
+			t.Fatalf("a drain that waited for the row wrote %d drain events, directive drain %v; want 1, true", events, directive)
+		}
+		if w, ok, err := r.GetWorker(ctx, registry.GetWorkerArgs{Namespace: "ns", WorkerInstanceID: "kept"}); err != nil || !ok || !w.Draining {
+			t.Fatalf("GetWorker after the drain = %+v, %v, %v; want draining", w, ok, err)
+		}
+	})
+}
