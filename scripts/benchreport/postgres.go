@@ -318,7 +318,11 @@ BenchmarkPostgresEngine, BenchmarkPostgresFlowFabricSweep) run on the
 engine's own 256-way partitioned schema, against FlowFabric's own engine
 statements, read from its module at bench time; their targets (issue 29)
 are the fsync-off run's, and "HOT" is the share of the run's updates of
-ff_worker_registry that were heap-only. Each figure is from one of two runs on
+ff_worker_registry that were heap-only. The engine rows and the sweeps of
+expired workers there run the registry and the engine in turns (blocks
+of calls, rounds of sweeps) and report each side's median: run one after
+the other, the two sides met different load on this shared machine.
+Each figure is from one of two runs on
 servers that the make target starts on this machine, client and server
 sharing its CPUs over loopback: one with fsync, synchronous_commit and
 full_page_writes off, which leaves durability's cost out, and one with
