@@ -142,10 +142,11 @@ type LiveRefresher interface {
 //     HeartbeatWithEventAt's, for w.LastHeartbeatMs.
 //   - RequestDrainWithEvent sets the drain of a registration live at
 //     nowMS, with its drain directive and its drain_requested event (with
-//     reason), and reports whether there was one to drain (drained) and
-//     whether it wrote at all (done); when the event's key is taken it
-//     writes nothing and reports done false, and the caller drains in a
-//     transaction.
+//     reason), waiting for the row's lock as RequestDrain's transaction
+//     does, and reports whether there was one to drain (drained) and
+//     whether it ran at all (done); when the event's key is taken, or the
+//     store does not name partitions, it writes nothing and reports done
+//     false, and the caller drains in a transaction.
 type OneStatementWriter interface {
 	HeartbeatWithEventAt(ctx context.Context, k InstanceKey, rep *Report, now func() int64, explicit bool) (HeartbeatRow, bool, error)
 	RefreshRegistration(ctx context.Context, w WorkerRow, explicit bool) (bool, error)
