@@ -90,15 +90,21 @@ func TestDrainRecordsReason(t *testing.T) {
 		for _, args := range []registry.RequestDrainArgs{
 			{Namespace: "ns", WorkerInstanceID: "w", Reason: reason, Now: t0.Add(time.Second)},
 			{Namespace: "ns", WorkerInstanceID: "w", Now: t0.Add(2 * time.Second)},
+			// The same millisecond again: its event's key is taken (on
+			// Postgres the one-statement drain gives way to the
+			// transaction), and the event moves to the next millisecond.
+			{Namespace: "ns", WorkerInstanceID: "w", Reason: "again", Now: t0.Add(2 * time.Second)},
 		} {
 			if o, err := r.RequestDrain(ctx, args); err != nil || o != registry.DrainRequested {
 				t.Fatalf("RequestDrain(%+v) = %v, %v", args, o, err)
 			}
 		}
 		events := b.events(t)
-		equal(t, "kinds", b.eventKinds(t), []string{"registered", "drain_requested", "drain_requested"})
+		equal(t, "kinds", b.eventKinds(t), []string{"registered", "drain_requested", "drain_requested", "drain_requested"})
 		equal(t, "reason of the first drain", events[1].Reason, sql.NullString{String: reason, Valid: true})
 		equal(t, "reason of the second drain", events[2].Reason, sql.NullString{})
+		equal(t, "reason of the third drain", events[3].Reason, sql.NullString{String: "again", Valid: true})
+		equal(t, "time of the third drain's event", events[3].AtMS, t0.Add(2*time.Second).UnixMilli()+1)
 
 		page, err := r.ListWorkerEvents(ctx, registry.ListWorkerEventsArgs{Namespace: "ns", WorkerInstanceID: "w"})
 		if err != nil {
@@ -108,7 +114,7 @@ func TestDrainRecordsReason(t *testing.T) {
 		for _, e := range page.Events {
 			reasons = append(reasons, e.Reason)
 		}
-		equal(t, "listed reasons", reasons, []string{"", reason, ""})
+		equal(t, "listed reasons", reasons, []string{"", reason, "", "again"})
 	})
 }
 
