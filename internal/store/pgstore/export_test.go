@@ -52,9 +52,14 @@ var PartitionKey = partitionKey
 var SplitPool = splitPool
 
 // SweepStatement is the sweep's statement for one batch of the partition
-// part, as the store runs it, with its arguments for nowMS and limit.
-func SweepStatement(part string, nowMS int64, limit int) (string, []any, error) {
+// part, as the store runs it, with its arguments for nowMS and limit; with
+// moving, the delete of a batch whose events it then moves.
+func SweepStatement(part string, nowMS int64, limit int, moving bool) (string, []any, error) {
 	query, args, err := sqlcStatement(func(q *pgdb.Queries) error {
+		if moving {
+			_, err := q.DeleteExpiredPartitionRows(context.Background(), pgdb.DeleteExpiredPartitionRowsParams{NowMs: nowMS, BatchSize: int64(limit)})
+			return err
+		}
 		_, err := q.SweepExpiredPartition(context.Background(), pgdb.SweepExpiredPartitionParams{NowMs: nowMS, BatchSize: int64(limit)})
 		return err
 	})

@@ -94,26 +94,28 @@ func rebind(query string) string {
 	return regexp.MustCompile(`\?(\d+)`).ReplaceAllString(query, "$$$1")
 }
 
-// TestSweepReadsOnePartition checks the sweep's statement as the store
-// rewrites it for one partition of FlowFabric's table: its plan reads
+// TestSweepReadsOnePartition checks the sweep's statements as the store
+// rewrites them for one partition of FlowFabric's table: each plan reads
 // that partition and no other, and deletes the rows it locked by their
 // ctids, not by a join back on the key (which doubled its time).
 func TestSweepReadsOnePartition(t *testing.T) {
 	db := flowfabrictest.Postgres(t).DB
 	for _, part := range []string{"ff_worker_registry_p000", "ff_worker_registry_p173"} {
-		query, args, err := pgstore.SweepStatement(part, t0.UnixMilli(), 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
-			plan := explainIn(t, db, mode, query, args...)
-			partitions := regexp.MustCompile(`ff_worker_registry_p\d{3}`).FindAllString(plan, -1)
-			slices.Sort(partitions)
-			if partitions = slices.Compact(partitions); !slices.Equal(partitions, []string{part}) {
-				t.Errorf("%s, %s: the plan reads %v, want only %s:\n%s", part, mode, partitions, part, plan)
+		for _, moving := range []bool{false, true} {
+			query, args, err := pgstore.SweepStatement(part, t0.UnixMilli(), 1000, moving)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !strings.Contains(plan, "ctid = ANY") || strings.Contains(plan, "Join") {
-				t.Errorf("%s, %s: the delete does not take the locked rows by ctid:\n%s", part, mode, plan)
+			for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+				plan := explainIn(t, db, mode, query, args...)
+				partitions := regexp.MustCompile(`ff_worker_registry_p\d{3}`).FindAllString(plan, -1)
+				slices.Sort(partitions)
+				if partitions = slices.Compact(partitions); !slices.Equal(partitions, []string{part}) {
+					t.Errorf("%s, moving events %v, %s: the plan reads %v, want only %s:\n%s", part, moving, mode, partitions, part, plan)
+				}
+				if !strings.Contains(plan, "ctid = ANY") || strings.Contains(plan, "Join") {
+					t.Errorf("%s, moving events %v, %s: the delete does not take the locked rows by ctid:\n%s", part, moving, mode, plan)
+				}
 			}
 		}
 	}

@@ -1,10 +1,12 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -28,7 +30,10 @@ import (
 //     expired row otherwise;
 //   - the partitions that have one are swept in order
 //     (SweepExpiredPartition, with the partition's name in place of the
-//     parent's), in transactions of at most a batch of rows each.
+//     parent's), in transactions of at most a batch of rows each. A batch
+//     one of whose ttl_swept events finds its key taken is rolled back and
+//     written again with DeleteExpiredPartitionRows and InsertEvents, which
+//     moves such an event to the next free millisecond.
 //
 // Both statements come from sqlc (queries/postgres/workers.sql), which
 // writes them against the parent as "ff_worker_registry AS" an alias;
@@ -44,6 +49,7 @@ type sweepPlan struct {
 	partitions []string // as regclass text: quoted, qualified when not on the search path
 	probe      string   // returns the indexes into partitions of those with an expired row
 	sweeps     []string // SweepExpiredPartition on each partition, by index
+	deletes    []string // DeleteExpiredPartitionRows, likewise
 }
 
 // sweepPlans caches a Store's sweepPlan once made: a table's partitions do
@@ -94,11 +100,19 @@ func (p *sweepPlans) get(ctx context.Context, s *Store) (*sweepPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	sweeps := make([]string, len(partitions))
-	for i, part := range partitions {
-		sweeps[i] = onPartition(sweep, part)
+	del, _, err := sqlcStatement(func(q *pgdb.Queries) error {
+		_, err := q.DeleteExpiredPartitionRows(ctx, pgdb.DeleteExpiredPartitionRowsParams{})
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	p.plan = &sweepPlan{partitions: partitions, probe: probe.String(), sweeps: sweeps}
+	plan := &sweepPlan{partitions: partitions, probe: probe.String(),
+		sweeps: make([]string, len(partitions)), deletes: make([]string, len(partitions))}
+	for i, part := range partitions {
+		plan.sweeps[i], plan.deletes[i] = onPartition(sweep, part), onPartition(del, part)
+	}
+	p.plan = plan
 	return p.plan, nil
 }
 
@@ -116,9 +130,11 @@ const sweepBatchSize = 1000
 // SweepExpired probes every partition for an expired row in one statement,
 // then sweeps the partitions that have one, in transactions of at most
 // sweepBatchSize rows: a transaction goes on to the next partition while
-// it has room, so that a sweep of one batch is atomic as on SQLite. Rows
-// that other transactions hold are skipped, left for the next sweep; with
-// nothing expired it writes nothing.
+// it has room, so that a sweep of one batch is atomic as on SQLite. A
+// batch one of whose events finds its key taken rolls back and runs again,
+// moving such events to the next free millisecond. Rows that other
+// transactions hold are skipped, left for the next sweep; with nothing
+// expired it writes nothing.
 func (s *Store) SweepExpired(ctx context.Context, nowMS int64, swept func(n int)) (int, error) {
 	plan, err := s.sweeps.get(ctx, s)
 	if err != nil {
@@ -144,27 +160,33 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, swept func(n int)
 	for len(parts) > 0 {
 		var n int
 		var left []int32
-		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-			n, left = 0, parts
-			// Each partition's statement is planned once per connection,
-			// not five times for its arguments first (milliseconds each).
-			q := s.txQueries(tx)
-			if _, err := q.UseGenericPlans(ctx); err != nil {
-				return err
-			}
-			for len(left) > 0 && n < sweepBatchSize {
-				limit := sweepBatchSize - n
-				k, err := sweepPartition(ctx, tx, q, plan, left[0], nowMS, limit)
-				if err != nil {
+		batch := func(moveEvents bool) error {
+			return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+				n, left = 0, parts
+				// Each partition's statement is planned once per connection,
+				// not five times for its arguments first (milliseconds each).
+				q := s.txQueries(tx)
+				if _, err := q.UseGenericPlans(ctx); err != nil {
 					return err
 				}
-				n += k
-				if k < limit {
-					left = left[1:] // nothing more expired there, or only rows others hold
+				for len(left) > 0 && n < sweepBatchSize {
+					limit := sweepBatchSize - n
+					k, err := sweepPartition(ctx, tx, q, plan, left[0], nowMS, limit, moveEvents)
+					if err != nil {
+						return err
+					}
+					n += k
+					if k < limit {
+						left = left[1:] // nothing more expired there, or only rows others hold
+					}
 				}
-			}
-			return nil
-		})
+				return nil
+			})
+		}
+		err := batch(false)
+		if errors.Is(err, errEventKeysTaken) {
+			err = batch(true)
+		}
 		if err != nil {
 			return total, s.lim.explain(err)
 		}
@@ -175,31 +197,58 @@ func (s *Store) SweepExpired(ctx context.Context, nowMS int64, swept func(n int)
 	return total, nil
 }
 
+// errEventKeysTaken fails a sweep batch one of whose ttl_swept events
+// found its key taken: the batch is written again, moving such events.
+var errEventKeysTaken = errors.New("a ttl_swept event's key was taken")
+
 // sweepPartition sweeps up to limit rows of the partition plan.partitions[i]
-// in tx: SweepExpiredPartition, then the events whose key was taken, each
-// at the next free millisecond.
-func sweepPartition(ctx context.Context, tx pgx.Tx, q *pgdb.Queries, plan *sweepPlan, i int32, nowMS int64, limit int) (int, error) {
+// in tx with SweepExpiredPartition, failing with errEventKeysTaken when an
+// event's key was taken; or, with moveEvents, deletes them with
+// DeleteExpiredPartitionRows and writes their events with InsertEvents,
+// which moves an event whose key is taken to the next free millisecond.
+func sweepPartition(ctx context.Context, tx pgx.Tx, q *pgdb.Queries, plan *sweepPlan, i int32, nowMS int64, limit int, moveEvents bool) (int, error) {
 	// The arguments, in sqlc's order; the text is the plan's, rewritten
 	// once for each partition.
 	_, args, err := sqlcStatement(func(q *pgdb.Queries) error {
+		if moveEvents {
+			_, err := q.DeleteExpiredPartitionRows(ctx, pgdb.DeleteExpiredPartitionRowsParams{NowMs: nowMS, BatchSize: int64(limit)})
+			return err
+		}
 		_, err := q.SweepExpiredPartition(ctx, pgdb.SweepExpiredPartitionParams{NowMs: nowMS, BatchSize: int64(limit)})
 		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	var row pgdb.SweepExpiredPartitionRow
-	if err := tx.QueryRow(ctx, plan.sweeps[i], args...).Scan(&row.Swept, &row.MissedNamespaces, &row.MissedInstances); err != nil {
+	if !moveEvents {
+		var row pgdb.SweepExpiredPartitionRow
+		if err := tx.QueryRow(ctx, plan.sweeps[i], args...).Scan(&row.Swept, &row.Recorded); err != nil {
+			return 0, fmt.Errorf("sweep %s: %w", plan.partitions[i], err)
+		}
+		if row.Recorded != row.Swept {
+			return 0, errEventKeysTaken
+		}
+		return int(row.Swept), nil
+	}
+	rows, err := tx.Query(ctx, plan.deletes[i], args...)
+	if err != nil {
 		return 0, fmt.Errorf("sweep %s: %w", plan.partitions[i], err)
 	}
-	w := postgresQueries{q: q}
-	for j, ns := range row.MissedNamespaces {
-		if err := w.InsertEvent(ctx, store.EventRow{Namespace: ns, WorkerInstanceID: row.MissedInstances[j],
-			EventKind: store.EventTTLSwept, EventAtMs: nowMS + 1}); err != nil {
-			return 0, err
-		}
+	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.InstanceKey, error) {
+		var k store.InstanceKey
+		return k, row.Scan(&k.Namespace, &k.InstanceID)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", plan.partitions[i], err)
 	}
-	return int(row.Swept), nil
+	// In SweepExpiredPartition's order (COLLATE "C": bytes).
+	slices.SortFunc(keys, func(a, b store.InstanceKey) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.InstanceID, b.InstanceID))
+	})
+	if err := (postgresQueries{q: q}).InsertEvents(ctx, store.EventTTLSwept, nowMS, keys); err != nil {
+		return 0, err
+	}
+	return len(keys), nil
 }
 
 // sqlcStatement returns the text and arguments of the one statement that
