@@ -35,7 +35,7 @@ import (
 //     written again with DeleteExpiredPartitionRows and InsertEvents, which
 //     moves such an event to the next free millisecond.
 //
-// Both statements come from sqlc (queries/postgres/workers.sql), which
+// The statements come from sqlc (queries/postgres/workers.sql), which
 // writes them against the parent as "ff_worker_registry AS" an alias;
 // sqlcStatement reads their text and arguments from the generated code.
 
