@@ -214,14 +214,7 @@ func TestKillDuringRegistrationIsFinal(t *testing.T) {
 		// other tests' schemas share.
 		release, waiters := b.holdRowLock(t, "ns", "w")
 		waiting := func(n int) func() bool { return func() bool { return waiters() >= n } }
-		killed := make(chan error, 1)
-		go func() {
-			o, err := r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "w", Reason: "bad host"})
-			if err == nil && o != registry.Marked {
-				err = fmt.Errorf("outcome %v", o)
-			}
-			killed <- err
-		}()
+		killed := markDeadAsync(r, "ns", "w")
 		waitFor(t, "the kill to wait for the row", waiting(1))
 		started := make(chan error, 1)
 		go func() {
@@ -297,14 +290,7 @@ func TestDrainBehindAKillWritesNothing(t *testing.T) {
 		}
 
 		release, waiters := b.holdRowLock(t, "ns", "killed")
-		killed := make(chan error, 1)
-		go func() {
-			o, err := r.MarkWorkerDead(ctx, registry.MarkWorkerDeadArgs{Namespace: "ns", WorkerInstanceID: "killed", Reason: "bad host"})
-			if err == nil && o != registry.Marked {
-				err = fmt.Errorf("outcome %v", o)
-			}
-			killed <- err
-		}()
+		killed := markDeadAsync(r, "ns", "killed")
 		waitFor(t, "the kill to wait for the row", func() bool { return waiters() >= 1 })
 		drained := drain("killed")
 		waitFor(t, "the drain to wait behind the kill", func() bool { return waiters() >= 2 })
@@ -333,4 +319,18 @@ func TestDrainBehindAKillWritesNothing(t *testing.T) {
 			t.Fatalf("GetWorker after the drain = %+v, %v, %v; want draining", w, ok, err)
 		}
 	})
+}
+
+// markDeadAsync marks an instance dead on another goroutine, and sends nil
+// when it was marked, else why not.
+func markDeadAsync(r *registry.Registry, namespace, instance string) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		o, err := r.MarkWorkerDead(context.Background(), registry.MarkWorkerDeadArgs{Namespace: namespace, WorkerInstanceID: instance, Reason: "bad host"})
+		if err == nil && o != registry.Marked {
+			err = fmt.Errorf("outcome %v", o)
+		}
+		out <- err
+	}()
+	return out
 }
