@@ -245,7 +245,7 @@ func TestRunSweeperSweepsAtOnce(t *testing.T) {
 // millisecond, in a full batch and in the last, partial one alike, and none
 // is lost.
 func TestSweepMovesEventsWhoseKeyIsTaken(t *testing.T) {
-	eachEngine(t, func(t *testing.T, s store) {
+	eachStore(t, func(t *testing.T, s store) {
 		testSweepMovesEventsWhoseKeyIsTaken(t, s)
 	})
 }
