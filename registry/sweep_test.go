@@ -305,33 +305,53 @@ func testSweepMovesEventsWhoseKeyIsTaken(t *testing.T, s store) {
 // expired row that another transaction holds (a registration refreshing
 // it, say) rather than wait for it, and sweeps it once it is free. The
 // lock is held on another connection while the sweep runs; a sweep that
-// waited would run into the context's deadline. (SQLite's writers take
+// waited would run into the context's deadline. So too when an event's
+// key is taken and the batch runs its second pass. (SQLite's writers take
 // turns: there a held write lock is waited for, as every write waits.)
 func TestSweepLeavesHeldRowsToTheirHolder(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store) {
 		if s.engine != enginePostgres {
 			t.Skip("SQLite's writers take turns at one lock")
 		}
-		r, b := setup(t, s)
-		for _, id := range []string{"a", "held", "z"} {
-			args := registerArgs("ns", id, t0)
-			args.LivenessTTL = time.Second
-			mustRegister(t, r, args)
+		for _, taken := range []bool{false, true} {
+			t.Run(fmt.Sprintf("event key taken=%v", taken), func(t *testing.T) {
+				r, b := setup(t, s)
+				for _, id := range []string{"a", "held", "z"} {
+					args := registerArgs("ns", id, t0)
+					args.LivenessTTL = time.Second
+					mustRegister(t, r, args)
+				}
+				if taken {
+					// "a"'s ttl_swept event key is taken: the batch runs
+					// its second pass, which must skip the held row too.
+					col, val := b.partitionColumn("'a'")
+					if _, err := b.raw.Exec(`INSERT INTO ff_worker_registry_event
+						(namespace, worker_instance_id, event_kind, event_at_ms, reason`+col+`)
+						VALUES ('ns', 'a', 'ttl_swept', ?1, NULL`+val+`)`, t0.Add(time.Hour).UnixMilli()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				release, _ := b.holdRowLock(t, "ns", "held")
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				rep, err := r.SweepExpiredWorkers(ctx, t0.Add(time.Hour))
+				if err != nil {
+					t.Fatalf("sweep with a row held: %v", err)
+				}
+				equal(t, "swept with a row held", rep.Swept, 2)
+				release()
+				rep, err = r.SweepExpiredWorkers(context.Background(), t0.Add(time.Hour))
+				if err != nil {
+					t.Fatal(err)
+				}
+				equal(t, "swept once it is free", rep.Swept, 1)
+				equal(t, "rows left", b.rowCount(t), 0)
+				want := 3
+				if taken {
+					want = 4 // the taken one and "a"'s, a millisecond later
+				}
+				equal(t, "ttl_swept events", len(slices.DeleteFunc(b.eventKinds(t), func(k string) bool { return k != "ttl_swept" })), want)
+			})
 		}
-		release, _ := b.holdRowLock(t, "ns", "held")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		rep, err := r.SweepExpiredWorkers(ctx, t0.Add(time.Hour))
-		if err != nil {
-			t.Fatalf("sweep with a row held: %v", err)
-		}
-		equal(t, "swept with a row held", rep.Swept, 2)
-		release()
-		rep, err = r.SweepExpiredWorkers(context.Background(), t0.Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		equal(t, "swept once it is free", rep.Swept, 1)
-		equal(t, "rows left", b.rowCount(t), 0)
 	})
 }
